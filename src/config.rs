@@ -1,0 +1,180 @@
+//! Configuration, like the Go `NewCloudstore(config)`: a TOML file (`--config FILE`) whose values
+//! the command-line flags override. Unknown keys and bad values are errors that say what is wrong.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::store::StoreError;
+
+/// Which store the configuration opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Embedded LevelDB in a local directory (the default).
+    Leveldb,
+    /// Ceph RADOS through librados (built with the `ceph` feature).
+    Ceph,
+    /// In-process memory, lost at exit: for tests and trials.
+    Memory,
+}
+
+/// Default largest value, in bytes: 64 MiB (Ceph refuses one op over 90 MiB).
+pub const DEFAULT_MAX_CHUNK_SIZE: u64 = 64 << 20;
+
+/// Everything a store and the mount are opened with.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Which backend to open.
+    pub backend: Backend,
+    /// LevelDB: the database directory.
+    pub data_dir: PathBuf,
+    /// Largest value accepted, in bytes.
+    pub max_chunk_size: u64,
+    /// LevelDB: block cache size in bytes.
+    pub cache_size: u64,
+    /// LevelDB: write buffer (memtable) size in bytes.
+    pub write_buffer_size: u64,
+    /// Mount: bytes of chunk data the daemon may hold (write buffers, read cache, scratch files).
+    pub memory_budget: u64,
+    /// Ceph settings.
+    pub ceph: CephConfig,
+}
+
+/// Ceph RADOS connection settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CephConfig {
+    /// The ceph.conf to read (it names the monitors and the keyring).
+    pub conf: PathBuf,
+    /// The pool that holds the chunks.
+    pub pool: String,
+    /// The client name without "client." (cephx user).
+    pub user: String,
+    /// The RADOS namespace inside the pool ("" = the default namespace).
+    pub namespace: String,
+    /// Seconds to wait for the monitors when connecting.
+    pub connect_timeout_secs: u64,
+    /// Seconds an OSD or monitor operation may take before it fails.
+    pub op_timeout_secs: u64,
+    /// Batch operations in flight at once.
+    pub max_in_flight: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            backend: Backend::Leveldb,
+            data_dir: PathBuf::from("cloudstore-data"),
+            max_chunk_size: DEFAULT_MAX_CHUNK_SIZE,
+            cache_size: 64 << 20,
+            write_buffer_size: 64 << 20,
+            memory_budget: 1 << 30,
+            ceph: CephConfig::default(),
+        }
+    }
+}
+
+impl Default for CephConfig {
+    fn default() -> Self {
+        CephConfig {
+            conf: PathBuf::from("/etc/ceph/ceph.conf"),
+            pool: "cloudstore".into(),
+            user: "admin".into(),
+            namespace: String::new(),
+            connect_timeout_secs: 10,
+            op_timeout_secs: 30,
+            max_in_flight: 128,
+        }
+    }
+}
+
+impl CephConfig {
+    /// The connect timeout as a duration.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_secs)
+    }
+
+    /// The operation timeout as a duration.
+    pub fn op_timeout(&self) -> Duration {
+        Duration::from_secs(self.op_timeout_secs)
+    }
+}
+
+impl Config {
+    /// Parses a TOML configuration.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Config, StoreError> {
+        let config: Config = toml::from_str(text)
+            .map_err(|e| StoreError::Config(format!("config {origin}: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads and parses a TOML configuration file.
+    pub fn load(path: &Path) -> Result<Config, StoreError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            StoreError::Config(format!("cannot read config file {}: {e}", path.display()))
+        })?;
+        Config::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        let bad = |what: &str| Err(StoreError::Config(format!("invalid configuration: {what}")));
+        if self.max_chunk_size == 0 {
+            return bad("max_chunk_size must be at least 1 byte");
+        }
+        if self.backend == Backend::Ceph && self.max_chunk_size > 90 << 20 {
+            return bad("max_chunk_size over 90 MiB: Ceph refuses larger single operations");
+        }
+        if self.write_buffer_size < 64 << 10 {
+            return bad("write_buffer_size must be at least 64 KiB");
+        }
+        if self.backend == Backend::Leveldb && self.data_dir.as_os_str().is_empty() {
+            return bad("data_dir is empty");
+        }
+        if self.backend == Backend::Ceph && self.ceph.pool.is_empty() {
+            return bad("ceph.pool is empty");
+        }
+        if self.ceph.max_in_flight == 0 {
+            return bad("ceph.max_in_flight must be at least 1");
+        }
+        if self.ceph.connect_timeout_secs == 0 || self.ceph.op_timeout_secs == 0 {
+            return bad("ceph timeouts must be at least 1 second");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_file() {
+        let c = Config::from_toml(
+            "backend = \"ceph\"\nmax_chunk_size = 1048576\n[ceph]\npool = \"p\"\nnamespace = \"ns\"\n",
+            "test",
+        )
+        .unwrap();
+        assert_eq!(c.backend, Backend::Ceph);
+        assert_eq!(c.max_chunk_size, 1 << 20);
+        assert_eq!(c.ceph.pool, "p");
+        assert_eq!(c.ceph.namespace, "ns");
+        assert_eq!(c.ceph.user, "admin");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let e = Config::from_toml("bakend = \"leveldb\"\n", "t").unwrap_err();
+        assert!(e.to_string().contains("bakend"), "{e}");
+        let e = Config::from_toml("backend = \"s3\"\n", "t").unwrap_err();
+        assert!(e.to_string().contains("s3"), "{e}");
+        let e = Config::from_toml("max_chunk_size = 0\n", "t").unwrap_err();
+        assert!(e.to_string().contains("max_chunk_size"), "{e}");
+        let e = Config::from_toml("max_chunk_size = -5\n", "t").unwrap_err();
+        assert!(e.to_string().contains("max_chunk_size"), "{e}");
+    }
+}

@@ -1,0 +1,167 @@
+//! The chunk-store abstraction: the `Cloudstore` trait (the operations of the original Go
+//! interface plus what a filesystem needs), its shared types, and `open`, which picks a backend
+//! from a [`Config`].
+
+mod error;
+pub mod leveldb;
+pub mod memory;
+
+#[cfg(feature = "ceph")]
+pub mod ceph;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+pub use error::{Result, StoreError};
+
+use crate::config::{Backend, Config};
+
+/// One item of a batch call: the key, and after the call its value, whether it was found (`ok`)
+/// and the error that concerned this chunk alone, if any.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RawChunk {
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    pub ok: bool,
+    pub error: Option<StoreError>,
+}
+
+impl RawChunk {
+    /// A batch item to read: only the key is set.
+    pub fn for_get(key: impl Into<Vec<u8>>) -> Self {
+        RawChunk {
+            key: key.into(),
+            ..Default::default()
+        }
+    }
+
+    /// A batch item to write.
+    pub fn for_set(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
+        RawChunk {
+            key: key.into(),
+            value: value.into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// A chunk seen in a listing: its key and the size of its value in bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkInfo {
+    pub key: Vec<u8>,
+    pub size: u64,
+}
+
+/// A streaming listing. It owns what it needs (no borrow of the store), so a directory handle can
+/// keep it between readdir calls.
+pub type ChunkList = Box<dyn Iterator<Item = Result<ChunkInfo>> + Send>;
+
+/// Figures for statfs, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpaceInfo {
+    pub total: u64,
+    pub free: u64,
+}
+
+/// A chunk store. Implementations are safe to call from many threads at once.
+///
+/// Semantics (pinned by the contract suite in `tests/contract/`):
+/// - a missing key is `Ok(None)` (never an error); a stored 0-byte value is `Ok(Some(vec![]))`;
+/// - ranges are half-open `[start, end)`, `end == 0` means "to the end", `start > end` is
+///   [`StoreError::InvalidRange`], a range past the end is clamped, never padded;
+/// - a set replaces the whole value;
+/// - batch calls fill each item's `value`/`ok`/`error` and return `Err` only when the call as a
+///   whole failed;
+/// - `close` flushes everything still pending.
+pub trait Cloudstore: Send + Sync {
+    /// The backend's name, for log lines and errors ("leveldb", "ceph", "memory").
+    fn backend(&self) -> &'static str;
+
+    /// GetChunk: the whole value of `key`, `None` when the key is missing.
+    fn get_chunk(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    /// GetChunkBatch: reads every item's key into its `value`/`ok`/`error`.
+    fn get_chunk_batch(&self, chunks: &mut [RawChunk]) -> Result<()>;
+
+    /// GetChunkWithRange: the bytes `[start, end)` of the value (`end == 0`: to the end).
+    fn get_chunk_with_range(&self, key: &[u8], start: u64, end: u64) -> Result<Option<Vec<u8>>>;
+
+    /// SetChunk: stores `value` under `key`, replacing any previous value whole.
+    fn set_chunk(&self, key: &[u8], value: &[u8]) -> Result<()>;
+
+    /// SetChunkBatch: stores every item; per-item failures go to the item's `error`.
+    fn set_chunk_batch(&self, chunks: &mut [RawChunk]) -> Result<()>;
+
+    /// Close: flushes everything pending. Calls after close fail with [`StoreError::Closed`].
+    fn close(&self) -> Result<()>;
+
+    /// The size of the value of `key` in bytes, `None` when missing.
+    fn stat(&self, key: &[u8]) -> Result<Option<u64>>;
+
+    /// Deletes `key`; `Ok(false)` when it was not there.
+    fn delete(&self, key: &[u8]) -> Result<bool>;
+
+    /// Lists chunks, streaming; with `after`, starts after that key (in the backend's order).
+    fn list(&self, after: Option<&[u8]>) -> Result<ChunkList>;
+
+    /// Makes every acknowledged write durable on stable storage.
+    fn sync(&self) -> Result<()>;
+
+    /// Moves the value of `from` to `to`, replacing `to`; `Ok(false)` when `from` is missing.
+    /// Backends that can do it atomically override this.
+    fn rename(&self, from: &[u8], to: &[u8]) -> Result<bool> {
+        let Some(value) = self.get_chunk(from)? else {
+            return Ok(false);
+        };
+        self.set_chunk(to, &value)?;
+        if from != to {
+            self.delete(from)?;
+        }
+        Ok(true)
+    }
+
+    /// The modification time of `key`, kept beside the chunk keyspace; `None` when unknown.
+    fn mtime(&self, _key: &[u8]) -> Result<Option<SystemTime>> {
+        Ok(None)
+    }
+
+    /// Sets the modification time of an existing `key` (touch -d, tar x, rsync -a).
+    fn set_mtime(&self, _key: &[u8], _mtime: SystemTime) -> Result<()> {
+        Ok(())
+    }
+
+    /// Space figures for statfs, when the backend knows them.
+    fn space(&self) -> Result<Option<SpaceInfo>> {
+        Ok(None)
+    }
+}
+
+/// Checks a range and clamps it to a value of `len` bytes: the byte span to return.
+pub fn clamp_range(key: &[u8], start: u64, end: u64, len: u64) -> Result<(usize, usize)> {
+    if end != 0 && start > end {
+        return Err(StoreError::InvalidRange {
+            key: hex::encode(key),
+            start,
+            end,
+        });
+    }
+    let end = if end == 0 { len } else { end.min(len) };
+    let start = start.min(end);
+    Ok((start as usize, end as usize))
+}
+
+/// Opens the backend that `config` names (the Go `NewCloudstore(config)`).
+pub fn open(config: &Config) -> Result<Arc<dyn Cloudstore>> {
+    match config.backend {
+        Backend::Leveldb => Ok(Arc::new(leveldb::LevelDbStore::open(config)?)),
+        Backend::Memory => Ok(Arc::new(memory::MemoryStore::new(config.max_chunk_size))),
+        #[cfg(feature = "ceph")]
+        Backend::Ceph => Ok(Arc::new(ceph::CephStore::open(config)?)),
+        #[cfg(not(feature = "ceph"))]
+        Backend::Ceph => Err(StoreError::Config(
+            "backend ceph: this binary was built without the `ceph` feature \
+             (cargo build --features ceph)"
+                .into(),
+        )),
+    }
+}
