@@ -4,4 +4,5 @@
 //! `cli` the chunk commands.
 
 pub mod config;
+pub mod mount;
 pub mod store;
