@@ -34,6 +34,15 @@ impl MemoryStore {
         }
     }
 
+    /// A new handle on the same data, as if the store were opened again after `close`.
+    pub fn reopen(&self) -> MemoryStore {
+        MemoryStore {
+            map: Arc::clone(&self.map),
+            max_chunk_size: self.max_chunk_size,
+            closed: AtomicBool::new(false),
+        }
+    }
+
     fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(StoreError::Closed { backend: BACKEND });
