@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Runs every test of cloudstore-fs on this machine, installing what the tests need first:
+# Debian packages (Ceph daemons, librados, rsync), a throwaway single-node Ceph cluster (stopped
+# again on exit, even when tests fail), then formatting, lints and `cargo test --all-features`.
+#
+#   scripts/test.sh            everything (needs root for apt-get and the FUSE mounts)
+#   scripts/test.sh -- ARGS    extra arguments for `cargo test` (e.g. a test name filter)
+#
+# CI runs this with CI=true, where a missing Ceph cluster or FUSE device fails the tests
+# instead of skipping them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { echo "test.sh: $*" >&2; }
+
+# 1. Packages. The Ceph ones are installed by the cluster script; the rest here.
+need=()
+command -v rsync >/dev/null || need+=(rsync)
+command -v cmp >/dev/null || need+=(diffutils)
+command -v tar >/dev/null || need+=(tar)
+if [ ${#need[@]} -gt 0 ]; then
+    say "installing ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+scripts/ceph-cluster.sh install
+
+# 2. Formatting and lints: cheap, and they fail fast.
+say "cargo fmt --check"
+cargo fmt --all -- --check
+say "cargo clippy"
+cargo clippy --all-targets --all-features -- -D warnings
+
+# 3. A throwaway Ceph cluster for the Ceph suites; always stopped on exit.
+cluster=$(mktemp -d /tmp/cloudstore-ceph.XXXXXX)
+stop_cluster() {
+    scripts/ceph-cluster.sh stop "$cluster" || true
+    rm -rf "$cluster"
+}
+trap stop_cluster EXIT
+say "starting a Ceph cluster in $cluster"
+conf=$(scripts/ceph-cluster.sh start "$cluster" | tail -n 1)
+export CLOUDSTORE_TEST_CEPH_CONF="$conf"
+export CLOUDSTORE_TEST_CEPH_POOL="${CEPH_POOL:-cloudstore-test}"
+
+# 4. All the tests, every backend.
+shift_args=()
+if [ "${1:-}" = "--" ]; then
+    shift
+    shift_args=("$@")
+fi
+say "cargo test --all-features (Ceph conf: $conf)"
+cargo test --all-features "${shift_args[@]}"
