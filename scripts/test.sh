@@ -13,6 +13,12 @@ cd "$(dirname "$0")/.."
 
 say() { echo "test.sh: $*" >&2; }
 
+# rustup's cargo may be missing from a non-login shell's PATH.
+if ! command -v cargo >/dev/null && [ -f "$HOME/.cargo/env" ]; then
+    # shellcheck disable=SC1091
+    . "$HOME/.cargo/env"
+fi
+
 # 1. Packages. The Ceph ones are installed by the cluster script; the rest here.
 need=()
 command -v rsync >/dev/null || need+=(rsync)
