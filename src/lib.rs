@@ -1,10 +1,13 @@
 //! cloudstore-fs: a chunk store (LevelDB or Ceph RADOS) shown as a directory through FUSE.
 //!
 //! `store` holds the `Cloudstore` trait and its backends; `config` the configuration;
-//! `cli` the chunk commands.
+//! `cli` the chunk commands; `fs` the filesystem core, `fuse` its fuser adapter and `mount`
+//! the mount itself.
 
 pub mod cli;
 pub mod config;
+pub mod fs;
+pub mod fuse;
 pub mod keyname;
 pub mod mount;
 pub mod store;

@@ -1,0 +1,140 @@
+//! Parsers for command-line values: hex keys, byte ranges and byte sizes. Each error says what
+//! was wrong; clap reports it with exit code 2.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Parses a key given in hex on the command line (either case, even length, not empty).
+pub fn parse_key_arg(s: &str) -> Result<Vec<u8>, String> {
+    if s.is_empty() {
+        return Err("empty key: give the key in hex, e.g. 00ab".into());
+    }
+    // The first bad character is the more useful message, so it is looked for before the length.
+    if let Some((index, c)) = s.char_indices().find(|(_, c)| !c.is_ascii_hexdigit()) {
+        return Err(format!("{c:?} at position {index} is not a hex digit"));
+    }
+    if s.len() % 2 != 0 {
+        return Err(format!(
+            "odd number of hex digits ({}): each key byte takes two digits",
+            s.len()
+        ));
+    }
+    Ok(hex::decode(s).expect("validated hex"))
+}
+
+/// A key given in hex on the command line; see [`parse_key_arg`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HexKey(pub Vec<u8>);
+
+impl FromStr for HexKey {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_key_arg(s).map(HexKey)
+    }
+}
+
+/// A byte range `START..END` (half-open), `START..` (to the end) or `..END` (from 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u64,
+    /// `None`: to the end of the value.
+    pub end: Option<u64>,
+}
+
+impl FromStr for ByteRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let Some((start, end)) = s.split_once("..") else {
+            return Err(format!("{s:?} is not a range: expected START..END or START.."));
+        };
+        let number = |text: &str, what: &str| {
+            text.parse::<u64>().map_err(|_| {
+                format!("{what} {text:?} of range {s:?} is not a non-negative integer")
+            })
+        };
+        let start = if start.is_empty() {
+            0
+        } else {
+            number(start, "start")?
+        };
+        let end = if end.is_empty() {
+            None
+        } else {
+            Some(number(end, "end")?)
+        };
+        if let Some(end) = end {
+            if start > end {
+                return Err(format!("range {s:?}: start {start} is after end {end}"));
+            }
+        }
+        Ok(ByteRange { start, end })
+    }
+}
+
+impl fmt::Display for ByteRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.end {
+            Some(end) => write!(f, "{}..{end}", self.start),
+            None => write!(f, "{}..", self.start),
+        }
+    }
+}
+
+/// Parses a size in bytes: a plain integer, or one with a binary suffix K/KiB, M/MiB, G/GiB.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, suffix) = s.split_at(digits_end);
+    let shift = match suffix {
+        "" => 0,
+        "K" | "k" | "KiB" => 10,
+        "M" | "MiB" => 20,
+        "G" | "GiB" => 30,
+        _ => return Err(format!("{s:?}: unknown size suffix {suffix:?} (use K, M or G)")),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size in bytes"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys() {
+        assert_eq!(parse_key_arg("00aB"), Ok(vec![0, 0xab]));
+        assert!(parse_key_arg("").unwrap_err().contains("empty"));
+        assert!(parse_key_arg("abc").unwrap_err().contains("odd"));
+        assert!(parse_key_arg("zz").unwrap_err().contains("'z'"));
+        assert!(parse_key_arg("0g1").unwrap_err().contains("'g' at position 1"));
+    }
+
+    #[test]
+    fn ranges() {
+        let r = |s: &str| s.parse::<ByteRange>();
+        assert_eq!(r("2..5"), Ok(ByteRange { start: 2, end: Some(5) }));
+        assert_eq!(r("7.."), Ok(ByteRange { start: 7, end: None }));
+        assert_eq!(r("..3"), Ok(ByteRange { start: 0, end: Some(3) }));
+        assert_eq!(r("4..4"), Ok(ByteRange { start: 4, end: Some(4) }));
+        assert!(r("5..2").unwrap_err().contains("after"));
+        assert!(r("x..").unwrap_err().contains("\"x\""));
+        assert!(r("5").is_err());
+        assert!(r("-1..3").is_err());
+        assert!(r("1..2..3").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert_eq!(parse_bytes("64K"), Ok(64 << 10));
+        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_bytes("1G"), Ok(1 << 30));
+        assert!(parse_bytes("12X").is_err());
+        assert!(parse_bytes("").is_err());
+        assert!(parse_bytes("99999999999999G").is_err());
+    }
+}

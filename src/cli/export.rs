@@ -1,0 +1,137 @@
+//! `export DIR`: writes every chunk to DIR as a file named by its hex key, streaming the listing
+//! and fetching values with `get_chunk_batch` in batches bounded by count and bytes.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::Path;
+
+use super::chunk::stdout_result;
+use super::progress::Progress;
+use super::{CliError, CliResult};
+use crate::keyname;
+use crate::store::{Cloudstore, RawChunk};
+
+/// Most chunks in one batch.
+const BATCH_CHUNKS: usize = 1000;
+/// Most value bytes in one batch, by the sizes the listing gave (a larger chunk goes alone).
+const BATCH_BYTES: u64 = 64 << 20;
+
+struct Export<'a> {
+    store: &'a dyn Cloudstore,
+    dir: &'a Path,
+    progress: Progress,
+    batch: Vec<RawChunk>,
+    batch_bytes: u64,
+    vanished: u64,
+    failed: u64,
+}
+
+impl Export<'_> {
+    fn fail(&mut self, what: String) {
+        self.failed += 1;
+        log::error!("{}: export: {what}", self.store.backend());
+        self.progress.report(&what);
+    }
+
+    fn push(&mut self, key: Vec<u8>, size: u64) -> CliResult {
+        if !self.batch.is_empty()
+            && (self.batch.len() >= BATCH_CHUNKS || self.batch_bytes + size > BATCH_BYTES)
+        {
+            self.flush()?;
+        }
+        self.batch_bytes += size;
+        self.batch.push(RawChunk::for_get(key));
+        Ok(())
+    }
+
+    /// Fetches the pending batch and writes each value. A failure of the whole call ends the
+    /// export; a chunk's own failure is reported and counted.
+    fn flush(&mut self) -> CliResult {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let mut batch = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        if let Err(e) = self.store.get_chunk_batch(&mut batch) {
+            log::error!(
+                "{}: export: batch of {} chunks from {} failed: {e}",
+                self.store.backend(),
+                batch.len(),
+                hex::encode(&batch[0].key)
+            );
+            return Err(CliError::Failed(format!(
+                "export stopped after {} chunks: a batch of {} failed: {e}",
+                self.progress.chunks,
+                batch.len()
+            )));
+        }
+        for chunk in batch.drain(..) {
+            let name = keyname::name_of_key(&chunk.key);
+            if let Some(e) = &chunk.error {
+                self.fail(format!("chunk {name} could not be read: {e}"));
+            } else if !chunk.ok {
+                // Deleted between the listing and the read: nothing to export, not a failure.
+                self.vanished += 1;
+                self.progress
+                    .report(&format!("chunk {name} vanished during the export"));
+            } else {
+                let path = self.dir.join(&name);
+                match fs::write(&path, &chunk.value) {
+                    Ok(()) => self.progress.add(chunk.value.len() as u64),
+                    Err(e) => self.fail(format!("chunk {name}: writing {}: {e}", path.display())),
+                }
+            }
+        }
+        self.progress.update();
+        self.batch = batch;
+        Ok(())
+    }
+}
+
+/// Runs `export DIR`.
+pub fn run(store: &dyn Cloudstore, dir: &Path) -> CliResult {
+    fs::create_dir_all(dir)
+        .map_err(|e| CliError::io(format_args!("creating {}", dir.display()), e))?;
+    let list = store.list(None).map_err(|e| {
+        log::error!("{}: export: listing failed: {e}", store.backend());
+        CliError::from(e)
+    })?;
+    let mut export = Export {
+        store,
+        dir,
+        progress: Progress::start("exporting"),
+        batch: Vec::with_capacity(BATCH_CHUNKS),
+        batch_bytes: 0,
+        vanished: 0,
+        failed: 0,
+    };
+    for item in list {
+        let info = item.map_err(|e| {
+            log::error!("{}: export: listing failed: {e}", store.backend());
+            CliError::Failed(format!(
+                "export stopped after {} chunks: listing failed: {e}",
+                export.progress.chunks
+            ))
+        })?;
+        export.push(info.key, info.size)?;
+    }
+    export.flush()?;
+    let secs = export.progress.finish();
+    let mut extra = String::new();
+    if export.vanished > 0 {
+        extra += &format!(", {} vanished", export.vanished);
+    }
+    if export.failed > 0 {
+        extra += &format!(", {} failed", export.failed);
+    }
+    stdout_result(writeln!(
+        io::stdout().lock(),
+        "exported {} chunks ({} bytes){extra} in {secs:.1} s",
+        export.progress.chunks,
+        export.progress.bytes,
+    ))?;
+    match export.failed {
+        0 => Ok(()),
+        n => Err(CliError::Failed(format!("{n} chunks could not be exported"))),
+    }
+}

@@ -1,0 +1,156 @@
+//! `import DIR`: stores every regular file of DIR named by a chunk name, through
+//! `set_chunk_batch` in batches bounded by count and bytes; other names are reported and skipped.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::Path;
+
+use super::chunk::stdout_result;
+use super::progress::Progress;
+use super::{CliError, CliResult};
+use crate::config::Config;
+use crate::keyname;
+use crate::store::{Cloudstore, RawChunk};
+
+/// Most chunks in one batch.
+const BATCH_CHUNKS: usize = 1000;
+/// Most value bytes in one batch (a single larger chunk goes alone).
+const BATCH_BYTES: u64 = 64 << 20;
+
+struct Import<'a> {
+    store: &'a dyn Cloudstore,
+    progress: Progress,
+    batch: Vec<RawChunk>,
+    batch_bytes: u64,
+    skipped: u64,
+    failed: u64,
+}
+
+impl Import<'_> {
+    fn skip(&mut self, path: &Path, why: impl std::fmt::Display) {
+        self.skipped += 1;
+        self.progress
+            .report(&format!("skipping {}: {why}", path.display()));
+    }
+
+    fn fail(&mut self, what: String) {
+        self.failed += 1;
+        log::error!("{}: import: {what}", self.store.backend());
+        self.progress.report(&what);
+    }
+
+    fn push(&mut self, key: Vec<u8>, value: Vec<u8>) -> CliResult {
+        let len = value.len() as u64;
+        if !self.batch.is_empty()
+            && (self.batch.len() >= BATCH_CHUNKS || self.batch_bytes + len > BATCH_BYTES)
+        {
+            self.flush()?;
+        }
+        self.batch_bytes += len;
+        self.batch.push(RawChunk::for_set(key, value));
+        Ok(())
+    }
+
+    /// Stores the pending batch. A failure of the whole call ends the import; a chunk's own
+    /// failure is reported and counted.
+    fn flush(&mut self) -> CliResult {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let mut batch = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        if let Err(e) = self.store.set_chunk_batch(&mut batch) {
+            log::error!(
+                "{}: import: batch of {} chunks from {} failed: {e}",
+                self.store.backend(),
+                batch.len(),
+                hex::encode(&batch[0].key)
+            );
+            return Err(CliError::Failed(format!(
+                "import stopped after {} chunks: a batch of {} failed: {e}",
+                self.progress.chunks,
+                batch.len()
+            )));
+        }
+        for chunk in &batch {
+            match &chunk.error {
+                Some(e) => self.fail(format!(
+                    "chunk {} could not be stored: {e}",
+                    hex::encode(&chunk.key)
+                )),
+                None => self.progress.add(chunk.value.len() as u64),
+            }
+        }
+        self.progress.update();
+        batch.clear();
+        self.batch = batch;
+        Ok(())
+    }
+}
+
+/// Runs `import DIR`.
+pub fn run(store: &dyn Cloudstore, config: &Config, dir: &Path) -> CliResult {
+    let entries = fs::read_dir(dir)
+        .map_err(|e| CliError::Invalid(format!("cannot read directory {}: {e}", dir.display())))?;
+    let mut import = Import {
+        store,
+        progress: Progress::start("importing"),
+        batch: Vec::with_capacity(BATCH_CHUNKS),
+        batch_bytes: 0,
+        skipped: 0,
+        failed: 0,
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| CliError::io(format!("reading {}", dir.display()), e))?;
+        let path = entry.path();
+        let key = match keyname::key_from_os_name(&entry.file_name()) {
+            Ok(key) => key,
+            Err(why) => {
+                import.skip(&path, format_args!("not a chunk name ({why})"));
+                continue;
+            }
+        };
+        // Follows symlinks: a link to a regular file imports its target.
+        let meta = match fs::metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) => {
+                import.fail(format!("cannot stat {}: {e}", path.display()));
+                continue;
+            }
+        };
+        if !meta.is_file() {
+            import.skip(&path, "not a regular file");
+            continue;
+        }
+        if meta.len() > config.max_chunk_size {
+            import.fail(format!(
+                "{}: {} bytes exceed the maximum chunk size of {} bytes",
+                path.display(),
+                meta.len(),
+                config.max_chunk_size
+            ));
+            continue;
+        }
+        match fs::read(&path) {
+            Ok(value) => import.push(key, value)?,
+            Err(e) => import.fail(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+    import.flush()?;
+    let secs = import.progress.finish();
+    let failed = match import.failed {
+        0 => String::new(),
+        n => format!(", {n} failed"),
+    };
+    stdout_result(writeln!(
+        io::stdout().lock(),
+        "imported {} chunks ({} bytes), skipped {} files{failed} in {secs:.1} s",
+        import.progress.chunks,
+        import.progress.bytes,
+        import.skipped,
+    ))?;
+    match import.failed {
+        0 => Ok(()),
+        n => Err(CliError::Failed(format!("{n} files could not be imported"))),
+    }
+}

@@ -1,0 +1,218 @@
+//! The command line: chunk commands in the manner of the `rados` tool, plus mount and unmount.
+//! `main.rs` only parses and calls [`run`]; each command lives in its own module.
+
+mod args;
+mod chunk;
+mod error;
+mod export;
+mod import;
+mod mount;
+mod progress;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use args::{parse_bytes, parse_key_arg, ByteRange, HexKey};
+pub use error::{CliError, CliResult};
+
+use crate::config::{Backend, Config};
+use crate::store::{self, Cloudstore};
+
+/// Command line of `cloudstore-fs`.
+#[derive(Debug, Parser)]
+#[command(name = "cloudstore-fs", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Store options, accepted before or after the subcommand; each overrides the --config file.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Store options")]
+pub struct StoreArgs {
+    /// TOML configuration file (flags override its values).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Which store to use [default: leveldb].
+    #[arg(long, global = true, value_enum)]
+    pub backend: Option<Backend>,
+    /// LevelDB database directory.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Ceph: the ceph.conf to read.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ceph_conf: Option<PathBuf>,
+    /// Ceph: the pool holding the chunks.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub pool: Option<String>,
+    /// Ceph: the client name, without "client.".
+    #[arg(long, global = true, value_name = "NAME")]
+    pub ceph_user: Option<String>,
+    /// Ceph: the RADOS namespace inside the pool.
+    #[arg(long, global = true, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Largest value accepted, in bytes (suffixes K, M, G).
+    #[arg(long, global = true, value_name = "BYTES", value_parser = parse_bytes)]
+    pub max_chunk_size: Option<u64>,
+    /// LevelDB block cache size in bytes (suffixes K, M, G).
+    #[arg(long, global = true, value_name = "BYTES", value_parser = parse_bytes)]
+    pub cache_size: Option<u64>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Store a chunk from FILE (or stdin).
+    Put {
+        /// The key, in hex.
+        key: HexKey,
+        /// Where the value comes from; omitted or "-": stdin.
+        file: Option<PathBuf>,
+    },
+    /// Write a chunk's value (or a byte range of it) to stdout or a file.
+    Get {
+        /// The key, in hex.
+        key: HexKey,
+        /// Only bytes START..END (half-open); START.. reads to the end.
+        #[arg(long, value_name = "START..END")]
+        range: Option<ByteRange>,
+        /// Write to FILE instead of stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Print the size of a chunk in bytes.
+    Stat {
+        /// The key, in hex.
+        key: HexKey,
+    },
+    /// Delete a chunk.
+    Rm {
+        /// The key, in hex.
+        key: HexKey,
+    },
+    /// List every chunk: one "KEY SIZE" line each.
+    Ls,
+    /// Store every file of DIR named by a hex key as that chunk.
+    Import {
+        /// The directory to read.
+        dir: PathBuf,
+    },
+    /// Write every chunk to DIR as a file named by its hex key.
+    Export {
+        /// The directory to write (created if needed).
+        dir: PathBuf,
+    },
+    /// Mount the store as a directory and serve it until unmounted.
+    Mount {
+        /// Refuse every change.
+        #[arg(long)]
+        read_only: bool,
+        /// Let other users than the mounting one see the files.
+        #[arg(long)]
+        allow_other: bool,
+        /// Return once the mount is ready and keep serving in the background.
+        #[arg(long)]
+        daemon: bool,
+        /// Where to mount.
+        mountpoint: PathBuf,
+    },
+    /// Unmount a cloudstore-fs mount.
+    Unmount {
+        /// The mounted directory.
+        mountpoint: PathBuf,
+    },
+}
+
+impl StoreArgs {
+    /// The configuration: the --config file (or the defaults), then each given flag, validated.
+    /// Every failure here is invalid input.
+    pub fn load_config(&self) -> CliResult<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path).map_err(|e| CliError::Invalid(e.to_string()))?,
+            None => Config::default(),
+        };
+        if let Some(backend) = self.backend {
+            config.backend = backend;
+        }
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        if let Some(conf) = &self.ceph_conf {
+            config.ceph.conf = conf.clone();
+        }
+        if let Some(pool) = &self.pool {
+            config.ceph.pool = pool.clone();
+        }
+        if let Some(user) = &self.ceph_user {
+            config.ceph.user = user.clone();
+        }
+        if let Some(ns) = &self.namespace {
+            config.ceph.namespace = ns.clone();
+        }
+        if let Some(max) = self.max_chunk_size {
+            config.max_chunk_size = max;
+        }
+        if let Some(cache) = self.cache_size {
+            config.cache_size = cache;
+        }
+        config
+            .validate()
+            .map_err(|e| CliError::Invalid(e.to_string()))?;
+        Ok(config)
+    }
+}
+
+/// Opens the configured store; a store that cannot be opened is a failure (exit 3).
+fn open_store(config: &Config) -> CliResult<Arc<dyn Cloudstore>> {
+    store::open(config).map_err(|e| {
+        log::error!("cannot open the {:?} store: {e}", config.backend);
+        CliError::Failed(format!("cannot open the store: {e}"))
+    })
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> CliResult {
+    if let Command::Unmount { mountpoint } = &cli.command {
+        // Needs no store: the mount's daemon owns it.
+        return mount::unmount(mountpoint);
+    }
+    let config = cli.store.load_config()?;
+    let store = open_store(&config)?;
+    let result = match cli.command {
+        Command::Put { key, file } => chunk::put(&*store, &config, &key.0, file.as_deref()),
+        Command::Get { key, range, output } => {
+            chunk::get(&*store, &key.0, range, output.as_deref())
+        }
+        Command::Stat { key } => chunk::stat(&*store, &key.0),
+        Command::Rm { key } => chunk::rm(&*store, &key.0),
+        Command::Ls => chunk::ls(&*store),
+        Command::Import { dir } => import::run(&*store, &config, &dir),
+        Command::Export { dir } => export::run(&*store, &dir),
+        Command::Mount {
+            read_only,
+            allow_other,
+            daemon,
+            mountpoint,
+        } => {
+            let opts = crate::mount::MountOptions {
+                mountpoint,
+                read_only,
+                allow_other,
+                daemon,
+            };
+            mount::mount(store.clone(), &config, &opts)
+        }
+        Command::Unmount { .. } => unreachable!("handled above"),
+    };
+    // Close even after a failure, so that whatever did succeed (part of an import) is flushed;
+    // the command's own error is the one reported.
+    let closed = store.close().map_err(|e| {
+        log::error!("{}: close: {e}", store.backend());
+        CliError::Failed(format!("closing the store: {e}"))
+    });
+    result.and(closed)
+}

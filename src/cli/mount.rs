@@ -1,0 +1,26 @@
+//! `mount` and `unmount`: only the wiring; the filesystem lives in `crate::mount`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{CliError, CliResult};
+use crate::config::Config;
+use crate::mount::MountOptions;
+use crate::store::Cloudstore;
+
+/// Mounts `store` and serves it until it is unmounted.
+pub fn mount(store: Arc<dyn Cloudstore>, config: &Config, opts: &MountOptions) -> CliResult {
+    let backend = store.backend();
+    crate::mount::run(store, config, opts).map_err(|e| {
+        log::error!("{backend}: mount at {}: {e}", opts.mountpoint.display());
+        CliError::Failed(e)
+    })
+}
+
+/// Unmounts the cloudstore-fs mount at `mountpoint`.
+pub fn unmount(mountpoint: &Path) -> CliResult {
+    crate::mount::unmount(mountpoint).map_err(|e| {
+        log::error!("unmount {}: {e}", mountpoint.display());
+        CliError::Failed(e)
+    })
+}

@@ -1,0 +1,132 @@
+//! File attributes as the core reports them, and the short-lived cache of sizes and mtimes learned
+//! from the store (listings, stats), so that `ls -l` does not stat every chunk twice.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+/// What kind of node an inode is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// The one directory (the mount's root).
+    Directory,
+    /// A chunk or a scratch file.
+    File,
+}
+
+/// The attributes of an inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: u64,
+    pub kind: FileKind,
+    pub size: u64,
+    pub mtime: SystemTime,
+    pub perm: u16,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A time given to setattr: a moment, or "now" (touch without -d).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetTime {
+    Now,
+    At(SystemTime),
+}
+
+impl SetTime {
+    /// The moment this stands for.
+    pub fn resolve(self) -> SystemTime {
+        match self {
+            SetTime::Now => SystemTime::now(),
+            SetTime::At(t) => t,
+        }
+    }
+}
+
+/// Filesystem figures for statfs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatFs {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub bavail: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub bsize: u32,
+    pub namelen: u32,
+}
+
+#[derive(Default)]
+struct Cached {
+    size: Option<(u64, Instant)>,
+    mtime: Option<(SystemTime, Instant)>,
+}
+
+/// Sizes and mtimes by key, each valid for `ttl`.
+pub struct AttrCache {
+    ttl: Duration,
+    map: Mutex<HashMap<Vec<u8>, Cached>>,
+}
+
+/// Above this many keys, stale entries are swept.
+const SWEEP_AT: usize = 100_000;
+
+impl AttrCache {
+    /// An empty cache whose entries live `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        AttrCache {
+            ttl,
+            map: Mutex::default(),
+        }
+    }
+
+    fn fresh(&self, at: Instant) -> bool {
+        at.elapsed() < self.ttl
+    }
+
+    /// The cached size of `key`, if fresh.
+    pub fn size(&self, key: &[u8]) -> Option<u64> {
+        let map = self.map.lock().unwrap();
+        map.get(key)?.size.filter(|(_, at)| self.fresh(*at)).map(|(s, _)| s)
+    }
+
+    /// The cached mtime of `key`, if fresh.
+    pub fn mtime(&self, key: &[u8]) -> Option<SystemTime> {
+        let map = self.map.lock().unwrap();
+        map.get(key)?.mtime.filter(|(_, at)| self.fresh(*at)).map(|(t, _)| t)
+    }
+
+    fn with(&self, key: &[u8], f: impl FnOnce(&mut Cached)) {
+        let mut map = self.map.lock().unwrap();
+        if map.len() >= SWEEP_AT && !map.contains_key(key) {
+            let ttl = self.ttl;
+            map.retain(|_, c| {
+                c.size.is_some_and(|(_, at)| at.elapsed() < ttl)
+                    || c.mtime.is_some_and(|(_, at)| at.elapsed() < ttl)
+            });
+        }
+        f(map.entry(key.to_vec()).or_default());
+    }
+
+    /// Remembers the size of `key`.
+    pub fn set_size(&self, key: &[u8], size: u64) {
+        self.with(key, |c| c.size = Some((size, Instant::now())));
+    }
+
+    /// Remembers the mtime of `key`.
+    pub fn set_mtime(&self, key: &[u8], mtime: SystemTime) {
+        self.with(key, |c| c.mtime = Some((mtime, Instant::now())));
+    }
+
+    /// Forgets the mtime of `key` (the store set a new one).
+    pub fn forget_mtime(&self, key: &[u8]) {
+        if let Some(c) = self.map.lock().unwrap().get_mut(key) {
+            c.mtime = None;
+        }
+    }
+
+    /// Forgets everything about `key`.
+    pub fn forget(&self, key: &[u8]) {
+        self.map.lock().unwrap().remove(key);
+    }
+}

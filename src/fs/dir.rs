@@ -1,0 +1,253 @@
+//! The directory listing: streamed from the backend's listing a page at a time (never the whole
+//! keyspace in memory), with stable offsets: ".", "..", the chunks in the backend's order, then
+//! the scratch files. The kernel resumes at the offset of the last entry it consumed; entries
+//! past it stay buffered, and an offset before the buffer restarts the listing.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::sync::{Arc, Mutex};
+
+use super::error::{FsError, FsResult};
+use super::name::{self, Name};
+use super::{Attr, ChunkFs, FileKind, ROOT_INO};
+use crate::store::ChunkList;
+
+/// Chunks fetched from the listing per refill.
+const PAGE: usize = 256;
+
+/// One directory entry handed to the adapter.
+#[derive(Debug, Clone)]
+pub struct DirEntry {
+    pub ino: u64,
+    /// The offset to resume after this entry.
+    pub offset: u64,
+    pub name: OsString,
+    pub kind: FileKind,
+    /// Filled for readdirplus.
+    pub attr: Option<Attr>,
+}
+
+#[derive(Clone)]
+struct Item {
+    offset: u64,
+    name: OsString,
+    kind: FileKind,
+    /// The size the listing reported (chunks only).
+    size: Option<u64>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Dots,
+    Chunks,
+    Scratch,
+    Done,
+}
+
+/// An open directory: where the listing is and what is buffered.
+pub struct DirStream {
+    list: Option<ChunkList>,
+    pending: VecDeque<Item>,
+    next_offset: u64,
+    phase: Phase,
+}
+
+impl DirStream {
+    fn new() -> Self {
+        DirStream {
+            list: None,
+            pending: VecDeque::new(),
+            next_offset: 1,
+            phase: Phase::Dots,
+        }
+    }
+
+    fn push(&mut self, name: OsString, kind: FileKind, size: Option<u64>) {
+        self.pending.push_back(Item {
+            offset: self.next_offset,
+            name,
+            kind,
+            size,
+        });
+        self.next_offset += 1;
+    }
+}
+
+impl ChunkFs {
+    /// opendir (only the root exists).
+    pub fn opendir(&self, ino: u64) -> FsResult<u64> {
+        if ino != ROOT_INO {
+            return Err(FsError::new(libc::ENOTDIR, "not a directory"));
+        }
+        let fh = self.new_fh();
+        self.tables()
+            .dirs
+            .insert(fh, Arc::new(Mutex::new(DirStream::new())));
+        Ok(fh)
+    }
+
+    /// releasedir.
+    pub fn releasedir(&self, fh: u64) {
+        self.tables().dirs.remove(&fh);
+    }
+
+    /// readdir / readdirplus from `offset` (0 = the start): calls `add` for each entry until it
+    /// returns true (the reply is full). With `plus`, every entry carries its attributes.
+    pub fn readdir(
+        &self,
+        fh: u64,
+        offset: u64,
+        plus: bool,
+        add: &mut dyn FnMut(DirEntry) -> bool,
+    ) -> FsResult<()> {
+        let stream = self
+            .tables()
+            .dirs
+            .get(&fh)
+            .cloned()
+            .ok_or_else(|| FsError::new(libc::EBADF, format!("no open directory {fh}")))?;
+        let mut s = stream.lock().unwrap();
+        while s.pending.front().is_some_and(|i| i.offset <= offset) {
+            s.pending.pop_front();
+        }
+        let first_buffered = s.pending.front().map_or(s.next_offset, |i| i.offset);
+        if first_buffered > offset + 1 {
+            // The kernel went back (rewinddir, seekdir): list again from the start.
+            *s = DirStream::new();
+        }
+        let mut i = 0;
+        loop {
+            if i == s.pending.len() {
+                if !self.refill(&mut s)? {
+                    return Ok(());
+                }
+                // After a restart, skip what the kernel already has (nothing processed yet).
+                while i == 0 && s.pending.front().is_some_and(|it| it.offset <= offset) {
+                    s.pending.pop_front();
+                }
+                continue;
+            }
+            let item = s.pending[i].clone();
+            i += 1;
+            let Some(entry) = self.dir_entry(&item, plus)? else {
+                continue;
+            };
+            if add(entry) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Appends the next page of entries; false at the end.
+    fn refill(&self, s: &mut DirStream) -> FsResult<bool> {
+        loop {
+            match s.phase {
+                Phase::Dots => {
+                    s.push(".".into(), FileKind::Directory, None);
+                    s.push("..".into(), FileKind::Directory, None);
+                    s.phase = Phase::Chunks;
+                    return Ok(true);
+                }
+                Phase::Chunks => {
+                    if s.list.is_none() {
+                        let list = self
+                            .store
+                            .list(None)
+                            .map_err(|e| FsError::store("readdir", self.store.backend(), e))?;
+                        s.list = Some(list);
+                    }
+                    let mut added = 0;
+                    while added < PAGE {
+                        let next = s.list.as_mut().expect("opened above").next();
+                        match next {
+                            Some(Ok(info)) => match name::chunk_name(&info.key) {
+                                Some(n) => {
+                                    self.attrs.set_size(&info.key, info.size);
+                                    s.push(n, FileKind::File, Some(info.size));
+                                    added += 1;
+                                }
+                                None => log::warn!(
+                                    "readdir: key {} ({} bytes) cannot be shown as a file name \
+                                     (keys are 1 to 127 bytes)",
+                                    hex::encode(&info.key),
+                                    info.key.len()
+                                ),
+                            },
+                            Some(Err(e)) => {
+                                return Err(FsError::store("readdir", self.store.backend(), e))
+                            }
+                            None => {
+                                s.list = None;
+                                s.phase = Phase::Scratch;
+                                break;
+                            }
+                        }
+                    }
+                    if added > 0 {
+                        return Ok(true);
+                    }
+                }
+                Phase::Scratch => {
+                    let mut names: Vec<OsString> = {
+                        let t = self.tables();
+                        t.nodes
+                            .keys()
+                            .filter_map(|&ino| t.inodes.name_of(ino))
+                            .filter(|n| name::classify(n) == Name::Scratch)
+                            .map(|n| n.to_owned())
+                            .collect()
+                    };
+                    names.sort();
+                    s.phase = Phase::Done;
+                    let any = !names.is_empty();
+                    for n in names {
+                        s.push(n, FileKind::File, None);
+                    }
+                    if any {
+                        return Ok(true);
+                    }
+                }
+                Phase::Done => return Ok(false),
+            }
+        }
+    }
+
+    /// The entry for an item, with its inode number (and attributes for readdirplus); None when
+    /// it vanished since it was listed.
+    fn dir_entry(&self, item: &Item, plus: bool) -> FsResult<Option<DirEntry>> {
+        if item.kind == FileKind::Directory {
+            return Ok(Some(DirEntry {
+                ino: ROOT_INO,
+                offset: item.offset,
+                name: item.name.clone(),
+                kind: FileKind::Directory,
+                attr: plus.then(|| self.root_attr()),
+            }));
+        }
+        let ino = self.tables().inodes.get_or_assign(&item.name);
+        let attr = if plus {
+            let attr = match (self.node_of(ino), name::classify(&item.name), item.size) {
+                (Some(node), _, _) => self.node_attr(ino, &node, &item.name),
+                (None, Name::Chunk(key), Some(size)) => {
+                    let mtime = self.chunk_mtime(&key, &item.name)?;
+                    Ok(self.file_attr(ino, size, mtime))
+                }
+                _ => self.attr_of(ino, &item.name),
+            };
+            match attr {
+                Ok(a) => Some(a),
+                Err(e) if e.errno == libc::ENOENT => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        } else {
+            None
+        };
+        Ok(Some(DirEntry {
+            ino,
+            offset: item.offset,
+            name: item.name.clone(),
+            kind: FileKind::File,
+            attr,
+        }))
+    }
+}

@@ -1,0 +1,59 @@
+//! The filesystem's error: the errno the caller gets and a message naming the file and the cause.
+
+use std::fmt;
+
+use crate::store::StoreError;
+
+/// Result of a filesystem operation.
+pub type FsResult<T> = Result<T, FsError>;
+
+/// A failed filesystem operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FsError {
+    /// The errno returned to the program.
+    pub errno: i32,
+    /// What failed, for the log.
+    pub message: String,
+    /// True when the core already wrote a log line for it (the adapter then stays quiet).
+    pub logged: bool,
+}
+
+impl FsError {
+    /// An error with an errno and a message.
+    pub fn new(errno: i32, message: impl Into<String>) -> Self {
+        FsError {
+            errno,
+            message: message.into(),
+            logged: false,
+        }
+    }
+
+    /// ENOENT for `what`.
+    pub fn not_found(what: impl fmt::Display) -> Self {
+        FsError::new(libc::ENOENT, format!("{what}: no such file"))
+    }
+
+    /// A store failure while doing `op` on `name`.
+    pub fn store(op: &str, name: impl fmt::Display, err: StoreError) -> Self {
+        FsError::new(err.errno(), format!("{op} {name}: {err}"))
+    }
+
+    /// Marks the error as logged already.
+    pub fn logged(mut self) -> Self {
+        self.logged = true;
+        self
+    }
+
+    /// Whether this errno is an expected answer rather than a failure worth a log line.
+    pub fn is_quiet(&self) -> bool {
+        self.logged || matches!(self.errno, libc::ENOENT | libc::EEXIST | libc::ENODATA)
+    }
+}
+
+impl fmt::Display for FsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (errno {})", self.message, self.errno)
+    }
+}
+
+impl std::error::Error for FsError {}

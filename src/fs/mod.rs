@@ -1,0 +1,417 @@
+//! The filesystem core: one flat directory whose files are the chunks of a [`Cloudstore`].
+//! Plain Rust with no FUSE types, so it is tested directly; `crate::fuse` adapts it to fuser.
+//!
+//! - `name`: chunk names (lowercase hex of the key) and scratch names ('.'-prefixed);
+//! - `inode`: stable inode numbers per name;
+//! - `node`: a file's in-daemon state (write buffer, fetched value, scratch content);
+//! - `commit`: group commit of buffered writes into SetChunk / SetChunkBatch;
+//! - `attr`: attributes and the short-lived size/mtime cache;
+//! - `dir`: streaming readdir over the backend listing;
+//! - `budget`: the memory budget for everything above.
+
+pub mod attr;
+pub mod budget;
+pub mod commit;
+mod dir;
+pub mod error;
+mod file;
+pub mod inode;
+pub mod name;
+mod namespace;
+mod node;
+pub mod testing;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+pub use attr::{Attr, FileKind, SetTime, StatFs};
+pub use dir::DirEntry;
+pub use error::{FsError, FsResult};
+pub use inode::ROOT_INO;
+
+use attr::AttrCache;
+use budget::Budget;
+use commit::Committer;
+use dir::DirStream;
+use inode::InodeTable;
+use name::Name;
+use node::Node;
+
+use crate::config::Config;
+use crate::store::Cloudstore;
+
+/// How the core behaves; built from the configuration with [`FsConfig::new`].
+#[derive(Debug, Clone)]
+pub struct FsConfig {
+    /// Largest file (chunk value) in bytes; writing past it is EFBIG.
+    pub max_chunk_size: u64,
+    /// Bytes of file data the daemon may hold at once.
+    pub memory_budget: u64,
+    /// Refuse every change with EROFS.
+    pub read_only: bool,
+    /// Owner of every file (the mounting user).
+    pub uid: u32,
+    /// Group of every file.
+    pub gid: u32,
+    /// How long sizes and mtimes learned from the store stay valid (also the kernel's attr TTL).
+    pub attr_ttl: Duration,
+    /// Fetch a whole value once per open file instead of ranged reads (for backends without a
+    /// real partial read, such as LevelDB).
+    pub whole_value_reads: bool,
+}
+
+impl FsConfig {
+    /// The settings for `config` over `store`, owned by the calling user.
+    pub fn new(config: &Config, store: &dyn Cloudstore, read_only: bool) -> Self {
+        // SAFETY: getuid/getgid cannot fail and touch no memory.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        FsConfig {
+            max_chunk_size: config.max_chunk_size,
+            memory_budget: config.memory_budget,
+            read_only,
+            uid,
+            gid,
+            attr_ttl: Duration::from_secs(1),
+            whole_value_reads: store.backend() != "ceph",
+        }
+    }
+}
+
+/// An open file.
+struct Handle {
+    ino: u64,
+    node: Arc<Node>,
+    write: bool,
+    append: bool,
+}
+
+struct NodeEntry {
+    node: Arc<Node>,
+    /// Open handles (and temporary users) of the node.
+    open: u32,
+}
+
+/// Everything indexed by number; one lock, held briefly. Lock order: a node's state, then this.
+#[derive(Default)]
+struct Tables {
+    inodes: InodeTable,
+    nodes: HashMap<u64, NodeEntry>,
+    handles: HashMap<u64, Arc<Handle>>,
+    dirs: HashMap<u64, Arc<Mutex<DirStream>>>,
+}
+
+/// The filesystem over one store.
+pub struct ChunkFs {
+    store: Arc<dyn Cloudstore>,
+    cfg: FsConfig,
+    tables: Mutex<Tables>,
+    attrs: AttrCache,
+    budget: Arc<Budget>,
+    committer: Committer,
+    /// Serializes renames and unlinks (namespace changes touching two names).
+    namespace_lock: Mutex<()>,
+    next_fh: AtomicU64,
+    started: SystemTime,
+}
+
+impl ChunkFs {
+    /// A filesystem showing `store`.
+    pub fn new(store: Arc<dyn Cloudstore>, cfg: FsConfig) -> Self {
+        ChunkFs {
+            committer: Committer::new(store.clone()),
+            attrs: AttrCache::new(cfg.attr_ttl),
+            budget: Arc::new(Budget::new(cfg.memory_budget)),
+            store,
+            cfg,
+            tables: Mutex::default(),
+            namespace_lock: Mutex::new(()),
+            next_fh: AtomicU64::new(1),
+            started: SystemTime::now(),
+        }
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Arc<dyn Cloudstore> {
+        &self.store
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &FsConfig {
+        &self.cfg
+    }
+
+    /// Bytes of file data held in the daemon now.
+    pub fn memory_in_use(&self) -> u64 {
+        self.budget.used()
+    }
+
+    fn tables(&self) -> std::sync::MutexGuard<'_, Tables> {
+        self.tables.lock().unwrap()
+    }
+
+    fn new_fh(&self) -> u64 {
+        self.next_fh.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn check_writable(&self, op: &str) -> FsResult<()> {
+        if self.cfg.read_only {
+            return Err(FsError::new(libc::EROFS, format!("{op}: mounted read-only")));
+        }
+        Ok(())
+    }
+
+    fn check_parent(&self, parent: u64) -> FsResult<()> {
+        if parent != ROOT_INO {
+            return Err(FsError::new(libc::ENOENT, "only one directory exists"));
+        }
+        Ok(())
+    }
+
+    /// The current name of `ino` (None once unlinked or replaced).
+    fn name_of(&self, ino: u64) -> Option<OsString> {
+        self.tables().inodes.name_of(ino).map(OsStr::to_owned)
+    }
+
+    /// The chunk key `ino` stands for now (None for a scratch file or an unlinked one).
+    fn key_of(&self, ino: u64) -> Option<Vec<u8>> {
+        match name::classify(&self.name_of(ino)?) {
+            Name::Chunk(key) => Some(key),
+            _ => None,
+        }
+    }
+
+    fn node_of(&self, ino: u64) -> Option<Arc<Node>> {
+        self.tables().nodes.get(&ino).map(|e| e.node.clone())
+    }
+
+    fn handle(&self, fh: u64) -> FsResult<Arc<Handle>> {
+        self.tables()
+            .handles
+            .get(&fh)
+            .cloned()
+            .ok_or_else(|| FsError::new(libc::EBADF, format!("no open file with handle {fh}")))
+    }
+
+    /// Takes a reference on the node of `ino`, creating it with `make` when there is none.
+    fn acquire_node(&self, ino: u64, make: impl FnOnce() -> Node) -> (Arc<Node>, bool) {
+        let mut t = self.tables();
+        let mut created = false;
+        let entry = t.nodes.entry(ino).or_insert_with(|| {
+            created = true;
+            NodeEntry {
+                node: Arc::new(make()),
+                open: 0,
+            }
+        });
+        entry.open += 1;
+        (entry.node.clone(), created)
+    }
+
+    /// Drops a reference taken by `acquire_node`; the last one frees a chunk's node (a scratch
+    /// file's node lives as long as its name).
+    fn release_node(&self, ino: u64) {
+        let mut t = self.tables();
+        let keep_scratch = t
+            .inodes
+            .name_of(ino)
+            .is_some_and(|n| name::classify(n) == Name::Scratch);
+        if let Some(entry) = t.nodes.get_mut(&ino) {
+            entry.open = entry.open.saturating_sub(1);
+            if entry.open == 0 && !keep_scratch {
+                t.nodes.remove(&ino);
+            }
+        }
+    }
+
+    fn root_attr(&self) -> Attr {
+        Attr {
+            ino: ROOT_INO,
+            kind: FileKind::Directory,
+            size: 4096,
+            mtime: self.started,
+            perm: 0o755,
+            nlink: 2,
+            uid: self.cfg.uid,
+            gid: self.cfg.gid,
+        }
+    }
+
+    fn file_attr(&self, ino: u64, size: u64, mtime: SystemTime) -> Attr {
+        Attr {
+            ino,
+            kind: FileKind::File,
+            size,
+            mtime,
+            perm: 0o644,
+            nlink: 1,
+            uid: self.cfg.uid,
+            gid: self.cfg.gid,
+        }
+    }
+
+    /// The size of a chunk from the cache or the store; None when it does not exist.
+    fn chunk_size(&self, key: &[u8], name: &OsStr) -> FsResult<Option<u64>> {
+        if let Some(size) = self.attrs.size(key) {
+            return Ok(Some(size));
+        }
+        let size = self
+            .store
+            .stat(key)
+            .map_err(|e| FsError::store("stat", name.to_string_lossy(), e))?;
+        if let Some(size) = size {
+            self.attrs.set_size(key, size);
+        }
+        Ok(size)
+    }
+
+    /// The mtime of a chunk from the cache or the store (the epoch when the store has none).
+    fn chunk_mtime(&self, key: &[u8], name: &OsStr) -> FsResult<SystemTime> {
+        if let Some(t) = self.attrs.mtime(key) {
+            return Ok(t);
+        }
+        let t = self
+            .store
+            .mtime(key)
+            .map_err(|e| FsError::store("mtime", name.to_string_lossy(), e))?
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        self.attrs.set_mtime(key, t);
+        Ok(t)
+    }
+
+    /// The attributes of an inode that has a node (an open chunk or a scratch file).
+    fn node_attr(&self, ino: u64, node: &Node, name: &OsStr) -> FsResult<Attr> {
+        let (size, mtime) = {
+            let st = node.state.lock().unwrap();
+            (st.content.as_ref().map(|c| c.len() as u64), st.mtime)
+        };
+        let key = match name::classify(name) {
+            Name::Chunk(key) => Some(key),
+            _ => None,
+        };
+        let size = match (size, &key) {
+            (Some(size), _) => size,
+            (None, Some(key)) => self
+                .chunk_size(key, name)?
+                .ok_or_else(|| FsError::not_found(name.to_string_lossy()))?,
+            (None, None) => 0,
+        };
+        let mtime = match (mtime, &key) {
+            (Some(t), _) => t,
+            (None, Some(key)) => self.chunk_mtime(key, name)?,
+            (None, None) => self.started,
+        };
+        Ok(self.file_attr(ino, size, mtime))
+    }
+
+    /// The attributes of `ino` under its current name.
+    fn attr_of(&self, ino: u64, name: &OsStr) -> FsResult<Attr> {
+        if let Some(node) = self.node_of(ino) {
+            return self.node_attr(ino, &node, name);
+        }
+        match name::classify(name) {
+            Name::Chunk(key) => {
+                let size = self
+                    .chunk_size(&key, name)?
+                    .ok_or_else(|| FsError::not_found(name.to_string_lossy()))?;
+                let mtime = self.chunk_mtime(&key, name)?;
+                Ok(self.file_attr(ino, size, mtime))
+            }
+            _ => Err(FsError::not_found(name.to_string_lossy())),
+        }
+    }
+
+    /// getattr.
+    pub fn getattr(&self, ino: u64) -> FsResult<Attr> {
+        if ino == ROOT_INO {
+            return Ok(self.root_attr());
+        }
+        let name = self
+            .name_of(ino)
+            .ok_or_else(|| FsError::not_found(format!("inode {ino}")))?;
+        self.attr_of(ino, &name)
+    }
+
+    /// statfs: the store's space figures, or generous defaults when it has none.
+    pub fn statfs(&self) -> FsResult<StatFs> {
+        const BSIZE: u64 = 4096;
+        let space = self
+            .store
+            .space()
+            .map_err(|e| FsError::store("statfs", self.store.backend(), e))?;
+        // Without figures, say 1 PiB free rather than 0 so that tools that check space proceed.
+        let (total, free) = space.map_or((1 << 50, 1 << 50), |s| (s.total, s.free));
+        Ok(StatFs {
+            blocks: total / BSIZE,
+            bfree: free / BSIZE,
+            bavail: free / BSIZE,
+            files: u32::MAX as u64,
+            ffree: u32::MAX as u64,
+            bsize: BSIZE as u32,
+            namelen: 255,
+        })
+    }
+
+    /// Commits every file with uncommitted writes (fsync on the directory, shutdown). Returns the
+    /// first failure after trying them all.
+    pub fn commit_all(&self) -> FsResult<()> {
+        let nodes: Vec<Arc<Node>> = self.tables().nodes.values().map(|e| e.node.clone()).collect();
+        let mut first = None;
+        for node in nodes {
+            if let Err(e) = self.commit_node(&node) {
+                log::error!("{e}");
+                first.get_or_insert(e.logged());
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// fsyncdir: a barrier for every pending commit, then durable.
+    pub fn fsyncdir(&self) -> FsResult<()> {
+        self.commit_all()?;
+        self.store
+            .sync()
+            .map_err(|e| FsError::store("sync", self.store.backend(), e))
+    }
+
+    /// At unmount: commits what is pending and drops the scratch files, saying which.
+    pub fn shutdown(&self) -> FsResult<()> {
+        let result = self.commit_all();
+        let scratch: Vec<OsString> = {
+            let mut t = self.tables();
+            let names: Vec<(u64, OsString)> = t
+                .nodes
+                .keys()
+                .filter_map(|&ino| Some((ino, t.inodes.name_of(ino)?.to_owned())))
+                .filter(|(_, n)| name::classify(n) == Name::Scratch)
+                .collect();
+            for (ino, n) in &names {
+                t.nodes.remove(ino);
+                t.inodes.remove(n);
+            }
+            names.into_iter().map(|(_, n)| n).collect()
+        };
+        if !scratch.is_empty() {
+            log::warn!(
+                "unmount: dropping {} scratch file(s) that never reach the store: {:?}",
+                scratch.len(),
+                scratch
+            );
+        }
+        if let Err(e) = self.store.sync() {
+            log::error!("unmount: sync of {} failed: {e}", self.store.backend());
+        }
+        result
+    }
+
+    /// mkdir, symlink, link, mknod: refused, this is one flat directory of chunks.
+    pub fn refuse(&self, op: &str, name: &OsStr) -> FsError {
+        log::info!("{op} {name:?}: refused (EPERM): the mount is one flat directory of chunks");
+        FsError::new(libc::EPERM, format!("{op}: not supported")).logged()
+    }
+}

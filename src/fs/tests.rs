@@ -1,0 +1,521 @@
+//! The core driven directly (no mount) over the memory store, a failure-injecting wrapper and a
+//! call-counting wrapper.
+
+use std::ffi::{OsStr, OsString};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::namespace::{RENAME_EXCHANGE, RENAME_NOREPLACE};
+use super::testing::FailingStore;
+use super::*;
+use crate::store::memory::MemoryStore;
+use crate::store::{ChunkList, RawChunk, Result as StoreResult};
+
+const MAX: u64 = 1 << 20;
+
+fn cfg() -> FsConfig {
+    FsConfig {
+        max_chunk_size: MAX,
+        memory_budget: 8 << 20,
+        read_only: false,
+        uid: 1000,
+        gid: 1000,
+        attr_ttl: Duration::from_secs(1),
+        whole_value_reads: false,
+    }
+}
+
+fn mem() -> Arc<dyn Cloudstore> {
+    Arc::new(MemoryStore::new(MAX))
+}
+
+fn fs_over(store: Arc<dyn Cloudstore>) -> ChunkFs {
+    ChunkFs::new(store, cfg())
+}
+
+fn n(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+const CREATE: i32 = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC;
+
+/// Writes a whole file like `cp`: create, write, flush (close), release.
+fn put(fs: &ChunkFs, name: &str, data: &[u8]) -> FsResult<()> {
+    let (_, fh) = fs.create(ROOT_INO, n(name), CREATE)?;
+    for (i, part) in data.chunks(4096).enumerate() {
+        fs.write(fh, (i * 4096) as u64, part)?;
+    }
+    let flushed = fs.flush(fh);
+    let _ = fs.release(fh);
+    flushed
+}
+
+/// Reads a whole file through open/read/release, 1000 bytes at a time.
+fn cat(fs: &ChunkFs, name: &str) -> FsResult<Vec<u8>> {
+    let attr = fs.lookup(ROOT_INO, n(name))?;
+    let fh = fs.open(attr.ino, libc::O_RDONLY)?;
+    let mut out = Vec::new();
+    loop {
+        let part = fs.read(fh, out.len() as u64, 1000)?;
+        if part.is_empty() {
+            break;
+        }
+        out.extend(part);
+    }
+    fs.release(fh)?;
+    Ok(out)
+}
+
+fn ls(fs: &ChunkFs, plus: bool) -> Vec<DirEntry> {
+    let fh = fs.opendir(ROOT_INO).unwrap();
+    let mut out: Vec<DirEntry> = Vec::new();
+    loop {
+        let offset = out.last().map_or(0, |e| e.offset);
+        let before = out.len();
+        // Small pages, like a kernel buffer that fills after 7 entries.
+        let mut page = 0;
+        fs.readdir(fh, offset, plus, &mut |e| {
+            if page == 7 {
+                return true;
+            }
+            page += 1;
+            out.push(e);
+            false
+        })
+        .unwrap();
+        if out.len() == before {
+            break;
+        }
+    }
+    fs.releasedir(fh);
+    out
+}
+
+fn names(entries: &[DirEntry]) -> Vec<OsString> {
+    entries.iter().map(|e| e.name.clone()).collect()
+}
+
+#[test]
+fn write_then_read_back() {
+    let store = mem();
+    let fs = fs_over(store.clone());
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    put(&fs, "abcd", &data).unwrap();
+    assert_eq!(store.get_chunk(&[0xab, 0xcd]).unwrap().unwrap(), data);
+    assert_eq!(cat(&fs, "abcd").unwrap(), data);
+    assert_eq!(fs.lookup(ROOT_INO, n("abcd")).unwrap().size, 100_000);
+    assert_eq!(fs.memory_in_use(), 0, "closed files hold no memory");
+}
+
+#[test]
+fn ranged_reads_at_offsets() {
+    let store = mem();
+    store.set_chunk(&[1], b"0123456789").unwrap();
+    let fs = fs_over(store);
+    let ino = fs.lookup(ROOT_INO, n("01")).unwrap().ino;
+    let fh = fs.open(ino, libc::O_RDONLY).unwrap();
+    assert_eq!(fs.read(fh, 3, 4).unwrap(), b"3456");
+    assert_eq!(fs.read(fh, 8, 100).unwrap(), b"89");
+    assert_eq!(fs.read(fh, 50, 10).unwrap(), b"");
+    fs.release(fh).unwrap();
+}
+
+#[test]
+fn overwrite_in_the_middle_append_and_truncate() {
+    let store = mem();
+    store.set_chunk(&[2], b"hello world").unwrap();
+    let fs = fs_over(store.clone());
+    let ino = fs.lookup(ROOT_INO, n("02")).unwrap().ino;
+
+    // dd conv=notrunc: open without O_TRUNC, write in the middle.
+    let fh = fs.open(ino, libc::O_WRONLY).unwrap();
+    fs.write(fh, 6, b"WORLD").unwrap();
+    fs.flush(fh).unwrap();
+    fs.release(fh).unwrap();
+    assert_eq!(store.get_chunk(&[2]).unwrap().unwrap(), b"hello WORLD");
+
+    // >> : O_APPEND writes at the end whatever the offset says.
+    let fh = fs.open(ino, libc::O_WRONLY | libc::O_APPEND).unwrap();
+    fs.write(fh, 0, b"!!").unwrap();
+    fs.release(fh).unwrap(); // release alone commits too
+    assert_eq!(store.get_chunk(&[2]).unwrap().unwrap(), b"hello WORLD!!");
+
+    // ftruncate on an open file, then grow with zeros.
+    let fh = fs.open(ino, libc::O_RDWR).unwrap();
+    fs.setattr(ino, Some(fh), Some(5), None).unwrap();
+    assert_eq!(fs.getattr(ino).unwrap().size, 5, "size before the commit");
+    fs.flush(fh).unwrap();
+    fs.release(fh).unwrap();
+    assert_eq!(store.get_chunk(&[2]).unwrap().unwrap(), b"hello");
+    fs.setattr(ino, None, Some(8), None).unwrap();
+    assert_eq!(store.get_chunk(&[2]).unwrap().unwrap(), b"hello\0\0\0");
+    fs.setattr(ino, None, Some(0), None).unwrap();
+    assert_eq!(store.get_chunk(&[2]).unwrap().unwrap(), b"");
+
+    // O_TRUNC alone (": > file") empties a chunk.
+    store.set_chunk(&[2], b"xyz").unwrap();
+    let fh = fs.open(ino, libc::O_WRONLY | libc::O_TRUNC).unwrap();
+    fs.flush(fh).unwrap();
+    fs.release(fh).unwrap();
+    assert_eq!(store.get_chunk(&[2]).unwrap().unwrap(), b"");
+}
+
+#[test]
+fn touch_makes_an_empty_chunk_and_sets_mtimes() {
+    let store = mem();
+    let fs = fs_over(store.clone());
+    let (attr, fh) = fs
+        .create(ROOT_INO, n("0a0b"), libc::O_WRONLY | libc::O_CREAT)
+        .unwrap();
+    assert_eq!(attr.size, 0);
+    assert_eq!(attr.perm, 0o644);
+    assert_eq!((attr.uid, attr.gid), (1000, 1000));
+    fs.flush(fh).unwrap();
+    fs.release(fh).unwrap();
+    assert_eq!(store.get_chunk(&[0x0a, 0x0b]).unwrap(), Some(vec![]));
+
+    // touch -d on a closed file.
+    let when = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    fs.setattr(attr.ino, None, None, Some(SetTime::At(when)))
+        .unwrap();
+    assert_eq!(store.mtime(&[0x0a, 0x0b]).unwrap(), Some(when));
+    assert_eq!(fs.getattr(attr.ino).unwrap().mtime, when);
+
+    // cp -p: futimens while the data is still buffered; the mtime survives the commit.
+    let (attr, fh) = fs.create(ROOT_INO, n("0c"), CREATE).unwrap();
+    fs.write(fh, 0, b"data").unwrap();
+    fs.setattr(attr.ino, Some(fh), None, Some(SetTime::At(when)))
+        .unwrap();
+    fs.flush(fh).unwrap();
+    fs.release(fh).unwrap();
+    assert_eq!(store.mtime(&[0x0c]).unwrap(), Some(when));
+
+    // A later write moves the mtime on.
+    let fh = fs.open(attr.ino, libc::O_WRONLY | libc::O_APPEND).unwrap();
+    fs.write(fh, 0, b"more").unwrap();
+    fs.release(fh).unwrap();
+    assert!(store.mtime(&[0x0c]).unwrap().unwrap() > when);
+}
+
+#[test]
+fn invalid_names_are_refused() {
+    let fs = fs_over(mem());
+    for bad in ["hello", "ABCD", "abc", "0", "zz", "ab cd"] {
+        let e = fs.create(ROOT_INO, n(bad), CREATE).unwrap_err();
+        assert_eq!(e.errno, libc::EINVAL, "create {bad}");
+        let e = fs.lookup(ROOT_INO, n(bad)).unwrap_err();
+        assert_eq!(e.errno, libc::ENOENT, "lookup {bad}");
+    }
+    put(&fs, "aa", b"x").unwrap();
+    let e = fs.rename(ROOT_INO, n("aa"), ROOT_INO, n("Not-Hex"), 0).unwrap_err();
+    assert_eq!(e.errno, libc::EINVAL);
+    assert_eq!(fs.refuse("mkdir", n("d")).errno, libc::EPERM);
+    assert_eq!(fs.lookup(ROOT_INO, n("ffff")).unwrap_err().errno, libc::ENOENT);
+}
+
+#[test]
+fn scratch_files_stay_in_the_daemon_until_renamed() {
+    let store = mem();
+    let fs = fs_over(store.clone());
+    put(&fs, ".beef.Xy12ab", b"rsync temp").unwrap();
+    assert!(store.list(None).unwrap().next().is_none(), "never in the store");
+    assert_eq!(cat(&fs, ".beef.Xy12ab").unwrap(), b"rsync temp");
+    assert!(names(&ls(&fs, false)).contains(&".beef.Xy12ab".into()));
+
+    // rsync sets the mtime on the temp file, then renames it into place.
+    let ino = fs.lookup(ROOT_INO, n(".beef.Xy12ab")).unwrap().ino;
+    let when = SystemTime::UNIX_EPOCH + Duration::new(1_234_567_890, 123_456_789);
+    fs.setattr(ino, None, None, Some(SetTime::At(when))).unwrap();
+    fs.rename(ROOT_INO, n(".beef.Xy12ab"), ROOT_INO, n("beef"), 0)
+        .unwrap();
+    assert_eq!(store.get_chunk(&[0xbe, 0xef]).unwrap().unwrap(), b"rsync temp");
+    assert_eq!(store.mtime(&[0xbe, 0xef]).unwrap(), Some(when));
+    let attr = fs.lookup(ROOT_INO, n("beef")).unwrap();
+    assert_eq!(attr.ino, ino, "the inode follows the rename");
+    assert_eq!(attr.mtime, when);
+    assert_eq!(fs.lookup(ROOT_INO, n(".beef.Xy12ab")).unwrap_err().errno, libc::ENOENT);
+    assert_eq!(fs.memory_in_use(), 0);
+
+    // Chunk -> scratch takes it out of the store; scratch files vanish at unmount.
+    fs.rename(ROOT_INO, n("beef"), ROOT_INO, n(".beef.swp"), 0)
+        .unwrap();
+    assert_eq!(store.get_chunk(&[0xbe, 0xef]).unwrap(), None);
+    assert_eq!(cat(&fs, ".beef.swp").unwrap(), b"rsync temp");
+    put(&fs, ".other", b"zz").unwrap();
+    fs.unlink(ROOT_INO, n(".other")).unwrap();
+    fs.shutdown().unwrap();
+    assert_eq!(fs.lookup(ROOT_INO, n(".beef.swp")).unwrap_err().errno, libc::ENOENT);
+    assert_eq!(fs.memory_in_use(), 0);
+}
+
+#[test]
+fn rename_moves_and_replaces_chunks() {
+    let store = mem();
+    let fs = fs_over(store.clone());
+    put(&fs, "01", b"one").unwrap();
+    put(&fs, "02", b"two").unwrap();
+    let ino1 = fs.lookup(ROOT_INO, n("01")).unwrap().ino;
+    let e = fs
+        .rename(ROOT_INO, n("01"), ROOT_INO, n("02"), RENAME_NOREPLACE)
+        .unwrap_err();
+    assert_eq!(e.errno, libc::EEXIST);
+    let e = fs
+        .rename(ROOT_INO, n("01"), ROOT_INO, n("02"), RENAME_EXCHANGE)
+        .unwrap_err();
+    assert_eq!(e.errno, libc::EINVAL);
+    fs.rename(ROOT_INO, n("01"), ROOT_INO, n("02"), 0).unwrap();
+    assert_eq!(store.get_chunk(&[1]).unwrap(), None);
+    assert_eq!(store.get_chunk(&[2]).unwrap().unwrap(), b"one");
+    assert_eq!(fs.lookup(ROOT_INO, n("02")).unwrap().ino, ino1);
+    assert_eq!(fs.getattr(ino1).unwrap().size, 3);
+    let e = fs.rename(ROOT_INO, n("01"), ROOT_INO, n("03"), 0).unwrap_err();
+    assert_eq!(e.errno, libc::ENOENT);
+
+    // A file renamed while open and dirty: its data lands under the new name.
+    let (attr, fh) = fs.create(ROOT_INO, n("10"), CREATE).unwrap();
+    fs.write(fh, 0, b"moving").unwrap();
+    fs.rename(ROOT_INO, n("10"), ROOT_INO, n("11"), 0).unwrap();
+    fs.write(fh, 6, b"!").unwrap();
+    fs.flush(fh).unwrap();
+    fs.release(fh).unwrap();
+    assert_eq!(store.get_chunk(&[0x11]).unwrap().unwrap(), b"moving!");
+    assert_eq!(store.get_chunk(&[0x10]).unwrap(), None);
+    assert_eq!(fs.getattr(attr.ino).unwrap().size, 7);
+}
+
+#[test]
+fn unlink_deletes_and_open_files_do_not_resurrect() {
+    let store = mem();
+    let fs = fs_over(store.clone());
+    put(&fs, "01", b"one").unwrap();
+    fs.unlink(ROOT_INO, n("01")).unwrap();
+    assert_eq!(store.get_chunk(&[1]).unwrap(), None);
+    assert_eq!(fs.unlink(ROOT_INO, n("01")).unwrap_err().errno, libc::ENOENT);
+
+    let (_, fh) = fs.create(ROOT_INO, n("02"), CREATE).unwrap();
+    fs.write(fh, 0, b"doomed").unwrap();
+    fs.unlink(ROOT_INO, n("02")).unwrap();
+    fs.flush(fh).unwrap();
+    fs.release(fh).unwrap();
+    assert_eq!(store.get_chunk(&[2]).unwrap(), None);
+}
+
+#[test]
+fn writes_past_the_maximum_are_efbig() {
+    let store = mem();
+    let fs = fs_over(store);
+    let (attr, fh) = fs.create(ROOT_INO, n("0f"), CREATE).unwrap();
+    fs.write(fh, MAX - 4, b"1234").unwrap();
+    let e = fs.write(fh, MAX - 4, b"12345").unwrap_err();
+    assert_eq!(e.errno, libc::EFBIG);
+    let e = fs.setattr(attr.ino, Some(fh), Some(MAX + 1), None).unwrap_err();
+    assert_eq!(e.errno, libc::EFBIG);
+    fs.release(fh).unwrap();
+}
+
+#[test]
+fn a_failed_commit_reaches_flush_and_fsync() {
+    let inner = mem();
+    let failing = Arc::new(FailingStore::new(inner.clone()));
+    let fs = fs_over(failing.clone());
+    put(&fs, "aa", b"before").unwrap();
+
+    failing.fail_writes(true);
+    let (_, fh) = fs.create(ROOT_INO, n("aa"), CREATE).unwrap();
+    fs.write(fh, 0, b"after").unwrap();
+    assert_eq!(fs.fsync(fh).unwrap_err().errno, libc::EIO);
+    assert_eq!(fs.flush(fh).unwrap_err().errno, libc::EIO, "close() sees it");
+    assert!(fs.release(fh).is_err(), "release retried and failed too");
+    assert_eq!(inner.get_chunk(&[0xaa]).unwrap().unwrap(), b"before");
+    assert_eq!(fs.memory_in_use(), 0);
+
+    // A failure of the commit that rename does for a scratch file.
+    put(&fs, ".tmp", b"x").unwrap();
+    let e = fs.rename(ROOT_INO, n(".tmp"), ROOT_INO, n("bb"), 0).unwrap_err();
+    assert_eq!(e.errno, libc::EIO);
+    assert_eq!(cat(&fs, ".tmp").unwrap(), b"x", "the scratch file is kept");
+
+    failing.fail_writes(false);
+    put(&fs, "aa", b"after").unwrap();
+    assert_eq!(inner.get_chunk(&[0xaa]).unwrap().unwrap(), b"after");
+}
+
+#[test]
+fn readdir_streams_with_stable_offsets() {
+    let store = mem();
+    for i in 0..50u8 {
+        store.set_chunk(&[i], &vec![i; i as usize]).unwrap();
+    }
+    // Keys that cannot be names are skipped.
+    store.set_chunk(&[7u8; 128], b"too long a key").unwrap();
+    let fs = fs_over(store);
+    put(&fs, ".scratch", b"s").unwrap();
+    let all = ls(&fs, true);
+    let got = names(&all);
+    assert_eq!(got.len(), 2 + 50 + 1);
+    assert_eq!(&got[..2], &[OsString::from("."), OsString::from("..")]);
+    assert_eq!(got[2 + 10], OsString::from("0a"));
+    assert_eq!(got.last().unwrap(), ".scratch");
+    for (i, e) in all.iter().enumerate() {
+        assert_eq!(e.offset, i as u64 + 1);
+    }
+    for e in &all[2..52] {
+        let attr = e.attr.unwrap();
+        assert_eq!(attr.ino, e.ino);
+        assert_eq!(attr.size, hex::decode(e.name.to_str().unwrap()).unwrap()[0] as u64);
+        assert_eq!(fs.lookup(ROOT_INO, &e.name).unwrap().ino, e.ino, "stable inodes");
+    }
+    // Resuming at an offset the stream has passed restarts the listing correctly.
+    let fh = fs.opendir(ROOT_INO).unwrap();
+    let mut first = Vec::new();
+    fs.readdir(fh, 0, false, &mut |e| {
+        first.push(e);
+        first.len() == 30
+    })
+    .unwrap();
+    let mut again = Vec::new();
+    fs.readdir(fh, 5, false, &mut |e| {
+        again.push(e);
+        false
+    })
+    .unwrap();
+    assert_eq!(again[0].offset, 6);
+    assert_eq!(names(&again), got[5..].to_vec());
+    fs.releasedir(fh);
+}
+
+/// Counts the calls that read values.
+struct Counting {
+    inner: Arc<dyn Cloudstore>,
+    gets: AtomicUsize,
+    ranged: AtomicUsize,
+}
+
+impl Cloudstore for Counting {
+    fn backend(&self) -> &'static str {
+        "counting"
+    }
+    fn get_chunk(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.inner.get_chunk(key)
+    }
+    fn get_chunk_batch(&self, chunks: &mut [RawChunk]) -> StoreResult<()> {
+        self.inner.get_chunk_batch(chunks)
+    }
+    fn get_chunk_with_range(&self, key: &[u8], s: u64, e: u64) -> StoreResult<Option<Vec<u8>>> {
+        self.ranged.fetch_add(1, Ordering::SeqCst);
+        self.inner.get_chunk_with_range(key, s, e)
+    }
+    fn set_chunk(&self, key: &[u8], value: &[u8]) -> StoreResult<()> {
+        self.inner.set_chunk(key, value)
+    }
+    fn set_chunk_batch(&self, chunks: &mut [RawChunk]) -> StoreResult<()> {
+        self.inner.set_chunk_batch(chunks)
+    }
+    fn close(&self) -> StoreResult<()> {
+        self.inner.close()
+    }
+    fn stat(&self, key: &[u8]) -> StoreResult<Option<u64>> {
+        self.inner.stat(key)
+    }
+    fn delete(&self, key: &[u8]) -> StoreResult<bool> {
+        self.inner.delete(key)
+    }
+    fn list(&self, after: Option<&[u8]>) -> StoreResult<ChunkList> {
+        self.inner.list(after)
+    }
+    fn sync(&self) -> StoreResult<()> {
+        self.inner.sync()
+    }
+}
+
+#[test]
+fn whole_value_backends_fetch_once_per_open_file() {
+    let inner = mem();
+    let value: Vec<u8> = (0..50_000u32).map(|i| i as u8).collect();
+    inner.set_chunk(&[9], &value).unwrap();
+    let counting = Arc::new(Counting {
+        inner,
+        gets: AtomicUsize::new(0),
+        ranged: AtomicUsize::new(0),
+    });
+    let fs = ChunkFs::new(
+        counting.clone(),
+        FsConfig {
+            whole_value_reads: true,
+            ..cfg()
+        },
+    );
+    assert_eq!(cat(&fs, "09").unwrap(), value);
+    assert_eq!(counting.gets.load(Ordering::SeqCst), 1, "50 reads, one fetch");
+    assert_eq!(counting.ranged.load(Ordering::SeqCst), 0);
+
+    // Ranged backends read ranges.
+    let fs = fs_over(counting.clone());
+    assert_eq!(cat(&fs, "09").unwrap(), value);
+    assert_eq!(counting.gets.load(Ordering::SeqCst), 1);
+    assert_eq!(counting.ranged.load(Ordering::SeqCst), 51);
+}
+
+#[test]
+fn the_memory_budget_is_enforced() {
+    let fs = ChunkFs::new(
+        mem(),
+        FsConfig {
+            memory_budget: 10_000,
+            ..cfg()
+        },
+    );
+    let (_, a) = fs.create(ROOT_INO, n("01"), CREATE).unwrap();
+    fs.write(a, 0, &[1; 8000]).unwrap();
+    let (_, b) = fs.create(ROOT_INO, n("02"), CREATE).unwrap();
+    assert_eq!(fs.write(b, 0, &[2; 4000]).unwrap_err().errno, libc::ENOMEM);
+    fs.flush(a).unwrap();
+    fs.release(a).unwrap();
+    fs.write(b, 0, &[2; 4000]).unwrap();
+    fs.release(b).unwrap();
+    assert_eq!(fs.memory_in_use(), 0);
+}
+
+#[test]
+fn read_only_refuses_changes() {
+    let store = mem();
+    store.set_chunk(&[1], b"x").unwrap();
+    let fs = ChunkFs::new(
+        store,
+        FsConfig {
+            read_only: true,
+            ..cfg()
+        },
+    );
+    assert_eq!(fs.create(ROOT_INO, n("02"), CREATE).unwrap_err().errno, libc::EROFS);
+    let ino = fs.lookup(ROOT_INO, n("01")).unwrap().ino;
+    assert_eq!(fs.open(ino, libc::O_WRONLY).unwrap_err().errno, libc::EROFS);
+    assert_eq!(fs.unlink(ROOT_INO, n("01")).unwrap_err().errno, libc::EROFS);
+    assert_eq!(cat(&fs, "01").unwrap(), b"x");
+}
+
+#[test]
+fn concurrent_writers_commit_in_groups() {
+    let store = mem();
+    let fs = Arc::new(fs_over(store.clone()));
+    let threads: Vec<_> = (0..8u8)
+        .map(|t| {
+            let fs = fs.clone();
+            std::thread::spawn(move || {
+                for i in 0..40u8 {
+                    let name = hex::encode([t, i]);
+                    put(&fs, &name, &vec![t ^ i; 3000]).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(store.list(None).unwrap().count(), 8 * 40);
+    assert_eq!(cat(&fs, "0305").unwrap(), vec![3 ^ 5; 3000]);
+    let st = fs.statfs().unwrap();
+    assert!(st.bavail > 0 && st.namelen == 255);
+}

@@ -1,0 +1,577 @@
+//! The Ceph RADOS backend: each chunk is one object of a pool (and namespace), named by the
+//! lowercase hex of its key (as the Go code named them), holding the raw value; an empty value is
+//! a 0-byte object. What this backend writes is exactly what `rados get` sees, and the reverse.
+//!
+//! - set is one write_full (a shorter overwrite leaves no old tail), carrying the mtime xattr;
+//! - ranged reads read only the range (a read op at the offset, with a stat in the same op so a
+//!   short read is told from the end of the object);
+//! - batches are pipelined with librados aio, at most `ceph.max_in_flight` outstanding;
+//! - the mtime lives beside the keyspace: an xattr `cloudstore.mtime` on the chunk's own object
+//!   (nanoseconds), with the object mtime set to the same second; an object written by another
+//!   tool (no xattr, or an object mtime that moved on) shows its RADOS mtime;
+//! - the listing is in RADOS hash order (deterministic, not sorted); see [`list`].
+//!
+//! Acknowledged RADOS writes are durable, so `sync` has nothing to do and `close` only drops
+//! the connection.
+
+mod aio;
+mod list;
+mod rados;
+
+use std::ffi::{CStr, CString};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aio::{pipeline, ReadOp, WriteOp};
+use rados::{errno_text, Cluster, ConnectParams, Errno};
+
+use super::{clamp_range, ChunkList, Cloudstore, RawChunk, Result, SpaceInfo, StoreError};
+use crate::config::Config;
+
+pub(crate) const BACKEND: &str = "ceph";
+
+/// The xattr holding a chunk's mtime as "SECONDS.NANOSECONDS" since the epoch.
+const MTIME_XATTR: &CStr = c"cloudstore.mtime";
+
+/// Bytes asked for by the first read of a value of unknown size. Chunks up to this size take
+/// one round trip; larger ones a second, exact one.
+const FIRST_READ: usize = 64 << 10;
+
+/// Longest key: RADOS object names are at most 2048 characters (osd_max_object_name_len).
+const MAX_KEY_LEN: usize = 1024;
+
+/// Read rounds before giving up on an object whose size keeps changing under us.
+const MAX_READ_ROUNDS: usize = 4;
+
+/// The Ceph RADOS backend.
+pub struct CephStore {
+    cluster: RwLock<Option<Arc<Cluster>>>,
+    /// "pool P namespace N", for errors that concern no single key.
+    location: String,
+    max_chunk_size: u64,
+    max_in_flight: usize,
+    op_timeout: Duration,
+}
+
+/// The object name of a key: its lowercase hex.
+fn object_name(key: &[u8]) -> CString {
+    CString::new(hex::encode(key)).expect("hex has no NUL byte")
+}
+
+/// The key of an object name, when the name is a chunk name (non-empty, even-length,
+/// lowercase hex); `None` for any other object sharing the namespace.
+pub(crate) fn key_of_object_name(name: &[u8]) -> Option<Vec<u8>> {
+    let hex_lower = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
+    if name.is_empty() || name.len() % 2 != 0 || !name.iter().all(hex_lower) {
+        return None;
+    }
+    hex::decode(name).ok()
+}
+
+/// An mtime as the xattr text and the whole second (floor) to give the object.
+fn encode_mtime(t: SystemTime) -> (Vec<u8>, i64) {
+    let (secs, nanos) = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
+        Err(e) => {
+            let d = e.duration();
+            let (s, n) = (d.as_secs() as i64, d.subsec_nanos());
+            if n == 0 {
+                (-s, 0)
+            } else {
+                (-s - 1, 1_000_000_000 - n)
+            }
+        }
+    };
+    (format!("{secs}.{nanos:09}").into_bytes(), secs)
+}
+
+/// The inverse of [`encode_mtime`]'s text: (whole second, time).
+fn decode_mtime(text: &[u8]) -> Option<(i64, SystemTime)> {
+    let text = std::str::from_utf8(text).ok()?;
+    let (secs, nanos) = text.split_once('.')?;
+    if nanos.len() != 9 {
+        return None;
+    }
+    let secs: i64 = secs.parse().ok()?;
+    let nanos: u32 = nanos.parse().ok().filter(|n| *n < 1_000_000_000)?;
+    Some((secs, from_secs_nanos(secs, nanos)))
+}
+
+fn from_secs_nanos(secs: i64, nanos: u32) -> SystemTime {
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::new(secs as u64, nanos)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()) + Duration::from_nanos(nanos.into())
+    }
+}
+
+/// The errno the filesystem should see for a RADOS errno, and a message saying what it means.
+pub(crate) fn describe(errno: Errno, op_timeout: Duration, size: Option<usize>) -> (i32, String) {
+    match errno {
+        libc::EFBIG | libc::EMSGSIZE => (
+            libc::EFBIG,
+            format!(
+                "the cluster refused a value of {} bytes as too large \
+                 (osd_max_object_size / osd_max_write_size): {}",
+                size.unwrap_or(0),
+                errno_text(errno)
+            ),
+        ),
+        libc::ETIMEDOUT => (
+            libc::EIO,
+            format!(
+                "no answer from the cluster within {}s (is it down, or full?): {}",
+                op_timeout.as_secs(),
+                errno_text(errno)
+            ),
+        ),
+        libc::ENOTCONN | libc::ESHUTDOWN | libc::ECONNREFUSED => (
+            libc::EIO,
+            format!("cluster unreachable: {}", errno_text(errno)),
+        ),
+        _ => (errno, errno_text(errno)),
+    }
+}
+
+/// One item of a read: which object, which range, and the outcome.
+struct ReadRequest {
+    oid: CString,
+    start: u64,
+    /// Exclusive end; `None` = to the end of the object.
+    end: Option<u64>,
+    result: Option<std::result::Result<Option<Vec<u8>>, Errno>>,
+}
+
+impl CephStore {
+    /// Connects to the cluster that `config.ceph` names and opens its pool and namespace.
+    pub fn open(config: &Config) -> Result<Self> {
+        let c = &config.ceph;
+        let params = ConnectParams {
+            conf: &c.conf,
+            user: &c.user,
+            pool: &c.pool,
+            namespace: &c.namespace,
+            connect_timeout: c.connect_timeout(),
+            op_timeout: c.op_timeout(),
+        };
+        // Not logged here: the caller reports the error once.
+        let cluster = Cluster::connect(&params).map_err(StoreError::Config)?;
+        let store = CephStore {
+            cluster: RwLock::new(Some(Arc::new(cluster))),
+            location: if c.namespace.is_empty() {
+                format!("pool {}", c.pool)
+            } else {
+                format!("pool {} namespace {}", c.pool, c.namespace)
+            },
+            max_chunk_size: config.max_chunk_size,
+            max_in_flight: c.max_in_flight.max(1),
+            op_timeout: c.op_timeout(),
+        };
+        log::info!(
+            "{BACKEND}: connected as client.{} to {} ({})",
+            c.user,
+            store.location,
+            c.conf.display()
+        );
+        Ok(store)
+    }
+
+    fn cluster(&self) -> Result<Arc<Cluster>> {
+        self.cluster
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(StoreError::Closed { backend: BACKEND })
+    }
+
+    fn check_key(&self, key: &[u8]) -> Result<CString> {
+        let reason = if key.is_empty() {
+            "empty key".to_string()
+        } else if key.len() > MAX_KEY_LEN {
+            format!(
+                "{} bytes; RADOS object names (the key in hex) allow keys of at most \
+                 {MAX_KEY_LEN} bytes",
+                key.len()
+            )
+        } else {
+            return Ok(object_name(key));
+        };
+        Err(StoreError::InvalidKey {
+            backend: BACKEND,
+            key: hex::encode(key),
+            reason,
+        })
+    }
+
+    fn check_value(&self, key: &[u8], value: &[u8]) -> Result<CString> {
+        let oid = self.check_key(key)?;
+        if value.len() as u64 > self.max_chunk_size {
+            return Err(StoreError::TooLarge {
+                backend: BACKEND,
+                key: hex::encode(key),
+                size: value.len() as u64,
+                max: self.max_chunk_size,
+            });
+        }
+        Ok(oid)
+    }
+
+    /// The error for a failed RADOS call, logged once here.
+    fn error(&self, op: &'static str, key: &[u8], errno: Errno, size: Option<usize>) -> StoreError {
+        let (errno, message) = describe(errno, self.op_timeout, size);
+        let err = StoreError::backend(BACKEND, op, key, errno, message);
+        log::warn!("{err}");
+        err
+    }
+
+    /// The error for a failure that concerns no single key (`what` says what it concerns).
+    fn error_without_key(&self, op: &'static str, what: String, errno: Errno) -> StoreError {
+        let (errno, message) = describe(errno, self.op_timeout, None);
+        let err = StoreError::Backend {
+            backend: BACKEND,
+            op,
+            key: what,
+            errno,
+            message,
+        };
+        log::warn!("{err}");
+        err
+    }
+
+    /// Reads every request, pipelined; the values come back into `result`. A first round asks
+    /// for up to [`FIRST_READ`] bytes; values found larger are read again whole, with the size
+    /// taken from the same operation, so a value is never stitched from two versions.
+    fn read_all(&self, cluster: &Cluster, requests: &mut [ReadRequest]) {
+        let mut todo: Vec<(usize, usize)> = requests
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let want = r.end.map_or(u64::MAX, |e| e.saturating_sub(r.start));
+                (i, want.min(FIRST_READ as u64) as usize)
+            })
+            .collect();
+        for _round in 0..MAX_READ_ROUNDS {
+            if todo.is_empty() {
+                return;
+            }
+            let mut ops: Vec<ReadOp> = todo
+                .iter()
+                .map(|&(i, len)| {
+                    let r = &requests[i];
+                    ReadOp::new(r.oid.clone(), r.start, len)
+                })
+                .collect();
+            pipeline(cluster, &mut ops, self.max_in_flight);
+            let mut again = Vec::new();
+            for ((i, _), op) in todo.into_iter().zip(ops.iter_mut()) {
+                let r = &mut requests[i];
+                match op.result.take().expect("pipeline finishes every op") {
+                    Err(libc::ENOENT) => r.result = Some(Ok(None)),
+                    Err(e) => r.result = Some(Err(e)),
+                    Ok(size) => {
+                        let end = r.end.map_or(size, |e| e.min(size));
+                        let target = end.saturating_sub(r.start) as usize;
+                        if op.buf.len() >= target {
+                            let mut value = std::mem::take(&mut op.buf);
+                            value.truncate(target);
+                            if value.capacity() > 2 * value.len() + 4096 {
+                                value.shrink_to_fit();
+                            }
+                            r.result = Some(Ok(Some(value)));
+                        } else {
+                            again.push((i, target));
+                        }
+                    }
+                }
+            }
+            todo = again;
+        }
+        for (i, _) in todo {
+            requests[i].result = Some(Err(libc::EAGAIN));
+        }
+    }
+
+    /// One read through [`Self::read_all`].
+    fn read_one(
+        &self,
+        op: &'static str,
+        key: &[u8],
+        start: u64,
+        end: Option<u64>,
+    ) -> Result<Option<Vec<u8>>> {
+        let cluster = self.cluster()?;
+        let oid = self.check_key(key)?;
+        let mut req = [ReadRequest {
+            oid,
+            start,
+            end,
+            result: None,
+        }];
+        self.read_all(&cluster, &mut req);
+        match req[0].result.take().expect("read_all fills every result") {
+            Ok(v) => Ok(v),
+            Err(e) => Err(self.error(op, key, e, None)),
+        }
+    }
+
+    /// Writes values (write_full + mtime xattr), pipelined; one result per item.
+    fn write_all(
+        &self,
+        cluster: &Cluster,
+        items: &[(CString, &[u8])],
+        mtime: SystemTime,
+    ) -> Vec<std::result::Result<(), Errno>> {
+        let (text, secs) = encode_mtime(mtime);
+        let mut ops: Vec<WriteOp> = items
+            .iter()
+            .map(|(oid, data)| {
+                WriteOp::write_full(oid.clone(), data, MTIME_XATTR, text.clone(), secs)
+            })
+            .collect();
+        pipeline(cluster, &mut ops, self.max_in_flight);
+        ops.iter_mut()
+            .map(|op| op.result.take().expect("pipeline finishes every op"))
+            .collect()
+    }
+}
+
+impl Cloudstore for CephStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn get_chunk(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.read_one("get", key, 0, None)
+    }
+
+    fn get_chunk_batch(&self, chunks: &mut [RawChunk]) -> Result<()> {
+        let cluster = self.cluster()?;
+        let mut requests = Vec::with_capacity(chunks.len());
+        let mut index = Vec::with_capacity(chunks.len());
+        for (i, chunk) in chunks.iter_mut().enumerate() {
+            chunk.ok = false;
+            chunk.value.clear();
+            chunk.error = None;
+            match self.check_key(&chunk.key) {
+                Ok(oid) => {
+                    requests.push(ReadRequest {
+                        oid,
+                        start: 0,
+                        end: None,
+                        result: None,
+                    });
+                    index.push(i);
+                }
+                Err(e) => chunk.error = Some(e),
+            }
+        }
+        self.read_all(&cluster, &mut requests);
+        for (req, i) in requests.iter_mut().zip(index) {
+            let chunk = &mut chunks[i];
+            match req.result.take().expect("read_all fills every result") {
+                Ok(Some(value)) => {
+                    chunk.value = value;
+                    chunk.ok = true;
+                }
+                Ok(None) => {}
+                Err(e) => chunk.error = Some(self.error("get", &chunk.key, e, None)),
+            }
+        }
+        Ok(())
+    }
+
+    fn get_chunk_with_range(&self, key: &[u8], start: u64, end: u64) -> Result<Option<Vec<u8>>> {
+        // A bad range is an error whether or not the key exists.
+        clamp_range(key, start, end, u64::MAX)?;
+        self.read_one("read", key, start, (end != 0).then_some(end))
+    }
+
+    fn set_chunk(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        let cluster = self.cluster()?;
+        let oid = self.check_value(key, value)?;
+        let results = self.write_all(&cluster, &[(oid, value)], SystemTime::now());
+        results[0].map_err(|e| self.error("write", key, e, Some(value.len())))
+    }
+
+    fn set_chunk_batch(&self, chunks: &mut [RawChunk]) -> Result<()> {
+        let cluster = self.cluster()?;
+        let mut items = Vec::with_capacity(chunks.len());
+        let mut index = Vec::with_capacity(chunks.len());
+        for (i, chunk) in chunks.iter_mut().enumerate() {
+            chunk.error = None;
+            chunk.ok = false;
+            match self.check_value(&chunk.key, &chunk.value) {
+                Ok(oid) => {
+                    items.push((oid, chunk.value.as_slice()));
+                    index.push(i);
+                }
+                Err(e) => {
+                    log::warn!("{e}");
+                    chunk.error = Some(e);
+                }
+            }
+        }
+        let results = self.write_all(&cluster, &items, SystemTime::now());
+        drop(items);
+        for (result, i) in results.into_iter().zip(index) {
+            let chunk = &mut chunks[i];
+            match result {
+                Ok(()) => chunk.ok = true,
+                Err(e) => {
+                    chunk.error = Some(self.error("write", &chunk.key, e, Some(chunk.value.len())))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn close(&self) -> Result<()> {
+        // Every operation waits for its acknowledgement, so nothing is pending; the connection
+        // closes when the last listing that still uses it is dropped.
+        self.cluster
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        Ok(())
+    }
+
+    fn stat(&self, key: &[u8]) -> Result<Option<u64>> {
+        let cluster = self.cluster()?;
+        let oid = self.check_key(key)?;
+        match cluster.stat(&oid) {
+            Ok((size, _)) => Ok(Some(size)),
+            Err(libc::ENOENT) => Ok(None),
+            Err(e) => Err(self.error("stat", key, e, None)),
+        }
+    }
+
+    fn delete(&self, key: &[u8]) -> Result<bool> {
+        let cluster = self.cluster()?;
+        let oid = self.check_key(key)?;
+        match cluster.remove(&oid) {
+            Ok(()) => Ok(true),
+            Err(libc::ENOENT) => Ok(false),
+            Err(e) => Err(self.error("delete", key, e, None)),
+        }
+    }
+
+    /// Lists in RADOS hash order. `after` skips every object up to and including that key, so
+    /// resuming costs a listing of what came before it; when `after` no longer exists the
+    /// listing is empty (RADOS has no order in which to place a missing name).
+    fn list(&self, after: Option<&[u8]>) -> Result<ChunkList> {
+        let cluster = self.cluster()?;
+        let listing = list::ChunkListing::open(
+            cluster,
+            after,
+            self.max_in_flight,
+            self.location.clone(),
+            self.op_timeout,
+        )
+        .map_err(|e| self.error_without_key("list", self.location.clone(), e))?;
+        Ok(Box::new(listing))
+    }
+
+    fn sync(&self) -> Result<()> {
+        // RADOS acknowledges a write once it is durable on every replica.
+        self.cluster().map(drop)
+    }
+
+    /// Write the new name (keeping the mtime), then delete the old one: RADOS has no rename.
+    fn rename(&self, from: &[u8], to: &[u8]) -> Result<bool> {
+        let cluster = self.cluster()?;
+        let Some(value) = self.get_chunk(from)? else {
+            return Ok(false);
+        };
+        if from == to {
+            return Ok(true);
+        }
+        let mtime = self.mtime(from)?.unwrap_or_else(SystemTime::now);
+        let oid = self.check_value(to, &value)?;
+        let results = self.write_all(&cluster, &[(oid, &value)], mtime);
+        results[0].map_err(|e| self.error("write", to, e, Some(value.len())))?;
+        self.delete(from)?;
+        Ok(true)
+    }
+
+    fn mtime(&self, key: &[u8]) -> Result<Option<SystemTime>> {
+        let cluster = self.cluster()?;
+        let oid = self.check_key(key)?;
+        match cluster.stat_with_xattr(&oid, MTIME_XATTR.to_str().expect("ASCII")) {
+            Ok((_, object_secs, xattr)) => {
+                // The xattr is ours only while the object's mtime is still the second we gave
+                // it; a write by another tool moves the object mtime on.
+                let ours = xattr
+                    .as_deref()
+                    .and_then(decode_mtime)
+                    .filter(|(secs, _)| *secs == object_secs);
+                Ok(Some(match ours {
+                    Some((_, t)) => t,
+                    None => from_secs_nanos(object_secs, 0),
+                }))
+            }
+            Err(libc::ENOENT) => Ok(None),
+            Err(e) => Err(self.error("mtime", key, e, None)),
+        }
+    }
+
+    fn set_mtime(&self, key: &[u8], mtime: SystemTime) -> Result<()> {
+        let cluster = self.cluster()?;
+        let oid = self.check_key(key)?;
+        let (text, secs) = encode_mtime(mtime);
+        let mut op = [WriteOp::set_xattr(oid, MTIME_XATTR, text, secs)];
+        pipeline(&cluster, &mut op, 1);
+        match op[0].result.take().expect("pipeline finishes every op") {
+            // Like the other backends: setting the mtime of a missing key does nothing.
+            Ok(()) | Err(libc::ENOENT) => Ok(()),
+            Err(e) => Err(self.error("set-mtime", key, e, None)),
+        }
+    }
+
+    /// Cluster-wide figures (RADOS pools have no size of their own, only quotas); `None` when
+    /// the cluster reports none (no ceph-mgr running).
+    fn space(&self) -> Result<Option<SpaceInfo>> {
+        let cluster = self.cluster()?;
+        match cluster.cluster_stat() {
+            // Usage reaches the monitors through ceph-mgr: without one they are all zero.
+            Ok(st) if st.total == 0 => Ok(None),
+            Ok(st) => Ok(Some(SpaceInfo {
+                total: st.total,
+                free: st.avail,
+            })),
+            Err(e) => Err(self.error_without_key("statfs", self.location.clone(), e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_names_are_lowercase_hex_and_back() {
+        assert_eq!(object_name(b"\x01\xab").to_bytes(), b"01ab");
+        assert_eq!(key_of_object_name(b"01ab"), Some(vec![1, 0xab]));
+        for bad in [&b""[..], b"0", b"01AB", b"xy", b"01a", b"rbd_directory"] {
+            assert_eq!(key_of_object_name(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn mtimes_round_trip_with_nanoseconds() {
+        for t in [
+            UNIX_EPOCH + Duration::new(1_500_000_000, 123_456_789),
+            UNIX_EPOCH,
+            UNIX_EPOCH - Duration::new(10, 250_000_000),
+        ] {
+            let (text, secs) = encode_mtime(t);
+            let (s, back) = decode_mtime(&text).unwrap();
+            assert_eq!((s, back), (secs, t), "{}", String::from_utf8_lossy(&text));
+        }
+        assert_eq!(
+            encode_mtime(UNIX_EPOCH - Duration::new(10, 250_000_000)).1,
+            -11
+        );
+        assert_eq!(decode_mtime(b"12"), None);
+        assert_eq!(decode_mtime(b"12.1234567890"), None);
+    }
+}

@@ -1,0 +1,318 @@
+//! A small safe layer over librados, through the raw FFI of the `ceph` crate (`ceph::rados`).
+//!
+//! Why not the crate's `Rados`/`IoCtx`: its `connect_to_ceph` connects before any client option
+//! can be set (so the timeouts that keep a dead cluster from hanging us cannot be applied), its
+//! `IoCtx` does not keep the `Rados` alive (dropping them in the wrong order segfaults), and
+//! `disconnect_from_ceph`, `destroy_rados_ioctx` and `rados_stat_pool` crash. [`Cluster`] owns
+//! both handles in one value and releases them once, I/O context first.
+//!
+//! Every call returns a positive errno on failure; the backend turns it into a `StoreError`
+//! naming the key and the operation.
+
+use std::ffi::{CStr, CString};
+use std::os::raw::{c_char, c_int};
+use std::path::Path;
+use std::ptr;
+use std::time::Duration;
+
+use ceph::rados as ffi;
+
+/// A positive errno returned by librados.
+pub type Errno = i32;
+
+/// Turns a librados return code into the value or a positive errno.
+pub fn check(ret: c_int) -> Result<c_int, Errno> {
+    if ret < 0 {
+        Err(-ret)
+    } else {
+        Ok(ret)
+    }
+}
+
+/// A human-readable name for an errno ("No such file or directory (os error 2)").
+pub fn errno_text(errno: Errno) -> String {
+    std::io::Error::from_raw_os_error(errno).to_string()
+}
+
+/// What [`Cluster::connect`] needs.
+pub struct ConnectParams<'a> {
+    pub conf: &'a Path,
+    pub user: &'a str,
+    pub pool: &'a str,
+    pub namespace: &'a str,
+    pub connect_timeout: Duration,
+    pub op_timeout: Duration,
+}
+
+/// Cluster-wide space figures in bytes (from `rados_cluster_stat`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClusterStat {
+    pub total: u64,
+    pub avail: u64,
+}
+
+/// A connected cluster and the I/O context of one pool (and namespace), owned together.
+pub struct Cluster {
+    rados: ffi::rados_t,
+    ioctx: ffi::rados_ioctx_t,
+}
+
+// librados handles are thread-safe; the one ioctx setting that is not (the namespace) is set
+// once, in `connect`, before the value can be shared.
+unsafe impl Send for Cluster {}
+unsafe impl Sync for Cluster {}
+
+/// A created but not yet (or not successfully) connected cluster handle: shut down on drop.
+struct Handle(ffi::rados_t);
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            // SAFETY: a handle from rados_create, shut down once; no ioctx was made from it
+            // (Cluster takes the pointer out before making one).
+            unsafe { ffi::rados_shutdown(self.0) }
+        }
+    }
+}
+
+fn cstring(what: &str, s: &str) -> Result<CString, String> {
+    CString::new(s).map_err(|_| format!("ceph: {what} {s:?} contains a NUL byte"))
+}
+
+impl Cluster {
+    /// Reads the conf, applies the client timeouts, connects to the monitors and opens the pool
+    /// and namespace. Errors are complete sentences naming the conf file, monitor or pool.
+    pub fn connect(p: &ConnectParams) -> Result<Cluster, String> {
+        let conf_shown = p.conf.display();
+        match std::fs::metadata(p.conf) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => {
+                return Err(format!(
+                    "ceph: conf file {conf_shown} is not a regular file"
+                ))
+            }
+            Err(e) => return Err(format!("ceph: cannot read conf file {conf_shown}: {e}")),
+        }
+        let user = cstring("user", p.user)?;
+        let conf = cstring("conf path", &p.conf.to_string_lossy())?;
+        let pool = cstring("pool", p.pool)?;
+        let namespace = cstring("namespace", p.namespace)?;
+
+        let mut raw: ffi::rados_t = ptr::null_mut();
+        // SAFETY: out-pointer to a local; user is a valid C string.
+        let ret = unsafe { ffi::rados_create(&mut raw, user.as_ptr()) };
+        check(ret).map_err(|e| {
+            format!(
+                "ceph: cannot create a cluster handle for user {:?}: {}",
+                p.user,
+                errno_text(e)
+            )
+        })?;
+        let handle = Handle(raw);
+        // SAFETY: valid handle and C string.
+        let ret = unsafe { ffi::rados_conf_read_file(handle.0, conf.as_ptr()) };
+        check(ret).map_err(|e| {
+            format!(
+                "ceph: cannot load conf file {conf_shown}: {}",
+                errno_text(e)
+            )
+        })?;
+        // Set before connecting: librados ignores most client options changed afterwards, and
+        // without them a dead monitor or a full cluster blocks a call forever.
+        let connect_secs = p.connect_timeout.as_secs().max(1).to_string();
+        let op_secs = p.op_timeout.as_secs().max(1).to_string();
+        for (name, value) in [
+            ("client_mount_timeout", &connect_secs),
+            ("rados_osd_op_timeout", &op_secs),
+            ("rados_mon_op_timeout", &op_secs),
+        ] {
+            set_conf(handle.0, name, value)?;
+        }
+        let mon_host = get_conf(handle.0, "mon_host").unwrap_or_default();
+        // SAFETY: valid, configured, unconnected handle.
+        let ret = unsafe { ffi::rados_connect(handle.0) };
+        check(ret).map_err(|e| {
+            let mons = if mon_host.is_empty() {
+                "no `mon host` set".to_string()
+            } else {
+                format!("mon host {mon_host}")
+            };
+            format!(
+                "ceph: cannot connect to the monitors ({mons}, from {conf_shown}) as client.{} \
+                 within {}s: {}",
+                p.user,
+                p.connect_timeout.as_secs(),
+                errno_text(e)
+            )
+        })?;
+
+        let mut ioctx: ffi::rados_ioctx_t = ptr::null_mut();
+        // SAFETY: connected handle, C string, out-pointer to a local.
+        let ret = unsafe { ffi::rados_ioctx_create(handle.0, pool.as_ptr(), &mut ioctx) };
+        if let Err(e) = check(ret) {
+            return Err(if e == libc::ENOENT {
+                format!(
+                    "ceph: pool {:?} does not exist in the cluster of {conf_shown} \
+                     (create it with: ceph osd pool create {} 32)",
+                    p.pool, p.pool
+                )
+            } else {
+                format!(
+                    "ceph: cannot open pool {:?} (conf {conf_shown}): {}",
+                    p.pool,
+                    errno_text(e)
+                )
+            });
+        }
+        // SAFETY: fresh ioctx, not yet shared; the string is copied by librados.
+        unsafe { ffi::rados_ioctx_set_namespace(ioctx, namespace.as_ptr()) };
+        let mut handle = handle;
+        let rados = std::mem::replace(&mut handle.0, ptr::null_mut());
+        Ok(Cluster { rados, ioctx })
+    }
+
+    /// The raw I/O context, for the aio and listing code of this module's siblings.
+    pub(crate) fn ioctx(&self) -> ffi::rados_ioctx_t {
+        self.ioctx
+    }
+
+    /// Size in bytes and mtime (whole seconds) of an object.
+    pub fn stat(&self, oid: &CStr) -> Result<(u64, i64), Errno> {
+        let mut size = 0u64;
+        let mut mtime: libc::time_t = 0;
+        // SAFETY: valid ioctx and C string, out-pointers to locals.
+        check(unsafe { ffi::rados_stat(self.ioctx, oid.as_ptr(), &mut size, &mut mtime) })?;
+        Ok((size, mtime))
+    }
+
+    /// Deletes an object.
+    pub fn remove(&self, oid: &CStr) -> Result<(), Errno> {
+        // SAFETY: valid ioctx and C string.
+        check(unsafe { ffi::rados_remove(self.ioctx, oid.as_ptr()) }).map(drop)
+    }
+
+    /// Size, mtime (whole seconds) and the value of one xattr (`None` when unset), read in one
+    /// round trip.
+    pub fn stat_with_xattr(
+        &self,
+        oid: &CStr,
+        xattr: &str,
+    ) -> Result<(u64, i64, Option<Vec<u8>>), Errno> {
+        let mut size = 0u64;
+        let mut mtime: libc::time_t = 0;
+        let mut stat_rval: c_int = 0;
+        let mut iter: ffi::rados_xattrs_iter_t = ptr::null_mut();
+        let mut xattrs_rval: c_int = 0;
+        // SAFETY: the op and every out-pointer live until rados_read_op_operate returns (it is
+        // synchronous); the op is released on every path.
+        let ret = unsafe {
+            let op = ffi::rados_create_read_op();
+            if op.is_null() {
+                return Err(libc::ENOMEM);
+            }
+            ffi::rados_read_op_stat(op, &mut size, &mut mtime, &mut stat_rval);
+            ffi::rados_read_op_getxattrs(op, &mut iter, &mut xattrs_rval);
+            let ret = ffi::rados_read_op_operate(op, self.ioctx, oid.as_ptr(), 0);
+            ffi::rados_release_read_op(op);
+            ret
+        };
+        let iter = XattrIter(iter);
+        check(ret)?;
+        check(stat_rval)?;
+        check(xattrs_rval)?;
+        let mut found = None;
+        loop {
+            let mut name: *const c_char = ptr::null();
+            let mut val: *const c_char = ptr::null();
+            let mut len: libc::size_t = 0;
+            if iter.0.is_null() {
+                break;
+            }
+            // SAFETY: a live iterator; name/val stay valid until the next call.
+            check(unsafe { ffi::rados_getxattrs_next(iter.0, &mut name, &mut val, &mut len) })?;
+            if name.is_null() {
+                break;
+            }
+            // SAFETY: librados gives a NUL-terminated name and `len` bytes of value.
+            let this = unsafe { CStr::from_ptr(name) };
+            if this.to_bytes() == xattr.as_bytes() {
+                let value = if len == 0 || val.is_null() {
+                    Vec::new()
+                } else {
+                    unsafe { std::slice::from_raw_parts(val as *const u8, len) }.to_vec()
+                };
+                found = Some(value);
+                break;
+            }
+        }
+        Ok((size, mtime, found))
+    }
+
+    /// Space figures of the whole cluster (a pool has no size of its own in RADOS).
+    pub fn cluster_stat(&self) -> Result<ClusterStat, Errno> {
+        let mut st = ffi::Struct_rados_cluster_stat_t {
+            kb: 0,
+            kb_used: 0,
+            kb_avail: 0,
+            num_objects: 0,
+        };
+        // SAFETY: connected handle; the struct matches librados 16's rados_cluster_stat_t
+        // (four uint64_t), unlike the pool stat struct the crate's rados_stat_pool uses.
+        check(unsafe { ffi::rados_cluster_stat(self.rados, &mut st) })?;
+        Ok(ClusterStat {
+            total: st.kb.saturating_mul(1024),
+            avail: st.kb_avail.saturating_mul(1024),
+        })
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // SAFETY: both handles were created in `connect` and are released exactly once, the
+        // I/O context before the cluster it belongs to. Nothing borrows them any more: list
+        // iterators and batches hold an `Arc<Cluster>` or a borrow.
+        unsafe {
+            ffi::rados_ioctx_destroy(self.ioctx);
+            ffi::rados_shutdown(self.rados);
+        }
+    }
+}
+
+/// An xattr iterator, ended on drop.
+struct XattrIter(ffi::rados_xattrs_iter_t);
+
+impl Drop for XattrIter {
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            // SAFETY: an iterator librados handed out, ended once.
+            unsafe { ffi::rados_getxattrs_end(self.0) }
+        }
+    }
+}
+
+fn set_conf(rados: ffi::rados_t, name: &str, value: &str) -> Result<(), String> {
+    let n = cstring("option", name)?;
+    let v = cstring("value", value)?;
+    // SAFETY: valid handle and C strings.
+    check(unsafe { ffi::rados_conf_set(rados, n.as_ptr(), v.as_ptr()) })
+        .map(drop)
+        .map_err(|e| format!("ceph: cannot set {name} = {value}: {}", errno_text(e)))
+}
+
+fn get_conf(rados: ffi::rados_t, name: &str) -> Option<String> {
+    let n = CString::new(name).ok()?;
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: valid handle, C string, buffer of the length given.
+    let ret = unsafe {
+        ffi::rados_conf_get(
+            rados,
+            n.as_ptr(),
+            buf.as_mut_ptr() as *mut c_char,
+            buf.len(),
+        )
+    };
+    check(ret).ok()?;
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    buf.truncate(end);
+    String::from_utf8(buf).ok()
+}

@@ -1,0 +1,257 @@
+//! Real FUSE mounts for tests: the built binary mounted with `mount --daemon` in a temporary
+//! directory, over LevelDB or over the test Ceph cluster, always unmounted on drop (also when the
+//! test panics). Without root or /dev/fuse the test says SKIPPED (and fails under CI=true).
+#![allow(dead_code)]
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::ceph_support::{self, skip_or_fail, TestCluster};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_cloudstore-fs");
+
+/// Which store a test mount runs over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    Leveldb,
+    Ceph,
+}
+
+/// Whether this machine can mount FUSE (root and /dev/fuse); says SKIPPED when not.
+pub fn fuse_available(test: &str) -> bool {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        skip_or_fail(&format!("{test} needs root to mount FUSE (run as root)"));
+        return false;
+    }
+    if !Path::new("/dev/fuse").exists() {
+        skip_or_fail(&format!("{test} needs /dev/fuse (modprobe fuse)"));
+        return false;
+    }
+    true
+}
+
+/// A mounted store in a temporary directory: `dir/data` (LevelDB), `dir/mnt`, `dir/daemon.log`.
+pub struct TestMount {
+    pub store: Store,
+    pub dir: TempDir,
+    pub mnt: PathBuf,
+    store_args: Vec<OsString>,
+    cluster: Option<TestCluster>,
+    mounted: bool,
+}
+
+impl TestMount {
+    /// Mounts a fresh store; `None` (after SKIPPED) when FUSE or the Ceph cluster is missing.
+    pub fn new(store: Store, test: &str) -> Option<TestMount> {
+        if !fuse_available(test) {
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("cloudstore-mount-test.")
+            .tempdir()
+            .unwrap();
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        let (store_args, cluster) = match store {
+            Store::Leveldb => (
+                vec!["--data-dir".into(), dir.path().join("data").into_os_string()],
+                None,
+            ),
+            Store::Ceph => {
+                if !cfg!(feature = "ceph") {
+                    skip_or_fail(&format!(
+                        "{test}: built without the `ceph` feature (cargo test --all-features)"
+                    ));
+                    return None;
+                }
+                let cluster = ceph_support::cluster(test)?;
+                let args = vec![
+                    "--backend".into(),
+                    "ceph".into(),
+                    "--ceph-conf".into(),
+                    cluster.conf.clone().into_os_string(),
+                    "--pool".into(),
+                    cluster.pool.clone().into(),
+                    "--namespace".into(),
+                    cluster.namespace.clone().into(),
+                ];
+                (args, Some(cluster))
+            }
+        };
+        let mut m = TestMount {
+            store,
+            dir,
+            mnt,
+            store_args,
+            cluster,
+            mounted: false,
+        };
+        m.mount();
+        Some(m)
+    }
+
+    /// The store options of this mount, for CLI commands.
+    pub fn store_args(&self) -> &[OsString] {
+        &self.store_args
+    }
+
+    /// The Ceph cluster, for Ceph mounts.
+    pub fn cluster(&self) -> Option<&TestCluster> {
+        self.cluster.as_ref()
+    }
+
+    /// The daemon's log file.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("daemon.log")
+    }
+
+    /// A path inside the mount.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.mnt.join(name)
+    }
+
+    /// A path in the test directory, outside the mount.
+    pub fn outside(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `cloudstore-fs mount --daemon`, asserting success.
+    pub fn mount(&mut self) {
+        assert!(!self.mounted);
+        let out = Command::new(BIN)
+            .arg("mount")
+            .args(&self.store_args)
+            .arg("--daemon")
+            .arg(&self.mnt)
+            .env("CLOUDSTORE_FS_LOG", self.log_path())
+            .env("RUST_LOG", "info")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mount failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log_tail()
+        );
+        self.mounted = true;
+    }
+
+    /// `cloudstore-fs unmount`, asserting success (it waits for the daemon's last commits).
+    pub fn unmount(&mut self) {
+        assert!(self.mounted);
+        let out = Command::new(BIN)
+            .arg("unmount")
+            .arg(&self.mnt)
+            .output()
+            .unwrap();
+        self.mounted = false;
+        assert!(
+            out.status.success(),
+            "unmount failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Records that the mount went away by other means (a signal to the daemon).
+    pub fn mark_unmounted(&mut self) {
+        self.mounted = false;
+    }
+
+    /// Unmounts and mounts again.
+    pub fn remount(&mut self) {
+        self.unmount();
+        self.mount();
+    }
+
+    /// Runs the CLI with this mount's store options. LevelDB allows one opener, so the mount is
+    /// taken down around the command there; Ceph runs it while mounted.
+    pub fn cli(&mut self, args: &[&str]) -> Output {
+        let remount = self.store == Store::Leveldb && self.mounted;
+        if remount {
+            self.unmount();
+        }
+        let out = Command::new(BIN)
+            .args(args)
+            .args(&self.store_args)
+            .output()
+            .unwrap();
+        if remount {
+            self.mount();
+        }
+        out
+    }
+
+    /// Runs a bash script in the test directory with `$MNT` set; returns its output.
+    pub fn sh_output(&self, script: &str) -> Output {
+        Command::new("bash")
+            .arg("-c")
+            .arg(format!("set -euo pipefail\n{script}"))
+            .current_dir(self.dir.path())
+            .env("MNT", &self.mnt)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs a bash script, asserting success; returns its stdout.
+    pub fn sh(&self, script: &str) -> String {
+        let out = self.sh_output(script);
+        assert!(
+            out.status.success(),
+            "script failed ({}):\n{script}\nstdout:\n{}\nstderr:\n{}\ndaemon log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log_tail()
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The last lines of the daemon's log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// The pid of the daemon serving the mount.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        cloudstore_fs::mount::daemon_pid(&self.mnt)
+    }
+}
+
+impl Drop for TestMount {
+    fn drop(&mut self) {
+        if !self.mounted {
+            return;
+        }
+        if std::thread::panicking() {
+            eprintln!("daemon log ({}):\n{}", self.log_path().display(), self.log_tail());
+        }
+        let pid = self.daemon_pid();
+        if let Err(e) = cloudstore_fs::mount::unmount(&self.mnt) {
+            eprintln!("teardown: unmount {}: {e}", self.mnt.display());
+        }
+        if let Some(pid) = pid {
+            cloudstore_fs::mount::wait_for_exit(pid, Duration::from_secs(30));
+        }
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so that failures reproduce.
+pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
