@@ -7,7 +7,6 @@
 # CLOUDSTORE_DATA_DIR, CLOUDSTORE_MOUNTPOINT; the daemon's log goes to CLOUDSTORE_FS_LOG, by
 # default a file in /tmp named after the mountpoint). Mounting needs root.
 set -eu
-cd "$(dirname "$0")"
 
 data=${1:-${CLOUDSTORE_DATA_DIR:-./cloudstore-data}}
 mnt=${2:-${CLOUDSTORE_MOUNTPOINT:-./mnt}}
@@ -21,12 +20,18 @@ if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
     . "$HOME/.cargo/env"
 fi
 
-cargo build --release --quiet
-bin=${CARGO_TARGET_DIR:-target}/release/cloudstore-fs
-
+# Paths are relative to where mount.sh is run from; the build happens in the repository.
 mkdir -p "$data" "$mnt"
+data=$(cd "$data" && pwd)
+mnt=$(cd "$mnt" && pwd)
+repo=$(cd "$(dirname "$0")" && pwd)
+(cd "$repo" && cargo build --release --quiet)
+target=${CARGO_TARGET_DIR:-target}
+case $target in /*) ;; *) target=$repo/$target ;; esac
+bin=$target/release/cloudstore-fs
+
 "$bin" mount --data-dir "$data" --daemon "$mnt"
-echo "mount.sh: $(cd "$data" && pwd) is mounted at $(cd "$mnt" && pwd). Try:"
+echo "mount.sh: the LevelDB store in $data is mounted at $mnt. Try:"
 echo "    cp /etc/hostname $mnt/0001 && ls -l $mnt && cat $mnt/0001"
 echo "Unmount with:"
 echo "    $bin unmount $mnt"

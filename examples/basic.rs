@@ -24,11 +24,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.validate()?;
     let store = store::open(&config)?;
 
-    // One chunk: set, get, a half-open range [6, 11), and a missing key (None, not an error).
+    // One chunk: set, get, a half-open range [7, 12), and a missing key (None, not an error).
     store.set_chunk(b"greeting", b"hello, world")?;
     let value = store.get_chunk(b"greeting")?.expect("just stored");
     println!("get greeting: {:?}", String::from_utf8_lossy(&value));
-    let part = store.get_chunk_with_range(b"greeting", 7, 12)?.unwrap_or_default();
+    let part = store
+        .get_chunk_with_range(b"greeting", 7, 12)?
+        .unwrap_or_default();
     println!("range 7..12: {:?}", String::from_utf8_lossy(&part));
     assert_eq!(store.get_chunk(b"no such key")?, None);
 

@@ -114,7 +114,7 @@ fail_with_logs() {
     for f in "$dir"/log/mon.a.out "$dir"/log/mon.a.log "$dir"/log/osd.0.out "$dir"/log/osd.0.log "$dir"/log/setup.log; do
         [ -s "$f" ] || continue
         say "---- last lines of $f ----"
-        tail -n 25 "$f" >&2
+        tail -n 12 "$f" >&2
     done
     say "stopping what was started"
     stop_cluster "$dir" || true

@@ -58,7 +58,7 @@ pub fn key_from_name(name: &str) -> Result<Vec<u8>, InvalidName> {
     {
         return Err(InvalidName::NotLowercaseHex { ch, at });
     }
-    if len % 2 != 0 {
+    if !len.is_multiple_of(2) {
         return Err(InvalidName::OddLength(len));
     }
     // Checked above: lowercase hex of even length, so decoding cannot fail.

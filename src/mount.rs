@@ -25,7 +25,7 @@ use fuser::{BackgroundSession, MountOption, Session, SessionACL};
 
 use crate::config::Config;
 use crate::fs::{ChunkFs, FsConfig};
-use crate::fuse::{FuseAdapter, PID_XATTR};
+use crate::fuse::FuseAdapter;
 use crate::store::Cloudstore;
 
 /// How to mount.
@@ -130,18 +130,16 @@ struct MountInfo {
 fn find_mount(path: &Path) -> Option<MountInfo> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let want = path.as_os_str().as_bytes();
-    text.lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split(' ').collect();
-            let dash = fields.iter().position(|f| *f == "-")?;
-            let point = unescape_mountinfo(fields.get(4)?);
-            (point == want).then(|| MountInfo {
-                dev: fields[2].to_string(),
-                fstype: fields.get(dash + 1).unwrap_or(&"?").to_string(),
-                source: fields.get(dash + 2).unwrap_or(&"?").to_string(),
-            })
+    text.lines().rev().find_map(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let dash = fields.iter().position(|f| *f == "-")?;
+        let point = unescape_mountinfo(fields.get(4)?);
+        (point == want).then(|| MountInfo {
+            dev: fields[2].to_string(),
+            fstype: fields.get(dash + 1).unwrap_or(&"?").to_string(),
+            source: fields.get(dash + 2).unwrap_or(&"?").to_string(),
         })
-        .last()
+    })
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space).
@@ -207,7 +205,10 @@ fn mount_error(mountpoint: &Path, e: io::Error) -> String {
 /// Raises the kernel read-ahead of the new mount to 1 MiB (the default 128 KiB caps every read).
 fn raise_read_ahead(mountpoint: &Path) {
     let Some(m) = find_mount(mountpoint) else {
-        log::info!("read-ahead: {} not found in mountinfo", mountpoint.display());
+        log::info!(
+            "read-ahead: {} not found in mountinfo",
+            mountpoint.display()
+        );
         return;
     };
     let path = format!("/sys/class/bdi/{}/read_ahead_kb", m.dev);
@@ -231,15 +232,23 @@ fn serve(
     // covers threads that existed before (librados), so no signal kills us mid-commit.
     let signals = match SignalPipe::install() {
         Ok(s) => s,
-        Err(e) => return Err(report(notify, format!("cannot set up signal handling: {e}"))),
+        Err(e) => {
+            return Err(report(
+                notify,
+                format!("cannot set up signal handling: {e}"),
+            ))
+        }
     };
-    let mut session =
-        match Session::new(FuseAdapter::new(core.clone()), mountpoint, &fuse_config(opts, backend))
-        {
-            Ok(s) => s,
-            Err(e) => return Err(report(notify, mount_error(mountpoint, e))),
-        };
+    let mut session = match Session::new(
+        FuseAdapter::new(core.clone()),
+        mountpoint,
+        &fuse_config(opts, backend),
+    ) {
+        Ok(s) => s,
+        Err(e) => return Err(report(notify, mount_error(mountpoint, e))),
+    };
     raise_read_ahead(mountpoint);
+    let pid_file = PidFile::create(mountpoint);
     let waiter = signals.spawn_waiter(core.clone(), session.unmount_callable(), mountpoint);
     let daemon = notify.is_some();
     if let Some(mut f) = notify {
@@ -258,6 +267,7 @@ fn serve(
     // is committed here.
     let late = core.commit_all();
     signals.stop(waiter);
+    drop(pid_file);
     log::info!("{backend}: unmounted {}", mountpoint.display());
     result.map_err(|e| format!("FUSE session at {}: {e}", mountpoint.display()))?;
     late.map_err(|e| format!("commit at unmount: {e}"))
@@ -411,7 +421,13 @@ fn default_log_path(mountpoint: &Path) -> PathBuf {
         .to_string_lossy()
         .trim_start_matches('/')
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     // SAFETY: getuid cannot fail.
     let uid = unsafe { libc::getuid() };
@@ -440,7 +456,8 @@ fn daemonize(store: Arc<dyn Cloudstore>, mountpoint: &Path) -> Result<(), String
         return Err(format!("pipe: {}", io::Error::last_os_error()));
     }
     // SAFETY: both fds were just created and are owned here only.
-    let (read_end, write_end) = unsafe { (File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (read_end, write_end) =
+        unsafe { (File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     let mut cmd = Command::new(exe);
     cmd.args(std::env::args_os().skip(1))
@@ -480,7 +497,10 @@ fn daemonize(store: Arc<dyn Cloudstore>, mountpoint: &Path) -> Result<(), String
                 _ => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    format!("was not ready within {}s and was stopped", READY_TIMEOUT.as_secs())
+                    format!(
+                        "was not ready within {}s and was stopped",
+                        READY_TIMEOUT.as_secs()
+                    )
                 }
             };
             Err(format!(
@@ -580,24 +600,58 @@ pub fn unmount(mountpoint: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The pid of the daemon serving `mountpoint` (from the root's `user.cloudstore-fs.pid`).
+/// The pid of the daemon serving the mount at `mountpoint`, from its pid file.
 pub fn daemon_pid(mountpoint: &Path) -> Option<u32> {
-    let c = CString::new(mountpoint.as_os_str().as_bytes()).ok()?;
-    let name = CString::new(PID_XATTR).ok()?;
-    let mut buf = [0u8; 32];
-    // SAFETY: valid C strings and a buffer of the given length.
-    let n = unsafe {
-        libc::getxattr(
-            c.as_ptr(),
-            name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    if n <= 0 {
-        return None;
+    let path = mountpoint.canonicalize().ok()?;
+    let m = find_mount(&path)?;
+    let text = std::fs::read_to_string(pid_file_path(&m.dev)).ok()?;
+    let mut lines = text.lines();
+    let pid: u32 = lines.next()?.parse().ok()?;
+    // A pid file left by a daemon that died belongs to an older mount with the same device.
+    (lines.next()? == path.to_string_lossy()).then_some(pid)
+}
+
+/// Where the daemon of the mount with device `dev` ("major:minor") writes its pid.
+fn pid_file_path(dev: &str) -> PathBuf {
+    let name = format!("{}.pid", dev.replace(':', "_"));
+    let run = Path::new("/run/cloudstore-fs");
+    if std::fs::create_dir_all(run).is_ok() {
+        return run.join(name);
     }
-    std::str::from_utf8(&buf[..n as usize]).ok()?.parse().ok()
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let dir = std::env::temp_dir().join(format!("cloudstore-fs-{uid}"));
+    let _ = std::fs::create_dir_all(&dir);
+    dir.join(name)
+}
+
+/// The serving daemon's pid file (so that `unmount` can wait for the last commits); removed on
+/// drop.
+struct PidFile(Option<PathBuf>);
+
+impl PidFile {
+    fn create(mountpoint: &Path) -> PidFile {
+        let Some(m) = find_mount(mountpoint) else {
+            return PidFile(None);
+        };
+        let path = pid_file_path(&m.dev);
+        let text = format!("{}\n{}\n", std::process::id(), mountpoint.display());
+        match std::fs::write(&path, text) {
+            Ok(()) => PidFile(Some(path)),
+            Err(e) => {
+                log::info!("pid file {}: {e}", path.display());
+                PidFile(None)
+            }
+        }
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// Waits until process `pid` is gone (or a zombie); false on timeout.
@@ -608,7 +662,11 @@ pub fn wait_for_exit(pid: u32, timeout: Duration) -> bool {
         let alive = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
         let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .ok()
-            .and_then(|s| s.rsplit(')').next().map(|r| r.trim_start().starts_with('Z')))
+            .and_then(|s| {
+                s.rsplit(')')
+                    .next()
+                    .map(|r| r.trim_start().starts_with('Z'))
+            })
             .unwrap_or(false);
         if !alive || zombie {
             return true;

@@ -407,3 +407,59 @@ fn resuming_after_a_deleted_key_lists_nothing_more() {
     s.delete(&order[4]).unwrap();
     assert_eq!(s.list(Some(&order[4])).unwrap().count(), 0);
 }
+
+#[test]
+fn reads_at_the_sizes_where_the_read_rounds_change() {
+    let Some(c) = ceph_support::cluster("rounds") else {
+        return;
+    };
+    let s = open(&c);
+    // The first read asks for 64 KiB, the second (with the size) for up to 1 MiB.
+    const K: usize = 64 << 10;
+    let sizes = [
+        0,
+        1,
+        K - 1,
+        K,
+        K + 1,
+        16 * K - 1,
+        16 * K,
+        16 * K + 1,
+        3 << 20,
+    ];
+    let mut set: Vec<_> = sizes
+        .iter()
+        .map(|&n| RawChunk::for_set(key(n as u64), bytes(n as u64, n)))
+        .collect();
+    s.set_chunk_batch(&mut set).unwrap();
+    let mut get: Vec<_> = sizes
+        .iter()
+        .map(|&n| RawChunk::for_get(key(n as u64)))
+        .collect();
+    s.get_chunk_batch(&mut get).unwrap();
+    for (&n, g) in sizes.iter().zip(&get) {
+        let v = bytes(n as u64, n);
+        assert!(g.ok && g.value == v, "batch get of {n} bytes");
+        assert!(
+            s.get_chunk(&key(n as u64)).unwrap().unwrap() == v,
+            "get of {n} bytes"
+        );
+        let ranges = [
+            (0u64, K as u64),
+            (K as u64, 0),
+            (100, K as u64 + 100),
+            (K as u64 - 1, K as u64 + 1),
+            (0, 0),
+            (1, 0),
+        ];
+        for (a, b) in ranges {
+            let end = if b == 0 { n } else { (b as usize).min(n) };
+            let start = (a as usize).min(end);
+            let got = s
+                .get_chunk_with_range(&key(n as u64), a, b)
+                .unwrap()
+                .unwrap();
+            assert!(got == v[start..end], "range {a}..{b} of {n} bytes");
+        }
+    }
+}

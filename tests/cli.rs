@@ -155,7 +155,11 @@ fn get_ranges() {
     assert_eq!(range("..5"), &value[..5]);
     assert_eq!(range("0..0"), b"");
     assert_eq!(range("7..7"), b"");
-    assert_fails(&env.run(&["get", "0103", "--range", "1..2"]), 1, "not found");
+    assert_fails(
+        &env.run(&["get", "0103", "--range", "1..2"]),
+        1,
+        "not found",
+    );
 }
 
 #[test]
@@ -186,8 +190,16 @@ fn invalid_input_exits_2_and_says_why() {
     assert_fails(&env.run(&["ls", "--frobnicate"]), 2, "--frobnicate");
     assert_fails(&env.run(&["frobnicate"]), 2, "frobnicate");
     assert_fails(&env.run(&["ls", "--backend", "s3"]), 2, "s3");
-    assert_fails(&env.run(&["ls", "--max-chunk-size", "0"]), 2, "max_chunk_size");
-    assert_fails(&env.run(&["put", "02", "/nonexistent/file"]), 2, "/nonexistent/file");
+    assert_fails(
+        &env.run(&["ls", "--max-chunk-size", "0"]),
+        2,
+        "max_chunk_size",
+    );
+    assert_fails(
+        &env.run(&["put", "02", "/nonexistent/file"]),
+        2,
+        "/nonexistent/file",
+    );
 
     let config = env.path("bad.toml");
     fs::write(&config, "bakend = \"leveldb\"\n").unwrap();
@@ -224,6 +236,28 @@ fn store_failures_exit_3() {
         .output()
         .unwrap();
     assert_fails(&out, 3, "cannot open the store");
+
+    // A second process on the same data directory: the first holds it while it reads stdin.
+    let mut first = env
+        .cmd(&["put", "01"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !env.data.join("LOCK").exists() {
+        assert!(
+            t.elapsed().as_secs() < 30,
+            "the first process never opened the store"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_fails(&env.run(&["ls"]), 3, "locked");
+    first.stdin.take().unwrap().write_all(b"first").unwrap();
+    let out = first.wait_with_output().unwrap();
+    assert_success(&out, &["put 01 while locked"]);
+    assert_eq!(env.ok(&["get", "01"]), b"first");
 }
 
 #[test]
@@ -314,11 +348,24 @@ fn make_chunk_dir(dir: &Path, n: u32, rng: &mut Rng) -> BTreeMap<String, Vec<u8>
     chunks
 }
 
+/// A scratch directory for 200,000 small files: on tmpfs when there is one, because on a busy
+/// disk the journal work of creating and removing them took minutes (the store stays on disk).
+fn bulk_tempdir() -> TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(dir) = tempfile::tempdir_in(shm) {
+            return dir;
+        }
+    }
+    tempfile::tempdir().unwrap()
+}
+
 #[test]
 fn import_then_export_100k_chunks_byte_identical() {
     const N: u32 = 100_000;
     let env = Env::new();
-    let src = env.path("src");
+    let bulk = bulk_tempdir();
+    let src = bulk.path().join("src");
     let t = Instant::now();
     let chunks = make_chunk_dir(&src, N, &mut Rng(42));
     let total: usize = chunks.values().map(Vec::len).sum();
@@ -343,11 +390,14 @@ fn import_then_export_100k_chunks_byte_identical() {
     );
     let stderr = text(&out.stderr);
     for name in skipped.iter().chain(&["0a0b"]) {
-        assert!(stderr.contains(&format!("/{name}: ")), "{name} not reported: {stderr}");
+        assert!(
+            stderr.contains(&format!("/{name}: ")),
+            "{name} not reported: {stderr}"
+        );
     }
 
     let t = Instant::now();
-    let dst = env.path("dst");
+    let dst = bulk.path().join("dst");
     let out = env.run(&["export", dst.to_str().unwrap()]);
     assert_success(&out, &["export"]);
     eprintln!("export: {:.1} s", t.elapsed().as_secs_f64());
@@ -389,8 +439,14 @@ fn import_then_export_100k_chunks_byte_identical() {
     let (name, size) = first.trim_end().split_once(' ').unwrap();
     assert_eq!(size.parse::<usize>().unwrap(), chunks[name].len());
     let listing = env.ok(&["ls"]);
-    assert_eq!(listing.iter().filter(|&&b| b == b'\n').count(), chunks.len());
+    assert_eq!(
+        listing.iter().filter(|&&b| b == b'\n').count(),
+        chunks.len()
+    );
     eprintln!("ls: {:.1} s", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    drop(bulk);
+    eprintln!("cleanup: {:.1} s", t.elapsed().as_secs_f64());
 }
 
 #[test]
@@ -402,12 +458,20 @@ fn import_errors_and_export_into_existing_dir() {
     fs::write(src.join("02"), b"too large!").unwrap();
     let out = env.run(&["import", src.to_str().unwrap(), "--max-chunk-size", "5"]);
     assert_fails(&out, 3, "could not be imported");
-    assert!(text(&out.stderr).contains("/02: 10 bytes exceed"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("/02: 10 bytes exceed"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(text(&out.stdout).contains("imported 1 chunks (3 bytes), skipped 0 files, 1 failed"));
     assert_eq!(env.ok(&["get", "01"]), b"one");
     assert_fails(&env.run(&["stat", "02"]), 1, "not found");
 
-    assert_fails(&env.run(&["import", "/nonexistent-dir"]), 2, "/nonexistent-dir");
+    assert_fails(
+        &env.run(&["import", "/nonexistent-dir"]),
+        2,
+        "/nonexistent-dir",
+    );
 
     let dst = env.path("dst");
     fs::create_dir(&dst).unwrap();

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use cloudstore_fs::config::{Backend, Config};
 use cloudstore_fs::fs::testing::FailingStore;
 use cloudstore_fs::mount::MountOptions;
-use cloudstore_fs::store::{self, Cloudstore as _};
+use cloudstore_fs::store;
 use common::mount::{bytes, Store, TestMount};
 
 /// Writes `data` to `path` in one go.
@@ -35,12 +35,17 @@ const SIZES: [usize; 7] = [0, 1, 4095, 4097, 131_073, (1 << 20) + 7, 5 << 20];
 fn cp_in_and_out(m: &mut TestMount) {
     fs::create_dir(m.outside("src")).unwrap();
     for (i, &size) in SIZES.iter().enumerate() {
-        write_file(&m.outside(&format!("src/{:02x}aa", i)), &bytes(size, i as u64));
+        write_file(
+            &m.outside(&format!("src/{:02x}aa", i)),
+            &bytes(size, i as u64),
+        );
     }
     m.sh("cp src/* \"$MNT\"/ && mkdir out && cp \"$MNT\"/* out/");
     for (i, &size) in SIZES.iter().enumerate() {
         let name = format!("{:02x}aa", i);
-        m.sh(&format!("cmp src/{name} \"$MNT\"/{name} && cmp src/{name} out/{name}"));
+        m.sh(&format!(
+            "cmp src/{name} \"$MNT\"/{name} && cmp src/{name} out/{name}"
+        ));
         assert_eq!(fs::metadata(m.path(&name)).unwrap().len(), size as u64);
     }
     // ls -l shows the sizes, the modes and the owner.
@@ -67,9 +72,11 @@ fn cat_and_dd(m: &mut TestMount) {
     write_file(&m.outside("expected"), &data);
     m.sh("cat \"$MNT\"/0d0d | cmp - expected");
     // Ranged reads: bs=1 skip=100 count=50; bs=4096 skip=3 count=2; past the end.
-    let out = m.sh("dd if=\"$MNT\"/0d0d bs=1 skip=100 count=50 status=none | od -An -tx1 | tr -d ' \\n'");
+    let out =
+        m.sh("dd if=\"$MNT\"/0d0d bs=1 skip=100 count=50 status=none | od -An -tx1 | tr -d ' \\n'");
     assert_eq!(out, hex(&data[100..150]));
-    let out = m.sh("dd if=\"$MNT\"/0d0d bs=4096 skip=3 count=2 status=none | od -An -tx1 | tr -d ' \\n'");
+    let out =
+        m.sh("dd if=\"$MNT\"/0d0d bs=4096 skip=3 count=2 status=none | od -An -tx1 | tr -d ' \\n'");
     assert_eq!(out, hex(&data[3 * 4096..5 * 4096]));
     let out = m.sh("dd if=\"$MNT\"/0d0d bs=4096 skip=73 count=5 status=none | wc -c");
     assert_eq!(out.trim(), (300_000 - 73 * 4096).to_string());
@@ -130,9 +137,21 @@ fn tar_round_trip(m: &mut TestMount) {
          test \"$(ls src | wc -l)\" = \"$(ls out | wc -l)\"",
     );
     // tar x set the mtimes, and tar c of the mount carried them out again.
-    let want = fs::metadata(m.outside("src/0001")).unwrap().modified().unwrap();
-    assert_eq!(fs::metadata(m.path("0001")).unwrap().modified().unwrap(), want);
-    assert_eq!(fs::metadata(m.outside("out/0001")).unwrap().modified().unwrap(), want);
+    let want = fs::metadata(m.outside("src/0001"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(
+        fs::metadata(m.path("0001")).unwrap().modified().unwrap(),
+        want
+    );
+    assert_eq!(
+        fs::metadata(m.outside("out/0001"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        want
+    );
 }
 
 fn transferred(stats: &str) -> usize {
@@ -140,7 +159,13 @@ fn transferred(stats: &str) -> usize {
         .lines()
         .find(|l| l.starts_with("Number of regular files transferred:"))
         .unwrap_or_else(|| panic!("no transfer count in rsync --stats:\n{stats}"));
-    line.rsplit(':').next().unwrap().trim().replace(',', "").parse().unwrap()
+    line.rsplit(':')
+        .next()
+        .unwrap()
+        .trim()
+        .replace(',', "")
+        .parse()
+        .unwrap()
 }
 
 fn rsync_in_twice(m: &mut TestMount) {
@@ -149,7 +174,11 @@ fn rsync_in_twice(m: &mut TestMount) {
     assert_eq!(transferred(&first), 40);
     m.sh("diff -r src \"$MNT\"");
     let second = m.sh("rsync -a --stats src/ \"$MNT\"/");
-    assert_eq!(transferred(&second), 0, "second rsync transferred files:\n{second}");
+    assert_eq!(
+        transferred(&second),
+        0,
+        "second rsync transferred files:\n{second}"
+    );
     // rsync's temp files (.NAME.XXXXXX) never reached the store.
     assert_eq!(m.sh("ls -A \"$MNT\" | grep -c '^\\.' || true").trim(), "0");
     // A changed file is transferred again, and only it.
@@ -161,19 +190,30 @@ fn rsync_in_twice(m: &mut TestMount) {
 
 fn rsync_out_twice(m: &mut TestMount) {
     for i in 0..30u64 {
-        write_file(&m.path(&format!("{:04x}", i * 7)), &bytes(i as usize * 1111, i));
+        write_file(
+            &m.path(&format!("{:04x}", i * 7)),
+            &bytes(i as usize * 1111, i),
+        );
     }
     let first = m.sh("rsync -a --stats \"$MNT\"/ backup/");
     assert_eq!(transferred(&first), 30);
     m.sh("diff -r \"$MNT\" backup");
     let second = m.sh("rsync -a --stats \"$MNT\"/ backup/");
-    assert_eq!(transferred(&second), 0, "second rsync transferred files:\n{second}");
+    assert_eq!(
+        transferred(&second),
+        0,
+        "second rsync transferred files:\n{second}"
+    );
 }
 
 fn invalid_names_and_eperm(m: &mut TestMount) {
     let errno = |r: std::io::Result<fs::File>| r.unwrap_err().raw_os_error();
     for bad in ["hello", "ABCD", "abc", "0", "x.txt"] {
-        assert_eq!(errno(fs::File::create(m.path(bad))), Some(libc::EINVAL), "{bad}");
+        assert_eq!(
+            errno(fs::File::create(m.path(bad))),
+            Some(libc::EINVAL),
+            "{bad}"
+        );
         assert_eq!(
             fs::metadata(m.path(bad)).unwrap_err().raw_os_error(),
             Some(libc::ENOENT)
@@ -190,11 +230,15 @@ fn invalid_names_and_eperm(m: &mut TestMount) {
         Some(libc::EPERM)
     );
     assert_eq!(
-        std::os::unix::fs::symlink("aa", m.path("bb")).unwrap_err().raw_os_error(),
+        std::os::unix::fs::symlink("aa", m.path("bb"))
+            .unwrap_err()
+            .raw_os_error(),
         Some(libc::EPERM)
     );
     assert_eq!(
-        fs::hard_link(m.path("aa"), m.path("cc")).unwrap_err().raw_os_error(),
+        fs::hard_link(m.path("aa"), m.path("cc"))
+            .unwrap_err()
+            .raw_os_error(),
         Some(libc::EPERM)
     );
     // The refusals were logged with the reason.
@@ -226,13 +270,21 @@ fn cli_put_visible_in_mount_and_reverse(m: &mut TestMount) {
     write_file(&m.outside("put.bin"), &data);
     let put_path = m.outside("put.bin");
     let out = m.cli(&["put", "c0ffee", put_path.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(read_file(&m.path("c0ffee")), data);
     assert!(m.sh("ls \"$MNT\"").contains("c0ffee"));
 
     write_file(&m.path("beef01"), b"written through the mount");
     let out = m.cli(&["get", "beef01"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(out.stdout, b"written through the mount");
     let out = m.cli(&["get", "beef01", "--range", "8..15"]);
     assert_eq!(out.stdout, b"through");
@@ -270,7 +322,10 @@ fn sigterm_commits_then_unmounts(m: &mut TestMount) {
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while cloudstore_fs::mount::daemon_pid(&m.mnt).is_some() {
-        assert!(std::time::Instant::now() < deadline, "still mounted after SIGTERM");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still mounted after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     f.write_all(b", and after").unwrap();
@@ -317,6 +372,16 @@ fn close_reports_a_failed_commit(m: &mut TestMount) {
     // cp sees it too.
     let out = m.sh_output("echo data > src.txt && cp src.txt \"$MNT\"/fa12");
     assert!(!out.status.success(), "cp must fail");
+    // The kernel sends RELEASE after close() returns, and release retries the commit: wait for
+    // it (it fails too) before the store heals, or the retry would store the file after all.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while mount.core().memory_in_use() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "files still open in the daemon"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     failing.fail_writes(false);
     assert_eq!(inner.get_chunk(&[0xfa, 0x11]).unwrap().unwrap(), b"good");
     assert_eq!(inner.get_chunk(&[0xfa, 0x12]).unwrap(), None);
@@ -334,7 +399,10 @@ fn many_files_and_listing(m: &mut TestMount) {
     );
     let ls = m.sh("ls -l \"$MNT\" | tail -n +2");
     assert_eq!(ls.lines().count(), 1500);
-    assert!(ls.lines().all(|l| l.split_whitespace().nth(4) == Some("5")), "{ls}");
+    assert!(
+        ls.lines().all(|l| l.split_whitespace().nth(4) == Some("5")),
+        "{ls}"
+    );
     m.sh("cd src && for f in 0001 05dc 02ee; do cmp $f \"$MNT\"/$f; done");
     m.sh("rm \"$MNT\"/*");
     assert_eq!(m.sh("ls \"$MNT\" | wc -l").trim(), "0");

@@ -13,7 +13,7 @@ pub fn parse_key_arg(s: &str) -> Result<Vec<u8>, String> {
     if let Some((index, c)) = s.char_indices().find(|(_, c)| !c.is_ascii_hexdigit()) {
         return Err(format!("{c:?} at position {index} is not a hex digit"));
     }
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(format!(
             "odd number of hex digits ({}): each key byte takes two digits",
             s.len()
@@ -47,7 +47,9 @@ impl FromStr for ByteRange {
 
     fn from_str(s: &str) -> Result<Self, String> {
         let Some((start, end)) = s.split_once("..") else {
-            return Err(format!("{s:?} is not a range: expected START..END or START.."));
+            return Err(format!(
+                "{s:?} is not a range: expected START..END or START.."
+            ));
         };
         let number = |text: &str, what: &str| {
             text.parse::<u64>().map_err(|_| {
@@ -91,7 +93,11 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         "K" | "k" | "KiB" => 10,
         "M" | "MiB" => 20,
         "G" | "GiB" => 30,
-        _ => return Err(format!("{s:?}: unknown size suffix {suffix:?} (use K, M or G)")),
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown size suffix {suffix:?} (use K, M or G)"
+            ))
+        }
     };
     let n: u64 = digits
         .parse()
@@ -110,16 +116,42 @@ mod tests {
         assert!(parse_key_arg("").unwrap_err().contains("empty"));
         assert!(parse_key_arg("abc").unwrap_err().contains("odd"));
         assert!(parse_key_arg("zz").unwrap_err().contains("'z'"));
-        assert!(parse_key_arg("0g1").unwrap_err().contains("'g' at position 1"));
+        assert!(parse_key_arg("0g1")
+            .unwrap_err()
+            .contains("'g' at position 1"));
     }
 
     #[test]
     fn ranges() {
         let r = |s: &str| s.parse::<ByteRange>();
-        assert_eq!(r("2..5"), Ok(ByteRange { start: 2, end: Some(5) }));
-        assert_eq!(r("7.."), Ok(ByteRange { start: 7, end: None }));
-        assert_eq!(r("..3"), Ok(ByteRange { start: 0, end: Some(3) }));
-        assert_eq!(r("4..4"), Ok(ByteRange { start: 4, end: Some(4) }));
+        assert_eq!(
+            r("2..5"),
+            Ok(ByteRange {
+                start: 2,
+                end: Some(5)
+            })
+        );
+        assert_eq!(
+            r("7.."),
+            Ok(ByteRange {
+                start: 7,
+                end: None
+            })
+        );
+        assert_eq!(
+            r("..3"),
+            Ok(ByteRange {
+                start: 0,
+                end: Some(3)
+            })
+        );
+        assert_eq!(
+            r("4..4"),
+            Ok(ByteRange {
+                start: 4,
+                end: Some(4)
+            })
+        );
         assert!(r("5..2").unwrap_err().contains("after"));
         assert!(r("x..").unwrap_err().contains("\"x\""));
         assert!(r("5").is_err());

@@ -25,7 +25,11 @@ pub(super) fn store_failure(
 
 /// Logs a missing chunk and returns the not-found error.
 fn missing(store: &dyn Cloudstore, op: &str, key: &[u8]) -> CliError {
-    log::info!("{} {op}: chunk {} not found", store.backend(), hex::encode(key));
+    log::info!(
+        "{} {op}: chunk {} not found",
+        store.backend(),
+        hex::encode(key)
+    );
     CliError::not_found(key)
 }
 

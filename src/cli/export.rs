@@ -132,6 +132,8 @@ pub fn run(store: &dyn Cloudstore, dir: &Path) -> CliResult {
     ))?;
     match export.failed {
         0 => Ok(()),
-        n => Err(CliError::Failed(format!("{n} chunks could not be exported"))),
+        n => Err(CliError::Failed(format!(
+            "{n} chunks could not be exported"
+        ))),
     }
 }

@@ -169,7 +169,8 @@ impl StoreArgs {
 /// Opens the configured store; a store that cannot be opened is a failure (exit 3).
 fn open_store(config: &Config) -> CliResult<Arc<dyn Cloudstore>> {
     store::open(config).map_err(|e| {
-        log::error!("cannot open the {:?} store: {e}", config.backend);
+        let backend = format!("{:?}", config.backend).to_lowercase();
+        log::error!("{backend}: cannot open the store: {e}");
         CliError::Failed(format!("cannot open the store: {e}"))
     })
 }
@@ -215,4 +216,58 @@ pub fn run(cli: Cli) -> CliResult {
         CliError::Failed(format!("closing the store: {e}"))
     });
     result.and(closed)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn store_options_go_anywhere_and_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/from/file\"\n[ceph]\npool = \"filepool\"\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from([
+            "cloudstore-fs",
+            "--pool",
+            "p1",
+            "--config",
+            file.to_str().unwrap(),
+            "get",
+            "00AB",
+            "--namespace",
+            "ns",
+            "--max-chunk-size",
+            "1M",
+        ])
+        .unwrap();
+        let Command::Get { key, .. } = &cli.command else {
+            panic!("{:?}", cli.command)
+        };
+        assert_eq!(key.0, [0, 0xab]);
+        let config = cli.store.load_config().unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(config.ceph.pool, "p1");
+        assert_eq!(config.ceph.namespace, "ns");
+        assert_eq!(config.max_chunk_size, 1 << 20);
+        assert_eq!(config.backend, Backend::Leveldb);
+    }
+
+    #[test]
+    fn config_problems_are_invalid_input() {
+        let cli =
+            Cli::try_parse_from(["cloudstore-fs", "ls", "--config", "/nonexistent.toml"]).unwrap();
+        assert_eq!(cli.store.load_config().unwrap_err().exit_code(), 2);
+    }
 }

@@ -45,7 +45,8 @@ impl Progress {
     /// Shows the counts (once per batch: cheap enough, never per chunk).
     pub fn update(&self) {
         self.bar.set_position(self.chunks);
-        self.bar.set_message(format!("({})", HumanBytes(self.bytes)));
+        self.bar
+            .set_message(format!("({})", HumanBytes(self.bytes)));
     }
 
     /// Prints a line on stderr without tearing the bar.

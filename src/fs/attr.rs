@@ -87,13 +87,19 @@ impl AttrCache {
     /// The cached size of `key`, if fresh.
     pub fn size(&self, key: &[u8]) -> Option<u64> {
         let map = self.map.lock().unwrap();
-        map.get(key)?.size.filter(|(_, at)| self.fresh(*at)).map(|(s, _)| s)
+        map.get(key)?
+            .size
+            .filter(|(_, at)| self.fresh(*at))
+            .map(|(s, _)| s)
     }
 
     /// The cached mtime of `key`, if fresh.
     pub fn mtime(&self, key: &[u8]) -> Option<SystemTime> {
         let map = self.map.lock().unwrap();
-        map.get(key)?.mtime.filter(|(_, at)| self.fresh(*at)).map(|(t, _)| t)
+        map.get(key)?
+            .mtime
+            .filter(|(_, at)| self.fresh(*at))
+            .map(|(t, _)| t)
     }
 
     fn with(&self, key: &[u8], f: impl FnOnce(&mut Cached)) {

@@ -8,6 +8,9 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use crate::store::{Cloudstore, RawChunk, Result};
 
+/// A commit's outcome: the value handed back, and the store's answer.
+type Outcome = (Vec<u8>, Result<()>);
+
 struct Job {
     id: u64,
     key: Vec<u8>,
@@ -18,7 +21,7 @@ struct Job {
 struct Queue {
     waiting: Vec<Job>,
     busy: bool,
-    done: HashMap<u64, (Vec<u8>, Result<()>)>,
+    done: HashMap<u64, Outcome>,
     next_id: u64,
 }
 
@@ -40,7 +43,7 @@ impl Committer {
     }
 
     /// Stores `value` under `key`; gives the value back (it is moved, not copied) with the result.
-    pub fn commit(&self, key: Vec<u8>, value: Vec<u8>) -> (Vec<u8>, Result<()>) {
+    pub fn commit(&self, key: Vec<u8>, value: Vec<u8>) -> Outcome {
         let mut q = self.queue.lock().unwrap();
         let id = q.next_id;
         q.next_id += 1;
@@ -64,7 +67,7 @@ impl Committer {
         }
     }
 
-    fn write(&self, mut jobs: Vec<Job>) -> Vec<(u64, (Vec<u8>, Result<()>))> {
+    fn write(&self, mut jobs: Vec<Job>) -> Vec<(u64, Outcome)> {
         if jobs.len() == 1 {
             let job = jobs.pop().unwrap();
             let res = self.store.set_chunk(&job.key, &job.value);

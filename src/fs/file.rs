@@ -11,8 +11,8 @@ use std::time::SystemTime;
 use super::error::{FsError, FsResult};
 use super::name::{self, Name};
 use super::node::{Node, NodeState};
-use super::{ChunkFs, Handle, SetTime, ROOT_INO};
 use super::Attr;
+use super::{ChunkFs, Handle, SetTime, ROOT_INO};
 
 impl ChunkFs {
     /// Registers an open handle on a node already acquired.
@@ -123,7 +123,10 @@ impl ChunkFs {
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
         let h = self.handle(fh)?;
         if !h.write {
-            return Err(FsError::new(libc::EBADF, "write: file not open for writing"));
+            return Err(FsError::new(
+                libc::EBADF,
+                "write: file not open for writing",
+            ));
         }
         self.check_writable("write")?;
         let mut st = h.node.state.lock().unwrap();
@@ -149,8 +152,10 @@ impl ChunkFs {
     }
 
     fn label(&self, ino: u64) -> String {
-        self.name_of(ino)
-            .map_or_else(|| format!("inode {ino}"), |n| n.to_string_lossy().into_owned())
+        self.name_of(ino).map_or_else(
+            || format!("inode {ino}"),
+            |n| n.to_string_lossy().into_owned(),
+        )
     }
 
     /// setattr: size (truncate) and mtime; mode, owner and atime are accepted and ignored
@@ -213,7 +218,13 @@ impl ChunkFs {
             Ok(())
         })();
         // truncate(2) without an open file takes effect at once.
-        let result = result.and_then(|()| if temporary { self.commit_node(&node) } else { Ok(()) });
+        let result = result.and_then(|()| {
+            if temporary {
+                self.commit_node(&node)
+            } else {
+                Ok(())
+            }
+        });
         if temporary {
             self.release_node(ino);
         }
@@ -301,7 +312,10 @@ impl ChunkFs {
     /// release (the last close of an open file): commits whatever is still dirty.
     pub fn release(&self, fh: u64) -> FsResult<()> {
         let Some(h) = self.tables().handles.remove(&fh) else {
-            return Err(FsError::new(libc::EBADF, format!("release: no handle {fh}")));
+            return Err(FsError::new(
+                libc::EBADF,
+                format!("release: no handle {fh}"),
+            ));
         };
         let result = self.commit_node(&h.node);
         if let Err(e) = &result {

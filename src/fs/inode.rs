@@ -94,7 +94,10 @@ mod tests {
         assert_ne!(a, b);
         assert!(a > ROOT_INO && b > ROOT_INO);
         assert_eq!(t.get_or_assign(OsStr::new("aa")), a);
-        assert_eq!(t.rename(OsStr::new("aa"), OsStr::new("bb")), (Some(a), Some(b)));
+        assert_eq!(
+            t.rename(OsStr::new("aa"), OsStr::new("bb")),
+            (Some(a), Some(b))
+        );
         assert_eq!(t.name_of(a), Some(OsStr::new("bb")));
         assert_eq!(t.name_of(b), None);
         assert_eq!(t.ino_of(OsStr::new("aa")), None);

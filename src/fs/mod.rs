@@ -161,7 +161,10 @@ impl ChunkFs {
 
     fn check_writable(&self, op: &str) -> FsResult<()> {
         if self.cfg.read_only {
-            return Err(FsError::new(libc::EROFS, format!("{op}: mounted read-only")));
+            return Err(FsError::new(
+                libc::EROFS,
+                format!("{op}: mounted read-only"),
+            ));
         }
         Ok(())
     }
@@ -360,7 +363,12 @@ impl ChunkFs {
     /// Commits every file with uncommitted writes (fsync on the directory, shutdown). Returns the
     /// first failure after trying them all.
     pub fn commit_all(&self) -> FsResult<()> {
-        let nodes: Vec<Arc<Node>> = self.tables().nodes.values().map(|e| e.node.clone()).collect();
+        let nodes: Vec<Arc<Node>> = self
+            .tables()
+            .nodes
+            .values()
+            .map(|e| e.node.clone())
+            .collect();
         let mut first = None;
         for node in nodes {
             if let Err(e) = self.commit_node(&node) {

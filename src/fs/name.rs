@@ -59,7 +59,9 @@ mod tests {
         assert_eq!(c("deadbeef"), Name::Chunk(vec![0xde, 0xad, 0xbe, 0xef]));
         assert_eq!(c(".deadbeef.XyZ123"), Name::Scratch);
         assert_eq!(c(".swp"), Name::Scratch);
-        for bad in ["", "0", "abc", "DEADBEEF", "dEad", "zz", "hello", "00 ", "4g"] {
+        for bad in [
+            "", "0", "abc", "DEADBEEF", "dEad", "zz", "hello", "00 ", "4g",
+        ] {
             assert!(matches!(c(bad), Name::Invalid(_)), "{bad:?}");
         }
         assert!(matches!(c("."), Name::Invalid(_)));
@@ -74,6 +76,9 @@ mod tests {
         assert_eq!(chunk_name(&[]), None);
         assert_eq!(chunk_name(&[7; 128]), None);
         let key = vec![9u8; 127];
-        assert_eq!(c(chunk_name(&key).unwrap().to_str().unwrap()), Name::Chunk(key));
+        assert_eq!(
+            c(chunk_name(&key).unwrap().to_str().unwrap()),
+            Name::Chunk(key)
+        );
     }
 }

@@ -31,7 +31,9 @@ impl ChunkFs {
             Name::Scratch => {
                 let ino = {
                     let t = self.tables();
-                    t.inodes.ino_of(name).filter(|ino| t.nodes.contains_key(ino))
+                    t.inodes
+                        .ino_of(name)
+                        .filter(|ino| t.nodes.contains_key(ino))
                 };
                 let ino = ino.ok_or_else(|| FsError::not_found(name.to_string_lossy()))?;
                 self.attr_of(ino, name)
@@ -75,16 +77,23 @@ impl ChunkFs {
         }
         let exists = self.exists(name)?;
         if exists && flags & libc::O_EXCL != 0 {
-            return Err(FsError::new(libc::EEXIST, format!("create {name:?}: exists")));
+            return Err(FsError::new(
+                libc::EEXIST,
+                format!("create {name:?}: exists"),
+            ));
         }
         let ino = self.tables().inodes.get_or_assign(name);
         let fh = if exists {
             self.open_ino(ino, name, flags)?
         } else {
-            let (node, created) = self.acquire_node(ino, || Node::created(ino, self.budget.clone()));
+            let (node, created) =
+                self.acquire_node(ino, || Node::created(ino, self.budget.clone()));
             if !created && flags & libc::O_EXCL != 0 {
                 self.release_node(ino);
-                return Err(FsError::new(libc::EEXIST, format!("create {name:?}: exists")));
+                return Err(FsError::new(
+                    libc::EEXIST,
+                    format!("create {name:?}: exists"),
+                ));
             }
             if let Name::Chunk(key) = name::classify(name) {
                 self.attrs.forget(&key);
@@ -147,7 +156,10 @@ impl ChunkFs {
         self.check_parent(newparent)?;
         self.check_writable("rename")?;
         if flags & RENAME_EXCHANGE != 0 {
-            return Err(FsError::new(libc::EINVAL, "rename: RENAME_EXCHANGE is not supported"));
+            return Err(FsError::new(
+                libc::EINVAL,
+                "rename: RENAME_EXCHANGE is not supported",
+            ));
         }
         let src = name::classify(from);
         if let Name::Invalid(_) = src {
@@ -165,7 +177,10 @@ impl ChunkFs {
             return Ok(());
         }
         if flags & RENAME_NOREPLACE != 0 && self.exists(to)? {
-            return Err(FsError::new(libc::EEXIST, format!("rename to {to:?}: exists")));
+            return Err(FsError::new(
+                libc::EEXIST,
+                format!("rename to {to:?}: exists"),
+            ));
         }
         let ino = self.tables().inodes.get_or_assign(from);
         let label = from.to_string_lossy();
@@ -251,8 +266,7 @@ impl ChunkFs {
         }
         // A chunk's node lives only while open; a scratch file's as long as its name.
         if let Some(ino) = moved {
-            if name::classify(to) != Name::Scratch
-                && t.nodes.get(&ino).is_some_and(|e| e.open == 0)
+            if name::classify(to) != Name::Scratch && t.nodes.get(&ino).is_some_and(|e| e.open == 0)
             {
                 t.nodes.remove(&ino);
             }

@@ -60,7 +60,10 @@ impl Cloudstore for FailingStore {
         self.inner.set_chunk(key, value)
     }
     fn set_chunk_batch(&self, chunks: &mut [RawChunk]) -> Result<()> {
-        self.check("set_chunk_batch", chunks.first().map_or(&[][..], |c| &c.key))?;
+        self.check(
+            "set_chunk_batch",
+            chunks.first().map_or(&[][..], |c| &c.key),
+        )?;
         self.inner.set_chunk_batch(chunks)
     }
     fn close(&self) -> Result<()> {

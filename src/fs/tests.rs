@@ -208,10 +208,15 @@ fn invalid_names_are_refused() {
         assert_eq!(e.errno, libc::ENOENT, "lookup {bad}");
     }
     put(&fs, "aa", b"x").unwrap();
-    let e = fs.rename(ROOT_INO, n("aa"), ROOT_INO, n("Not-Hex"), 0).unwrap_err();
+    let e = fs
+        .rename(ROOT_INO, n("aa"), ROOT_INO, n("Not-Hex"), 0)
+        .unwrap_err();
     assert_eq!(e.errno, libc::EINVAL);
     assert_eq!(fs.refuse("mkdir", n("d")).errno, libc::EPERM);
-    assert_eq!(fs.lookup(ROOT_INO, n("ffff")).unwrap_err().errno, libc::ENOENT);
+    assert_eq!(
+        fs.lookup(ROOT_INO, n("ffff")).unwrap_err().errno,
+        libc::ENOENT
+    );
 }
 
 #[test]
@@ -219,22 +224,32 @@ fn scratch_files_stay_in_the_daemon_until_renamed() {
     let store = mem();
     let fs = fs_over(store.clone());
     put(&fs, ".beef.Xy12ab", b"rsync temp").unwrap();
-    assert!(store.list(None).unwrap().next().is_none(), "never in the store");
+    assert!(
+        store.list(None).unwrap().next().is_none(),
+        "never in the store"
+    );
     assert_eq!(cat(&fs, ".beef.Xy12ab").unwrap(), b"rsync temp");
     assert!(names(&ls(&fs, false)).contains(&".beef.Xy12ab".into()));
 
     // rsync sets the mtime on the temp file, then renames it into place.
     let ino = fs.lookup(ROOT_INO, n(".beef.Xy12ab")).unwrap().ino;
     let when = SystemTime::UNIX_EPOCH + Duration::new(1_234_567_890, 123_456_789);
-    fs.setattr(ino, None, None, Some(SetTime::At(when))).unwrap();
+    fs.setattr(ino, None, None, Some(SetTime::At(when)))
+        .unwrap();
     fs.rename(ROOT_INO, n(".beef.Xy12ab"), ROOT_INO, n("beef"), 0)
         .unwrap();
-    assert_eq!(store.get_chunk(&[0xbe, 0xef]).unwrap().unwrap(), b"rsync temp");
+    assert_eq!(
+        store.get_chunk(&[0xbe, 0xef]).unwrap().unwrap(),
+        b"rsync temp"
+    );
     assert_eq!(store.mtime(&[0xbe, 0xef]).unwrap(), Some(when));
     let attr = fs.lookup(ROOT_INO, n("beef")).unwrap();
     assert_eq!(attr.ino, ino, "the inode follows the rename");
     assert_eq!(attr.mtime, when);
-    assert_eq!(fs.lookup(ROOT_INO, n(".beef.Xy12ab")).unwrap_err().errno, libc::ENOENT);
+    assert_eq!(
+        fs.lookup(ROOT_INO, n(".beef.Xy12ab")).unwrap_err().errno,
+        libc::ENOENT
+    );
     assert_eq!(fs.memory_in_use(), 0);
 
     // Chunk -> scratch takes it out of the store; scratch files vanish at unmount.
@@ -245,7 +260,10 @@ fn scratch_files_stay_in_the_daemon_until_renamed() {
     put(&fs, ".other", b"zz").unwrap();
     fs.unlink(ROOT_INO, n(".other")).unwrap();
     fs.shutdown().unwrap();
-    assert_eq!(fs.lookup(ROOT_INO, n(".beef.swp")).unwrap_err().errno, libc::ENOENT);
+    assert_eq!(
+        fs.lookup(ROOT_INO, n(".beef.swp")).unwrap_err().errno,
+        libc::ENOENT
+    );
     assert_eq!(fs.memory_in_use(), 0);
 }
 
@@ -269,7 +287,9 @@ fn rename_moves_and_replaces_chunks() {
     assert_eq!(store.get_chunk(&[2]).unwrap().unwrap(), b"one");
     assert_eq!(fs.lookup(ROOT_INO, n("02")).unwrap().ino, ino1);
     assert_eq!(fs.getattr(ino1).unwrap().size, 3);
-    let e = fs.rename(ROOT_INO, n("01"), ROOT_INO, n("03"), 0).unwrap_err();
+    let e = fs
+        .rename(ROOT_INO, n("01"), ROOT_INO, n("03"), 0)
+        .unwrap_err();
     assert_eq!(e.errno, libc::ENOENT);
 
     // A file renamed while open and dirty: its data lands under the new name.
@@ -291,7 +311,10 @@ fn unlink_deletes_and_open_files_do_not_resurrect() {
     put(&fs, "01", b"one").unwrap();
     fs.unlink(ROOT_INO, n("01")).unwrap();
     assert_eq!(store.get_chunk(&[1]).unwrap(), None);
-    assert_eq!(fs.unlink(ROOT_INO, n("01")).unwrap_err().errno, libc::ENOENT);
+    assert_eq!(
+        fs.unlink(ROOT_INO, n("01")).unwrap_err().errno,
+        libc::ENOENT
+    );
 
     let (_, fh) = fs.create(ROOT_INO, n("02"), CREATE).unwrap();
     fs.write(fh, 0, b"doomed").unwrap();
@@ -309,7 +332,9 @@ fn writes_past_the_maximum_are_efbig() {
     fs.write(fh, MAX - 4, b"1234").unwrap();
     let e = fs.write(fh, MAX - 4, b"12345").unwrap_err();
     assert_eq!(e.errno, libc::EFBIG);
-    let e = fs.setattr(attr.ino, Some(fh), Some(MAX + 1), None).unwrap_err();
+    let e = fs
+        .setattr(attr.ino, Some(fh), Some(MAX + 1), None)
+        .unwrap_err();
     assert_eq!(e.errno, libc::EFBIG);
     fs.release(fh).unwrap();
 }
@@ -325,14 +350,20 @@ fn a_failed_commit_reaches_flush_and_fsync() {
     let (_, fh) = fs.create(ROOT_INO, n("aa"), CREATE).unwrap();
     fs.write(fh, 0, b"after").unwrap();
     assert_eq!(fs.fsync(fh).unwrap_err().errno, libc::EIO);
-    assert_eq!(fs.flush(fh).unwrap_err().errno, libc::EIO, "close() sees it");
+    assert_eq!(
+        fs.flush(fh).unwrap_err().errno,
+        libc::EIO,
+        "close() sees it"
+    );
     assert!(fs.release(fh).is_err(), "release retried and failed too");
     assert_eq!(inner.get_chunk(&[0xaa]).unwrap().unwrap(), b"before");
     assert_eq!(fs.memory_in_use(), 0);
 
     // A failure of the commit that rename does for a scratch file.
     put(&fs, ".tmp", b"x").unwrap();
-    let e = fs.rename(ROOT_INO, n(".tmp"), ROOT_INO, n("bb"), 0).unwrap_err();
+    let e = fs
+        .rename(ROOT_INO, n(".tmp"), ROOT_INO, n("bb"), 0)
+        .unwrap_err();
     assert_eq!(e.errno, libc::EIO);
     assert_eq!(cat(&fs, ".tmp").unwrap(), b"x", "the scratch file is kept");
 
@@ -363,8 +394,15 @@ fn readdir_streams_with_stable_offsets() {
     for e in &all[2..52] {
         let attr = e.attr.unwrap();
         assert_eq!(attr.ino, e.ino);
-        assert_eq!(attr.size, hex::decode(e.name.to_str().unwrap()).unwrap()[0] as u64);
-        assert_eq!(fs.lookup(ROOT_INO, &e.name).unwrap().ino, e.ino, "stable inodes");
+        assert_eq!(
+            attr.size,
+            hex::decode(e.name.to_str().unwrap()).unwrap()[0] as u64
+        );
+        assert_eq!(
+            fs.lookup(ROOT_INO, &e.name).unwrap().ino,
+            e.ino,
+            "stable inodes"
+        );
     }
     // Resuming at an offset the stream has passed restarts the listing correctly.
     let fh = fs.opendir(ROOT_INO).unwrap();
@@ -448,7 +486,11 @@ fn whole_value_backends_fetch_once_per_open_file() {
         },
     );
     assert_eq!(cat(&fs, "09").unwrap(), value);
-    assert_eq!(counting.gets.load(Ordering::SeqCst), 1, "50 reads, one fetch");
+    assert_eq!(
+        counting.gets.load(Ordering::SeqCst),
+        1,
+        "50 reads, one fetch"
+    );
     assert_eq!(counting.ranged.load(Ordering::SeqCst), 0);
 
     // Ranged backends read ranges.
@@ -489,7 +531,10 @@ fn read_only_refuses_changes() {
             ..cfg()
         },
     );
-    assert_eq!(fs.create(ROOT_INO, n("02"), CREATE).unwrap_err().errno, libc::EROFS);
+    assert_eq!(
+        fs.create(ROOT_INO, n("02"), CREATE).unwrap_err().errno,
+        libc::EROFS
+    );
     let ino = fs.lookup(ROOT_INO, n("01")).unwrap().ino;
     assert_eq!(fs.open(ino, libc::O_WRONLY).unwrap_err().errno, libc::EROFS);
     assert_eq!(fs.unlink(ROOT_INO, n("01")).unwrap_err().errno, libc::EROFS);

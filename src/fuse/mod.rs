@@ -10,18 +10,14 @@ use std::time::{Duration, SystemTime};
 use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation,
     INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::fs::{Attr, ChunkFs, FileKind, FsError, SetTime};
 
 /// The largest write the kernel may send (it clamps to 1 MiB anyway: fs.fuse.max_pages_limit).
 pub const MAX_WRITE: u32 = 1 << 20;
-
-/// The extended attribute on the root that names the serving process (used by `unmount` to
-/// wait for the daemon to finish its last commits).
-pub const PID_XATTR: &str = "user.cloudstore-fs.pid";
 
 /// A [`ChunkFs`] as a fuser filesystem.
 pub struct FuseAdapter {
@@ -109,6 +105,21 @@ impl fuser::Filesystem for FuseAdapter {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.core.lookup(parent.0, name) {
             Ok(a) => reply.entry(&self.ttl, &self.attr(&a), Generation(0)),
+            // A negative entry (inode 0) that the kernel caches for the TTL: `cp` and `rsync`
+            // otherwise look a new name up three times before creating it.
+            Err(e) if e.errno == libc::ENOENT => {
+                let none = self.attr(&Attr {
+                    ino: 0,
+                    kind: FileKind::File,
+                    size: 0,
+                    mtime: SystemTime::UNIX_EPOCH,
+                    perm: 0,
+                    nlink: 0,
+                    uid: 0,
+                    gid: 0,
+                });
+                reply.entry(&self.ttl, &none, Generation(0));
+            }
             Err(e) => reply.error(fail("lookup", e)),
         }
     }
@@ -349,7 +360,14 @@ impl fuser::Filesystem for FuseAdapter {
         let ttl = self.ttl;
         let mut add = |e: crate::fs::DirEntry| {
             let attr = self.attr(&e.attr.expect("readdirplus entries carry attributes"));
-            reply.add(INodeNo(e.ino), e.offset, &e.name, &ttl, &attr, Generation(0))
+            reply.add(
+                INodeNo(e.ino),
+                e.offset,
+                &e.name,
+                &ttl,
+                &attr,
+                Generation(0),
+            )
         };
         match self.core.readdir(fh.0, offset, true, &mut add) {
             Ok(()) => reply.ok(),
@@ -392,27 +410,22 @@ impl fuser::Filesystem for FuseAdapter {
         }
     }
 
-    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        if ino == INodeNo::ROOT && name == PID_XATTR {
-            let pid = std::process::id().to_string();
-            if size == 0 {
-                reply.size(pid.len() as u32);
-            } else if (size as usize) < pid.len() {
-                reply.error(Errno::ERANGE);
-            } else {
-                reply.data(pid.as_bytes());
-            }
-            return;
-        }
-        reply.error(Errno::NO_XATTR);
+    // Extended attributes: ENOSYS, which the kernel remembers for the whole mount. Answering
+    // each call instead costs a round trip per file in `ls -l` (ACL probes) and per write
+    // (security.capability).
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: ReplyXattr,
+    ) {
+        reply.error(Errno::ENOSYS);
     }
 
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {
-        if size == 0 {
-            reply.size(0);
-        } else {
-            reply.data(&[]);
-        }
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
+        reply.error(Errno::ENOSYS);
     }
 
     fn setxattr(
@@ -425,11 +438,11 @@ impl fuser::Filesystem for FuseAdapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply.error(Errno::ENOTSUP);
+        reply.error(Errno::ENOSYS);
     }
 
     fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::NO_XATTR);
+        reply.error(Errno::ENOSYS);
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {

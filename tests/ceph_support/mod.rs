@@ -2,6 +2,7 @@
 //! test, and the skip-or-fail rule (a missing cluster is a loud skip, and a failure under CI=true).
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -81,5 +82,6 @@ pub fn skip_or_fail(what: &str) {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("CI=true and {what}: this test must run in CI");
     }
-    eprintln!("\n*** SKIPPED: {what} ***\n");
+    // Straight to the stderr handle: the test harness captures eprintln!, and a skip must show.
+    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: {what} ***\n");
 }

@@ -60,7 +60,10 @@ impl TestMount {
         std::fs::create_dir(&mnt).unwrap();
         let (store_args, cluster) = match store {
             Store::Leveldb => (
-                vec!["--data-dir".into(), dir.path().join("data").into_os_string()],
+                vec![
+                    "--data-dir".into(),
+                    dir.path().join("data").into_os_string(),
+                ],
                 None,
             ),
             Store::Ceph => {
@@ -231,7 +234,11 @@ impl Drop for TestMount {
             return;
         }
         if std::thread::panicking() {
-            eprintln!("daemon log ({}):\n{}", self.log_path().display(), self.log_tail());
+            eprintln!(
+                "daemon log ({}):\n{}",
+                self.log_path().display(),
+                self.log_tail()
+            );
         }
         let pid = self.daemon_pid();
         if let Err(e) = cloudstore_fs::mount::unmount(&self.mnt) {

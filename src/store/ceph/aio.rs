@@ -108,32 +108,37 @@ pub fn pipeline<T: AioOp>(cluster: &Cluster, ops: &mut [T], max_in_flight: usize
     }
 }
 
-/// Reads `[offset, offset + len)` of an object and stats it, in one operation: the size tells
-/// whether the read got everything (a short read is not an error in RADOS).
+/// Reads `[offset, offset + len)` of an object, optionally with a stat in the same operation:
+/// a read shorter than asked means the object ended, a full one needs the size to know whether
+/// more follows (a stat costs the OSD more, so the first read of a batch goes without).
 pub struct ReadOp {
     pub oid: CString,
     pub offset: u64,
     pub buf: Vec<u8>,
+    with_stat: bool,
     op: ffi::rados_read_op_t,
     size: u64,
     mtime: libc::time_t,
     stat_rval: c_int,
     bytes_read: libc::size_t,
     read_rval: c_int,
-    /// After `finish`: the bytes read (in `buf`) and the object size, or the errno.
-    pub result: Option<Result<u64, Errno>>,
+    /// After `finish`: the bytes read are in `buf`; the object size when it was statted; or
+    /// the errno.
+    pub result: Option<Result<Option<u64>, Errno>>,
 }
 
 // The raw op pointer is only touched by the thread running the pipeline.
 unsafe impl Send for ReadOp {}
 
 impl ReadOp {
-    /// A read of up to `len` bytes at `offset`.
-    pub fn new(oid: CString, offset: u64, len: usize) -> ReadOp {
+    /// A read of up to `len` bytes at `offset`, with the object's size when `with_stat` (always
+    /// for `len == 0`: that is a stat alone, since a RADOS read of length 0 reads everything).
+    pub fn new(oid: CString, offset: u64, len: usize, with_stat: bool) -> ReadOp {
         ReadOp {
             oid,
             offset,
             buf: Vec::with_capacity(len),
+            with_stat: with_stat || len == 0,
             op: ptr::null_mut(),
             size: 0,
             mtime: 0,
@@ -159,6 +164,18 @@ impl AioOp for ReadOp {
         ioctx: ffi::rados_ioctx_t,
         completion: ffi::rados_completion_t,
     ) -> c_int {
+        let len = self.buf.capacity();
+        let buf = self.buf.as_mut_ptr() as *mut c_char;
+        if !self.with_stat {
+            return ffi::rados_aio_read(
+                ioctx,
+                self.oid.as_ptr(),
+                completion,
+                buf,
+                len,
+                self.offset,
+            );
+        }
         self.op = ffi::rados_create_read_op();
         if self.op.is_null() {
             return -libc::ENOMEM;
@@ -169,38 +186,35 @@ impl AioOp for ReadOp {
             &mut self.mtime,
             &mut self.stat_rval,
         );
-        // A read of length 0 means "to the end" in RADOS: with no room asked for, only stat.
-        if self.buf.capacity() == 0 {
-            return ffi::rados_aio_read_op_operate(
+        if len > 0 {
+            ffi::rados_read_op_read(
                 self.op,
-                ioctx,
-                completion,
-                self.oid.as_ptr(),
-                0,
+                self.offset,
+                len,
+                buf,
+                &mut self.bytes_read,
+                &mut self.read_rval,
             );
         }
-        ffi::rados_read_op_read(
-            self.op,
-            self.offset,
-            self.buf.capacity(),
-            self.buf.as_mut_ptr() as *mut c_char,
-            &mut self.bytes_read,
-            &mut self.read_rval,
-        );
         ffi::rados_aio_read_op_operate(self.op, ioctx, completion, self.oid.as_ptr(), 0)
     }
 
     fn finish(&mut self, ret: c_int) {
         self.release();
-        let outcome = check(ret)
-            .and_then(|_| check(self.stat_rval))
-            .and_then(|_| check(self.read_rval));
-        self.result = Some(outcome.map(|_| {
-            let n = self.bytes_read.min(self.buf.capacity());
-            // SAFETY: librados wrote `bytes_read` bytes into the buffer (never more than its
-            // capacity, which was the length asked for).
-            unsafe { self.buf.set_len(n) };
-            self.size
+        let outcome = if self.with_stat {
+            check(ret)
+                .and_then(|_| check(self.stat_rval))
+                .and_then(|_| check(self.read_rval))
+                .map(|_| (self.bytes_read, Some(self.size)))
+        } else {
+            // A plain aio read completes with the number of bytes read.
+            check(ret).map(|n| (n as usize, None))
+        };
+        self.result = Some(outcome.map(|(n, size)| {
+            // SAFETY: librados wrote `n` bytes into the buffer, never more than its capacity
+            // (the length asked for); min() guards against a misreport all the same.
+            unsafe { self.buf.set_len(n.min(self.buf.capacity())) };
+            size
         }));
     }
 }

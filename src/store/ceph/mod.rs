@@ -3,8 +3,9 @@
 //! a 0-byte object. What this backend writes is exactly what `rados get` sees, and the reverse.
 //!
 //! - set is one write_full (a shorter overwrite leaves no old tail), carrying the mtime xattr;
-//! - ranged reads read only the range (a read op at the offset, with a stat in the same op so a
-//!   short read is told from the end of the object);
+//! - reads (whole or ranged) read only what is asked, at the offset: first a plain read of up
+//!   to 64 KiB, and only for values that fill it a read with a stat in the same op (so a value
+//!   is never stitched from two versions);
 //! - batches are pipelined with librados aio, at most `ceph.max_in_flight` outstanding;
 //! - the mtime lives beside the keyspace: an xattr `cloudstore.mtime` on the chunk's own object
 //!   (nanoseconds), with the object mtime set to the same second; an object written by another
@@ -33,8 +34,8 @@ pub(crate) const BACKEND: &str = "ceph";
 /// The xattr holding a chunk's mtime as "SECONDS.NANOSECONDS" since the epoch.
 const MTIME_XATTR: &CStr = c"cloudstore.mtime";
 
-/// Bytes asked for by the first read of a value of unknown size. Chunks up to this size take
-/// one round trip; larger ones a second, exact one.
+/// Bytes asked for by the first read of a value of unknown size. Chunks smaller than this take
+/// one round trip; larger ones one or two more (a read with the size, then an exact one).
 const FIRST_READ: usize = 64 << 10;
 
 /// Longest key: RADOS object names are at most 2048 characters (osd_max_object_name_len).
@@ -62,7 +63,7 @@ fn object_name(key: &[u8]) -> CString {
 /// lowercase hex); `None` for any other object sharing the namespace.
 pub(crate) fn key_of_object_name(name: &[u8]) -> Option<Vec<u8>> {
     let hex_lower = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
-    if name.is_empty() || name.len() % 2 != 0 || !name.iter().all(hex_lower) {
+    if name.is_empty() || !name.len().is_multiple_of(2) || !name.iter().all(hex_lower) {
         return None;
     }
     hex::decode(name).ok()
@@ -238,17 +239,18 @@ impl CephStore {
         err
     }
 
-    /// Reads every request, pipelined; the values come back into `result`. A first round asks
-    /// for up to [`FIRST_READ`] bytes; values found larger are read again whole, with the size
-    /// taken from the same operation, so a value is never stitched from two versions.
+    /// Reads every request, pipelined; the values come back into `result`.
+    ///
+    /// The first round is a plain read of up to [`FIRST_READ`] bytes: a shorter answer is the
+    /// whole value (or range). Values that filled it are read again from the start together
+    /// with a stat in the same operation, so a value is never stitched from two versions.
     fn read_all(&self, cluster: &Cluster, requests: &mut [ReadRequest]) {
-        let mut todo: Vec<(usize, usize)> = requests
+        let want = |r: &ReadRequest| r.end.map_or(u64::MAX, |e| e.saturating_sub(r.start));
+        // (request, bytes to ask for, with a stat)
+        let mut todo: Vec<(usize, usize, bool)> = requests
             .iter()
             .enumerate()
-            .map(|(i, r)| {
-                let want = r.end.map_or(u64::MAX, |e| e.saturating_sub(r.start));
-                (i, want.min(FIRST_READ as u64) as usize)
-            })
+            .map(|(i, r)| (i, want(r).min(FIRST_READ as u64) as usize, false))
             .collect();
         for _round in 0..MAX_READ_ROUNDS {
             if todo.is_empty() {
@@ -256,37 +258,52 @@ impl CephStore {
             }
             let mut ops: Vec<ReadOp> = todo
                 .iter()
-                .map(|&(i, len)| {
+                .map(|&(i, len, with_stat)| {
                     let r = &requests[i];
-                    ReadOp::new(r.oid.clone(), r.start, len)
+                    ReadOp::new(r.oid.clone(), r.start, len, with_stat)
                 })
                 .collect();
             pipeline(cluster, &mut ops, self.max_in_flight);
             let mut again = Vec::new();
-            for ((i, _), op) in todo.into_iter().zip(ops.iter_mut()) {
+            for (&(i, len, _), op) in todo.iter().zip(ops.iter_mut()) {
                 let r = &mut requests[i];
-                match op.result.take().expect("pipeline finishes every op") {
-                    Err(libc::ENOENT) => r.result = Some(Ok(None)),
-                    Err(e) => r.result = Some(Err(e)),
-                    Ok(size) => {
+                let got = op.buf.len();
+                let complete = match op.result.take().expect("pipeline finishes every op") {
+                    Err(libc::ENOENT) => {
+                        r.result = Some(Ok(None));
+                        continue;
+                    }
+                    Err(e) => {
+                        r.result = Some(Err(e));
+                        continue;
+                    }
+                    Ok(Some(size)) => {
                         let end = r.end.map_or(size, |e| e.min(size));
                         let target = end.saturating_sub(r.start) as usize;
-                        if op.buf.len() >= target {
-                            let mut value = std::mem::take(&mut op.buf);
-                            value.truncate(target);
-                            if value.capacity() > 2 * value.len() + 4096 {
-                                value.shrink_to_fit();
-                            }
-                            r.result = Some(Ok(Some(value)));
-                        } else {
-                            again.push((i, target));
+                        if got < target {
+                            again.push((i, target, true));
+                            continue;
                         }
+                        target
                     }
+                    // A plain read: short means the object ended; full means maybe more.
+                    Ok(None) if got < len || got as u64 >= want(r) => got,
+                    Ok(None) => {
+                        let next = want(r).min(16 * FIRST_READ as u64) as usize;
+                        again.push((i, next, true));
+                        continue;
+                    }
+                };
+                let mut value = std::mem::take(&mut op.buf);
+                value.truncate(complete);
+                if value.capacity() > 2 * value.len() + 4096 {
+                    value.shrink_to_fit();
                 }
+                r.result = Some(Ok(Some(value)));
             }
             todo = again;
         }
-        for (i, _) in todo {
+        for (i, _, _) in todo {
             requests[i].result = Some(Err(libc::EAGAIN));
         }
     }
