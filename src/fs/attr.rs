@@ -58,7 +58,8 @@ pub struct StatFs {
 
 #[derive(Default)]
 struct Cached {
-    size: Option<(u64, Instant)>,
+    /// The size, or None for "known missing" (a negative lookup, like the kernel's).
+    size: Option<(Option<u64>, Instant)>,
     mtime: Option<(SystemTime, Instant)>,
 }
 
@@ -84,8 +85,8 @@ impl AttrCache {
         at.elapsed() < self.ttl
     }
 
-    /// The cached size of `key`, if fresh.
-    pub fn size(&self, key: &[u8]) -> Option<u64> {
+    /// The cached size of `key`, if fresh: `Some(None)` when it is known not to exist.
+    pub fn size(&self, key: &[u8]) -> Option<Option<u64>> {
         let map = self.map.lock().unwrap();
         map.get(key)?
             .size
@@ -116,7 +117,12 @@ impl AttrCache {
 
     /// Remembers the size of `key`.
     pub fn set_size(&self, key: &[u8], size: u64) {
-        self.with(key, |c| c.size = Some((size, Instant::now())));
+        self.with(key, |c| c.size = Some((Some(size), Instant::now())));
+    }
+
+    /// Remembers that `key` does not exist.
+    pub fn set_missing(&self, key: &[u8]) {
+        self.with(key, |c| c.size = Some((None, Instant::now())));
     }
 
     /// Remembers the mtime of `key`.

@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::error::{FsError, FsResult};
@@ -118,8 +119,12 @@ impl ChunkFs {
         let mut i = 0;
         loop {
             if i == s.pending.len() {
+                let before = s.pending.len();
                 if !self.refill(&mut s)? {
                     return Ok(());
+                }
+                if plus {
+                    self.prefetch_mtimes(s.pending.range(before..));
                 }
                 // After a restart, skip what the kernel already has (nothing processed yet).
                 while i == 0 && s.pending.front().is_some_and(|it| it.offset <= offset) {
@@ -210,6 +215,37 @@ impl ChunkFs {
                 Phase::Done => return Ok(false),
             }
         }
+    }
+
+    /// Fetches the mtimes that a page of readdirplus needs, several at a time.
+    fn prefetch_mtimes<'a>(&self, items: impl Iterator<Item = &'a Item>) {
+        let workers = self.cfg.metadata_parallelism;
+        if workers <= 1 {
+            return;
+        }
+        let keys: Vec<Vec<u8>> = items
+            .filter_map(|it| match name::classify(&it.name) {
+                Name::Chunk(key) if self.attrs.mtime(&key).is_none() => Some(key),
+                _ => None,
+            })
+            .collect();
+        if keys.len() < 2 {
+            return;
+        }
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..workers.min(keys.len()) {
+                scope.spawn(|| {
+                    while let Some(key) = keys.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        // Failures are left for the entry itself to report.
+                        if let Ok(t) = self.store.mtime(key) {
+                            self.attrs
+                                .set_mtime(key, t.unwrap_or(std::time::SystemTime::UNIX_EPOCH));
+                        }
+                    }
+                });
+            }
+        });
     }
 
     /// The entry for an item, with its inode number (and attributes for readdirplus); None when

@@ -64,6 +64,9 @@ pub struct FsConfig {
     /// Fetch a whole value once per open file instead of ranged reads (for backends without a
     /// real partial read, such as LevelDB).
     pub whole_value_reads: bool,
+    /// Metadata lookups (mtimes for readdirplus) in flight at once: more than one pays off on
+    /// a remote store where each is a round trip.
+    pub metadata_parallelism: usize,
 }
 
 impl FsConfig {
@@ -79,6 +82,7 @@ impl FsConfig {
             gid,
             attr_ttl: Duration::from_secs(1),
             whole_value_reads: store.backend() != "ceph",
+            metadata_parallelism: if store.backend() == "ceph" { 16 } else { 1 },
         }
     }
 }
@@ -261,14 +265,15 @@ impl ChunkFs {
     /// The size of a chunk from the cache or the store; None when it does not exist.
     fn chunk_size(&self, key: &[u8], name: &OsStr) -> FsResult<Option<u64>> {
         if let Some(size) = self.attrs.size(key) {
-            return Ok(Some(size));
+            return Ok(size);
         }
         let size = self
             .store
             .stat(key)
             .map_err(|e| FsError::store("stat", name.to_string_lossy(), e))?;
-        if let Some(size) = size {
-            self.attrs.set_size(key, size);
+        match size {
+            Some(size) => self.attrs.set_size(key, size),
+            None => self.attrs.set_missing(key),
         }
         Ok(size)
     }

@@ -23,6 +23,7 @@ fn cfg() -> FsConfig {
         gid: 1000,
         attr_ttl: Duration::from_secs(1),
         whole_value_reads: false,
+        metadata_parallelism: 4,
     }
 }
 
