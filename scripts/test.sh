@@ -56,4 +56,10 @@ if [ "${1:-}" = "--" ]; then
     shift_args=("$@")
 fi
 say "cargo test --all-features (Ceph conf: $conf)"
-cargo test --all-features "${shift_args[@]}"
+log="$cluster/cargo-test.log"
+status=0
+cargo test --all-features "${shift_args[@]}" 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run (cargo prints one per test binary, the last often doc-tests).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

@@ -182,6 +182,10 @@ pub fn run(cli: Cli) -> CliResult {
         return mount::unmount(mountpoint);
     }
     let config = cli.store.load_config()?;
+    if let Command::Mount { mountpoint, .. } = &cli.command {
+        // A bad mountpoint is reported before the store is opened (and locked).
+        crate::mount::check_mountpoint(mountpoint).map_err(CliError::Failed)?;
+    }
     let store = open_store(&config)?;
     let result = match cli.command {
         Command::Put { key, file } => chunk::put(&*store, &config, &key.0, file.as_deref()),

@@ -17,7 +17,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusty_leveldb::{LdbIterator, Options, Status, StatusCode, WriteBatch, DB};
 
-use super::{clamp_range, ChunkInfo, ChunkList, Cloudstore, RawChunk, Result, StoreError};
+use super::{
+    check_chunk, clamp_range, ChunkInfo, ChunkList, Cloudstore, RawChunk, Result, StoreError,
+};
 use crate::config::Config;
 
 const BACKEND: &str = "leveldb";
@@ -116,22 +118,7 @@ impl LevelDbStore {
     }
 
     fn check_value(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        if key.is_empty() {
-            return Err(StoreError::InvalidKey {
-                backend: BACKEND,
-                key: String::new(),
-                reason: "empty key".into(),
-            });
-        }
-        if value.len() as u64 > self.max_chunk_size {
-            return Err(StoreError::TooLarge {
-                backend: BACKEND,
-                key: hex::encode(key),
-                size: value.len() as u64,
-                max: self.max_chunk_size,
-            });
-        }
-        Ok(())
+        check_chunk(BACKEND, key, value, self.max_chunk_size)
     }
 }
 

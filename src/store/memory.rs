@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
-use super::{clamp_range, ChunkInfo, ChunkList, Cloudstore, RawChunk, Result, StoreError};
+use super::{
+    check_chunk, clamp_range, ChunkInfo, ChunkList, Cloudstore, RawChunk, Result, StoreError,
+};
 
 const BACKEND: &str = "memory";
 
@@ -51,22 +53,7 @@ impl MemoryStore {
     }
 
     fn check_value(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        if key.is_empty() {
-            return Err(StoreError::InvalidKey {
-                backend: BACKEND,
-                key: String::new(),
-                reason: "empty key".into(),
-            });
-        }
-        if value.len() as u64 > self.max_chunk_size {
-            return Err(StoreError::TooLarge {
-                backend: BACKEND,
-                key: hex::encode(key),
-                size: value.len() as u64,
-                max: self.max_chunk_size,
-            });
-        }
-        Ok(())
+        check_chunk(BACKEND, key, value, self.max_chunk_size)
     }
 }
 

@@ -150,6 +150,27 @@ pub fn clamp_range(key: &[u8], start: u64, end: u64, len: u64) -> Result<(usize,
     Ok((start as usize, end as usize))
 }
 
+/// Checks a chunk a backend is about to store: a non-empty key and a value of at most
+/// `max_chunk_size` bytes.
+pub fn check_chunk(backend: &'static str, key: &[u8], value: &[u8], max: u64) -> Result<()> {
+    if key.is_empty() {
+        return Err(StoreError::InvalidKey {
+            backend,
+            key: String::new(),
+            reason: "empty key".into(),
+        });
+    }
+    if value.len() as u64 > max {
+        return Err(StoreError::TooLarge {
+            backend,
+            key: hex::encode(key),
+            size: value.len() as u64,
+            max,
+        });
+    }
+    Ok(())
+}
+
 /// Opens the backend that `config` names (the Go `NewCloudstore(config)`).
 pub fn open(config: &Config) -> Result<Arc<dyn Cloudstore>> {
     match config.backend {

@@ -26,7 +26,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aio::{pipeline, ReadOp, WriteOp};
 use rados::{errno_text, Cluster, ConnectParams, Errno};
 
-use super::{clamp_range, ChunkList, Cloudstore, RawChunk, Result, SpaceInfo, StoreError};
+use super::{
+    check_chunk, clamp_range, ChunkList, Cloudstore, RawChunk, Result, SpaceInfo, StoreError,
+};
 use crate::config::Config;
 
 pub(crate) const BACKEND: &str = "ceph";
@@ -206,14 +208,7 @@ impl CephStore {
 
     fn check_value(&self, key: &[u8], value: &[u8]) -> Result<CString> {
         let oid = self.check_key(key)?;
-        if value.len() as u64 > self.max_chunk_size {
-            return Err(StoreError::TooLarge {
-                backend: BACKEND,
-                key: hex::encode(key),
-                size: value.len() as u64,
-                max: self.max_chunk_size,
-            });
-        }
+        check_chunk(BACKEND, key, value, self.max_chunk_size)?;
         Ok(oid)
     }
 
