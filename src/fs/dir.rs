@@ -51,6 +51,8 @@ pub struct DirStream {
     pending: VecDeque<Item>,
     next_offset: u64,
     phase: Phase,
+    /// This listing's id with read-ahead (which follows the most recent listing).
+    readahead_id: u64,
 }
 
 impl DirStream {
@@ -60,6 +62,7 @@ impl DirStream {
             pending: VecDeque::new(),
             next_offset: 1,
             phase: Phase::Dots,
+            readahead_id: 0,
         }
     }
 
@@ -160,8 +163,10 @@ impl ChunkFs {
                             .list(None)
                             .map_err(|e| FsError::store("readdir", self.store.backend(), e))?;
                         s.list = Some(list);
+                        s.readahead_id = self.readahead.begin_listing();
                     }
                     let mut added = 0;
+                    let mut page = Vec::new();
                     while added < PAGE {
                         let next = s.list.as_mut().expect("opened above").next();
                         match next {
@@ -169,6 +174,7 @@ impl ChunkFs {
                                 Some(n) => {
                                     self.attrs.set_size(&info.key, info.size);
                                     s.push(n, FileKind::File, Some(info.size));
+                                    page.push((info.key, info.size));
                                     added += 1;
                                 }
                                 None => log::warn!(
@@ -179,7 +185,8 @@ impl ChunkFs {
                                 ),
                             },
                             Some(Err(e)) => {
-                                return Err(FsError::store("readdir", self.store.backend(), e))
+                                self.readahead.listed(s.readahead_id, page);
+                                return Err(FsError::store("readdir", self.store.backend(), e));
                             }
                             None => {
                                 s.list = None;
@@ -188,6 +195,7 @@ impl ChunkFs {
                             }
                         }
                     }
+                    self.readahead.listed(s.readahead_id, page);
                     if added > 0 {
                         return Ok(true);
                     }

@@ -52,7 +52,27 @@ impl ChunkFs {
             }
             st.touch_written();
         }
+        if !write {
+            if let Name::Chunk(key) = name::classify(name) {
+                self.load_prefetched(&node, &key);
+            }
+        }
         Ok(self.add_handle(ino, node, flags))
+    }
+
+    /// Opening a chunk for reading: when read-ahead has its value (or fetches it now with the
+    /// rest of a window, because the opens are walking the listing), it goes into the node, so
+    /// that the reads need no store call. The node stays locked meanwhile, so that no write
+    /// through it can slip in between.
+    fn load_prefetched(&self, node: &Node, key: &[u8]) {
+        let mut st = node.state.lock().unwrap();
+        if st.content.is_some() {
+            return;
+        }
+        if let Some(value) = self.readahead.open(&*self.store, key) {
+            // Without room in the budget the reads fetch it as usual.
+            let _ = st.try_install(value);
+        }
     }
 
     /// open.
@@ -275,6 +295,8 @@ impl ChunkFs {
         let value = st.content.take().unwrap_or_default();
         let len = value.len() as u64;
         let (value, result) = self.committer.commit(key.clone(), value);
+        // Even a failed commit may have reached the store: forget any prefetched value.
+        self.readahead.invalidate(&key);
         st.content = Some(value);
         let label = name.to_string_lossy();
         result.map_err(|e| FsError::store("commit", &label, e))?;

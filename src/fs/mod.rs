@@ -7,6 +7,7 @@
 //! - `commit`: group commit of buffered writes into SetChunk / SetChunkBatch;
 //! - `attr`: attributes and the short-lived size/mtime cache;
 //! - `dir`: streaming readdir over the backend listing;
+//! - `readahead`: batched prefetch when files are opened in listing order;
 //! - `budget`: the memory budget for everything above.
 
 pub mod attr;
@@ -19,6 +20,7 @@ pub mod inode;
 pub mod name;
 mod namespace;
 mod node;
+pub mod readahead;
 pub mod testing;
 
 #[cfg(test)]
@@ -42,6 +44,8 @@ use dir::DirStream;
 use inode::InodeTable;
 use name::Name;
 use node::Node;
+use readahead::ReadAhead;
+pub use readahead::{ReadAheadConfig, ReadAheadStats};
 
 use crate::config::Config;
 use crate::store::Cloudstore;
@@ -67,6 +71,8 @@ pub struct FsConfig {
     /// Metadata lookups (mtimes for readdirplus) in flight at once: more than one pays off on
     /// a remote store where each is a round trip.
     pub metadata_parallelism: usize,
+    /// Batched read-ahead for files opened in listing order.
+    pub readahead: ReadAheadConfig,
 }
 
 impl FsConfig {
@@ -83,6 +89,11 @@ impl FsConfig {
             attr_ttl: Duration::from_secs(1),
             whole_value_reads: store.backend() != "ceph",
             metadata_parallelism: if store.backend() == "ceph" { 16 } else { 1 },
+            readahead: ReadAheadConfig {
+                // Prefetched values wait no longer than the sizes the kernel caches.
+                max_age: Duration::from_secs(1),
+                ..ReadAheadConfig::default()
+            },
         }
     }
 }
@@ -118,6 +129,7 @@ pub struct ChunkFs {
     attrs: AttrCache,
     budget: Arc<Budget>,
     committer: Committer,
+    readahead: ReadAhead,
     /// Serializes renames and unlinks (namespace changes touching two names).
     namespace_lock: Mutex<()>,
     next_fh: AtomicU64,
@@ -127,10 +139,12 @@ pub struct ChunkFs {
 impl ChunkFs {
     /// A filesystem showing `store`.
     pub fn new(store: Arc<dyn Cloudstore>, cfg: FsConfig) -> Self {
+        let budget = Arc::new(Budget::new(cfg.memory_budget));
         ChunkFs {
             committer: Committer::new(store.clone()),
             attrs: AttrCache::new(cfg.attr_ttl),
-            budget: Arc::new(Budget::new(cfg.memory_budget)),
+            readahead: ReadAhead::new(cfg.readahead.clone(), budget.clone()),
+            budget,
             store,
             cfg,
             tables: Mutex::default(),
@@ -153,6 +167,16 @@ impl ChunkFs {
     /// Bytes of file data held in the daemon now.
     pub fn memory_in_use(&self) -> u64 {
         self.budget.used()
+    }
+
+    /// What read-ahead has done so far.
+    pub fn readahead_stats(&self) -> ReadAheadStats {
+        self.readahead.stats()
+    }
+
+    /// Bytes held by read-ahead now (part of `memory_in_use`).
+    pub fn readahead_bytes(&self) -> u64 {
+        self.readahead.cached_bytes()
     }
 
     fn tables(&self) -> std::sync::MutexGuard<'_, Tables> {
@@ -395,6 +419,16 @@ impl ChunkFs {
     /// At unmount: commits what is pending and drops the scratch files, saying which.
     pub fn shutdown(&self) -> FsResult<()> {
         let result = self.commit_all();
+        self.readahead.clear();
+        let ra = self.readahead.stats();
+        if ra.batches > 0 {
+            log::info!(
+                "read-ahead: {} batch(es) fetched {} chunk(s), {} open(s) served from them",
+                ra.batches,
+                ra.fetched,
+                ra.served
+            );
+        }
         let scratch: Vec<OsString> = {
             let mut t = self.tables();
             let names: Vec<(u64, OsString)> = t

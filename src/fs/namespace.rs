@@ -123,9 +123,9 @@ impl ChunkFs {
             Name::Scratch => false,
             Name::Chunk(key) => {
                 self.attrs.forget(&key);
-                self.store
-                    .delete(&key)
-                    .map_err(|e| FsError::store("unlink", name.to_string_lossy(), e))?
+                let deleted = self.store.delete(&key);
+                self.readahead.invalidate(&key);
+                deleted.map_err(|e| FsError::store("unlink", name.to_string_lossy(), e))?
             }
         };
         let mut t = self.tables();
@@ -193,10 +193,10 @@ impl ChunkFs {
                 }
                 self.attrs.forget(&k_from);
                 self.attrs.forget(&k_to);
-                let moved = self
-                    .store
-                    .rename(&k_from, &k_to)
-                    .map_err(|e| FsError::store("rename", &label, e))?;
+                let moved = self.store.rename(&k_from, &k_to);
+                self.readahead.invalidate(&k_from);
+                self.readahead.invalidate(&k_to);
+                let moved = moved.map_err(|e| FsError::store("rename", &label, e))?;
                 if !moved {
                     return Err(FsError::not_found(label));
                 }
@@ -211,6 +211,7 @@ impl ChunkFs {
                 let len = value.len() as u64;
                 let mtime = st.mtime.unwrap_or_else(SystemTime::now);
                 let (value, result) = self.committer.commit(k_to.clone(), value);
+                self.readahead.invalidate(&k_to);
                 st.content = Some(value);
                 self.attrs.forget(&k_to);
                 result.map_err(|e| FsError::store("rename (commit)", to.to_string_lossy(), e))?;
@@ -240,9 +241,9 @@ impl ChunkFs {
                     }
                     st.mtime = Some(self.chunk_mtime(&k_from, from)?);
                     self.attrs.forget(&k_from);
-                    self.store
-                        .delete(&k_from)
-                        .map_err(|e| FsError::store("rename", &label, e))?;
+                    let deleted = self.store.delete(&k_from);
+                    self.readahead.invalidate(&k_from);
+                    deleted.map_err(|e| FsError::store("rename", &label, e))?;
                     self.move_name(from, to);
                     Ok(())
                 })();

@@ -1,7 +1,8 @@
-//! A store wrapper that fails on demand, for tests: it proves that a failed commit reaches the
-//! program (close() returns the error) instead of vanishing.
+//! Store wrappers for tests: one that fails on demand (it proves that a failed commit reaches
+//! the program, close() returns the error, instead of vanishing) and one that counts the calls
+//! that read values (it proves that read-ahead batches instead of getting file by file).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -95,5 +96,105 @@ impl Cloudstore for FailingStore {
     }
     fn space(&self) -> Result<Option<SpaceInfo>> {
         self.inner.space()
+    }
+}
+
+/// Wraps a store and counts the calls that read values; `shuffle_listing` lists in an order
+/// other than the names' (like Ceph's hash order).
+pub struct CountingStore {
+    inner: Arc<dyn Cloudstore>,
+    shuffle_listing: bool,
+    /// get_chunk calls.
+    pub gets: AtomicUsize,
+    /// get_chunk_with_range calls.
+    pub ranged: AtomicUsize,
+    /// get_chunk_batch calls.
+    pub batches: AtomicUsize,
+    /// Chunks asked for by get_chunk_batch calls.
+    pub batched: AtomicUsize,
+}
+
+impl CountingStore {
+    /// Wraps `inner`, listing in its order.
+    pub fn new(inner: Arc<dyn Cloudstore>) -> Self {
+        CountingStore {
+            inner,
+            shuffle_listing: false,
+            gets: AtomicUsize::new(0),
+            ranged: AtomicUsize::new(0),
+            batches: AtomicUsize::new(0),
+            batched: AtomicUsize::new(0),
+        }
+    }
+
+    /// Wraps `inner`, listing in a fixed order unrelated to the names.
+    pub fn shuffled(inner: Arc<dyn Cloudstore>) -> Self {
+        CountingStore {
+            shuffle_listing: true,
+            ..Self::new(inner)
+        }
+    }
+
+    /// (gets, ranged gets, batches, chunks in batches) so far.
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
+        (
+            self.gets.load(Ordering::SeqCst),
+            self.ranged.load(Ordering::SeqCst),
+            self.batches.load(Ordering::SeqCst),
+            self.batched.load(Ordering::SeqCst),
+        )
+    }
+}
+
+impl Cloudstore for CountingStore {
+    fn backend(&self) -> &'static str {
+        "counting"
+    }
+    fn get_chunk(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.inner.get_chunk(key)
+    }
+    fn get_chunk_batch(&self, chunks: &mut [RawChunk]) -> Result<()> {
+        self.batches.fetch_add(1, Ordering::SeqCst);
+        self.batched.fetch_add(chunks.len(), Ordering::SeqCst);
+        self.inner.get_chunk_batch(chunks)
+    }
+    fn get_chunk_with_range(&self, key: &[u8], start: u64, end: u64) -> Result<Option<Vec<u8>>> {
+        self.ranged.fetch_add(1, Ordering::SeqCst);
+        self.inner.get_chunk_with_range(key, start, end)
+    }
+    fn set_chunk(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.inner.set_chunk(key, value)
+    }
+    fn set_chunk_batch(&self, chunks: &mut [RawChunk]) -> Result<()> {
+        self.inner.set_chunk_batch(chunks)
+    }
+    fn close(&self) -> Result<()> {
+        self.inner.close()
+    }
+    fn stat(&self, key: &[u8]) -> Result<Option<u64>> {
+        self.inner.stat(key)
+    }
+    fn delete(&self, key: &[u8]) -> Result<bool> {
+        self.inner.delete(key)
+    }
+    fn list(&self, after: Option<&[u8]>) -> Result<ChunkList> {
+        if !self.shuffle_listing || after.is_some() {
+            return self.inner.list(after);
+        }
+        let mut all: Vec<_> = self.inner.list(None)?.collect::<Result<Vec<_>>>()?;
+        // A fixed "hash" order: by a simple mix of the key bytes.
+        all.sort_by_key(|c| {
+            c.key.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+                (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+            })
+        });
+        Ok(Box::new(all.into_iter().map(Ok)))
+    }
+    fn sync(&self) -> Result<()> {
+        self.inner.sync()
+    }
+    fn rename(&self, from: &[u8], to: &[u8]) -> Result<bool> {
+        self.inner.rename(from, to)
     }
 }
