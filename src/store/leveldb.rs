@@ -8,7 +8,12 @@
 //!
 //! Modification times live in a second small database inside the data directory
 //! (`cloudstore-meta/`), beside the chunk keyspace and never in it; LevelDB ignores foreign names.
+//!
+//! LevelDB cannot tell a value's size without reading it, so sizes learned from reads, writes and
+//! listings are remembered in memory. The cache is always right: the database is locked to this
+//! process, and every change to it passes through here under the same mutex.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -27,10 +32,34 @@ const BACKEND: &str = "leveldb";
 pub const META_DIR: &str = "cloudstore-meta";
 /// Entries per listing page: the lock is held for one page at a time.
 const LIST_PAGE: usize = 1024;
+/// Sizes remembered at most (about 100 bytes each); the cache starts over when full.
+const SIZE_CACHE_ENTRIES: usize = 1 << 20;
 
 struct Dbs {
     data: DB,
     meta: DB,
+    sizes: SizeCache,
+}
+
+/// Value sizes by key, bounded in entries.
+#[derive(Default)]
+struct SizeCache(HashMap<Vec<u8>, u64>);
+
+impl SizeCache {
+    fn get(&self, key: &[u8]) -> Option<u64> {
+        self.0.get(key).copied()
+    }
+
+    fn insert(&mut self, key: &[u8], size: u64) {
+        if self.0.len() >= SIZE_CACHE_ENTRIES && !self.0.contains_key(key) {
+            self.0.clear();
+        }
+        self.0.insert(key.to_vec(), size);
+    }
+
+    fn remove(&mut self, key: &[u8]) {
+        self.0.remove(key);
+    }
 }
 
 /// The LevelDB backend.
@@ -106,7 +135,11 @@ impl LevelDbStore {
         let meta = open_db(&dir.join(META_DIR), options(config, 1 << 20))?;
         log::info!("{BACKEND}: opened {}", dir.display());
         Ok(LevelDbStore {
-            dbs: Arc::new(Mutex::new(Some(Dbs { data, meta }))),
+            dbs: Arc::new(Mutex::new(Some(Dbs {
+                data,
+                meta,
+                sizes: SizeCache::default(),
+            }))),
             dir,
             max_chunk_size: config.max_chunk_size,
         })
@@ -151,7 +184,13 @@ fn read(dbs: &mut Dbs, key: &[u8]) -> Result<Option<Vec<u8>>> {
         .data
         .get_at(&snapshot, key)
         .map_err(|s| ldb_err("get", key, s))?;
-    Ok(found.map(|b| b.to_vec()))
+    // Vec::from takes the buffer without a copy when it can.
+    let value = found.map(Vec::from);
+    match &value {
+        Some(v) => dbs.sizes.insert(key, v.len() as u64),
+        None => dbs.sizes.remove(key),
+    }
+    Ok(value)
 }
 
 impl Cloudstore for LevelDbStore {
@@ -200,7 +239,12 @@ impl Cloudstore for LevelDbStore {
         data.put(key, value);
         let mut meta = WriteBatch::default();
         meta.put(key, &encode_mtime(SystemTime::now()));
-        self.with(|d| write_batches(d, data, meta, key))
+        self.with(|d| {
+            d.sizes.remove(key);
+            write_batches(d, data, meta, key)?;
+            d.sizes.insert(key, value.len() as u64);
+            Ok(())
+        })
     }
 
     fn set_chunk_batch(&self, chunks: &mut [RawChunk]) -> Result<()> {
@@ -220,7 +264,16 @@ impl Cloudstore for LevelDbStore {
         }
         let first = chunks.first().map(|c| c.key.clone()).unwrap_or_default();
         // One WriteBatch: the valid chunks of the batch land together or not at all.
-        let result = self.with(|d| write_batches(d, data, meta, &first));
+        let result = self.with(|d| {
+            for chunk in chunks.iter().filter(|c| c.ok) {
+                d.sizes.remove(&chunk.key);
+            }
+            write_batches(d, data, meta, &first)?;
+            for chunk in chunks.iter().filter(|c| c.ok) {
+                d.sizes.insert(&chunk.key, chunk.value.len() as u64);
+            }
+            Ok(())
+        });
         if let Err(e) = &result {
             for chunk in chunks.iter_mut().filter(|c| c.ok) {
                 chunk.ok = false;
@@ -241,8 +294,11 @@ impl Cloudstore for LevelDbStore {
     }
 
     fn stat(&self, key: &[u8]) -> Result<Option<u64>> {
-        // LevelDB has no size-only lookup: the value is read and measured.
-        Ok(self.get_chunk(key)?.map(|v| v.len() as u64))
+        self.with(|d| match d.sizes.get(key) {
+            Some(size) => Ok(Some(size)),
+            // LevelDB has no size-only lookup: the value is read and measured (and remembered).
+            None => Ok(read(d, key)?.map(|v| v.len() as u64)),
+        })
     }
 
     fn delete(&self, key: &[u8]) -> Result<bool> {
@@ -254,6 +310,7 @@ impl Cloudstore for LevelDbStore {
             data.delete(key);
             let mut meta = WriteBatch::default();
             meta.delete(key);
+            d.sizes.remove(key);
             write_batches(d, data, meta, key)?;
             Ok(true)
         })
@@ -321,7 +378,10 @@ impl Cloudstore for LevelDbStore {
             meta.delete(from);
             // The data batch is one atomic record: the chunk is at `from` or at `to`, never both
             // or neither.
+            d.sizes.remove(to);
             write_batches(d, data, meta, from)?;
+            d.sizes.remove(from);
+            d.sizes.insert(to, value.len() as u64);
             Ok(true)
         })
     }
@@ -388,6 +448,9 @@ impl Listing {
                 if !it.advance() {
                     break;
                 }
+            }
+            for chunk in &page {
+                d.sizes.insert(&chunk.key, chunk.size);
             }
             Ok(page)
         })?;

@@ -188,6 +188,7 @@ pub fn shorter_overwrite_leaves_no_old_tail(h: &dyn Harness) {
     let mut batch = vec![RawChunk::for_set(b"shrink".to_vec(), b"x".to_vec())];
     s.set_chunk_batch(&mut batch).unwrap();
     assert_eq!(s.get_chunk(b"shrink").unwrap(), Some(b"x".to_vec()));
+    assert_eq!(s.stat(b"shrink").unwrap(), Some(1));
 }
 
 pub fn value_of_16_mib(h: &dyn Harness) {
@@ -296,6 +297,8 @@ pub fn rename_moves_and_replaces(h: &dyn Harness) {
     assert!(s.rename(b"from", b"to").unwrap());
     assert_eq!(s.get_chunk(b"from").unwrap(), None);
     assert_eq!(s.get_chunk(b"to").unwrap(), Some(b"payload".to_vec()));
+    assert_eq!(s.stat(b"to").unwrap(), Some(7));
+    assert_eq!(s.stat(b"from").unwrap(), None);
     assert!(!s.rename(b"from", b"elsewhere").unwrap(), "missing source");
     assert_eq!(s.get_chunk(b"elsewhere").unwrap(), None);
 }
