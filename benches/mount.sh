@@ -301,13 +301,13 @@ for s in "${STEPS[@]}"; do
 done
 echo
 mibs() { awk -v m="$1" -v s="${2:-}" 'BEGIN { if (s == "" || s + 0 == 0) print "-"; else printf "%.0f", m / s }'; }
-echo "dd MiB/s: write cs $(mibs "$BIG_MIB" "${SEC[cs,dd_write]}"), bindfs $(mibs "$BIG_MIB" "${SEC[bindfs,dd_write]}"), plain $(mibs "$BIG_MIB" "${SEC[plain,dd_write]}")$([ -n "$CEPH_CONF" ] && echo ", ceph $(mibs "$CEPH_BIG_MIB" "${SEC[ceph,dd_write]}")");" \
-    "read cs $(mibs "$BIG_MIB" "${SEC[cs,dd_read]}"), bindfs $(mibs "$BIG_MIB" "${SEC[bindfs,dd_read]}"), plain $(mibs "$BIG_MIB" "${SEC[plain,dd_read]}")$([ -n "$CEPH_CONF" ] && echo ", ceph $(mibs "$CEPH_BIG_MIB" "${SEC[ceph,dd_read]}")")"
+echo "dd MiB/s: write cs $(mibs "$BIG_MIB" "${SEC[cs,dd_write]}"), bindfs $(mibs "$BIG_MIB" "${SEC[bindfs,dd_write]}"), plain $(mibs "$BIG_MIB" "${SEC[plain,dd_write]}")$([ -z "$CEPH_CONF" ] || echo ", ceph $(mibs "$CEPH_BIG_MIB" "${SEC[ceph,dd_write]}")");" \
+    "read cs $(mibs "$BIG_MIB" "${SEC[cs,dd_read]}"), bindfs $(mibs "$BIG_MIB" "${SEC[bindfs,dd_read]}"), plain $(mibs "$BIG_MIB" "${SEC[plain,dd_read]}")$([ -z "$CEPH_CONF" ] || echo ", ceph $(mibs "$CEPH_BIG_MIB" "${SEC[ceph,dd_read]}")")"
 line="FUSE daemon CPU seconds per step (user+sys):"
 for s in "${STEPS[@]}"; do
-    line="$line $s cs ${CPU[cs,$s]:-?} / bindfs ${CPU[bindfs,$s]:-?}$([ -n "$CEPH_CONF" ] && echo " / ceph ${CPU[ceph,$s]:-?}");"
+    line="$line $s cs ${CPU[cs,$s]:-?} / bindfs ${CPU[bindfs,$s]:-?}$([ -z "$CEPH_CONF" ] || echo " / ceph ${CPU[ceph,$s]:-?}");"
 done
 echo "$line"
-echo "Second rsync, regular files transferred: cs ${NOTE[cs,rsync_again]}, bindfs ${NOTE[bindfs,rsync_again]}, plain ${NOTE[plain,rsync_again]}$([ -n "$CEPH_CONF" ] && echo ", ceph ${NOTE[ceph,rsync_again]}")"
+echo "Second rsync, regular files transferred: cs ${NOTE[cs,rsync_again]}, bindfs ${NOTE[bindfs,rsync_again]}, plain ${NOTE[plain,rsync_again]}$([ -z "$CEPH_CONF" ] || echo ", ceph ${NOTE[ceph,rsync_again]}")"
 kib() { awk -v k="${1:-0}" 'BEGIN { printf "%.0f MiB", k / 1024 }'; }
-echo "cloudstore-fs peak RSS (VmHWM): $(kib "${HWM_SMALL[cs]}") after the small-file steps, $(kib "${HWM[cs]}") after the ${BIG_MIB} MiB file$([ -n "$CEPH_CONF" ] && echo "; ceph: $(kib "${HWM_SMALL[ceph]}") / $(kib "${HWM[ceph]}") (${CEPH_BIG_MIB} MiB)")"
+echo "cloudstore-fs peak RSS (VmHWM): $(kib "${HWM_SMALL[cs]}") after the small-file steps, $(kib "${HWM[cs]}") after the ${BIG_MIB} MiB file$([ -z "$CEPH_CONF" ] || echo "; ceph: $(kib "${HWM_SMALL[ceph]}") / $(kib "${HWM[ceph]}") (${CEPH_BIG_MIB} MiB)")"
