@@ -10,23 +10,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ceph_support::TestCluster;
+use ceph_support::{bytes, TestCluster};
 use cloudstore_fs::config::Config;
 use cloudstore_fs::store::ceph::CephStore;
 use cloudstore_fs::store::{Cloudstore, RawChunk, StoreError};
-
-/// Deterministic bytes for chunk `i`.
-fn bytes(i: u64, len: usize) -> Vec<u8> {
-    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 fn key(i: u64) -> Vec<u8> {
     let mut k = b"chunk-".to_vec();

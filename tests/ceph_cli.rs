@@ -9,21 +9,9 @@ use std::fs;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use ceph_support::TestCluster;
+use ceph_support::{bytes, TestCluster};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cloudstore-fs");
-
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// `cloudstore-fs ARGS --backend ceph --ceph-conf CONF --pool POOL --namespace NS`.
 fn cli(c: &TestCluster, args: &[&str], stdin: Option<&[u8]>) -> Output {

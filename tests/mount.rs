@@ -14,11 +14,12 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use ceph_support::bytes;
 use cloudstore_fs::config::{Backend, Config};
 use cloudstore_fs::fs::testing::FailingStore;
 use cloudstore_fs::mount::MountOptions;
 use cloudstore_fs::store;
-use common::mount::{bytes, Store, TestMount};
+use common::mount::{Store, TestMount};
 
 /// Writes `data` to `path` in one go.
 fn write_file(path: &std::path::Path, data: &[u8]) {
@@ -37,7 +38,7 @@ fn cp_in_and_out(m: &mut TestMount) {
     for (i, &size) in SIZES.iter().enumerate() {
         write_file(
             &m.outside(&format!("src/{:02x}aa", i)),
-            &bytes(size, i as u64),
+            &bytes(i as u64, size),
         );
     }
     m.sh("cp src/* \"$MNT\"/ && mkdir out && cp \"$MNT\"/* out/");
@@ -67,7 +68,7 @@ fn cp_in_and_out(m: &mut TestMount) {
 }
 
 fn cat_and_dd(m: &mut TestMount) {
-    let data = bytes(300_000, 7);
+    let data = bytes(7, 300_000);
     write_file(&m.path("0d0d"), &data);
     write_file(&m.outside("expected"), &data);
     m.sh("cat \"$MNT\"/0d0d | cmp - expected");
@@ -192,7 +193,7 @@ fn rsync_out_twice(m: &mut TestMount) {
     for i in 0..30u64 {
         write_file(
             &m.path(&format!("{:04x}", i * 7)),
-            &bytes(i as usize * 1111, i),
+            &bytes(i, i as usize * 1111),
         );
     }
     let first = m.sh("rsync -a --stats \"$MNT\"/ backup/");
@@ -266,7 +267,7 @@ fn scratch_files(m: &mut TestMount) {
 }
 
 fn cli_put_visible_in_mount_and_reverse(m: &mut TestMount) {
-    let data = bytes(70_000, 99);
+    let data = bytes(99, 70_000);
     write_file(&m.outside("put.bin"), &data);
     let put_path = m.outside("put.bin");
     let out = m.cli(&["put", "c0ffee", put_path.to_str().unwrap()]);
@@ -294,7 +295,7 @@ fn remount_keeps_everything(m: &mut TestMount) {
     let when = SystemTime::UNIX_EPOCH + Duration::new(1_500_000_000, 250_000_000);
     for i in 0..20u64 {
         let p = m.path(&format!("{:02x}", i));
-        write_file(&p, &bytes(i as usize * 5000, i));
+        write_file(&p, &bytes(i, i as usize * 5000));
         fs::File::options()
             .write(true)
             .open(&p)
@@ -305,7 +306,7 @@ fn remount_keeps_everything(m: &mut TestMount) {
     m.remount();
     for i in 0..20u64 {
         let p = m.path(&format!("{:02x}", i));
-        assert_eq!(read_file(&p), bytes(i as usize * 5000, i));
+        assert_eq!(read_file(&p), bytes(i, i as usize * 5000));
         let meta = fs::metadata(&p).unwrap();
         assert_eq!(meta.modified().unwrap(), when + Duration::from_secs(i));
         assert_eq!(meta.len(), i * 5000);

@@ -1,5 +1,6 @@
 //! What the Ceph test files share: the cluster from the environment, a unique namespace per
-//! test, and the skip-or-fail rule (a missing cluster is a loud skip, and a failure under CI=true).
+//! test, the skip-or-fail rule (a missing cluster is a loud skip, and a failure under CI=true),
+//! and deterministic test data.
 #![allow(dead_code)]
 
 use std::io::Write;
@@ -84,4 +85,17 @@ pub fn skip_or_fail(what: &str) {
     }
     // Straight to the stderr handle: the test harness captures eprintln!, and a skip must show.
     let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: {what} ***\n");
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so that failures reproduce.
+pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
 }
