@@ -140,7 +140,12 @@ impl ChunkFs {
             let Some(entry) = self.dir_entry(&item, plus)? else {
                 continue;
             };
+            let ino = entry.ino;
             if add(entry) {
+                // The reply is full: the kernel never sees this entry, so it takes no lookup.
+                if plus && ino != ROOT_INO {
+                    self.forget(ino, 1);
+                }
                 return Ok(());
             }
         }
@@ -257,7 +262,10 @@ impl ChunkFs {
     }
 
     /// The entry for an item, with its inode number (and attributes for readdirplus); None when
-    /// it vanished since it was listed.
+    /// it vanished since it was listed. A readdirplus entry counts one kernel lookup (taken
+    /// with the number, so a racing forget cannot drop it; `readdir` undoes it for an entry
+    /// the reply had no room for). A plain readdir entry takes none, so a name without a
+    /// number gets a fresh one that is not recorded (a later lookup gives another).
     fn dir_entry(&self, item: &Item, plus: bool) -> FsResult<Option<DirEntry>> {
         if item.kind == FileKind::Directory {
             return Ok(Some(DirEntry {
@@ -268,23 +276,34 @@ impl ChunkFs {
                 attr: plus.then(|| self.root_attr()),
             }));
         }
-        let ino = self.tables().inodes.get_or_assign(&item.name);
-        let attr = if plus {
+        if !plus {
+            return Ok(Some(DirEntry {
+                ino: self.tables().inodes.ino_or_fresh(&item.name),
+                offset: item.offset,
+                name: item.name.clone(),
+                kind: FileKind::File,
+                attr: None,
+            }));
+        }
+        let ino = self.tables().inodes.lookup(&item.name);
+        let attr = {
             let attr = match (self.node_of(ino), name::classify(&item.name), item.size) {
                 (Some(node), _, _) => self.node_attr(ino, &node, &item.name),
-                (None, Name::Chunk(key), Some(size)) => {
-                    let mtime = self.chunk_mtime(&key, &item.name)?;
-                    Ok(self.file_attr(ino, size, mtime))
-                }
+                (None, Name::Chunk(key), Some(size)) => self
+                    .chunk_mtime(&key, &item.name)
+                    .map(|mtime| self.file_attr(ino, size, mtime)),
                 _ => self.attr_of(ino, &item.name),
             };
             match attr {
                 Ok(a) => Some(a),
-                Err(e) if e.errno == libc::ENOENT => return Ok(None),
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.forget(ino, 1);
+                    if e.errno == libc::ENOENT {
+                        return Ok(None);
+                    }
+                    return Err(e);
+                }
             }
-        } else {
-            None
         };
         Ok(Some(DirEntry {
             ino,

@@ -121,6 +121,16 @@ struct Tables {
     dirs: HashMap<u64, Arc<Mutex<DirStream>>>,
 }
 
+impl Tables {
+    /// Drops `ino` from the inode table when the kernel holds no lookup on it and no node (an
+    /// open file, uncommitted or loaded content, a scratch file) refers to it. Open handles
+    /// always hold their node, so a node-less inode has none.
+    fn drop_if_unused(&mut self, ino: u64) -> bool {
+        let in_use = self.nodes.contains_key(&ino);
+        self.inodes.drop_if_unused(ino, in_use)
+    }
+}
+
 /// The filesystem over one store.
 pub struct ChunkFs {
     store: Arc<dyn Cloudstore>,
@@ -258,6 +268,25 @@ impl ChunkFs {
                 t.nodes.remove(&ino);
             }
         }
+        t.drop_if_unused(ino);
+    }
+
+    /// forget (and each node of batch_forget): the kernel dropped `nlookup` of its lookups on `ino`. At zero,
+    /// and with nothing else in the daemon referring to it, the number leaves the table (a
+    /// later lookup of the name gets a new one). The root is never dropped.
+    pub fn forget(&self, ino: u64, nlookup: u64) {
+        if ino == ROOT_INO {
+            return;
+        }
+        let mut t = self.tables();
+        if t.inodes.forget(ino, nlookup) == 0 {
+            t.drop_if_unused(ino);
+        }
+    }
+
+    /// Inode numbers live in the daemon, the root included (also `df -i`'s "used" count).
+    pub fn inode_count(&self) -> usize {
+        1 + self.tables().inodes.len()
     }
 
     fn root_attr(&self) -> Attr {
@@ -382,8 +411,9 @@ impl ChunkFs {
             blocks: total / BSIZE,
             bfree: free / BSIZE,
             bavail: free / BSIZE,
+            // Used inodes (files - ffree, `df -i`) are the numbers live in the daemon.
             files: u32::MAX as u64,
-            ffree: u32::MAX as u64,
+            ffree: (u32::MAX as u64).saturating_sub(self.inode_count() as u64),
             bsize: BSIZE as u32,
             namelen: 255,
         })
@@ -450,6 +480,7 @@ impl ChunkFs {
                 scratch
             );
         }
+        log::info!("unmount: {} inode(s) live", self.inode_count());
         if let Err(e) = self.store.sync() {
             log::error!("unmount: sync of {} failed: {e}", self.store.backend());
         }

@@ -20,7 +20,9 @@ fn refuse_name(op: &str, name: &OsStr, reason: &str) -> FsError {
 }
 
 impl ChunkFs {
-    /// lookup: the attributes of `name`, giving it an inode number.
+    /// lookup: the attributes of `name`, giving it an inode number and counting one kernel
+    /// lookup on it (released by `forget`). The count is taken under the same lock as the
+    /// number, so a forget racing with this reply cannot drop the number handed out.
     pub fn lookup(&self, parent: u64, name: &OsStr) -> FsResult<Attr> {
         self.check_parent(parent)?;
         match name::classify(name) {
@@ -36,21 +38,29 @@ impl ChunkFs {
                         .filter(|ino| t.nodes.contains_key(ino))
                 };
                 let ino = ino.ok_or_else(|| FsError::not_found(name.to_string_lossy()))?;
-                self.attr_of(ino, name)
+                let attr = self.attr_of(ino, name)?;
+                let mut t = self.tables();
+                if t.inodes.ino_of(name) != Some(ino) || !t.nodes.contains_key(&ino) {
+                    return Err(FsError::not_found(name.to_string_lossy()));
+                }
+                t.inodes.add_lookup(ino);
+                Ok(attr)
             }
             Name::Chunk(key) => {
                 let known = self.tables().inodes.ino_of(name);
-                if let Some(ino) = known {
-                    if let Some(node) = self.node_of(ino) {
-                        return self.node_attr(ino, &node, name);
-                    }
-                }
-                let size = self
-                    .chunk_size(&key, name)?
-                    .ok_or_else(|| FsError::not_found(name.to_string_lossy()))?;
-                let mtime = self.chunk_mtime(&key, name)?;
-                let ino = self.tables().inodes.get_or_assign(name);
-                Ok(self.file_attr(ino, size, mtime))
+                let node = known.and_then(|ino| Some((ino, self.node_of(ino)?)));
+                let mut attr = if let Some((ino, node)) = node {
+                    self.node_attr(ino, &node, name)?
+                } else {
+                    let size = self
+                        .chunk_size(&key, name)?
+                        .ok_or_else(|| FsError::not_found(name.to_string_lossy()))?;
+                    let mtime = self.chunk_mtime(&key, name)?;
+                    self.file_attr(0, size, mtime)
+                };
+                // The number the name has now (a new one if the old was forgotten meanwhile).
+                attr.ino = self.tables().inodes.lookup(name);
+                Ok(attr)
             }
         }
     }
@@ -82,7 +92,22 @@ impl ChunkFs {
                 format!("create {name:?}: exists"),
             ));
         }
-        let ino = self.tables().inodes.get_or_assign(name);
+        // The reply hands the kernel an entry: one lookup, undone if this fails.
+        let ino = self.tables().inodes.lookup(name);
+        let result = self.create_ino(ino, name, flags, exists);
+        if result.is_err() {
+            self.forget(ino, 1);
+        }
+        result
+    }
+
+    fn create_ino(
+        &self,
+        ino: u64,
+        name: &OsStr,
+        flags: i32,
+        exists: bool,
+    ) -> FsResult<(Attr, u64)> {
         let fh = if exists {
             self.open_ino(ino, name, flags)?
         } else {
@@ -134,6 +159,7 @@ impl ChunkFs {
             if t.nodes.get(&ino).is_some_and(|e| e.open == 0) {
                 t.nodes.remove(&ino);
             }
+            t.drop_if_unused(ino);
         }
         if !deleted && node.is_none() {
             return Err(FsError::not_found(name.to_string_lossy()));
@@ -183,6 +209,13 @@ impl ChunkFs {
             ));
         }
         let ino = self.tables().inodes.get_or_assign(from);
+        let result = self.rename_ino(ino, from, src, to, dst);
+        // `from` may have had no number before (one the kernel never looked up).
+        self.tables().drop_if_unused(ino);
+        result
+    }
+
+    fn rename_ino(&self, ino: u64, from: &OsStr, src: Name, to: &OsStr, dst: Name) -> FsResult<()> {
         let label = from.to_string_lossy();
         match (src, dst) {
             (Name::Chunk(k_from), Name::Chunk(k_to)) => {
@@ -264,6 +297,7 @@ impl ChunkFs {
             if t.nodes.get(&old).is_some_and(|e| e.open == 0) {
                 t.nodes.remove(&old);
             }
+            t.drop_if_unused(old);
         }
         // A chunk's node lives only while open; a scratch file's as long as its name.
         if let Some(ino) = moved {
@@ -271,6 +305,7 @@ impl ChunkFs {
             {
                 t.nodes.remove(&ino);
             }
+            t.drop_if_unused(ino);
         }
     }
 }

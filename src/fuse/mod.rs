@@ -124,6 +124,14 @@ impl fuser::Filesystem for FuseAdapter {
         }
     }
 
+    // Every entry reply (lookup, create, readdirplus) counts a lookup in the core; these give
+    // them back so that inode numbers the kernel no longer holds can be dropped. batch_forget
+    // keeps fuser's default, which calls this for each node (fuser 0.18 does not export
+    // `ForgetOne`, so it cannot be overridden).
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.core.forget(ino.0, nlookup);
+    }
+
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.core.getattr(ino.0) {
             Ok(a) => reply.attr(&self.ttl, &self.attr(&a)),
