@@ -99,7 +99,7 @@ pub fn run(store: &dyn Cloudstore, dir: &Path) -> CliResult {
     let mut export = Export {
         store,
         dir,
-        progress: Progress::start("exporting"),
+        progress: Progress::start("exporting", None),
         batch: Vec::with_capacity(BATCH_CHUNKS),
         batch_bytes: 0,
         vanished: 0,

@@ -88,13 +88,26 @@ impl Import<'_> {
     }
 }
 
+/// How many names in `dir` are chunk names: the bar's total (a names-only pass, no stat).
+fn count_chunk_names(dir: &Path) -> u64 {
+    fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .filter_map(|e| e.ok())
+            .filter(|e| keyname::key_from_os_name(&e.file_name()).is_ok())
+            .count() as u64
+    })
+}
+
 /// Runs `import DIR`.
 pub fn run(store: &dyn Cloudstore, config: &Config, dir: &Path) -> CliResult {
     let entries = fs::read_dir(dir)
         .map_err(|e| CliError::Invalid(format!("cannot read directory {}: {e}", dir.display())))?;
     let mut import = Import {
         store,
-        progress: Progress::start("importing"),
+        progress: Progress::start(
+            "importing",
+            Progress::visible().then(|| count_chunk_names(dir)),
+        ),
         batch: Vec::with_capacity(BATCH_CHUNKS),
         batch_bytes: 0,
         skipped: 0,

@@ -1,4 +1,5 @@
-//! Progress for import and export: a spinner with counts on a terminal, nothing otherwise;
+//! Progress for import and export on a terminal (nothing otherwise): a bar when the total is
+//! known up front (import), a spinner with counts when it is not (export streams the listing);
 //! messages printed through it so they do not tear the bar.
 
 use std::io::IsTerminal;
@@ -17,16 +18,30 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// Starts counting; `verb` is shown on the bar ("importing").
-    pub fn start(verb: &'static str) -> Self {
-        let bar = if std::io::stderr().is_terminal() {
-            let bar = ProgressBar::new_spinner();
-            let template = format!("{{spinner}} {verb} {{pos}} chunks {{msg}} [{{elapsed}}]");
-            bar.set_style(ProgressStyle::with_template(&template).expect("valid template"));
-            bar.enable_steady_tick(Duration::from_millis(120));
-            bar
-        } else {
-            ProgressBar::hidden()
+    /// Whether progress is shown at all (stderr is a terminal).
+    pub fn visible() -> bool {
+        std::io::stderr().is_terminal()
+    }
+
+    /// Starts counting; `verb` is shown on the bar ("importing"), `total` chunks when known.
+    pub fn start(verb: &'static str, total: Option<u64>) -> Self {
+        let bar = match total {
+            _ if !Self::visible() => ProgressBar::hidden(),
+            Some(total) => {
+                let bar = ProgressBar::new(total);
+                let template = format!(
+                    "{verb} [{{bar:40}}] {{pos}}/{{len}} chunks {{msg}} [{{elapsed}}, eta {{eta}}]"
+                );
+                bar.set_style(ProgressStyle::with_template(&template).expect("valid template"));
+                bar
+            }
+            None => {
+                let bar = ProgressBar::new_spinner();
+                let template = format!("{{spinner}} {verb} {{pos}} chunks {{msg}} [{{elapsed}}]");
+                bar.set_style(ProgressStyle::with_template(&template).expect("valid template"));
+                bar.enable_steady_tick(Duration::from_millis(120));
+                bar
+            }
         };
         Progress {
             bar,
