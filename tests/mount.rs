@@ -9,7 +9,7 @@ mod common;
 
 use std::fs;
 use std::io::Write;
-use std::os::fd::IntoRawFd;
+use std::os::fd::{AsRawFd, IntoRawFd};
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -494,6 +494,64 @@ fn forgets_shrink_the_inode_table(m: &mut TestMount) {
     m.mount();
 }
 
+/// Runs `script` like `m.sh`, with `fd` inherited (no close-on-exec in that child only): the
+/// exec of a command closes its copies of close-on-exec descriptors, and a close into the mount
+/// is a FUSE flush, which would commit the file. Inherited, the copies close when the commands
+/// exit, after they ran.
+fn sh_holding(m: &TestMount, fd: std::os::fd::RawFd, script: &str) -> String {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg("-c")
+        .arg(format!("set -euo pipefail\n{script}"))
+        .env("MNT", &m.mnt);
+    // SAFETY: fcntl is async-signal-safe, and `fd` stays open until the command is done.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fcntl(fd, libc::F_SETFD, 0) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A file still being written (open, never flushed) is listed with its size, and once closed it
+/// is listed exactly once (from the store).
+fn listing_shows_files_being_written(m: &mut TestMount) {
+    write_file(&m.path("0100"), b"committed");
+    let mut f = fs::File::create(m.path("beef")).unwrap();
+    f.write_all(&bytes(7, 1234)).unwrap();
+    let ls = sh_holding(m, f.as_raw_fd(), "ls -l \"$MNT\"");
+    let line = ls
+        .lines()
+        .find(|l| l.ends_with(" beef"))
+        .unwrap_or_else(|| panic!("beef missing from ls -l while open:\n{ls}"));
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields[4], "1234", "{line}");
+    assert_eq!(
+        ls.lines().filter(|l| l.ends_with(" beef")).count(),
+        1,
+        "{ls}"
+    );
+    drop(f);
+    let names = m.sh("ls \"$MNT\"");
+    assert_eq!(
+        names.split_whitespace().collect::<Vec<_>>(),
+        ["0100", "beef"],
+        "{names}"
+    );
+    assert_eq!(read_file(&m.path("beef")), bytes(7, 1234));
+}
+
 macro_rules! mount_suite {
     ($backend:ident, $store:expr, [$($case:ident),* $(,)?]) => {
         mod $backend {
@@ -530,6 +588,7 @@ mount_suite!(
         many_files_and_listing,
         read_many_files_in_listing_order,
         forgets_shrink_the_inode_table,
+        listing_shows_files_being_written,
     ]
 );
 
@@ -552,5 +611,6 @@ mount_suite!(
         many_files_and_listing,
         read_many_files_in_listing_order,
         forgets_shrink_the_inode_table,
+        listing_shows_files_being_written,
     ]
 );

@@ -1,10 +1,19 @@
 //! The directory listing: streamed from the backend's listing a page at a time (never the whole
 //! keyspace in memory), with stable offsets: ".", "..", the chunks in the backend's order, then
-//! the scratch files. The kernel resumes at the offset of the last entry it consumed; entries
-//! past it stay buffered, and an offset before the buffer restarts the listing.
+//! what only the daemon has: the scratch files and the new chunks not committed yet (created and
+//! still being written, e.g. during a long `cp`). The kernel resumes at the offset of the last
+//! entry it consumed; entries past it stay buffered, and an offset before the buffer restarts
+//! the listing.
+//!
+//! A new chunk whose first commit lands while the listing runs: the names that were new when the
+//! store's listing was opened are remembered, struck off when the store's listing shows them,
+//! and the rest listed at the end if they still exist, so such a file is listed exactly once.
+//! A file created after the store's listing was opened and committed after the listing passed
+//! its place may be missing, which POSIX permits for files added during a readdir. A commit that
+//! fails after all reaching the store leaves the name flagged new and may list it twice.
 
-use std::collections::VecDeque;
-use std::ffi::OsString;
+use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::ffi::{OsStr, OsString};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -41,7 +50,8 @@ struct Item {
 enum Phase {
     Dots,
     Chunks,
-    Scratch,
+    /// Scratch files and uncommitted new chunks.
+    Daemon,
     Done,
 }
 
@@ -53,6 +63,9 @@ pub struct DirStream {
     phase: Phase,
     /// This listing's id with read-ahead (which follows the most recent listing).
     readahead_id: u64,
+    /// The chunks that were new (uncommitted) when the store's listing was opened, minus those
+    /// that listing has shown since.
+    fresh: HashSet<OsString>,
 }
 
 impl DirStream {
@@ -63,6 +76,7 @@ impl DirStream {
             next_offset: 1,
             phase: Phase::Dots,
             readahead_id: 0,
+            fresh: HashSet::new(),
         }
     }
 
@@ -163,6 +177,8 @@ impl ChunkFs {
                 }
                 Phase::Chunks => {
                     if s.list.is_none() {
+                        // Before the listing, so that a commit in between is seen by one of them.
+                        s.fresh = self.new_chunks().into_iter().collect();
                         let list = self
                             .store
                             .list(None)
@@ -177,6 +193,9 @@ impl ChunkFs {
                         match next {
                             Some(Ok(info)) => match name::chunk_name(&info.key) {
                                 Some(n) => {
+                                    if !s.fresh.is_empty() {
+                                        s.fresh.remove(&n);
+                                    }
                                     self.attrs.set_size(&info.key, info.size);
                                     s.push(n, FileKind::File, Some(info.size));
                                     page.push((info.key, info.size));
@@ -195,7 +214,7 @@ impl ChunkFs {
                             }
                             None => {
                                 s.list = None;
-                                s.phase = Phase::Scratch;
+                                s.phase = Phase::Daemon;
                                 break;
                             }
                         }
@@ -205,8 +224,8 @@ impl ChunkFs {
                         return Ok(true);
                     }
                 }
-                Phase::Scratch => {
-                    let mut names: Vec<OsString> = {
+                Phase::Daemon => {
+                    let mut names: BTreeSet<OsString> = {
                         let t = self.tables();
                         t.nodes
                             .keys()
@@ -215,7 +234,18 @@ impl ChunkFs {
                             .map(|n| n.to_owned())
                             .collect()
                     };
-                    names.sort();
+                    // Still new: not in the store, so not in its listing.
+                    for n in self.new_chunks() {
+                        s.fresh.remove(&n);
+                        names.insert(n);
+                    }
+                    // New when the listing began, committed since, after the listing passed
+                    // their place: listed here unless they are gone meanwhile.
+                    for n in std::mem::take(&mut s.fresh) {
+                        if self.exists(&n).unwrap_or(false) {
+                            names.insert(n);
+                        }
+                    }
                     s.phase = Phase::Done;
                     let any = !names.is_empty();
                     for n in names {
@@ -228,6 +258,30 @@ impl ChunkFs {
                 Phase::Done => return Ok(false),
             }
         }
+    }
+
+    /// The names of the chunks created in the daemon and not in the store yet.
+    fn new_chunks(&self) -> Vec<OsString> {
+        let nodes: Vec<Arc<super::Node>> = self
+            .tables()
+            .nodes
+            .values()
+            .map(|e| e.node.clone())
+            .collect();
+        let mut out = Vec::new();
+        for node in nodes {
+            // Lock order: the node's state, then the tables. The name is read under the node's
+            // lock, so no commit, rename or unlink of it is halfway.
+            let st = node.state.lock().unwrap();
+            if !st.new_chunk {
+                continue;
+            }
+            let name = self.tables().inodes.name_of(node.ino).map(OsStr::to_owned);
+            if let Some(n) = name.filter(|n| matches!(name::classify(n), Name::Chunk(_))) {
+                out.push(n);
+            }
+        }
+        out
     }
 
     /// Fetches the mtimes that a page of readdirplus needs, several at a time.

@@ -286,10 +286,12 @@ impl ChunkFs {
         let Some(name) = self.name_of(ino) else {
             log::debug!("inode {ino}: discarding writes to a file unlinked while open");
             st.dirty = false;
+            st.new_chunk = false;
             return Ok(());
         };
         let Name::Chunk(key) = name::classify(&name) else {
             st.dirty = false;
+            st.new_chunk = false;
             return Ok(());
         };
         let value = st.content.take().unwrap_or_default();
@@ -301,6 +303,8 @@ impl ChunkFs {
         let label = name.to_string_lossy();
         result.map_err(|e| FsError::store("commit", &label, e))?;
         st.dirty = false;
+        // In the store now: listed from its listing, no longer from the daemon.
+        st.new_chunk = false;
         self.attrs.set_size(&key, len);
         let explicit = st.mtime_explicit.then_some(st.mtime).flatten();
         st.mtime = None;

@@ -66,7 +66,7 @@ impl ChunkFs {
     }
 
     /// Whether `name` exists (in the store or in the daemon).
-    fn exists(&self, name: &OsStr) -> FsResult<bool> {
+    pub(super) fn exists(&self, name: &OsStr) -> FsResult<bool> {
         let ino = self.tables().inodes.ino_of(name);
         if ino.is_some_and(|ino| self.node_of(ino).is_some()) {
             return Ok(true);
@@ -111,8 +111,9 @@ impl ChunkFs {
         let fh = if exists {
             self.open_ino(ino, name, flags)?
         } else {
+            let chunk = matches!(name::classify(name), Name::Chunk(_));
             let (node, created) =
-                self.acquire_node(ino, || Node::created(ino, self.budget.clone()));
+                self.acquire_node(ino, || Node::created(ino, self.budget.clone(), chunk));
             if !created && flags & libc::O_EXCL != 0 {
                 self.release_node(ino);
                 return Err(FsError::new(
@@ -142,7 +143,7 @@ impl ChunkFs {
         let ino = self.tables().inodes.ino_of(name);
         let node = ino.and_then(|ino| self.node_of(ino));
         // Hold the node so that a commit in flight cannot bring the chunk back after the delete.
-        let _st = node.as_ref().map(|n| n.state.lock().unwrap());
+        let mut st = node.as_ref().map(|n| n.state.lock().unwrap());
         let deleted = match name::classify(name) {
             Name::Invalid(_) => return Err(FsError::not_found(name.to_string_lossy())),
             Name::Scratch => false,
@@ -153,6 +154,10 @@ impl ChunkFs {
                 deleted.map_err(|e| FsError::store("unlink", name.to_string_lossy(), e))?
             }
         };
+        if let Some(st) = st.as_deref_mut() {
+            // Gone from the listing (its writes are discarded, see `commit_locked`).
+            st.new_chunk = false;
+        }
         let mut t = self.tables();
         let ino = t.inodes.remove(name);
         if let Some(ino) = ino {

@@ -24,6 +24,10 @@ pub struct NodeState {
     pub mtime: Option<SystemTime>,
     /// `mtime` was set explicitly (touch -d, futimens) and must be stored after the commit.
     pub mtime_explicit: bool,
+    /// A chunk created in the daemon (create of a name the store did not have) and not yet
+    /// stored by a successful commit: readdir lists it from the daemon, since the store's listing
+    /// does not have it. Cleared by a successful commit and by unlink; a rename commits first.
+    pub new_chunk: bool,
     reserved: u64,
     budget: Arc<Budget>,
 }
@@ -38,20 +42,23 @@ impl Node {
                 dirty: false,
                 mtime: None,
                 mtime_explicit: false,
+                new_chunk: false,
                 reserved: 0,
                 budget,
             }),
         }
     }
 
-    /// A new empty file: dirty, so that closing it stores a 0-byte chunk (`touch`).
-    pub fn created(ino: u64, budget: Arc<Budget>) -> Self {
+    /// A new empty file: dirty, so that closing it stores a 0-byte chunk (`touch`). `new_chunk`
+    /// for a chunk name the store does not have yet (see [`NodeState::new_chunk`]).
+    pub fn created(ino: u64, budget: Arc<Budget>, new_chunk: bool) -> Self {
         let node = Node::unloaded(ino, budget);
         {
             let mut st = node.state.lock().unwrap();
             st.content = Some(Vec::new());
             st.dirty = true;
             st.mtime = Some(SystemTime::now());
+            st.new_chunk = new_chunk;
         }
         node
     }
