@@ -95,13 +95,17 @@ impl ChunkFs {
         let Some(key) = self.key_of(ino) else {
             return st.install(Vec::new(), &format!("inode {ino}"));
         };
-        let label = hex::encode(&key);
-        let value = self
+        let value = self.fetch_value(&key)?;
+        st.install(value, &hex::encode(&key))
+    }
+
+    /// The whole value of `key` from the store (empty when the chunk no longer exists).
+    fn fetch_value(&self, key: &[u8]) -> FsResult<Vec<u8>> {
+        Ok(self
             .store
-            .get_chunk(&key)
-            .map_err(|e| FsError::store("read", &label, e))?
-            .unwrap_or_default();
-        st.install(value, &label)
+            .get_chunk(key)
+            .map_err(|e| FsError::store("read", hex::encode(key), e))?
+            .unwrap_or_default())
     }
 
     /// read: up to `size` bytes at `offset` (fewer at the end of the file).
@@ -113,13 +117,7 @@ impl ChunkFs {
                 // No partial read in this backend: fetch the value once for every reader of
                 // the node; without room in the budget, serve this read from a one-off fetch.
                 if let Some(key) = self.key_of(h.ino) {
-                    let label = hex::encode(&key);
-                    let value = self
-                        .store
-                        .get_chunk(&key)
-                        .map_err(|e| FsError::store("read", &label, e))?
-                        .unwrap_or_default();
-                    if let Err(value) = st.try_install(value) {
+                    if let Err(value) = st.try_install(self.fetch_value(&key)?) {
                         return Ok(slice(&value, offset, size));
                     }
                 }

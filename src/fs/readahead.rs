@@ -19,7 +19,7 @@
 //! - the cache is byte-bounded (`cache_bytes`, at most 1/8 of the memory budget) and every byte
 //!   is charged to the budget; when the budget is tight values are simply not kept.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{btree_map, BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -117,23 +117,26 @@ impl Listing {
                 };
                 self.order.iter().skip(first).take(n).cloned().collect()
             }
-            Order::Name => {
-                let range = match start {
-                    Start::Beginning => self.by_name.range::<[u8], _>(..),
-                    Start::At(k) => self
-                        .by_name
-                        .range::<[u8], _>((Bound::Included(k), Bound::Unbounded)),
-                    Start::After(k) => self
-                        .by_name
-                        .range::<[u8], _>((Bound::Excluded(k), Bound::Unbounded)),
-                };
-                range.take(n).map(|(k, &s)| (k.clone(), s)).collect()
-            }
+            Order::Name => self
+                .names_from(start)
+                .take(n)
+                .map(|(k, &s)| (k.clone(), s))
+                .collect(),
         }
     }
 }
 
 impl Listing {
+    /// The names in name order from `start` on.
+    fn names_from(&self, start: Start<'_>) -> btree_map::Range<'_, Key, u64> {
+        let lower = match start {
+            Start::Beginning => Bound::Unbounded,
+            Start::At(k) => Bound::Included(k),
+            Start::After(k) => Bound::Excluded(k),
+        };
+        self.by_name.range::<[u8], _>((lower, Bound::Unbounded))
+    }
+
     /// Whether `key` is among the first `n` names of `order` after `start` (no allocation: this
     /// runs on every open).
     fn within(&self, order: Order, start: Start<'_>, n: usize, key: &[u8]) -> bool {
@@ -149,18 +152,7 @@ impl Listing {
                 };
                 at >= first && at - first < n
             }
-            Order::Name => {
-                let range = match start {
-                    Start::Beginning => self.by_name.range::<[u8], _>(..),
-                    Start::At(k) => self
-                        .by_name
-                        .range::<[u8], _>((Bound::Included(k), Bound::Unbounded)),
-                    Start::After(k) => self
-                        .by_name
-                        .range::<[u8], _>((Bound::Excluded(k), Bound::Unbounded)),
-                };
-                range.take(n).any(|(k, _)| **k == *key)
-            }
+            Order::Name => self.names_from(start).take(n).any(|(k, _)| **k == *key),
         }
     }
 }
