@@ -247,6 +247,7 @@ fn serve(
         Ok(s) => s,
         Err(e) => return Err(report(notify, mount_error(mountpoint, e))),
     };
+    crate::fuse::wire_invalidation(&core, session.notifier());
     raise_read_ahead(mountpoint);
     let pid_file = PidFile::create(mountpoint);
     let waiter = signals.spawn_waiter(core.clone(), session.unmount_callable(), mountpoint);
@@ -702,6 +703,7 @@ pub fn spawn(
         &fuse_config(opts, backend),
     )
     .map_err(|e| mount_error(&mountpoint, e))?;
+    crate::fuse::wire_invalidation(&core, session.notifier());
     raise_read_ahead(&mountpoint);
     let session = session
         .spawn()

@@ -1,8 +1,8 @@
 //! File attributes as the core reports them, and the short-lived cache of sizes and mtimes learned
 //! from the store (listings, stats), so that `ls -l` does not stat every chunk twice.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 /// What kind of node an inode is.
@@ -87,7 +87,7 @@ impl AttrCache {
 
     /// The cached size of `key`, if fresh: `Some(None)` when it is known not to exist.
     pub fn size(&self, key: &[u8]) -> Option<Option<u64>> {
-        let map = self.map.lock().unwrap();
+        let map = self.map.lock();
         map.get(key)?
             .size
             .filter(|(_, at)| self.fresh(*at))
@@ -96,7 +96,7 @@ impl AttrCache {
 
     /// The cached mtime of `key`, if fresh.
     pub fn mtime(&self, key: &[u8]) -> Option<SystemTime> {
-        let map = self.map.lock().unwrap();
+        let map = self.map.lock();
         map.get(key)?
             .mtime
             .filter(|(_, at)| self.fresh(*at))
@@ -104,7 +104,7 @@ impl AttrCache {
     }
 
     fn with(&self, key: &[u8], f: impl FnOnce(&mut Cached)) {
-        let mut map = self.map.lock().unwrap();
+        let mut map = self.map.lock();
         if map.len() >= SWEEP_AT && !map.contains_key(key) {
             let ttl = self.ttl;
             map.retain(|_, c| {
@@ -132,13 +132,13 @@ impl AttrCache {
 
     /// Forgets the mtime of `key` (the store set a new one).
     pub fn forget_mtime(&self, key: &[u8]) {
-        if let Some(c) = self.map.lock().unwrap().get_mut(key) {
+        if let Some(c) = self.map.lock().get_mut(key) {
             c.mtime = None;
         }
     }
 
     /// Forgets everything about `key`.
     pub fn forget(&self, key: &[u8]) {
-        self.map.lock().unwrap().remove(key);
+        self.map.lock().remove(key);
     }
 }

@@ -4,9 +4,12 @@
 //! and hands each waiter its own result.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
-use crate::store::{Cloudstore, RawChunk, Result};
+use parking_lot::{Condvar, Mutex};
+
+use crate::store::{Cloudstore, RawChunk, Result, StoreError};
 
 /// A commit's outcome: the value handed back, and the store's answer.
 type Outcome = (Vec<u8>, Result<()>);
@@ -32,6 +35,21 @@ pub struct Committer {
     cv: Condvar,
 }
 
+/// Runs a store call; a panic in it becomes an EIO error for that call (logged), so that one
+/// bad call can neither hang the commits queued behind it nor take the daemon down.
+fn guarded<T>(backend: &'static str, key: &[u8], f: impl FnOnce() -> Result<T>) -> Result<T> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        let e = StoreError::backend(backend, "commit", key, libc::EIO, format!("panic: {why}"));
+        log::error!("{e}");
+        Err(e)
+    })
+}
+
 impl Committer {
     /// A committer writing to `store`.
     pub fn new(store: Arc<dyn Cloudstore>) -> Self {
@@ -44,7 +62,7 @@ impl Committer {
 
     /// Stores `value` under `key`; gives the value back (it is moved, not copied) with the result.
     pub fn commit(&self, key: Vec<u8>, value: Vec<u8>) -> Outcome {
-        let mut q = self.queue.lock().unwrap();
+        let mut q = self.queue.lock();
         let id = q.next_id;
         q.next_id += 1;
         q.waiting.push(Job { id, key, value });
@@ -57,20 +75,24 @@ impl Committer {
                 let jobs = std::mem::take(&mut q.waiting);
                 drop(q);
                 let results = self.write(jobs);
-                q = self.queue.lock().unwrap();
+                q = self.queue.lock();
                 q.done.extend(results);
                 q.busy = false;
                 self.cv.notify_all();
                 continue;
             }
-            q = self.cv.wait(q).unwrap();
+            self.cv.wait(&mut q);
         }
     }
 
+    /// Writes the jobs; never panics (store panics are caught), so `busy` is always reset.
     fn write(&self, mut jobs: Vec<Job>) -> Vec<(u64, Outcome)> {
+        let backend = self.store.backend();
         if jobs.len() == 1 {
-            let job = jobs.pop().unwrap();
-            let res = self.store.set_chunk(&job.key, &job.value);
+            let job = jobs.pop().expect("one job");
+            let res = guarded(backend, &job.key, || {
+                self.store.set_chunk(&job.key, &job.value)
+            });
             return vec![(job.id, (job.value, res))];
         }
         let ids: Vec<u64> = jobs.iter().map(|j| j.id).collect();
@@ -78,13 +100,16 @@ impl Committer {
             .into_iter()
             .map(|j| RawChunk::for_set(j.key, j.value))
             .collect();
-        let overall = self.store.set_chunk_batch(&mut chunks);
+        let first = chunks[0].key.clone();
+        let overall = guarded(backend, &first, || self.store.set_chunk_batch(&mut chunks));
         ids.into_iter()
             .zip(chunks)
             .map(|(id, mut chunk)| {
                 let res = match (&overall, chunk.error.take()) {
                     // One bad value must not fail its neighbours: retry each on its own.
-                    (Err(_), _) => self.store.set_chunk(&chunk.key, &chunk.value),
+                    (Err(_), _) => guarded(backend, &chunk.key, || {
+                        self.store.set_chunk(&chunk.key, &chunk.value)
+                    }),
                     (Ok(()), Some(e)) => Err(e),
                     (Ok(()), None) => Ok(()),
                 };

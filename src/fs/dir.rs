@@ -15,7 +15,9 @@
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use super::error::{FsError, FsResult};
 use super::name::{self, Name};
@@ -124,7 +126,7 @@ impl ChunkFs {
             .get(&fh)
             .cloned()
             .ok_or_else(|| FsError::new(libc::EBADF, format!("no open directory {fh}")))?;
-        let mut s = stream.lock().unwrap();
+        let mut s = stream.lock();
         while s.pending.front().is_some_and(|i| i.offset <= offset) {
             s.pending.pop_front();
         }
@@ -272,7 +274,7 @@ impl ChunkFs {
         for node in nodes {
             // Lock order: the node's state, then the tables. The name is read under the node's
             // lock, so no commit, rename or unlink of it is halfway.
-            let st = node.state.lock().unwrap();
+            let st = node.state.lock();
             if !st.new_chunk {
                 continue;
             }
@@ -342,7 +344,7 @@ impl ChunkFs {
         let ino = self.tables().inodes.lookup(&item.name);
         let attr = {
             let attr = match (self.node_of(ino), name::classify(&item.name), item.size) {
-                (Some(node), _, _) => self.node_attr(ino, &node, &item.name),
+                (Some(node), _, _) => self.node_attr(ino, &node, &item.name, None),
                 (None, Name::Chunk(key), Some(size)) => self
                     .chunk_mtime(&key, &item.name)
                     .map(|mtime| self.file_attr(ino, size, mtime)),

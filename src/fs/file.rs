@@ -1,30 +1,55 @@
 //! Open files: open, read, write, truncate, flush (commit), fsync, release.
 //!
-//! Writes go to the node's buffer (read-modify-write: the value is fetched on the first write
-//! unless the file was opened with O_TRUNC); flush commits it as one SetChunk so that close()
-//! returns a failed commit; release commits what is still dirty as a fallback.
+//! The rule: after close() returns 0 the chunk holds exactly what was written through that
+//! handle; if anything failed, close() says so and the chunk holds what it held before; nothing
+//! half-written reaches the store or another reader. So each handle opened for writing builds
+//! its own new value (read-modify-write of the committed value on its first write, unless it was
+//! opened with O_TRUNC), and flush/fsync/release publish it whole as one SetChunk. A handle whose
+//! write, fetch or commit failed is poisoned: it fails from then on and commits nothing.
 
 use std::ffi::OsStr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::error::{FsError, FsResult};
+use super::handle::{Handle, HandleState, View};
 use super::name::{self, Name};
-use super::node::{Node, NodeState};
+use super::node::{Node, NodeState, RangedView};
+use super::value::Value;
 use super::Attr;
-use super::{ChunkFs, Handle, SetTime, ROOT_INO};
+use super::{ChunkFs, SetTime, ROOT_INO};
 
 impl ChunkFs {
-    /// Registers an open handle on a node already acquired.
-    pub(super) fn add_handle(&self, ino: u64, node: Arc<Node>, flags: i32) -> u64 {
+    /// Registers an open handle on a node already acquired (`buf`: the new value an O_TRUNC or
+    /// create starts with, dirty so that closing it stores it).
+    pub(super) fn add_handle(
+        &self,
+        ino: u64,
+        node: Arc<Node>,
+        flags: i32,
+        buf: Option<Value>,
+    ) -> u64 {
         let fh = self.new_fh();
         let acc = flags & libc::O_ACCMODE;
+        let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
+        if write {
+            node.state.lock().writers += 1;
+        }
         let handle = Handle {
             ino,
             node,
-            write: acc == libc::O_WRONLY || acc == libc::O_RDWR,
+            write,
             append: flags & libc::O_APPEND != 0,
+            st: Default::default(),
         };
+        {
+            let mut hs = handle.st.lock();
+            hs.dirty = buf.is_some();
+            hs.buf = buf;
+            if hs.dirty {
+                hs.mtime = None;
+            }
+        }
         self.tables().handles.insert(fh, Arc::new(handle));
         fh
     }
@@ -36,42 +61,44 @@ impl ChunkFs {
         if write {
             self.check_writable("open")?;
         }
-        let scratch = name::classify(name) == Name::Scratch;
-        let (node, created) = self.acquire_node(ino, || Node::unloaded(ino, self.budget.clone()));
-        if scratch && created {
+        let class = name::classify(name);
+        let (node, created) = self.acquire_node(ino, || Node::stored(ino));
+        if class == Name::Scratch && created {
             // The scratch file went away between lookup and open.
             self.release_node(ino);
             return Err(FsError::not_found(name.to_string_lossy()));
         }
-        if write && flags & libc::O_TRUNC != 0 {
-            let mut st = node.state.lock().unwrap();
-            if let Err(e) = st.install(Vec::new(), &name.to_string_lossy()) {
-                drop(st);
-                self.release_node(ino);
-                return Err(e);
-            }
-            st.touch_written();
-        }
+        let buf = (write && flags & libc::O_TRUNC != 0).then(|| Value::empty(&self.budget));
         if !write {
-            if let Name::Chunk(key) = name::classify(name) {
-                self.load_prefetched(&node, &key);
+            if let Name::Chunk(key) = &class {
+                self.load_prefetched(&node, key);
             }
         }
-        Ok(self.add_handle(ino, node, flags))
+        Ok(self.add_handle(ino, node, flags, buf))
     }
 
     /// Opening a chunk for reading: when read-ahead has its value (or fetches it now with the
-    /// rest of a window, because the opens are walking the listing), it goes into the node, so
-    /// that the reads need no store call. The node stays locked meanwhile, so that no write
-    /// through it can slip in between.
+    /// rest of a window, because the opens are walking the listing), it becomes the node's
+    /// committed value, so that the reads need no store call.
     fn load_prefetched(&self, node: &Node, key: &[u8]) {
-        let mut st = node.state.lock().unwrap();
-        if st.content.is_some() {
+        let _gate = node.gate.read();
+        if node.state.lock().value.is_some() {
             return;
         }
-        if let Some(value) = self.readahead.open(&*self.store, key) {
-            // Without room in the budget the reads fetch it as usual.
-            let _ = st.try_install(value);
+        let Some(bytes) = self.readahead.open(&*self.store, key) else {
+            return;
+        };
+        // Without room in the budget the reads fetch it as usual.
+        let len = bytes.capacity() as u64;
+        if !self.budget.try_reserve(len) {
+            return;
+        }
+        let label = hex::encode(key);
+        if let Ok(value) = Value::adopt(bytes, len, &self.budget, &label) {
+            let mut st = node.state.lock();
+            if st.value.is_none() && !st.is_local(false) {
+                st.value = Some(Arc::new(value));
+            }
         }
     }
 
@@ -86,48 +113,127 @@ impl ChunkFs {
         self.open_ino(ino, &name, flags)
     }
 
-    /// Loads the value of `ino` into the node if it is not loaded yet (a file that no longer
-    /// exists in the store loads as empty).
-    fn ensure_loaded(&self, st: &mut NodeState, ino: u64) -> FsResult<()> {
-        if st.content.is_some() {
-            return Ok(());
-        }
-        let Some(key) = self.key_of(ino) else {
-            return st.install(Vec::new(), &format!("inode {ino}"));
+    /// The whole value of `key` from the store, reserved in the budget before it is fetched
+    /// (with room for the store's own transient copy). `None`: the chunk does not exist.
+    pub(super) fn fetch(&self, key: &[u8]) -> FsResult<Option<Value>> {
+        let label = hex::encode(key);
+        let Some(size) = self
+            .store
+            .stat(key)
+            .map_err(|e| FsError::store("stat", &label, e))?
+        else {
+            return Ok(None);
         };
-        let value = self.fetch_value(&key)?;
-        st.install(value, &hex::encode(&key))
+        if size > self.cfg.max_chunk_size {
+            log::warn!(
+                "read {label}: the stored value has {size} bytes, more than the maximum chunk \
+                 size of {} (EFBIG)",
+                self.cfg.max_chunk_size
+            );
+            return Err(
+                FsError::new(libc::EFBIG, format!("read {label}: value too large")).logged(),
+            );
+        }
+        let reserved = size.saturating_mul(2);
+        self.budget.reserve_wait(reserved, &label)?;
+        let fetched = match self.store.get_chunk(key) {
+            Ok(v) => v,
+            Err(e) => {
+                self.budget.release(reserved);
+                return Err(FsError::store("read", &label, e));
+            }
+        };
+        match fetched {
+            Some(bytes) => Value::adopt(bytes, reserved, &self.budget, &label).map(Some),
+            None => {
+                self.budget.release(reserved);
+                Ok(None)
+            }
+        }
     }
 
-    /// The whole value of `key` from the store (empty when the chunk no longer exists).
-    fn fetch_value(&self, key: &[u8]) -> FsResult<Vec<u8>> {
-        Ok(self
-            .store
-            .get_chunk(key)
-            .map_err(|e| FsError::store("read", hex::encode(key), e))?
-            .unwrap_or_default())
+    /// The committed value of a node, loading it when needed. The caller holds the node's gate.
+    fn committed(&self, node: &Node, ino: u64) -> FsResult<Arc<Value>> {
+        let mut st = node.state.lock();
+        if let Some(v) = &st.value {
+            return Ok(v.clone());
+        }
+        let key = match self.key_of(ino) {
+            Some(key) if !st.is_local(false) => key,
+            _ => {
+                let empty = Arc::new(Value::empty(&self.budget));
+                st.value = Some(empty.clone());
+                return Ok(empty);
+            }
+        };
+        // The node stays locked while the value is fetched, so that it is fetched once for all
+        // the handles that want it.
+        let value = Arc::new(
+            self.fetch(&key)?
+                .unwrap_or_else(|| Value::empty(&self.budget)),
+        );
+        st.value = Some(value.clone());
+        Ok(value)
     }
 
     /// read: up to `size` bytes at `offset` (fewer at the end of the file).
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         let h = self.handle(fh)?;
-        {
-            let mut st = h.node.state.lock().unwrap();
-            if st.content.is_none() && self.cfg.whole_value_reads {
-                // No partial read in this backend: fetch the value once for every reader of
-                // the node; without room in the budget, serve this read from a one-off fetch.
-                if let Some(key) = self.key_of(h.ino) {
-                    if let Err(value) = st.try_install(self.fetch_value(&key)?) {
-                        return Ok(slice(&value, offset, size));
-                    }
-                }
-            }
-            if let Some(content) = &st.content {
-                return Ok(slice(content, offset, size));
-            }
+        let mut hs = h.st.lock();
+        if let Some(buf) = &hs.buf {
+            return Ok(buf.slice(offset, size));
         }
-        let Some(key) = self.key_of(h.ino) else {
-            return Ok(Vec::new());
+        match &hs.view {
+            View::Pinned(v) => return Ok(v.slice(offset, size)),
+            View::Ranged(version) => {
+                let version = *version;
+                return self.read_ranged(&h, version, offset, size);
+            }
+            View::Unset => {}
+        }
+        let _gate = h.node.gate.read();
+        let local = {
+            let st = h.node.state.lock();
+            st.value.is_some() || st.is_local(self.is_scratch(h.ino))
+        };
+        if self.cfg.whole_value_reads || local {
+            let value = self.committed(&h.node, h.ino)?;
+            let out = value.slice(offset, size);
+            hs.view = View::Pinned(value);
+            return Ok(out);
+        }
+        let version = h.node.state.lock().add_ranged();
+        hs.view = View::Ranged(version);
+        drop(_gate);
+        self.read_ranged(&h, version, offset, size)
+    }
+
+    /// A read straight from the store, of the version the handle began reading.
+    fn read_ranged(&self, h: &Handle, version: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        let _gate = h.node.gate.read();
+        let (view, loaded, local) = {
+            let st = h.node.state.lock();
+            let local = st.is_local(self.is_scratch(h.ino));
+            (st.ranged_view(version), st.value.clone(), local)
+        };
+        match view {
+            RangedView::Kept(v) => return Ok(v.slice(offset, size)),
+            RangedView::Lost => {
+                let label = self.label(h.ino);
+                log::error!(
+                    "read {label}: the chunk changed while this file was open and its old value \
+                     could not be kept (EIO); reopen the file to read the new value"
+                );
+                return Err(FsError::new(libc::EIO, format!("read {label}: stale")).logged());
+            }
+            RangedView::Current => {}
+        }
+        if let Some(v) = loaded {
+            return Ok(v.slice(offset, size));
+        }
+        let key = match self.key_of(h.ino) {
+            Some(key) if !local => key,
+            _ => return Ok(Vec::new()),
         };
         let end = offset.saturating_add(size as u64);
         Ok(self
@@ -135,6 +241,29 @@ impl ChunkFs {
             .get_chunk_with_range(&key, offset, end)
             .map_err(|e| FsError::store("read", hex::encode(&key), e))?
             .unwrap_or_default())
+    }
+
+    /// The handle's new value, made on its first write: a copy of the committed value it read
+    /// (or of the current one). A failure poisons the handle.
+    fn buffer<'a>(&self, h: &Handle, hs: &'a mut HandleState) -> FsResult<&'a mut Value> {
+        if hs.buf.is_none() {
+            let base = match &hs.view {
+                View::Pinned(v) => Ok(v.clone()),
+                _ => {
+                    let _gate = h.node.gate.read();
+                    self.committed(&h.node, h.ino)
+                }
+            };
+            let copy = base.and_then(|v| Value::copy_of(&v, &self.budget, &self.label(h.ino)));
+            match copy {
+                Ok(v) => hs.buf = Some(v),
+                Err(e) => {
+                    hs.poison(&e);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(hs.buf.as_mut().expect("made above"))
     }
 
     /// write: `data` at `offset` (at the end for O_APPEND); returns the bytes written.
@@ -147,26 +276,39 @@ impl ChunkFs {
             ));
         }
         self.check_writable("write")?;
-        let mut st = h.node.state.lock().unwrap();
-        self.ensure_loaded(&mut st, h.ino)?;
-        let len = st.content.as_ref().map_or(0, Vec::len) as u64;
-        let offset = if h.append { len } else { offset };
-        let end = offset + data.len() as u64;
-        if end > self.cfg.max_chunk_size {
-            let label = self.label(h.ino);
-            log::warn!(
-                "write {label}: {end} bytes would exceed the maximum chunk size of {} (EFBIG)",
-                self.cfg.max_chunk_size
-            );
-            return Err(FsError::new(libc::EFBIG, "write: file too large").logged());
+        let mut hs = h.st.lock();
+        hs.check()?;
+        let max = self.cfg.max_chunk_size;
+        let label = self.label(h.ino);
+        let result = (|| {
+            let buf = self.buffer(&h, &mut hs)?;
+            let len = buf.len() as u64;
+            let offset = if h.append { len } else { offset };
+            let end = offset.saturating_add(data.len() as u64);
+            if end > max {
+                log::warn!(
+                    "write {label}: {end} bytes would exceed the maximum chunk size of {max} \
+                     (EFBIG); nothing of this file is committed"
+                );
+                return Err(FsError::new(libc::EFBIG, "write: file too large").logged());
+            }
+            if end > len {
+                buf.resize(end as usize, max, &label)?;
+            }
+            buf.write_at(offset as usize, data);
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                hs.dirty = true;
+                hs.mtime = None;
+                Ok(data.len() as u32)
+            }
+            Err(e) => {
+                hs.poison(&e);
+                Err(e)
+            }
         }
-        if end > len {
-            st.resize(end as usize, &self.label(h.ino))?;
-        }
-        let content = st.content.as_mut().expect("loaded above");
-        content[offset as usize..end as usize].copy_from_slice(data);
-        st.touch_written();
-        Ok(data.len() as u32)
     }
 
     fn label(&self, ino: u64) -> String {
@@ -174,6 +316,11 @@ impl ChunkFs {
             || format!("inode {ino}"),
             |n| n.to_string_lossy().into_owned(),
         )
+    }
+
+    fn is_scratch(&self, ino: u64) -> bool {
+        self.name_of(ino)
+            .is_some_and(|n| name::classify(&n) == Name::Scratch)
     }
 
     /// setattr: size (truncate) and mtime; mode, owner and atime are accepted and ignored
@@ -194,71 +341,101 @@ impl ChunkFs {
         let name = self
             .name_of(ino)
             .ok_or_else(|| FsError::not_found(format!("inode {ino}")))?;
+        let writer = fh
+            .and_then(|fh| self.handle(fh).ok())
+            .filter(|h| h.write && h.ino == ino);
         if let Some(size) = size {
-            self.truncate(ino, &name, fh, size)?;
+            match &writer {
+                Some(h) => self.truncate_handle(h, size)?,
+                None => self.truncate_path(ino, &name, size)?,
+            }
         }
         if let Some(t) = mtime {
-            self.set_mtime(ino, &name, t.resolve())?;
+            self.set_mtime(ino, &name, writer.as_deref(), t.resolve())?;
         }
-        self.attr_of(ino, &name)
+        self.attr_with(ino, &name, writer.as_deref())
     }
 
-    fn truncate(&self, ino: u64, name: &OsStr, fh: Option<u64>, size: u64) -> FsResult<()> {
-        if size > self.cfg.max_chunk_size {
+    /// ftruncate: resizes the handle's new value.
+    fn truncate_handle(&self, h: &Handle, size: u64) -> FsResult<()> {
+        let mut hs = h.st.lock();
+        hs.check()?;
+        let label = self.label(h.ino);
+        let max = self.cfg.max_chunk_size;
+        let result = if size > max {
             log::warn!(
-                "truncate {name:?} to {size}: exceeds the maximum chunk size of {} (EFBIG)",
-                self.cfg.max_chunk_size
+                "truncate {label} to {size}: exceeds the maximum chunk size of {max} (EFBIG); \
+                 nothing of this file is committed"
             );
-            return Err(FsError::new(libc::EFBIG, "truncate: file too large").logged());
-        }
-        let via_handle = fh.and_then(|fh| self.handle(fh).ok());
-        let (node, temporary) = match via_handle {
-            Some(h) => (h.node.clone(), false),
-            None => {
-                if name::classify(name) != Name::Scratch {
-                    // truncate(2) on a path: the file must exist.
-                    self.attr_of(ino, name)?;
-                }
-                let (node, _) = self.acquire_node(ino, || Node::unloaded(ino, self.budget.clone()));
-                (node, true)
-            }
-        };
-        let result = (|| {
-            let mut st = node.state.lock().unwrap();
-            let label = name.to_string_lossy();
-            if size == 0 {
-                st.install(Vec::new(), &label)?;
-            } else {
-                self.ensure_loaded(&mut st, ino)?;
-                st.resize(size as usize, &label)?;
-            }
-            st.touch_written();
+            Err(FsError::new(libc::EFBIG, "truncate: file too large").logged())
+        } else if size == 0 {
+            hs.buf = Some(Value::empty(&self.budget));
             Ok(())
-        })();
-        // truncate(2) without an open file takes effect at once.
-        let result = result.and_then(|()| {
-            if temporary {
-                self.commit_node(&node)
-            } else {
+        } else {
+            self.buffer(h, &mut hs)
+                .and_then(|buf| buf.resize(size as usize, max, &label))
+        };
+        match result {
+            Ok(()) => {
+                hs.dirty = true;
+                hs.mtime = None;
                 Ok(())
             }
-        });
-        if temporary {
-            self.release_node(ino);
+            Err(e) => {
+                hs.poison(&e);
+                Err(e)
+            }
         }
-        result
     }
 
-    fn set_mtime(&self, ino: u64, name: &OsStr, t: SystemTime) -> FsResult<()> {
-        if let Some(node) = self.node_of(ino) {
-            let mut st = node.state.lock().unwrap();
-            if st.dirty || name::classify(name) == Name::Scratch {
-                // Kept with the node: stored after the commit (cp -p, touch on a new file) or
-                // with the scratch file's rename (rsync).
-                st.mtime = Some(t);
-                st.mtime_explicit = true;
+    /// truncate(2) on a path: takes effect at once, as if the file were opened, truncated and
+    /// closed.
+    fn truncate_path(&self, ino: u64, name: &OsStr, size: u64) -> FsResult<()> {
+        if name::classify(name) != Name::Scratch && self.node_of(ino).is_none() {
+            // The file must exist.
+            self.attr_of(ino, name)?;
+        }
+        let flags = if size == 0 {
+            libc::O_WRONLY | libc::O_TRUNC
+        } else {
+            libc::O_WRONLY
+        };
+        let fh = self.open_ino(ino, name, flags)?;
+        let h = self.handle(fh)?;
+        let result = self.truncate_handle(&h, size).and_then(|()| self.flush(fh));
+        drop(h);
+        let released = self.release(fh);
+        result.and(released)
+    }
+
+    fn set_mtime(
+        &self,
+        ino: u64,
+        name: &OsStr,
+        writer: Option<&Handle>,
+        t: SystemTime,
+    ) -> FsResult<()> {
+        if let Some(h) = writer {
+            let mut hs = h.st.lock();
+            if hs.dirty {
+                // futimens on a file being written: stored after its commit.
+                hs.mtime = Some(t);
                 return Ok(());
             }
+        }
+        let mut store_now = true;
+        if let Some(node) = self.node_of(ino) {
+            let mut st = node.state.lock();
+            if st.writers > 0 || st.is_local(name::classify(name) == Name::Scratch) {
+                // cp -p, rsync: the time is set while (or before) the file is written; it is
+                // stored with the next commit, or with a scratch file's rename.
+                st.mtime = Some(t);
+                st.mtime_explicit = true;
+                store_now = !st.is_local(name::classify(name) == Name::Scratch);
+            }
+        }
+        if !store_now {
+            return Ok(());
         }
         let Name::Chunk(key) = name::classify(name) else {
             return Err(FsError::not_found(name.to_string_lossy()));
@@ -270,48 +447,87 @@ impl ChunkFs {
         Ok(())
     }
 
-    /// Commits the node's writes if it has any (a no-op for scratch files and unlinked files).
-    pub(super) fn commit_node(&self, node: &Node) -> FsResult<()> {
-        let mut st = node.state.lock().unwrap();
-        self.commit_locked(node.ino, &mut st)
-    }
-
-    /// Commits with the node's state already locked.
-    pub(super) fn commit_locked(&self, ino: u64, st: &mut NodeState) -> FsResult<()> {
-        if !st.dirty {
+    /// Publishes the handle's new value if it has one not committed yet: one SetChunk, ordered
+    /// with renames and unlinks. A failure poisons the handle (what close() says is final).
+    pub(super) fn publish(&self, h: &Handle, hs: &mut HandleState) -> FsResult<()> {
+        hs.check()?;
+        if !hs.dirty {
             return Ok(());
         }
-        let Some(name) = self.name_of(ino) else {
-            log::debug!("inode {ino}: discarding writes to a file unlinked while open");
-            st.dirty = false;
-            st.new_chunk = false;
+        let label = self.label(h.ino);
+        let len = hs.buf.as_ref().map_or(0, |b| b.len() as u64);
+        // The store copies the value while it writes it: that memory is reserved first (and
+        // before the namespace lock, so that a rename never waits behind the budget).
+        if let Err(e) = self.budget.reserve_wait(len, &label) {
+            hs.poison(&e);
+            return Err(e);
+        }
+        let result = self.publish_reserved(h, hs);
+        self.budget.release(len);
+        if let Err(e) = &result {
+            hs.poison(e);
+        }
+        result
+    }
+
+    fn publish_reserved(&self, h: &Handle, hs: &mut HandleState) -> FsResult<()> {
+        let _ns = self.ns.read();
+        let _gate = h.node.gate.write();
+        let Some(name) = self.name_of(h.ino) else {
+            log::debug!(
+                "inode {}: discarding writes to a file unlinked while open",
+                h.ino
+            );
+            hs.dirty = false;
             return Ok(());
         };
         let Name::Chunk(key) = name::classify(&name) else {
-            st.dirty = false;
-            st.new_chunk = false;
+            // A scratch file: its committed value is the buffer, in the daemon.
+            let value = Arc::new(hs.buf.take().expect("a dirty handle has a new value"));
+            let mut st = h.node.state.lock();
+            st.advance(Some(value.clone()));
+            if !st.mtime_explicit || hs.mtime.is_some() {
+                st.mtime = Some(hs.mtime.unwrap_or_else(SystemTime::now));
+                st.mtime_explicit = hs.mtime.is_some();
+            }
+            hs.view = View::Pinned(value);
+            hs.dirty = false;
             return Ok(());
         };
-        let value = st.content.take().unwrap_or_default();
-        let len = value.len() as u64;
-        let (value, result) = self.committer.commit(key.clone(), value);
-        // Even a failed commit may have reached the store: forget any prefetched value.
+        self.keep_for_readers(&h.node, &key);
+        let buf = hs.buf.as_mut().expect("a dirty handle has a new value");
+        let len = buf.len() as u64;
+        let (bytes, result) = self.committer.commit(key.clone(), buf.take_bytes());
+        buf.put_bytes(bytes);
+        // Even a failed commit may have reached the store: nothing cached of it stays.
         self.readahead.invalidate(&key);
-        st.content = Some(value);
-        let label = name.to_string_lossy();
-        result.map_err(|e| FsError::store("commit", &label, e))?;
-        st.dirty = false;
-        // In the store now: listed from its listing, no longer from the daemon.
-        st.new_chunk = false;
+        self.attrs.forget(&key);
+        let pending_mtime = {
+            let mut st = h.node.state.lock();
+            st.advance(None);
+            if result.is_ok() {
+                st.new_chunk = false;
+            }
+            let pending = st.mtime_explicit.then_some(st.mtime).flatten();
+            if result.is_ok() {
+                st.mtime = None;
+                st.mtime_explicit = false;
+            }
+            pending
+        };
+        self.invalidate_kernel(h.ino);
+        result.map_err(|e| {
+            let e = FsError::store("commit", name.to_string_lossy(), e);
+            log::error!("{e}: the chunk keeps its previous value");
+            e.logged()
+        })?;
+        hs.dirty = false;
         self.attrs.set_size(&key, len);
-        let explicit = st.mtime_explicit.then_some(st.mtime).flatten();
-        st.mtime = None;
-        st.mtime_explicit = false;
-        match explicit {
+        match hs.mtime.take().or(pending_mtime) {
             Some(t) => {
                 self.store
                     .set_mtime(&key, t)
-                    .map_err(|e| FsError::store("set mtime", &label, e))?;
+                    .map_err(|e| FsError::store("set mtime", name.to_string_lossy(), e))?;
                 self.attrs.set_mtime(&key, t);
             }
             None => self.attrs.forget_mtime(&key),
@@ -319,13 +535,33 @@ impl ChunkFs {
         Ok(())
     }
 
-    /// flush (every close()): commits, so that close() reports a failed commit.
-    pub fn flush(&self, fh: u64) -> FsResult<()> {
-        let h = self.handle(fh)?;
-        self.commit_node(&h.node)
+    /// Before the committed value of `key` changes: loads it for the ranged readers still on it
+    /// (they keep reading the version they began with). The caller holds the node's gate
+    /// exclusively. Failing that, their reads fail with EIO (never a mix of versions).
+    pub(super) fn keep_for_readers(&self, node: &Node, key: &[u8]) {
+        if !node.state.lock().must_keep_current() {
+            return;
+        }
+        match self.fetch(key) {
+            Ok(v) => {
+                let v = v.unwrap_or_else(|| Value::empty(&self.budget));
+                node.state.lock().value = Some(Arc::new(v));
+            }
+            Err(e) => log::warn!("keeping {} for its open readers: {e}", hex::encode(key)),
+        }
     }
 
-    /// fsync: commit, then make it durable.
+    /// flush (every close()): publishes, so that close() reports a failed commit.
+    pub fn flush(&self, fh: u64) -> FsResult<()> {
+        let h = self.handle(fh)?;
+        if !h.write {
+            return Ok(());
+        }
+        let mut hs = h.st.lock();
+        self.publish(&h, &mut hs)
+    }
+
+    /// fsync: publish, then make it durable.
     pub fn fsync(&self, fh: u64) -> FsResult<()> {
         self.flush(fh)?;
         self.store
@@ -333,7 +569,8 @@ impl ChunkFs {
             .map_err(|e| FsError::store("sync", self.store.backend(), e))
     }
 
-    /// release (the last close of an open file): commits whatever is still dirty.
+    /// release (the last close of an open file): publishes what is still dirty (writes that
+    /// came after the last flush, such as mmap write-back), then forgets the handle.
     pub fn release(&self, fh: u64) -> FsResult<()> {
         let Some(h) = self.tables().handles.remove(&fh) else {
             return Err(FsError::new(
@@ -341,9 +578,27 @@ impl ChunkFs {
                 format!("release: no handle {fh}"),
             ));
         };
-        let result = self.commit_node(&h.node);
+        let result = {
+            let mut hs = h.st.lock();
+            let dirty = hs.dirty && hs.poisoned.is_none();
+            let result = if dirty {
+                self.publish(&h, &mut hs)
+            } else {
+                Ok(())
+            };
+            if let View::Ranged(v) = hs.view {
+                h.node.state.lock().remove_ranged(v);
+            }
+            hs.view = View::Unset;
+            hs.buf = None;
+            result
+        };
         if let Err(e) = &result {
             log::error!("release: {e}; the writes to this file are lost");
+        }
+        if h.write {
+            let mut st = h.node.state.lock();
+            st.writers = st.writers.saturating_sub(1);
         }
         let ino = h.ino;
         drop(h);
@@ -352,9 +607,7 @@ impl ChunkFs {
     }
 }
 
-/// The bytes `[offset, offset + size)` of `data`, clamped to its end.
-fn slice(data: &[u8], offset: u64, size: u32) -> Vec<u8> {
-    let start = (offset as usize).min(data.len());
-    let end = start.saturating_add(size as usize).min(data.len());
-    data[start..end].to_vec()
+/// The size a node shows when no writing handle is asked about: its committed value's.
+pub(super) fn local_size(st: &NodeState) -> Option<u64> {
+    st.value.as_ref().map(|v| v.len() as u64)
 }

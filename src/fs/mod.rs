@@ -16,12 +16,14 @@ pub mod commit;
 mod dir;
 pub mod error;
 mod file;
+mod handle;
 pub mod inode;
 pub mod name;
 mod namespace;
 mod node;
 pub mod readahead;
 pub mod testing;
+mod value;
 
 #[cfg(test)]
 mod tests;
@@ -29,8 +31,10 @@ mod tests;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
+
+use parking_lot::{Mutex, MutexGuard, RwLock};
 
 pub use attr::{Attr, FileKind, SetTime, StatFs};
 pub use dir::DirEntry;
@@ -41,6 +45,7 @@ use attr::AttrCache;
 use budget::Budget;
 use commit::Committer;
 use dir::DirStream;
+use handle::Handle;
 use inode::InodeTable;
 use name::Name;
 use node::Node;
@@ -57,6 +62,8 @@ pub struct FsConfig {
     pub max_chunk_size: u64,
     /// Bytes of file data the daemon may hold at once.
     pub memory_budget: u64,
+    /// How long an operation waits for room in the budget before it fails with ENOMEM.
+    pub budget_wait: Duration,
     /// Refuse every change with EROFS.
     pub read_only: bool,
     /// Owner of every file (the mounting user).
@@ -83,6 +90,7 @@ impl FsConfig {
         FsConfig {
             max_chunk_size: config.max_chunk_size,
             memory_budget: config.memory_budget,
+            budget_wait: budget::DEFAULT_WAIT,
             read_only,
             uid,
             gid,
@@ -98,21 +106,16 @@ impl FsConfig {
     }
 }
 
-/// An open file.
-struct Handle {
-    ino: u64,
-    node: Arc<Node>,
-    write: bool,
-    append: bool,
-}
-
 struct NodeEntry {
     node: Arc<Node>,
     /// Open handles (and temporary users) of the node.
     open: u32,
 }
 
-/// Everything indexed by number; one lock, held briefly. Lock order: a node's state, then this.
+/// Everything indexed by number; one lock, held briefly.
+///
+/// Lock order: a handle's state, the namespace lock (`ChunkFs::ns`), a node's gate, a node's
+/// state, then this. Locks are parking_lot's: a panic never poisons them.
 #[derive(Default)]
 struct Tables {
     inodes: InodeTable,
@@ -140,16 +143,19 @@ pub struct ChunkFs {
     budget: Arc<Budget>,
     committer: Committer,
     readahead: ReadAhead,
-    /// Serializes renames and unlinks (namespace changes touching two names).
-    namespace_lock: Mutex<()>,
+    /// Commits hold it shared from resolving their name to the end of the store write; renames
+    /// and unlinks hold it exclusively, so no commit lands under a name after it moved.
+    ns: RwLock<()>,
     next_fh: AtomicU64,
     started: SystemTime,
+    /// Tells the kernel to drop what it caches of an inode (pages, attributes) after a change.
+    invalidator: OnceLock<Box<dyn Fn(u64) + Send + Sync>>,
 }
 
 impl ChunkFs {
     /// A filesystem showing `store`.
     pub fn new(store: Arc<dyn Cloudstore>, cfg: FsConfig) -> Self {
-        let budget = Arc::new(Budget::new(cfg.memory_budget));
+        let budget = Arc::new(Budget::new(cfg.memory_budget, cfg.budget_wait));
         ChunkFs {
             committer: Committer::new(store.clone()),
             attrs: AttrCache::new(cfg.attr_ttl),
@@ -158,9 +164,22 @@ impl ChunkFs {
             store,
             cfg,
             tables: Mutex::default(),
-            namespace_lock: Mutex::new(()),
+            ns: RwLock::new(()),
             next_fh: AtomicU64::new(1),
             started: SystemTime::now(),
+            invalidator: OnceLock::new(),
+        }
+    }
+
+    /// Sets what tells the kernel to drop its cache of an inode (the mount's notifier). It is
+    /// called after commits, renames and unlinks, and must not block on a FUSE request.
+    pub fn set_invalidator(&self, f: Box<dyn Fn(u64) + Send + Sync>) {
+        let _ = self.invalidator.set(f);
+    }
+
+    fn invalidate_kernel(&self, ino: u64) {
+        if let Some(f) = self.invalidator.get() {
+            f(ino);
         }
     }
 
@@ -189,8 +208,8 @@ impl ChunkFs {
         self.readahead.cached_bytes()
     }
 
-    fn tables(&self) -> std::sync::MutexGuard<'_, Tables> {
-        self.tables.lock().unwrap()
+    fn tables(&self) -> MutexGuard<'_, Tables> {
+        self.tables.lock()
     }
 
     fn new_fh(&self) -> u64 {
@@ -345,15 +364,40 @@ impl ChunkFs {
         Ok(t)
     }
 
-    /// The attributes of an inode that has a node (an open chunk or a scratch file).
-    fn node_attr(&self, ino: u64, node: &Node, name: &OsStr) -> FsResult<Attr> {
-        let (size, mtime) = {
-            let st = node.state.lock().unwrap();
-            (st.content.as_ref().map(|c| c.len() as u64), st.mtime)
-        };
+    /// The attributes of an inode that has a node (an open chunk or a scratch file): those of
+    /// its committed value, or, asked through a handle that has written, of that handle's value.
+    fn node_attr(
+        &self,
+        ino: u64,
+        node: &Node,
+        name: &OsStr,
+        writer: Option<&Handle>,
+    ) -> FsResult<Attr> {
+        if let Some(h) = writer {
+            let hs = h.st.lock();
+            if let Some(buf) = &hs.buf {
+                let mtime = hs.mtime.unwrap_or_else(SystemTime::now);
+                return Ok(self.file_attr(ino, buf.len() as u64, mtime));
+            }
+        }
         let key = match name::classify(name) {
             Name::Chunk(key) => Some(key),
             _ => None,
+        };
+        let (size, mtime) = {
+            let st = node.state.lock();
+            let local = st.is_local(key.is_none());
+            let size = match file::local_size(&st) {
+                Some(size) => Some(size),
+                None if local => Some(0),
+                None => None,
+            };
+            let mtime = if local || st.mtime_explicit {
+                st.mtime
+            } else {
+                None
+            };
+            (size, mtime)
         };
         let size = match (size, &key) {
             (Some(size), _) => size,
@@ -372,8 +416,13 @@ impl ChunkFs {
 
     /// The attributes of `ino` under its current name.
     fn attr_of(&self, ino: u64, name: &OsStr) -> FsResult<Attr> {
+        self.attr_with(ino, name, None)
+    }
+
+    /// The attributes of `ino`, as `writer` (a handle open for writing) sees them if given.
+    fn attr_with(&self, ino: u64, name: &OsStr, writer: Option<&Handle>) -> FsResult<Attr> {
         if let Some(node) = self.node_of(ino) {
-            return self.node_attr(ino, &node, name);
+            return self.node_attr(ino, &node, name, writer);
         }
         match name::classify(name) {
             Name::Chunk(key) => {
@@ -387,15 +436,18 @@ impl ChunkFs {
         }
     }
 
-    /// getattr.
-    pub fn getattr(&self, ino: u64) -> FsResult<Attr> {
+    /// getattr (`fh`: the handle of an fstat; a handle that has written sees its own value).
+    pub fn getattr(&self, ino: u64, fh: Option<u64>) -> FsResult<Attr> {
         if ino == ROOT_INO {
             return Ok(self.root_attr());
         }
         let name = self
             .name_of(ino)
             .ok_or_else(|| FsError::not_found(format!("inode {ino}")))?;
-        self.attr_of(ino, &name)
+        let writer = fh
+            .and_then(|fh| self.handle(fh).ok())
+            .filter(|h| h.write && h.ino == ino);
+        self.attr_with(ino, &name, writer.as_deref())
     }
 
     /// statfs: the store's space figures, or generous defaults when it has none.
@@ -419,19 +471,24 @@ impl ChunkFs {
         })
     }
 
-    /// Commits every file with uncommitted writes (fsync on the directory, shutdown). Returns the
-    /// first failure after trying them all.
+    /// Publishes every handle with uncommitted writes (fsync on the directory, shutdown).
+    /// Returns the first failure after trying them all.
     pub fn commit_all(&self) -> FsResult<()> {
-        let nodes: Vec<Arc<Node>> = self
+        let writers: Vec<Arc<Handle>> = self
             .tables()
-            .nodes
+            .handles
             .values()
-            .map(|e| e.node.clone())
+            .filter(|h| h.write)
+            .cloned()
             .collect();
         let mut first = None;
-        for node in nodes {
-            if let Err(e) = self.commit_node(&node) {
-                log::error!("{e}");
+        for h in writers {
+            let mut hs = h.st.lock();
+            if hs.poisoned.is_some() {
+                // Already reported to the program by its write or close.
+                continue;
+            }
+            if let Err(e) = self.publish(&h, &mut hs) {
                 first.get_or_insert(e.logged());
             }
         }

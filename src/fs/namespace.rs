@@ -2,11 +2,13 @@
 //! live only in the daemon; any other name is refused with EINVAL (ENOENT on lookup).
 
 use std::ffi::OsStr;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::error::{FsError, FsResult};
 use super::name::{self, Name};
 use super::node::Node;
+use super::value::Value;
 use super::{Attr, ChunkFs};
 
 /// rename(2) flags the core understands.
@@ -50,7 +52,7 @@ impl ChunkFs {
                 let known = self.tables().inodes.ino_of(name);
                 let node = known.and_then(|ino| Some((ino, self.node_of(ino)?)));
                 let mut attr = if let Some((ino, node)) = node {
-                    self.node_attr(ino, &node, name)?
+                    self.node_attr(ino, &node, name, None)?
                 } else {
                     let size = self
                         .chunk_size(&key, name)?
@@ -112,8 +114,7 @@ impl ChunkFs {
             self.open_ino(ino, name, flags)?
         } else {
             let chunk = matches!(name::classify(name), Name::Chunk(_));
-            let (node, created) =
-                self.acquire_node(ino, || Node::created(ino, self.budget.clone(), chunk));
+            let (node, created) = self.acquire_node(ino, || Node::created(ino, chunk));
             if !created && flags & libc::O_EXCL != 0 {
                 self.release_node(ino);
                 return Err(FsError::new(
@@ -124,7 +125,8 @@ impl ChunkFs {
             if let Name::Chunk(key) = name::classify(name) {
                 self.attrs.forget(&key);
             }
-            self.add_handle(ino, node, flags)
+            // Dirty and empty, so that closing it stores a 0-byte chunk (`touch`).
+            self.add_handle(ino, node, flags, Some(Value::empty(&self.budget)))
         };
         match self.attr_of(ino, name) {
             Ok(attr) => Ok((attr, fh)),
@@ -135,36 +137,81 @@ impl ChunkFs {
         }
     }
 
-    /// unlink: deletes the chunk (or drops the scratch file).
+    /// Before a node loses its name (unlink, or replaced by a rename): its open handles keep
+    /// reading its bytes, so the committed value is loaded for them (within the memory budget:
+    /// EBUSY, with a log line, when it does not fit). The caller holds the node's gate.
+    fn detach(&self, node: &Node, name: &OsStr) -> FsResult<()> {
+        let open = self.tables().nodes.get(&node.ino).map_or(0, |e| e.open);
+        let needs_value = open > 0 && node.state.lock().value.is_none();
+        if needs_value {
+            if let Name::Chunk(key) = name::classify(name) {
+                let local = node.state.lock().is_local(false);
+                if !local {
+                    let value = self.fetch(&key).map_err(|e| {
+                        log::warn!(
+                            "{name:?} is open and its value cannot be kept for its readers \
+                             ({e}): not removed (EBUSY)"
+                        );
+                        FsError::new(libc::EBUSY, format!("{name:?}: busy")).logged()
+                    })?;
+                    let value = value.unwrap_or_else(|| Value::empty(&self.budget));
+                    node.state.lock().value = Some(Arc::new(value));
+                }
+            }
+        }
+        let mut st = node.state.lock();
+        st.detached = true;
+        st.new_chunk = false;
+        Ok(())
+    }
+
+    /// unlink: deletes the chunk (or drops the scratch file). Handles that still have it open
+    /// keep reading its bytes.
     pub fn unlink(&self, parent: u64, name: &OsStr) -> FsResult<()> {
         self.check_parent(parent)?;
         self.check_writable("unlink")?;
-        let _ns = self.namespace_lock.lock().unwrap();
+        let class = name::classify(name);
+        if let Name::Invalid(_) = class {
+            return Err(FsError::not_found(name.to_string_lossy()));
+        }
+        let _ns = self.ns.write();
         let ino = self.tables().inodes.ino_of(name);
         let node = ino.and_then(|ino| self.node_of(ino));
-        // Hold the node so that a commit in flight cannot bring the chunk back after the delete.
-        let mut st = node.as_ref().map(|n| n.state.lock().unwrap());
-        let deleted = match name::classify(name) {
-            Name::Invalid(_) => return Err(FsError::not_found(name.to_string_lossy())),
-            Name::Scratch => false,
-            Name::Chunk(key) => {
-                self.attrs.forget(&key);
-                let deleted = self.store.delete(&key);
-                self.readahead.invalidate(&key);
-                deleted.map_err(|e| FsError::store("unlink", name.to_string_lossy(), e))?
-            }
-        };
-        if let Some(st) = st.as_deref_mut() {
-            // Gone from the listing (its writes are discarded, see `commit_locked`).
-            st.new_chunk = false;
+        let _gate = node.as_ref().map(|n| n.gate.write());
+        let was_new = node.as_ref().is_some_and(|n| n.state.lock().new_chunk);
+        if let Some(node) = &node {
+            self.detach(node, name)?;
         }
+        let deleted = match &class {
+            Name::Chunk(key) => {
+                self.attrs.forget(key);
+                let deleted = self.store.delete(key);
+                self.readahead.invalidate(key);
+                match deleted {
+                    Ok(d) => d,
+                    Err(e) => {
+                        if let Some(node) = &node {
+                            let mut st = node.state.lock();
+                            st.detached = false;
+                            st.new_chunk = was_new;
+                        }
+                        return Err(FsError::store("unlink", name.to_string_lossy(), e));
+                    }
+                }
+            }
+            _ => false,
+        };
         let mut t = self.tables();
-        let ino = t.inodes.remove(name);
-        if let Some(ino) = ino {
+        let removed = t.inodes.remove(name);
+        if let Some(ino) = removed {
             if t.nodes.get(&ino).is_some_and(|e| e.open == 0) {
                 t.nodes.remove(&ino);
             }
             t.drop_if_unused(ino);
+        }
+        drop(t);
+        if let Some(ino) = removed {
+            self.invalidate_kernel(ino);
         }
         if !deleted && node.is_none() {
             return Err(FsError::not_found(name.to_string_lossy()));
@@ -173,8 +220,10 @@ impl ChunkFs {
     }
 
     /// rename: chunk -> chunk moves the value (atomic where the backend is); scratch -> chunk
-    /// commits the scratch file as that chunk (with its mtime); chunk -> scratch takes the value
-    /// out of the store; scratch -> scratch renames in the daemon. An existing target is replaced.
+    /// commits the scratch file's content as that chunk (with its mtime); scratch -> scratch
+    /// renames in the daemon; chunk -> scratch is refused (EINVAL: the chunk would leave the
+    /// store for the daemon's memory and vanish at unmount). An existing target is replaced;
+    /// handles open on it keep reading its old bytes. Handles open on the source follow it.
     pub fn rename(
         &self,
         parent: u64,
@@ -200,7 +249,14 @@ impl ChunkFs {
         if let Name::Invalid(reason) = &dst {
             return Err(refuse_name("rename to", to, reason));
         }
-        let _ns = self.namespace_lock.lock().unwrap();
+        if matches!(src, Name::Chunk(_)) && dst == Name::Scratch {
+            log::warn!(
+                "rename {from:?} -> {to:?}: refused (EINVAL): a chunk cannot become a scratch \
+                 file (scratch files live only in the daemon and vanish at unmount)"
+            );
+            return Err(FsError::new(libc::EINVAL, "rename: chunk onto a scratch name").logged());
+        }
+        let _ns = self.ns.write();
         if !self.exists(from)? {
             return Err(FsError::not_found(from.to_string_lossy()));
         }
@@ -222,35 +278,44 @@ impl ChunkFs {
 
     fn rename_ino(&self, ino: u64, from: &OsStr, src: Name, to: &OsStr, dst: Name) -> FsResult<()> {
         let label = from.to_string_lossy();
+        let src_node = self.node_of(ino);
+        let dst_ino = self.tables().inodes.ino_of(to);
+        let dst_node = dst_ino.and_then(|i| self.node_of(i));
+        let _src_gate = src_node.as_ref().map(|n| n.gate.write());
+        let _dst_gate = dst_node.as_ref().map(|n| n.gate.write());
+        if let Some(node) = &dst_node {
+            self.detach(node, to)?;
+        }
         match (src, dst) {
             (Name::Chunk(k_from), Name::Chunk(k_to)) => {
-                let node = self.node_of(ino);
-                let mut st = node.as_ref().map(|n| n.state.lock().unwrap());
-                if let Some(st) = st.as_deref_mut() {
-                    self.commit_locked(ino, st)?;
-                }
+                let new_chunk = src_node.as_ref().is_some_and(|n| n.state.lock().new_chunk);
                 self.attrs.forget(&k_from);
                 self.attrs.forget(&k_to);
-                let moved = self.store.rename(&k_from, &k_to);
+                let moved = if new_chunk {
+                    // Not in the store yet: the name moves, and what `to` held goes.
+                    self.store.delete(&k_to).map(|_| true)
+                } else {
+                    self.store.rename(&k_from, &k_to)
+                };
                 self.readahead.invalidate(&k_from);
                 self.readahead.invalidate(&k_to);
                 let moved = moved.map_err(|e| FsError::store("rename", &label, e))?;
                 if !moved {
                     return Err(FsError::not_found(label));
                 }
-                self.move_name(from, to);
             }
             (Name::Scratch, Name::Chunk(k_to)) => {
-                let node = self
-                    .node_of(ino)
+                let node = src_node
+                    .as_ref()
                     .ok_or_else(|| FsError::not_found(from.to_string_lossy()))?;
-                let mut st = node.state.lock().unwrap();
-                let value = st.content.take().unwrap_or_default();
-                let len = value.len() as u64;
-                let mtime = st.mtime.unwrap_or_else(SystemTime::now);
-                let (value, result) = self.committer.commit(k_to.clone(), value);
+                let (value, mtime) = {
+                    let st = node.state.lock();
+                    (st.value.clone(), st.mtime.unwrap_or_else(SystemTime::now))
+                };
+                let bytes = value.as_deref().map_or(&[][..], |v| &v[..]);
+                let len = bytes.len() as u64;
+                let result = self.store.set_chunk(&k_to, bytes);
                 self.readahead.invalidate(&k_to);
-                st.content = Some(value);
                 self.attrs.forget(&k_to);
                 result.map_err(|e| FsError::store("rename (commit)", to.to_string_lossy(), e))?;
                 self.store
@@ -258,38 +323,17 @@ impl ChunkFs {
                     .map_err(|e| FsError::store("rename (set mtime)", to.to_string_lossy(), e))?;
                 self.attrs.set_size(&k_to, len);
                 self.attrs.set_mtime(&k_to, mtime);
-                st.dirty = false;
+                let mut st = node.state.lock();
                 st.mtime = None;
                 st.mtime_explicit = false;
-                drop(st);
-                self.move_name(from, to);
             }
-            (Name::Chunk(k_from), Name::Scratch) => {
-                let (node, _) = self.acquire_node(ino, || Node::unloaded(ino, self.budget.clone()));
-                let result = (|| {
-                    let mut st = node.state.lock().unwrap();
-                    self.commit_locked(ino, &mut st)?;
-                    if st.content.is_none() {
-                        let value = self
-                            .store
-                            .get_chunk(&k_from)
-                            .map_err(|e| FsError::store("rename", &label, e))?
-                            .ok_or_else(|| FsError::not_found(&label))?;
-                        st.install(value, &label)?;
-                    }
-                    st.mtime = Some(self.chunk_mtime(&k_from, from)?);
-                    self.attrs.forget(&k_from);
-                    let deleted = self.store.delete(&k_from);
-                    self.readahead.invalidate(&k_from);
-                    deleted.map_err(|e| FsError::store("rename", &label, e))?;
-                    self.move_name(from, to);
-                    Ok(())
-                })();
-                self.release_node(ino);
-                result?;
-            }
-            (Name::Scratch, Name::Scratch) => self.move_name(from, to),
-            _ => unreachable!("invalid names were refused above"),
+            (Name::Scratch, Name::Scratch) => {}
+            _ => unreachable!("invalid names and chunk -> scratch were refused above"),
+        }
+        self.move_name(from, to);
+        self.invalidate_kernel(ino);
+        if let Some(i) = dst_ino {
+            self.invalidate_kernel(i);
         }
         Ok(())
     }

@@ -1,123 +1,139 @@
-//! The in-daemon state of a file: for a chunk while it is open (its write buffer, or the whole
-//! value fetched once for reading), for a scratch file for as long as it exists (its only copy).
-//! All of it is counted against the memory budget.
+//! The in-daemon state of a file (one per inode while anything refers to it): the committed value
+//! when it is loaded, the versions that open readers still need, and for files that live only in
+//! the daemon (scratch files, new chunks not committed yet, files unlinked while open) their
+//! bytes. Write buffers are not here: each open handle builds its own (`handle.rs`).
 
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::budget::Budget;
-use super::error::FsResult;
+use parking_lot::{Mutex, RwLock};
 
-/// One file's state, shared by its open handles.
+use super::value::Value;
+
+/// One file's shared state.
 pub struct Node {
     pub ino: u64,
+    /// Held shared while the committed value is read from the store (a ranged read, a whole
+    /// fetch), exclusively while it is replaced (a commit, a rename or unlink onto it): no read
+    /// straddles a change, and no stale fetch is installed after one.
+    pub gate: RwLock<()>,
     pub state: Mutex<NodeState>,
 }
 
-/// What a node holds; locked while it is read, written or committed.
+/// What a node knows; locked briefly (never across a store call that another reader waits on).
+#[derive(Default)]
 pub struct NodeState {
-    /// The bytes, once loaded (always loaded for a new file and a scratch file).
-    pub content: Option<Vec<u8>>,
-    /// Written since the last commit.
-    pub dirty: bool,
-    /// A scratch file's mtime; for a chunk, the mtime of uncommitted writes or one set by setattr.
-    pub mtime: Option<SystemTime>,
-    /// `mtime` was set explicitly (touch -d, futimens) and must be stored after the commit.
-    pub mtime_explicit: bool,
-    /// A chunk created in the daemon (create of a name the store did not have) and not yet
-    /// stored by a successful commit: readdir lists it from the daemon, since the store's listing
-    /// does not have it. Cleared by a successful commit and by unlink; a rename commits first.
+    /// Bumped by every change of the committed value made through this daemon.
+    pub version: u64,
+    /// The committed value at `version`, when loaded. For a file that lives only in the daemon
+    /// (see [`NodeState::is_local`]) this is its content (`None` = empty).
+    pub value: Option<Arc<Value>>,
+    /// A chunk created in the daemon whose first commit has not succeeded: it exists only here,
+    /// with an empty committed value, and readdir lists it from the daemon.
     pub new_chunk: bool,
-    reserved: u64,
-    budget: Arc<Budget>,
+    /// Unlinked or replaced while open: no name; its handles keep reading `value`.
+    pub detached: bool,
+    /// A scratch file's or new chunk's mtime, or one set while writers were open.
+    pub mtime: Option<SystemTime>,
+    /// `mtime` was set explicitly (touch -d, cp -p, rsync) and is stored after the next commit.
+    pub mtime_explicit: bool,
+    /// Handles open for writing.
+    pub writers: usize,
+    /// Ranged readers (handles reading straight from the store) by the version they read.
+    ranged: HashMap<u64, usize>,
+    /// Values of older versions kept for the ranged readers still on them (`None`: it could not
+    /// be kept, and their reads fail with EIO).
+    retired: HashMap<u64, Option<Arc<Value>>>,
 }
 
 impl Node {
-    /// A node whose content is not loaded yet (an existing chunk being opened).
-    pub fn unloaded(ino: u64, budget: Arc<Budget>) -> Self {
+    /// The node of an existing chunk (nothing loaded).
+    pub fn stored(ino: u64) -> Self {
         Node {
             ino,
-            state: Mutex::new(NodeState {
-                content: None,
-                dirty: false,
-                mtime: None,
-                mtime_explicit: false,
-                new_chunk: false,
-                reserved: 0,
-                budget,
-            }),
+            gate: RwLock::new(()),
+            state: Mutex::new(NodeState::default()),
         }
     }
 
-    /// A new empty file: dirty, so that closing it stores a 0-byte chunk (`touch`). `new_chunk`
-    /// for a chunk name the store does not have yet (see [`NodeState::new_chunk`]).
-    pub fn created(ino: u64, budget: Arc<Budget>, new_chunk: bool) -> Self {
-        let node = Node::unloaded(ino, budget);
+    /// The node of a file created in the daemon: a new chunk (`new_chunk`) or a scratch file.
+    pub fn created(ino: u64, new_chunk: bool) -> Self {
+        let node = Node::stored(ino);
         {
-            let mut st = node.state.lock().unwrap();
-            st.content = Some(Vec::new());
-            st.dirty = true;
-            st.mtime = Some(SystemTime::now());
+            let mut st = node.state.lock();
             st.new_chunk = new_chunk;
+            st.mtime = Some(SystemTime::now());
         }
         node
     }
 }
 
-impl NodeState {
-    /// Replaces the content with `value`, counting it against the budget.
-    pub fn install(&mut self, value: Vec<u8>, what: &dyn std::fmt::Display) -> FsResult<()> {
-        let len = value.len() as u64;
-        if len > self.reserved {
-            self.budget.reserve(len - self.reserved, what)?;
-        } else {
-            self.budget.release(self.reserved - len);
-        }
-        self.reserved = len;
-        self.content = Some(value);
-        Ok(())
-    }
-
-    /// Like `install`, but hands the value back when the budget has no room for it.
-    pub fn try_install(&mut self, value: Vec<u8>) -> Result<(), Vec<u8>> {
-        let len = value.len() as u64;
-        if len > self.reserved && !self.budget.try_reserve(len - self.reserved) {
-            return Err(value);
-        }
-        if len < self.reserved {
-            self.budget.release(self.reserved - len);
-        }
-        self.reserved = len;
-        self.content = Some(value);
-        Ok(())
-    }
-
-    /// Resizes the (loaded) content, zero-filling growth; growth is counted against the budget.
-    pub fn resize(&mut self, len: usize, what: &dyn std::fmt::Display) -> FsResult<()> {
-        let content = self.content.get_or_insert_with(Vec::new);
-        let want = len as u64;
-        if want > self.reserved {
-            self.budget.reserve(want - self.reserved, what)?;
-            self.reserved = want;
-        }
-        content.resize(len, 0);
-        if want < self.reserved {
-            self.budget.release(self.reserved - want);
-            self.reserved = want;
-        }
-        Ok(())
-    }
-
-    /// Records a write: dirty, modified now.
-    pub fn touch_written(&mut self) {
-        self.dirty = true;
-        self.mtime = Some(SystemTime::now());
-        self.mtime_explicit = false;
-    }
+/// What a ranged reader finds for the version it reads.
+pub enum RangedView {
+    /// Still the current version: read the store.
+    Current,
+    /// An older version, kept in the daemon.
+    Kept(Arc<Value>),
+    /// An older version that could not be kept.
+    Lost,
 }
 
-impl Drop for NodeState {
-    fn drop(&mut self) {
-        self.budget.release(self.reserved);
+impl NodeState {
+    /// The committed value lives in the daemon, not the store.
+    pub fn is_local(&self, scratch: bool) -> bool {
+        scratch || self.new_chunk || self.detached
+    }
+
+    /// Registers a ranged reader on the current version; returns the version.
+    pub fn add_ranged(&mut self) -> u64 {
+        *self.ranged.entry(self.version).or_default() += 1;
+        self.version
+    }
+
+    /// Removes a ranged reader of `version`, dropping a kept value nobody reads any more.
+    pub fn remove_ranged(&mut self, version: u64) {
+        if let Some(n) = self.ranged.get_mut(&version) {
+            *n -= 1;
+            if *n == 0 {
+                self.ranged.remove(&version);
+                self.retired.remove(&version);
+            }
+        }
+    }
+
+    /// What a ranged reader of `version` reads.
+    pub fn ranged_view(&self, version: u64) -> RangedView {
+        if version == self.version {
+            return RangedView::Current;
+        }
+        match self.retired.get(&version) {
+            Some(Some(v)) => RangedView::Kept(v.clone()),
+            _ => RangedView::Lost,
+        }
+    }
+
+    /// Whether a change of the committed value must first load it: ranged readers are on the
+    /// current version and it is not loaded.
+    pub fn must_keep_current(&self) -> bool {
+        self.value.is_none() && self.ranged.contains_key(&self.version)
+    }
+
+    /// The committed value changed (or may have: a failed commit): the current value is kept for
+    /// its ranged readers, and the next version starts unloaded (or as `value`).
+    pub fn advance(&mut self, value: Option<Arc<Value>>) {
+        if self.ranged.contains_key(&self.version) {
+            let kept = self.value.take();
+            if kept.is_none() {
+                log::warn!(
+                    "a chunk changed under {} open reader(s) and its old value could not be \
+                     kept: their reads fail with EIO",
+                    self.ranged[&self.version]
+                );
+            }
+            self.retired.insert(self.version, kept);
+        }
+        self.version += 1;
+        self.value = value;
     }
 }

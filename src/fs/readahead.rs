@@ -22,7 +22,9 @@
 use std::collections::{btree_map, BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use super::budget::Budget;
@@ -239,7 +241,7 @@ impl ReadAhead {
 
     /// Bytes held in the prefetch cache now.
     pub fn cached_bytes(&self) -> u64 {
-        self.state.lock().unwrap().cached_bytes
+        self.state.lock().cached_bytes
     }
 
     /// A listing starts from the beginning: it becomes "the most recent listing" (returns its id
@@ -248,7 +250,7 @@ impl ReadAhead {
         if !self.enabled() {
             return 0;
         }
-        let mut st = self.state.lock().unwrap();
+        let mut st = self.state.lock();
         let id = st.listing.id + 1;
         st.listing = Listing {
             id,
@@ -264,7 +266,7 @@ impl ReadAhead {
         if !self.enabled() || page.is_empty() {
             return;
         }
-        let mut st = self.state.lock().unwrap();
+        let mut st = self.state.lock();
         let l = &mut st.listing;
         if l.id != id {
             return;
@@ -291,7 +293,7 @@ impl ReadAhead {
         if !self.enabled() {
             return None;
         }
-        let mut st = self.state.lock().unwrap();
+        let mut st = self.state.lock();
         let order = self.advance(&mut st, key);
         if let Some(value) = self.take(&mut st, key) {
             self.served.fetch_add(1, Ordering::Relaxed);
@@ -313,7 +315,7 @@ impl ReadAhead {
             .fetch_add(chunks.len() as u64, Ordering::Relaxed);
         let result = store.get_chunk_batch(&mut chunks);
 
-        let mut st = self.state.lock().unwrap();
+        let mut st = self.state.lock();
         st.in_flight -= 1;
         let mut mine = None;
         match result {
@@ -353,7 +355,7 @@ impl ReadAhead {
         if !self.enabled() {
             return;
         }
-        let mut st = self.state.lock().unwrap();
+        let mut st = self.state.lock();
         st.generation += 1;
         if st.in_flight > 0 {
             let g = st.generation;
@@ -485,7 +487,7 @@ impl ReadAhead {
 
     /// Drops everything cached (unmount), giving the bytes back to the budget.
     pub fn clear(&self) {
-        let mut st = self.state.lock().unwrap();
+        let mut st = self.state.lock();
         for (_, e) in st.cache.drain() {
             self.budget.release(e.value.len() as u64);
         }

@@ -18,6 +18,7 @@ fn cfg() -> FsConfig {
     FsConfig {
         max_chunk_size: MAX,
         memory_budget: 8 << 20,
+        budget_wait: Duration::from_millis(50),
         read_only: false,
         uid: 1000,
         gid: 1000,
@@ -146,7 +147,16 @@ fn overwrite_in_the_middle_append_and_truncate() {
     // ftruncate on an open file, then grow with zeros.
     let fh = fs.open(ino, libc::O_RDWR).unwrap();
     fs.setattr(ino, Some(fh), Some(5), None).unwrap();
-    assert_eq!(fs.getattr(ino).unwrap().size, 5, "size before the commit");
+    assert_eq!(
+        fs.getattr(ino, Some(fh)).unwrap().size,
+        5,
+        "the writer sees its value"
+    );
+    assert_eq!(
+        fs.getattr(ino, None).unwrap().size,
+        13,
+        "others: the committed one"
+    );
     fs.flush(fh).unwrap();
     fs.release(fh).unwrap();
     assert_eq!(store.get_chunk(&[2]).unwrap().unwrap(), b"hello");
@@ -182,7 +192,7 @@ fn touch_makes_an_empty_chunk_and_sets_mtimes() {
     fs.setattr(attr.ino, None, None, Some(SetTime::At(when)))
         .unwrap();
     assert_eq!(store.mtime(&[0x0a, 0x0b]).unwrap(), Some(when));
-    assert_eq!(fs.getattr(attr.ino).unwrap().mtime, when);
+    assert_eq!(fs.getattr(attr.ino, None).unwrap().mtime, when);
 
     // cp -p: futimens while the data is still buffered; the mtime survives the commit.
     let (attr, fh) = fs.create(ROOT_INO, n("0c"), CREATE).unwrap();
@@ -254,11 +264,16 @@ fn scratch_files_stay_in_the_daemon_until_renamed() {
     );
     assert_eq!(fs.memory_in_use(), 0);
 
-    // Chunk -> scratch takes it out of the store; scratch files vanish at unmount.
-    fs.rename(ROOT_INO, n("beef"), ROOT_INO, n(".beef.swp"), 0)
-        .unwrap();
-    assert_eq!(store.get_chunk(&[0xbe, 0xef]).unwrap(), None);
-    assert_eq!(cat(&fs, ".beef.swp").unwrap(), b"rsync temp");
+    // Chunk -> scratch is refused: the chunk would leave the store and vanish at unmount.
+    let e = fs
+        .rename(ROOT_INO, n("beef"), ROOT_INO, n(".beef.swp"), 0)
+        .unwrap_err();
+    assert_eq!(e.errno, libc::EINVAL);
+    assert_eq!(
+        store.get_chunk(&[0xbe, 0xef]).unwrap().unwrap(),
+        b"rsync temp"
+    );
+    put(&fs, ".beef.swp", b"swap").unwrap();
     put(&fs, ".other", b"zz").unwrap();
     fs.unlink(ROOT_INO, n(".other")).unwrap();
     fs.shutdown().unwrap();
@@ -288,7 +303,7 @@ fn rename_moves_and_replaces_chunks() {
     assert_eq!(store.get_chunk(&[1]).unwrap(), None);
     assert_eq!(store.get_chunk(&[2]).unwrap().unwrap(), b"one");
     assert_eq!(fs.lookup(ROOT_INO, n("02")).unwrap().ino, ino1);
-    assert_eq!(fs.getattr(ino1).unwrap().size, 3);
+    assert_eq!(fs.getattr(ino1, None).unwrap().size, 3);
     let e = fs
         .rename(ROOT_INO, n("01"), ROOT_INO, n("03"), 0)
         .unwrap_err();
@@ -303,7 +318,7 @@ fn rename_moves_and_replaces_chunks() {
     fs.release(fh).unwrap();
     assert_eq!(store.get_chunk(&[0x11]).unwrap().unwrap(), b"moving!");
     assert_eq!(store.get_chunk(&[0x10]).unwrap(), None);
-    assert_eq!(fs.getattr(attr.ino).unwrap().size, 7);
+    assert_eq!(fs.getattr(attr.ino, None).unwrap().size, 7);
 }
 
 #[test]
@@ -357,7 +372,16 @@ fn a_failed_commit_reaches_flush_and_fsync() {
         libc::EIO,
         "close() sees it"
     );
-    assert!(fs.release(fh).is_err(), "release retried and failed too");
+    fs.release(fh)
+        .expect("release commits nothing: what close() said is final");
+    failing.fail_writes(false);
+    fs.commit_all().unwrap();
+    assert_eq!(
+        inner.get_chunk(&[0xaa]).unwrap().unwrap(),
+        b"before",
+        "no retry later"
+    );
+    failing.fail_writes(true);
     assert_eq!(inner.get_chunk(&[0xaa]).unwrap().unwrap(), b"before");
     assert_eq!(fs.memory_in_use(), 0);
 
@@ -462,14 +486,30 @@ fn the_memory_budget_is_enforced() {
             ..cfg()
         },
     );
+    // A commit needs room for the store's copy too: 4000 + 4000 of 10000.
     let (_, a) = fs.create(ROOT_INO, n("01"), CREATE).unwrap();
-    fs.write(a, 0, &[1; 8000]).unwrap();
+    fs.write(a, 0, &[1; 4000]).unwrap();
     let (_, b) = fs.create(ROOT_INO, n("02"), CREATE).unwrap();
-    assert_eq!(fs.write(b, 0, &[2; 4000]).unwrap_err().errno, libc::ENOMEM);
+    fs.write(b, 0, &[2; 3000]).unwrap();
+    assert_eq!(
+        fs.write(b, 3000, &[2; 4000]).unwrap_err().errno,
+        libc::ENOMEM
+    );
+    assert_eq!(
+        fs.write(b, 0, &[3; 1]).unwrap_err().errno,
+        libc::ENOMEM,
+        "poisoned"
+    );
+    assert_eq!(
+        fs.flush(b).unwrap_err().errno,
+        libc::ENOMEM,
+        "close says so"
+    );
+    fs.release(b).unwrap();
     fs.flush(a).unwrap();
     fs.release(a).unwrap();
-    fs.write(b, 0, &[2; 4000]).unwrap();
-    fs.release(b).unwrap();
+    assert_eq!(fs.store().get_chunk(&[2]).unwrap(), None, "nothing of b");
+    assert_eq!(fs.store().get_chunk(&[1]).unwrap().unwrap(), vec![1; 4000]);
     assert_eq!(fs.memory_in_use(), 0);
 }
 
@@ -796,19 +836,19 @@ fn read_ahead_stays_within_the_memory_budget() {
         },
     );
     let names = listed(&fs);
-    // A writer holds most of the budget meanwhile.
+    // A writer holds much of the budget meanwhile.
     let (_, w) = fs.create(ROOT_INO, n("ffff"), CREATE).unwrap();
-    fs.write(w, 0, &vec![1; 200 << 10]).unwrap();
+    fs.write(w, 0, &vec![1; 52 << 10]).unwrap();
     for (i, name) in names.iter().enumerate().filter(|(_, n)| *n != "ffff") {
         assert_eq!(cat(&fs, name).unwrap(), files[i].1);
         assert!(fs.readahead_bytes() <= budget / 8, "cache within 1/8");
         assert!(fs.memory_in_use() <= budget);
     }
-    // The writer can still grow to what is left, read-ahead did not take it.
+    // The writer can still grow, read-ahead did not take the rest: to the most it can commit
+    // (its value and the store's copy of it).
     let left = budget - fs.memory_in_use();
-    assert!(left >= (256 << 10) - (200 << 10) - budget / 8);
-    fs.write(w, 200 << 10, &vec![2; (left - budget / 8) as usize])
-        .unwrap();
+    assert!(left >= budget - (52 << 10) - budget / 8);
+    fs.write(w, 52 << 10, &vec![2; 52 << 10]).unwrap();
     fs.flush(w).unwrap();
     fs.release(w).unwrap();
     let (gets, _, batches, _) = counting.counts();
@@ -830,10 +870,10 @@ fn forget_drops_an_inode_once_every_lookup_is_forgotten() {
     assert_eq!(fs.lookup(ROOT_INO, n("01")).unwrap().ino, ino);
     fs.forget(ino, 1);
     assert_eq!(fs.inode_count(), 2, "one lookup is still held");
-    assert_eq!(fs.getattr(ino).unwrap().size, 3);
+    assert_eq!(fs.getattr(ino, None).unwrap().size, 3);
     fs.forget(ino, 1);
     assert_eq!(fs.inode_count(), 1);
-    assert_eq!(fs.getattr(ino).unwrap_err().errno, libc::ENOENT);
+    assert_eq!(fs.getattr(ino, None).unwrap_err().errno, libc::ENOENT);
     // A later lookup gets a new number (numbers are never reused); forget(2) drops it at once.
     let again = fs.lookup(ROOT_INO, n("01")).unwrap().ino;
     assert!(again > ino);
@@ -843,7 +883,7 @@ fn forget_drops_an_inode_once_every_lookup_is_forgotten() {
     // The root and unknown numbers are ignored; the root always answers.
     fs.forget(ROOT_INO, 5);
     fs.forget(12345, 1);
-    assert_eq!(fs.getattr(ROOT_INO).unwrap().ino, ROOT_INO);
+    assert_eq!(fs.getattr(ROOT_INO, None).unwrap().ino, ROOT_INO);
     // A failed lookup leaves nothing behind.
     assert!(fs.lookup(ROOT_INO, n("02")).is_err());
     assert_eq!(fs.inode_count(), 1);
@@ -879,7 +919,12 @@ fn a_dirty_file_is_never_dropped_before_its_commit() {
     fs.write(fh, 0, b"dirty data").unwrap();
     fs.forget(attr.ino, 1);
     assert_eq!(fs.inode_count(), 2, "open and dirty");
-    assert_eq!(fs.getattr(attr.ino).unwrap().size, 10);
+    assert_eq!(fs.getattr(attr.ino, Some(fh)).unwrap().size, 10);
+    assert_eq!(
+        fs.getattr(attr.ino, None).unwrap().size,
+        0,
+        "others see the new file as created: empty"
+    );
     fs.flush(fh).unwrap();
     fs.release(fh).unwrap();
     assert_eq!(fs.inode_count(), 1);
@@ -918,10 +963,10 @@ fn forget_after_rename_and_unlink() {
     let b = fs.lookup(ROOT_INO, n("02")).unwrap().ino;
     fs.rename(ROOT_INO, n("01"), ROOT_INO, n("02"), 0).unwrap();
     assert_eq!(fs.inode_count(), 3, "the replaced number is still held");
-    assert_eq!(fs.getattr(b).unwrap_err().errno, libc::ENOENT);
+    assert_eq!(fs.getattr(b, None).unwrap_err().errno, libc::ENOENT);
     fs.forget(b, 1);
     assert_eq!(fs.inode_count(), 2);
-    assert_eq!(fs.getattr(a).unwrap().size, 3);
+    assert_eq!(fs.getattr(a, None).unwrap().size, 3);
     fs.forget(a, 1);
     assert_eq!(fs.inode_count(), 1);
     let c = fs.lookup(ROOT_INO, n("02")).unwrap().ino;
@@ -934,7 +979,7 @@ fn forget_after_rename_and_unlink() {
     let d = fs.lookup(ROOT_INO, n("03")).unwrap().ino;
     fs.unlink(ROOT_INO, n("03")).unwrap();
     assert_eq!(fs.inode_count(), 2);
-    assert_eq!(fs.getattr(d).unwrap_err().errno, libc::ENOENT);
+    assert_eq!(fs.getattr(d, None).unwrap_err().errno, libc::ENOENT);
     fs.forget(d, 1);
     assert_eq!(fs.inode_count(), 1);
     // Unlinked after the forget.
@@ -1004,7 +1049,7 @@ fn lookups_racing_forgets_never_lose_a_held_number() {
                 for _ in 0..2000 {
                     let ino = fs.lookup(ROOT_INO, n("01")).unwrap().ino;
                     // Held: the number must answer until it is forgotten.
-                    assert_eq!(fs.getattr(ino).unwrap().size, 3);
+                    assert_eq!(fs.getattr(ino, None).unwrap().size, 3);
                     fs.forget(ino, 1);
                 }
             })
@@ -1036,9 +1081,9 @@ fn uncommitted_new_files_are_listed_once() {
     let plus = ls(&fs, true);
     let e = plus.iter().find(|e| e.name == "02").unwrap();
     let attr = e.attr.as_ref().unwrap();
-    assert_eq!(attr.size, 14);
+    assert_eq!(attr.size, 0, "listed as created, empty, until committed");
     assert_eq!(attr.ino, e.ino);
-    assert_eq!(fs.getattr(e.ino).unwrap().size, 14);
+    assert_eq!(fs.getattr(e.ino, Some(fh)).unwrap().size, 14);
     // Counted like any readdirplus entry: forgetting them all leaves the open file's number.
     for e in &plus[2..] {
         fs.forget(e.ino, 1);
@@ -1081,7 +1126,7 @@ fn uncommitted_new_files_are_listed_once() {
     fs.rename(ROOT_INO, n("04"), ROOT_INO, n("05"), 0).unwrap();
     assert_eq!(file_names(&fs, false), ["01", "02", "05"]);
     let plus = ls(&fs, true);
-    assert_eq!(plus.last().unwrap().attr.as_ref().unwrap().size, 6);
+    assert_eq!(plus.last().unwrap().attr.as_ref().unwrap().size, 0);
     fs.write(fh, 6, b"!").unwrap();
     assert_eq!(file_names(&fs, true), ["01", "02", "05"]);
     fs.release(fh).unwrap();

@@ -3,6 +3,7 @@
 
 use std::ffi::OsStr;
 use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -18,6 +19,55 @@ use crate::fs::{Attr, ChunkFs, FileKind, FsError, SetTime};
 
 /// The largest write the kernel may send (it clamps to 1 MiB anyway: fs.fuse.max_pages_limit).
 pub const MAX_WRITE: u32 = 1 << 20;
+
+/// Every open file is direct I/O: reads and writes reach the core, which serves each handle its
+/// own view (a writer's new value, a reader's committed version). The kernel's shared page cache
+/// would otherwise show one handle's uncommitted writes to every other reader of the inode. mmap
+/// still works (FUSE_DIRECT_IO_ALLOW_MMAP) through the page cache, which the core invalidates
+/// after each commit.
+const FILE_OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_DIRECT_IO;
+
+/// Runs a core call; a panic in it is logged and answered with EIO. Every lock in the core is
+/// parking_lot's (no poisoning), so the next request finds it usable.
+fn guard<T>(op: &str, f: impl FnOnce() -> Result<T, FsError>) -> Result<T, FsError> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        log::error!("{op}: panic in the filesystem core: {why}; answered with EIO");
+        Err(FsError::new(libc::EIO, format!("{op}: internal error")).logged())
+    })
+}
+
+/// Hands the core a way to drop the kernel's cache of an inode after a change (its pages, used
+/// by mmap, and its attributes). The notifications go out from a thread of their own: one sent
+/// from a request handler could wait on a page that a pending read of ours holds locked.
+pub fn wire_invalidation(core: &ChunkFs, notifier: fuser::Notifier) {
+    let (tx, rx) = std::sync::mpsc::channel::<u64>();
+    let spawned = std::thread::Builder::new()
+        .name("inval".into())
+        .spawn(move || {
+            for ino in rx {
+                match notifier.inval_inode(INodeNo(ino), 0, 0) {
+                    Ok(()) => {}
+                    // The kernel does not know the inode (never looked up, or forgotten).
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                    Err(e) => {
+                        log::debug!("invalidating inode {ino}: {e}; no more invalidations");
+                        return;
+                    }
+                }
+            }
+        });
+    match spawned {
+        Ok(_) => core.set_invalidator(Box::new(move |ino| {
+            let _ = tx.send(ino);
+        })),
+        Err(e) => log::warn!("no kernel cache invalidation (cannot start its thread: {e})"),
+    }
+}
 
 /// A [`ChunkFs`] as a fuser filesystem.
 pub struct FuseAdapter {
@@ -81,6 +131,7 @@ impl fuser::Filesystem for FuseAdapter {
             InitFlags::FUSE_DO_READDIRPLUS,
             InitFlags::FUSE_ATOMIC_O_TRUNC,
             InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP,
         ] {
             if let Err(missing) = config.add_capabilities(cap) {
                 log::info!("kernel lacks FUSE capability {missing:?}");
@@ -97,13 +148,13 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn destroy(&mut self) {
-        if let Err(e) = self.core.shutdown() {
+        if let Err(e) = guard("unmount", || self.core.shutdown()) {
             log::error!("unmount: {e}");
         }
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.core.lookup(parent.0, name) {
+        match guard("lookup", || self.core.lookup(parent.0, name)) {
             Ok(a) => reply.entry(&self.ttl, &self.attr(&a), Generation(0)),
             // A negative entry (inode 0) that the kernel caches for the TTL: `cp` and `rsync`
             // otherwise look a new name up three times before creating it.
@@ -129,11 +180,14 @@ impl fuser::Filesystem for FuseAdapter {
     // keeps fuser's default, which calls this for each node (fuser 0.18 does not export
     // `ForgetOne`, so it cannot be overridden).
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.core.forget(ino.0, nlookup);
+        let _ = guard("forget", || {
+            self.core.forget(ino.0, nlookup);
+            Ok(())
+        });
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.core.getattr(ino.0) {
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        match guard("getattr", || self.core.getattr(ino.0, fh.map(|f| f.0))) {
             Ok(a) => reply.attr(&self.ttl, &self.attr(&a)),
             Err(e) => reply.error(fail("getattr", e)),
         }
@@ -157,10 +211,10 @@ impl fuser::Filesystem for FuseAdapter {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        match self
-            .core
-            .setattr(ino.0, fh.map(|f| f.0), size, mtime.map(time))
-        {
+        match guard("setattr", || {
+            self.core
+                .setattr(ino.0, fh.map(|f| f.0), size, mtime.map(time))
+        }) {
             Ok(a) => reply.attr(&self.ttl, &self.attr(&a)),
             Err(e) => reply.error(fail("setattr", e)),
         }
@@ -192,7 +246,7 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.core.unlink(parent.0, name) {
+        match guard("unlink", || self.core.unlink(parent.0, name)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(fail("unlink", e)),
         }
@@ -223,10 +277,10 @@ impl fuser::Filesystem for FuseAdapter {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        match self
-            .core
-            .rename(parent.0, name, newparent.0, newname, flags.bits())
-        {
+        match guard("rename", || {
+            self.core
+                .rename(parent.0, name, newparent.0, newname, flags.bits())
+        }) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(fail("rename", e)),
         }
@@ -244,8 +298,8 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.core.open(ino.0, flags.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+        match guard("open", || self.core.open(ino.0, flags.0)) {
+            Ok(fh) => reply.opened(FileHandle(fh), FILE_OPEN_FLAGS),
             Err(e) => reply.error(fail("open", e)),
         }
     }
@@ -261,7 +315,7 @@ impl fuser::Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.core.read(fh.0, offset, size) {
+        match guard("read", || self.core.read(fh.0, offset, size)) {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(fail("read", e)),
         }
@@ -279,7 +333,7 @@ impl fuser::Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.core.write(fh.0, offset, data) {
+        match guard("write", || self.core.write(fh.0, offset, data)) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(fail("write", e)),
         }
@@ -293,7 +347,7 @@ impl fuser::Filesystem for FuseAdapter {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        match self.core.flush(fh.0) {
+        match guard("flush", || self.core.flush(fh.0)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(fail("flush", e)),
         }
@@ -309,7 +363,7 @@ impl fuser::Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        match self.core.release(fh.0) {
+        match guard("release", || self.core.release(fh.0)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(fail("release", e)),
         }
@@ -323,14 +377,14 @@ impl fuser::Filesystem for FuseAdapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.core.fsync(fh.0) {
+        match guard("fsync", || self.core.fsync(fh.0)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(fail("fsync", e)),
         }
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.core.opendir(ino.0) {
+        match guard("opendir", || self.core.opendir(ino.0)) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(fail("opendir", e)),
         }
@@ -351,7 +405,9 @@ impl fuser::Filesystem for FuseAdapter {
             };
             reply.add(INodeNo(e.ino), e.offset, kind, &e.name)
         };
-        match self.core.readdir(fh.0, offset, false, &mut add) {
+        match guard("readdir", || {
+            self.core.readdir(fh.0, offset, false, &mut add)
+        }) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(fail("readdir", e)),
         }
@@ -377,7 +433,9 @@ impl fuser::Filesystem for FuseAdapter {
                 Generation(0),
             )
         };
-        match self.core.readdir(fh.0, offset, true, &mut add) {
+        match guard("readdir", || {
+            self.core.readdir(fh.0, offset, true, &mut add)
+        }) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(fail("readdirplus", e)),
         }
@@ -391,7 +449,10 @@ impl fuser::Filesystem for FuseAdapter {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        self.core.releasedir(fh.0);
+        let _ = guard("releasedir", || {
+            self.core.releasedir(fh.0);
+            Ok(())
+        });
         reply.ok();
     }
 
@@ -403,14 +464,14 @@ impl fuser::Filesystem for FuseAdapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.core.fsyncdir() {
+        match guard("fsyncdir", || self.core.fsyncdir()) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(fail("fsyncdir", e)),
         }
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        match self.core.statfs() {
+        match guard("statfs", || self.core.statfs()) {
             Ok(s) => reply.statfs(
                 s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.bsize,
             ),
@@ -468,13 +529,13 @@ impl fuser::Filesystem for FuseAdapter {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        match self.core.create(parent.0, name, flags) {
+        match guard("create", || self.core.create(parent.0, name, flags)) {
             Ok((a, fh)) => reply.created(
                 &self.ttl,
                 &self.attr(&a),
                 Generation(0),
                 FileHandle(fh),
-                FopenFlags::empty(),
+                FILE_OPEN_FLAGS,
             ),
             Err(e) => reply.error(fail("create", e)),
         }

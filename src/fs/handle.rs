@@ -1,0 +1,66 @@
+//! An open file. A handle opened for writing builds its own new value (`buf`), so that nothing
+//! of it is seen by anyone else until it is committed whole; every handle reads one consistent
+//! version of the committed value (`view`) until it has written.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use parking_lot::Mutex;
+
+use super::error::FsError;
+use super::node::Node;
+use super::value::Value;
+
+/// What a handle reads when it has not written.
+#[derive(Default)]
+pub enum View {
+    /// Nothing read yet: the first read decides.
+    #[default]
+    Unset,
+    /// A committed value held in the daemon.
+    Pinned(Arc<Value>),
+    /// Reads go to the store, at this version of the node (ranged-read backends).
+    Ranged(u64),
+}
+
+/// One open(2) of a file.
+pub struct Handle {
+    pub ino: u64,
+    pub node: Arc<Node>,
+    pub write: bool,
+    pub append: bool,
+    pub st: Mutex<HandleState>,
+}
+
+/// A handle's own state.
+#[derive(Default)]
+pub struct HandleState {
+    pub view: View,
+    /// The new value being written (None until the first write, or O_TRUNC).
+    pub buf: Option<Value>,
+    /// `buf` has changes not committed yet.
+    pub dirty: bool,
+    /// A write, fetch or commit of this handle failed: it fails from then on and commits nothing.
+    pub poisoned: Option<FsError>,
+    /// An mtime set through this handle, stored after its commit.
+    pub mtime: Option<SystemTime>,
+}
+
+impl HandleState {
+    /// Fails from now on with `e` (the first failure is the one reported).
+    pub fn poison(&mut self, e: &FsError) {
+        if self.poisoned.is_none() {
+            self.poisoned = Some(e.clone().logged());
+        }
+        self.dirty = false;
+        self.buf = None;
+    }
+
+    /// The error a poisoned handle answers with.
+    pub fn check(&self) -> Result<(), FsError> {
+        match &self.poisoned {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+}

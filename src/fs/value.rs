@@ -1,0 +1,174 @@
+//! Chunk bytes held in the daemon, each counted against the memory budget for the capacity it
+//! really occupies, and given back when dropped. A `Value` is either a write buffer (owned by one
+//! handle, growing) or a committed value shared read-only between handles (`Arc<Value>`).
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use super::budget::Budget;
+use super::error::FsResult;
+
+/// The most a write buffer's capacity runs ahead of its length: doubling costs O(n) copying in
+/// all, but on a 50 MiB file it would hold a 64 MiB reservation.
+pub const GROWTH_STEP: u64 = 8 << 20;
+
+/// Bytes with their share of the budget.
+pub struct Value {
+    bytes: Vec<u8>,
+    /// Bytes of the budget this value holds: at least `bytes.capacity()`.
+    reserved: u64,
+    budget: Arc<Budget>,
+}
+
+impl Value {
+    /// An empty value holding nothing of the budget.
+    pub fn empty(budget: &Arc<Budget>) -> Self {
+        Value {
+            bytes: Vec::new(),
+            reserved: 0,
+            budget: budget.clone(),
+        }
+    }
+
+    /// Wraps `bytes` that were fetched into `reserved` bytes of the budget taken beforehand;
+    /// the reservation is trimmed (or topped up) to the capacity the bytes occupy.
+    pub fn adopt(
+        bytes: Vec<u8>,
+        reserved: u64,
+        budget: &Arc<Budget>,
+        what: &dyn std::fmt::Display,
+    ) -> FsResult<Self> {
+        let mut v = Value {
+            bytes: Vec::new(),
+            reserved,
+            budget: budget.clone(),
+        };
+        let need = bytes.capacity() as u64;
+        if need > v.reserved {
+            budget.reserve(need - v.reserved, what)?;
+            v.reserved = need;
+        } else {
+            budget.release(v.reserved - need);
+            v.reserved = need;
+        }
+        v.bytes = bytes;
+        Ok(v)
+    }
+
+    /// A copy of `data`, reserved before it is made (waiting for budget if need be).
+    pub fn copy_of(
+        data: &[u8],
+        budget: &Arc<Budget>,
+        what: &dyn std::fmt::Display,
+    ) -> FsResult<Self> {
+        budget.reserve_wait(data.len() as u64, what)?;
+        Ok(Value {
+            bytes: data.to_vec(),
+            reserved: data.len() as u64,
+            budget: budget.clone(),
+        })
+    }
+
+    /// Resizes to `len` bytes (zero-filling growth). Capacity grows geometrically (doubling, by
+    /// at most [`GROWTH_STEP`]) up to `max`, and every byte of it is reserved before it is
+    /// allocated.
+    pub fn resize(&mut self, len: usize, max: u64, what: &dyn std::fmt::Display) -> FsResult<()> {
+        if len > self.bytes.capacity() {
+            let cap = self.bytes.capacity() as u64;
+            let grown = cap.saturating_mul(2).min(cap + GROWTH_STEP).min(max);
+            let cap = (len as u64).max(grown);
+            if cap > self.reserved {
+                self.budget.reserve_wait(cap - self.reserved, what)?;
+                self.reserved = cap;
+            }
+            self.bytes.reserve_exact(cap as usize - self.bytes.len());
+        }
+        self.bytes.resize(len, 0);
+        if len == 0 && self.bytes.capacity() > 0 {
+            // A truncation to nothing (O_TRUNC, `: > file`) gives the memory back.
+            self.bytes = Vec::new();
+            self.trim();
+        }
+        Ok(())
+    }
+
+    /// Writes `data` at `offset`; the value must already be at least `offset + data.len()` long.
+    pub fn write_at(&mut self, offset: usize, data: &[u8]) {
+        self.bytes[offset..offset + data.len()].copy_from_slice(data);
+    }
+
+    /// Gives back the reservation beyond the capacity in use.
+    fn trim(&mut self) {
+        let cap = self.bytes.capacity() as u64;
+        if self.reserved > cap {
+            self.budget.release(self.reserved - cap);
+            self.reserved = cap;
+        }
+    }
+
+    /// The bytes `[offset, offset + size)`, clamped to the end.
+    pub fn slice(&self, offset: u64, size: u32) -> Vec<u8> {
+        let start = (offset.min(self.bytes.len() as u64)) as usize;
+        let end = start.saturating_add(size as usize).min(self.bytes.len());
+        self.bytes[start..end].to_vec()
+    }
+
+    /// Moves the bytes out for a store call (the reservation stays with this value).
+    pub fn take_bytes(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.bytes)
+    }
+
+    /// Puts back the bytes `take_bytes` moved out.
+    pub fn put_bytes(&mut self, bytes: Vec<u8>) {
+        debug_assert!(bytes.capacity() as u64 <= self.reserved);
+        self.bytes = bytes;
+    }
+}
+
+impl Deref for Value {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for Value {
+    fn drop(&mut self) {
+        self.budget.release(self.reserved);
+    }
+}
+
+impl std::fmt::Debug for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Value({} bytes)", self.bytes.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capacity_is_reserved_before_it_is_taken_and_given_back() {
+        let b = Arc::new(Budget::new(1000, std::time::Duration::from_millis(10)));
+        let mut v = Value::empty(&b);
+        v.resize(100, 1000, &"t").unwrap();
+        assert!(b.used() >= 100 && b.used() as usize >= v.bytes.capacity());
+        v.resize(300, 1000, &"t").unwrap();
+        assert!(b.used() as usize >= v.bytes.capacity());
+        let e = v.resize(2000, 4000, &"t").unwrap_err();
+        assert_eq!(
+            e.errno,
+            libc::ENOMEM,
+            "more than the whole budget fails at once"
+        );
+        v.resize(0, 1000, &"t").unwrap();
+        assert_eq!(b.used(), 0);
+        let c = Value::copy_of(&[1; 10], &b, &"c").unwrap();
+        assert_eq!(b.used(), 10);
+        drop(c);
+        drop(v);
+        assert_eq!(b.used(), 0);
+    }
+}
