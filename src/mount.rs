@@ -649,7 +649,14 @@ impl PidFile {
 
 impl Drop for PidFile {
     fn drop(&mut self) {
-        if let Some(path) = &self.0 {
+        let Some(path) = &self.0 else {
+            return;
+        };
+        // Device numbers are reused: a newer mount with the same one may have written its own
+        // pid file meanwhile, which `unmount` of that mount needs.
+        let ours = std::fs::read_to_string(path)
+            .is_ok_and(|text| text.lines().next() == Some(std::process::id().to_string().as_str()));
+        if ours {
             let _ = std::fs::remove_file(path);
         }
     }

@@ -524,19 +524,28 @@ fn sh_holding(m: &TestMount, fd: std::os::fd::RawFd, script: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// A file still being written (open, never flushed) is listed with its size, and once closed it
-/// is listed exactly once (from the store).
+/// A new file still being written (open, never flushed) is listed, as created: empty, since
+/// readers see only committed values; its writer sees its own size through fstat. Once closed
+/// it is listed exactly once (from the store) with its whole size.
 fn listing_shows_files_being_written(m: &mut TestMount) {
     write_file(&m.path("0100"), b"committed");
     let mut f = fs::File::create(m.path("beef")).unwrap();
     f.write_all(&bytes(7, 1234)).unwrap();
+    assert_eq!(f.metadata().unwrap().len(), 1234, "the writer's fstat");
+    // Read in this process: a child that inherits the descriptor closes it when it exits,
+    // and that close (a FUSE flush) commits the file.
+    assert_eq!(
+        read_file(&m.path("beef")),
+        b"",
+        "a reader sees nothing uncommitted"
+    );
     let ls = sh_holding(m, f.as_raw_fd(), "ls -l \"$MNT\"");
     let line = ls
         .lines()
         .find(|l| l.ends_with(" beef"))
         .unwrap_or_else(|| panic!("beef missing from ls -l while open:\n{ls}"));
     let fields: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(fields[4], "1234", "{line}");
+    assert_eq!(fields[4], "0", "{line}");
     assert_eq!(
         ls.lines().filter(|l| l.ends_with(" beef")).count(),
         1,
@@ -550,6 +559,8 @@ fn listing_shows_files_being_written(m: &mut TestMount) {
         "{names}"
     );
     assert_eq!(read_file(&m.path("beef")), bytes(7, 1234));
+    let ls = m.sh("ls -l \"$MNT\"/beef");
+    assert_eq!(ls.split_whitespace().nth(4), Some("1234"), "{ls}");
 }
 
 macro_rules! mount_suite {

@@ -25,6 +25,9 @@ pub struct Attr {
     pub nlink: u32,
     pub uid: u32,
     pub gid: u32,
+    /// The file has writers open: what it shows may differ by caller (a writer sees its own
+    /// size) and change at any moment, so the kernel must not cache it.
+    pub volatile: bool,
 }
 
 /// A time given to setattr: a moment, or "now" (touch without -d).

@@ -27,6 +27,7 @@ impl ChunkFs {
         ino: u64,
         node: Arc<Node>,
         flags: i32,
+        pid: u32,
         buf: Option<Value>,
     ) -> u64 {
         let fh = self.new_fh();
@@ -37,6 +38,7 @@ impl ChunkFs {
         }
         let handle = Handle {
             ino,
+            pid,
             node,
             write,
             append: flags & libc::O_APPEND != 0,
@@ -55,7 +57,7 @@ impl ChunkFs {
     }
 
     /// Opens an inode that has a node or a chunk (`flags` are open(2) flags).
-    pub(super) fn open_ino(&self, ino: u64, name: &OsStr, flags: i32) -> FsResult<u64> {
+    pub(super) fn open_ino(&self, ino: u64, name: &OsStr, flags: i32, pid: u32) -> FsResult<u64> {
         let acc = flags & libc::O_ACCMODE;
         let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
         if write {
@@ -74,7 +76,7 @@ impl ChunkFs {
                 self.load_prefetched(&node, key);
             }
         }
-        Ok(self.add_handle(ino, node, flags, buf))
+        Ok(self.add_handle(ino, node, flags, pid, buf))
     }
 
     /// Opening a chunk for reading: when read-ahead has its value (or fetches it now with the
@@ -102,15 +104,15 @@ impl ChunkFs {
         }
     }
 
-    /// open.
-    pub fn open(&self, ino: u64, flags: i32) -> FsResult<u64> {
+    /// open, by process `pid`.
+    pub fn open(&self, ino: u64, flags: i32, pid: u32) -> FsResult<u64> {
         if ino == ROOT_INO {
             return Err(FsError::new(libc::EISDIR, "open: the root is a directory"));
         }
         let name = self
             .name_of(ino)
             .ok_or_else(|| FsError::not_found(format!("inode {ino}")))?;
-        self.open_ino(ino, &name, flags)
+        self.open_ino(ino, &name, flags, pid)
     }
 
     /// The whole value of `key` from the store, reserved in the budget before it is fetched
@@ -400,7 +402,7 @@ impl ChunkFs {
         } else {
             libc::O_WRONLY
         };
-        let fh = self.open_ino(ino, name, flags)?;
+        let fh = self.open_ino(ino, name, flags, 0)?;
         let h = self.handle(fh)?;
         let result = self.truncate_handle(&h, size).and_then(|()| self.flush(fh));
         drop(h);

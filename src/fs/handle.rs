@@ -26,6 +26,8 @@ pub enum View {
 /// One open(2) of a file.
 pub struct Handle {
     pub ino: u64,
+    /// The process that opened it.
+    pub pid: u32,
     pub node: Arc<Node>,
     pub write: bool,
     pub append: bool,

@@ -318,6 +318,7 @@ impl ChunkFs {
             nlink: 2,
             uid: self.cfg.uid,
             gid: self.cfg.gid,
+            volatile: false,
         }
     }
 
@@ -331,6 +332,7 @@ impl ChunkFs {
             nlink: 1,
             uid: self.cfg.uid,
             gid: self.cfg.gid,
+            volatile: false,
         }
     }
 
@@ -377,14 +379,16 @@ impl ChunkFs {
             let hs = h.st.lock();
             if let Some(buf) = &hs.buf {
                 let mtime = hs.mtime.unwrap_or_else(SystemTime::now);
-                return Ok(self.file_attr(ino, buf.len() as u64, mtime));
+                let mut attr = self.file_attr(ino, buf.len() as u64, mtime);
+                attr.volatile = true;
+                return Ok(attr);
             }
         }
         let key = match name::classify(name) {
             Name::Chunk(key) => Some(key),
             _ => None,
         };
-        let (size, mtime) = {
+        let (size, mtime, volatile) = {
             let st = node.state.lock();
             let local = st.is_local(key.is_none());
             let size = match file::local_size(&st) {
@@ -397,7 +401,7 @@ impl ChunkFs {
             } else {
                 None
             };
-            (size, mtime)
+            (size, mtime, st.writers > 0)
         };
         let size = match (size, &key) {
             (Some(size), _) => size,
@@ -411,7 +415,24 @@ impl ChunkFs {
             (None, Some(key)) => self.chunk_mtime(key, name)?,
             (None, None) => self.started,
         };
-        Ok(self.file_attr(ino, size, mtime))
+        let mut attr = self.file_attr(ino, size, mtime);
+        attr.volatile = volatile;
+        Ok(attr)
+    }
+
+    /// The handle through which `pid` writes to `ino` (the most recent, if several): a process
+    /// sees its own uncommitted writes in stat, everyone else the committed value.
+    fn writer_of(&self, ino: u64, pid: u32) -> Option<Arc<Handle>> {
+        let t = self.tables();
+        let writers = t.nodes.get(&ino)?.node.state.lock().writers;
+        if writers == 0 {
+            return None;
+        }
+        t.handles
+            .iter()
+            .filter(|(_, h)| h.write && h.ino == ino && h.pid == pid)
+            .max_by_key(|(fh, _)| **fh)
+            .map(|(_, h)| h.clone())
     }
 
     /// The attributes of `ino` under its current name.
@@ -436,8 +457,9 @@ impl ChunkFs {
         }
     }
 
-    /// getattr (`fh`: the handle of an fstat; a handle that has written sees its own value).
-    pub fn getattr(&self, ino: u64, fh: Option<u64>) -> FsResult<Attr> {
+    /// getattr, asked by process `pid` (`fh`: a handle the kernel names, as for ftruncate): a
+    /// process that writes the file sees its own value, everyone else the committed one.
+    pub fn getattr(&self, ino: u64, fh: Option<u64>, pid: u32) -> FsResult<Attr> {
         if ino == ROOT_INO {
             return Ok(self.root_attr());
         }
@@ -446,7 +468,8 @@ impl ChunkFs {
             .ok_or_else(|| FsError::not_found(format!("inode {ino}")))?;
         let writer = fh
             .and_then(|fh| self.handle(fh).ok())
-            .filter(|h| h.write && h.ino == ino);
+            .filter(|h| h.write && h.ino == ino)
+            .or_else(|| self.writer_of(ino, pid));
         self.attr_with(ino, &name, writer.as_deref())
     }
 

@@ -25,7 +25,7 @@ impl ChunkFs {
     /// lookup: the attributes of `name`, giving it an inode number and counting one kernel
     /// lookup on it (released by `forget`). The count is taken under the same lock as the
     /// number, so a forget racing with this reply cannot drop the number handed out.
-    pub fn lookup(&self, parent: u64, name: &OsStr) -> FsResult<Attr> {
+    pub fn lookup(&self, parent: u64, name: &OsStr, pid: u32) -> FsResult<Attr> {
         self.check_parent(parent)?;
         match name::classify(name) {
             Name::Invalid(reason) => {
@@ -40,7 +40,8 @@ impl ChunkFs {
                         .filter(|ino| t.nodes.contains_key(ino))
                 };
                 let ino = ino.ok_or_else(|| FsError::not_found(name.to_string_lossy()))?;
-                let attr = self.attr_of(ino, name)?;
+                let writer = self.writer_of(ino, pid);
+                let attr = self.attr_with(ino, name, writer.as_deref())?;
                 let mut t = self.tables();
                 if t.inodes.ino_of(name) != Some(ino) || !t.nodes.contains_key(&ino) {
                     return Err(FsError::not_found(name.to_string_lossy()));
@@ -52,7 +53,8 @@ impl ChunkFs {
                 let known = self.tables().inodes.ino_of(name);
                 let node = known.and_then(|ino| Some((ino, self.node_of(ino)?)));
                 let mut attr = if let Some((ino, node)) = node {
-                    self.node_attr(ino, &node, name, None)?
+                    let writer = self.writer_of(ino, pid);
+                    self.node_attr(ino, &node, name, writer.as_deref())?
                 } else {
                     let size = self
                         .chunk_size(&key, name)?
@@ -81,7 +83,7 @@ impl ChunkFs {
 
     /// create: makes `name` (a new empty file, dirty so that close stores a 0-byte chunk) and
     /// opens it; an existing file is opened instead (EEXIST with O_EXCL).
-    pub fn create(&self, parent: u64, name: &OsStr, flags: i32) -> FsResult<(Attr, u64)> {
+    pub fn create(&self, parent: u64, name: &OsStr, flags: i32, pid: u32) -> FsResult<(Attr, u64)> {
         self.check_parent(parent)?;
         self.check_writable("create")?;
         if let Name::Invalid(reason) = name::classify(name) {
@@ -96,7 +98,7 @@ impl ChunkFs {
         }
         // The reply hands the kernel an entry: one lookup, undone if this fails.
         let ino = self.tables().inodes.lookup(name);
-        let result = self.create_ino(ino, name, flags, exists);
+        let result = self.create_ino(ino, name, flags, exists, pid);
         if result.is_err() {
             self.forget(ino, 1);
         }
@@ -109,9 +111,10 @@ impl ChunkFs {
         name: &OsStr,
         flags: i32,
         exists: bool,
+        pid: u32,
     ) -> FsResult<(Attr, u64)> {
         let fh = if exists {
-            self.open_ino(ino, name, flags)?
+            self.open_ino(ino, name, flags, pid)?
         } else {
             let chunk = matches!(name::classify(name), Name::Chunk(_));
             let (node, created) = self.acquire_node(ino, || Node::created(ino, chunk));
@@ -126,9 +129,10 @@ impl ChunkFs {
                 self.attrs.forget(&key);
             }
             // Dirty and empty, so that closing it stores a 0-byte chunk (`touch`).
-            self.add_handle(ino, node, flags, Some(Value::empty(&self.budget)))
+            self.add_handle(ino, node, flags, pid, Some(Value::empty(&self.budget)))
         };
-        match self.attr_of(ino, name) {
+        let writer = self.handle(fh).ok();
+        match self.attr_with(ino, name, writer.as_deref()) {
             Ok(attr) => Ok((attr, fh)),
             Err(e) => {
                 let _ = self.release(fh);

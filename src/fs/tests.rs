@@ -45,7 +45,7 @@ const CREATE: i32 = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC;
 
 /// Writes a whole file like `cp`: create, write, flush (close), release.
 fn put(fs: &ChunkFs, name: &str, data: &[u8]) -> FsResult<()> {
-    let (_, fh) = fs.create(ROOT_INO, n(name), CREATE)?;
+    let (_, fh) = fs.create(ROOT_INO, n(name), CREATE, 0)?;
     for (i, part) in data.chunks(4096).enumerate() {
         fs.write(fh, (i * 4096) as u64, part)?;
     }
@@ -56,8 +56,8 @@ fn put(fs: &ChunkFs, name: &str, data: &[u8]) -> FsResult<()> {
 
 /// Reads a whole file through open/read/release, 1000 bytes at a time.
 fn cat(fs: &ChunkFs, name: &str) -> FsResult<Vec<u8>> {
-    let attr = fs.lookup(ROOT_INO, n(name))?;
-    let fh = fs.open(attr.ino, libc::O_RDONLY)?;
+    let attr = fs.lookup(ROOT_INO, n(name), 0)?;
+    let fh = fs.open(attr.ino, libc::O_RDONLY, 0)?;
     let mut out = Vec::new();
     loop {
         let part = fs.read(fh, out.len() as u64, 1000)?;
@@ -107,7 +107,7 @@ fn write_then_read_back() {
     put(&fs, "abcd", &data).unwrap();
     assert_eq!(store.get_chunk(&[0xab, 0xcd]).unwrap().unwrap(), data);
     assert_eq!(cat(&fs, "abcd").unwrap(), data);
-    assert_eq!(fs.lookup(ROOT_INO, n("abcd")).unwrap().size, 100_000);
+    assert_eq!(fs.lookup(ROOT_INO, n("abcd"), 0).unwrap().size, 100_000);
     assert_eq!(fs.memory_in_use(), 0, "closed files hold no memory");
 }
 
@@ -116,8 +116,8 @@ fn ranged_reads_at_offsets() {
     let store = mem();
     store.set_chunk(&[1], b"0123456789").unwrap();
     let fs = fs_over(store);
-    let ino = fs.lookup(ROOT_INO, n("01")).unwrap().ino;
-    let fh = fs.open(ino, libc::O_RDONLY).unwrap();
+    let ino = fs.lookup(ROOT_INO, n("01"), 0).unwrap().ino;
+    let fh = fs.open(ino, libc::O_RDONLY, 0).unwrap();
     assert_eq!(fs.read(fh, 3, 4).unwrap(), b"3456");
     assert_eq!(fs.read(fh, 8, 100).unwrap(), b"89");
     assert_eq!(fs.read(fh, 50, 10).unwrap(), b"");
@@ -129,31 +129,31 @@ fn overwrite_in_the_middle_append_and_truncate() {
     let store = mem();
     store.set_chunk(&[2], b"hello world").unwrap();
     let fs = fs_over(store.clone());
-    let ino = fs.lookup(ROOT_INO, n("02")).unwrap().ino;
+    let ino = fs.lookup(ROOT_INO, n("02"), 0).unwrap().ino;
 
     // dd conv=notrunc: open without O_TRUNC, write in the middle.
-    let fh = fs.open(ino, libc::O_WRONLY).unwrap();
+    let fh = fs.open(ino, libc::O_WRONLY, 0).unwrap();
     fs.write(fh, 6, b"WORLD").unwrap();
     fs.flush(fh).unwrap();
     fs.release(fh).unwrap();
     assert_eq!(store.get_chunk(&[2]).unwrap().unwrap(), b"hello WORLD");
 
     // >> : O_APPEND writes at the end whatever the offset says.
-    let fh = fs.open(ino, libc::O_WRONLY | libc::O_APPEND).unwrap();
+    let fh = fs.open(ino, libc::O_WRONLY | libc::O_APPEND, 0).unwrap();
     fs.write(fh, 0, b"!!").unwrap();
     fs.release(fh).unwrap(); // release alone commits too
     assert_eq!(store.get_chunk(&[2]).unwrap().unwrap(), b"hello WORLD!!");
 
     // ftruncate on an open file, then grow with zeros.
-    let fh = fs.open(ino, libc::O_RDWR).unwrap();
+    let fh = fs.open(ino, libc::O_RDWR, 0).unwrap();
     fs.setattr(ino, Some(fh), Some(5), None).unwrap();
     assert_eq!(
-        fs.getattr(ino, Some(fh)).unwrap().size,
+        fs.getattr(ino, Some(fh), 0).unwrap().size,
         5,
         "the writer sees its value"
     );
     assert_eq!(
-        fs.getattr(ino, None).unwrap().size,
+        fs.getattr(ino, None, 99).unwrap().size,
         13,
         "others: the committed one"
     );
@@ -167,7 +167,7 @@ fn overwrite_in_the_middle_append_and_truncate() {
 
     // O_TRUNC alone (": > file") empties a chunk.
     store.set_chunk(&[2], b"xyz").unwrap();
-    let fh = fs.open(ino, libc::O_WRONLY | libc::O_TRUNC).unwrap();
+    let fh = fs.open(ino, libc::O_WRONLY | libc::O_TRUNC, 0).unwrap();
     fs.flush(fh).unwrap();
     fs.release(fh).unwrap();
     assert_eq!(store.get_chunk(&[2]).unwrap().unwrap(), b"");
@@ -178,7 +178,7 @@ fn touch_makes_an_empty_chunk_and_sets_mtimes() {
     let store = mem();
     let fs = fs_over(store.clone());
     let (attr, fh) = fs
-        .create(ROOT_INO, n("0a0b"), libc::O_WRONLY | libc::O_CREAT)
+        .create(ROOT_INO, n("0a0b"), libc::O_WRONLY | libc::O_CREAT, 0)
         .unwrap();
     assert_eq!(attr.size, 0);
     assert_eq!(attr.perm, 0o644);
@@ -192,10 +192,10 @@ fn touch_makes_an_empty_chunk_and_sets_mtimes() {
     fs.setattr(attr.ino, None, None, Some(SetTime::At(when)))
         .unwrap();
     assert_eq!(store.mtime(&[0x0a, 0x0b]).unwrap(), Some(when));
-    assert_eq!(fs.getattr(attr.ino, None).unwrap().mtime, when);
+    assert_eq!(fs.getattr(attr.ino, None, 0).unwrap().mtime, when);
 
     // cp -p: futimens while the data is still buffered; the mtime survives the commit.
-    let (attr, fh) = fs.create(ROOT_INO, n("0c"), CREATE).unwrap();
+    let (attr, fh) = fs.create(ROOT_INO, n("0c"), CREATE, 0).unwrap();
     fs.write(fh, 0, b"data").unwrap();
     fs.setattr(attr.ino, Some(fh), None, Some(SetTime::At(when)))
         .unwrap();
@@ -204,7 +204,9 @@ fn touch_makes_an_empty_chunk_and_sets_mtimes() {
     assert_eq!(store.mtime(&[0x0c]).unwrap(), Some(when));
 
     // A later write moves the mtime on.
-    let fh = fs.open(attr.ino, libc::O_WRONLY | libc::O_APPEND).unwrap();
+    let fh = fs
+        .open(attr.ino, libc::O_WRONLY | libc::O_APPEND, 0)
+        .unwrap();
     fs.write(fh, 0, b"more").unwrap();
     fs.release(fh).unwrap();
     assert!(store.mtime(&[0x0c]).unwrap().unwrap() > when);
@@ -214,9 +216,9 @@ fn touch_makes_an_empty_chunk_and_sets_mtimes() {
 fn invalid_names_are_refused() {
     let fs = fs_over(mem());
     for bad in ["hello", "ABCD", "abc", "0", "zz", "ab cd"] {
-        let e = fs.create(ROOT_INO, n(bad), CREATE).unwrap_err();
+        let e = fs.create(ROOT_INO, n(bad), CREATE, 0).unwrap_err();
         assert_eq!(e.errno, libc::EINVAL, "create {bad}");
-        let e = fs.lookup(ROOT_INO, n(bad)).unwrap_err();
+        let e = fs.lookup(ROOT_INO, n(bad), 0).unwrap_err();
         assert_eq!(e.errno, libc::ENOENT, "lookup {bad}");
     }
     put(&fs, "aa", b"x").unwrap();
@@ -226,7 +228,7 @@ fn invalid_names_are_refused() {
     assert_eq!(e.errno, libc::EINVAL);
     assert_eq!(fs.refuse("mkdir", n("d")).errno, libc::EPERM);
     assert_eq!(
-        fs.lookup(ROOT_INO, n("ffff")).unwrap_err().errno,
+        fs.lookup(ROOT_INO, n("ffff"), 0).unwrap_err().errno,
         libc::ENOENT
     );
 }
@@ -244,7 +246,7 @@ fn scratch_files_stay_in_the_daemon_until_renamed() {
     assert!(names(&ls(&fs, false)).contains(&".beef.Xy12ab".into()));
 
     // rsync sets the mtime on the temp file, then renames it into place.
-    let ino = fs.lookup(ROOT_INO, n(".beef.Xy12ab")).unwrap().ino;
+    let ino = fs.lookup(ROOT_INO, n(".beef.Xy12ab"), 0).unwrap().ino;
     let when = SystemTime::UNIX_EPOCH + Duration::new(1_234_567_890, 123_456_789);
     fs.setattr(ino, None, None, Some(SetTime::At(when)))
         .unwrap();
@@ -255,11 +257,11 @@ fn scratch_files_stay_in_the_daemon_until_renamed() {
         b"rsync temp"
     );
     assert_eq!(store.mtime(&[0xbe, 0xef]).unwrap(), Some(when));
-    let attr = fs.lookup(ROOT_INO, n("beef")).unwrap();
+    let attr = fs.lookup(ROOT_INO, n("beef"), 0).unwrap();
     assert_eq!(attr.ino, ino, "the inode follows the rename");
     assert_eq!(attr.mtime, when);
     assert_eq!(
-        fs.lookup(ROOT_INO, n(".beef.Xy12ab")).unwrap_err().errno,
+        fs.lookup(ROOT_INO, n(".beef.Xy12ab"), 0).unwrap_err().errno,
         libc::ENOENT
     );
     assert_eq!(fs.memory_in_use(), 0);
@@ -278,7 +280,7 @@ fn scratch_files_stay_in_the_daemon_until_renamed() {
     fs.unlink(ROOT_INO, n(".other")).unwrap();
     fs.shutdown().unwrap();
     assert_eq!(
-        fs.lookup(ROOT_INO, n(".beef.swp")).unwrap_err().errno,
+        fs.lookup(ROOT_INO, n(".beef.swp"), 0).unwrap_err().errno,
         libc::ENOENT
     );
     assert_eq!(fs.memory_in_use(), 0);
@@ -290,7 +292,7 @@ fn rename_moves_and_replaces_chunks() {
     let fs = fs_over(store.clone());
     put(&fs, "01", b"one").unwrap();
     put(&fs, "02", b"two").unwrap();
-    let ino1 = fs.lookup(ROOT_INO, n("01")).unwrap().ino;
+    let ino1 = fs.lookup(ROOT_INO, n("01"), 0).unwrap().ino;
     let e = fs
         .rename(ROOT_INO, n("01"), ROOT_INO, n("02"), RENAME_NOREPLACE)
         .unwrap_err();
@@ -302,15 +304,15 @@ fn rename_moves_and_replaces_chunks() {
     fs.rename(ROOT_INO, n("01"), ROOT_INO, n("02"), 0).unwrap();
     assert_eq!(store.get_chunk(&[1]).unwrap(), None);
     assert_eq!(store.get_chunk(&[2]).unwrap().unwrap(), b"one");
-    assert_eq!(fs.lookup(ROOT_INO, n("02")).unwrap().ino, ino1);
-    assert_eq!(fs.getattr(ino1, None).unwrap().size, 3);
+    assert_eq!(fs.lookup(ROOT_INO, n("02"), 0).unwrap().ino, ino1);
+    assert_eq!(fs.getattr(ino1, None, 0).unwrap().size, 3);
     let e = fs
         .rename(ROOT_INO, n("01"), ROOT_INO, n("03"), 0)
         .unwrap_err();
     assert_eq!(e.errno, libc::ENOENT);
 
     // A file renamed while open and dirty: its data lands under the new name.
-    let (attr, fh) = fs.create(ROOT_INO, n("10"), CREATE).unwrap();
+    let (attr, fh) = fs.create(ROOT_INO, n("10"), CREATE, 0).unwrap();
     fs.write(fh, 0, b"moving").unwrap();
     fs.rename(ROOT_INO, n("10"), ROOT_INO, n("11"), 0).unwrap();
     fs.write(fh, 6, b"!").unwrap();
@@ -318,7 +320,7 @@ fn rename_moves_and_replaces_chunks() {
     fs.release(fh).unwrap();
     assert_eq!(store.get_chunk(&[0x11]).unwrap().unwrap(), b"moving!");
     assert_eq!(store.get_chunk(&[0x10]).unwrap(), None);
-    assert_eq!(fs.getattr(attr.ino, None).unwrap().size, 7);
+    assert_eq!(fs.getattr(attr.ino, None, 0).unwrap().size, 7);
 }
 
 #[test]
@@ -333,7 +335,7 @@ fn unlink_deletes_and_open_files_do_not_resurrect() {
         libc::ENOENT
     );
 
-    let (_, fh) = fs.create(ROOT_INO, n("02"), CREATE).unwrap();
+    let (_, fh) = fs.create(ROOT_INO, n("02"), CREATE, 0).unwrap();
     fs.write(fh, 0, b"doomed").unwrap();
     fs.unlink(ROOT_INO, n("02")).unwrap();
     fs.flush(fh).unwrap();
@@ -345,7 +347,7 @@ fn unlink_deletes_and_open_files_do_not_resurrect() {
 fn writes_past_the_maximum_are_efbig() {
     let store = mem();
     let fs = fs_over(store);
-    let (attr, fh) = fs.create(ROOT_INO, n("0f"), CREATE).unwrap();
+    let (attr, fh) = fs.create(ROOT_INO, n("0f"), CREATE, 0).unwrap();
     fs.write(fh, MAX - 4, b"1234").unwrap();
     let e = fs.write(fh, MAX - 4, b"12345").unwrap_err();
     assert_eq!(e.errno, libc::EFBIG);
@@ -364,7 +366,7 @@ fn a_failed_commit_reaches_flush_and_fsync() {
     put(&fs, "aa", b"before").unwrap();
 
     failing.fail_writes(true);
-    let (_, fh) = fs.create(ROOT_INO, n("aa"), CREATE).unwrap();
+    let (_, fh) = fs.create(ROOT_INO, n("aa"), CREATE, 0).unwrap();
     fs.write(fh, 0, b"after").unwrap();
     assert_eq!(fs.fsync(fh).unwrap_err().errno, libc::EIO);
     assert_eq!(
@@ -425,7 +427,7 @@ fn readdir_streams_with_stable_offsets() {
             hex::decode(e.name.to_str().unwrap()).unwrap()[0] as u64
         );
         assert_eq!(
-            fs.lookup(ROOT_INO, &e.name).unwrap().ino,
+            fs.lookup(ROOT_INO, &e.name, 0).unwrap().ino,
             e.ino,
             "stable inodes"
         );
@@ -487,9 +489,9 @@ fn the_memory_budget_is_enforced() {
         },
     );
     // A commit needs room for the store's copy too: 4000 + 4000 of 10000.
-    let (_, a) = fs.create(ROOT_INO, n("01"), CREATE).unwrap();
+    let (_, a) = fs.create(ROOT_INO, n("01"), CREATE, 0).unwrap();
     fs.write(a, 0, &[1; 4000]).unwrap();
-    let (_, b) = fs.create(ROOT_INO, n("02"), CREATE).unwrap();
+    let (_, b) = fs.create(ROOT_INO, n("02"), CREATE, 0).unwrap();
     fs.write(b, 0, &[2; 3000]).unwrap();
     assert_eq!(
         fs.write(b, 3000, &[2; 4000]).unwrap_err().errno,
@@ -525,11 +527,14 @@ fn read_only_refuses_changes() {
         },
     );
     assert_eq!(
-        fs.create(ROOT_INO, n("02"), CREATE).unwrap_err().errno,
+        fs.create(ROOT_INO, n("02"), CREATE, 0).unwrap_err().errno,
         libc::EROFS
     );
-    let ino = fs.lookup(ROOT_INO, n("01")).unwrap().ino;
-    assert_eq!(fs.open(ino, libc::O_WRONLY).unwrap_err().errno, libc::EROFS);
+    let ino = fs.lookup(ROOT_INO, n("01"), 0).unwrap().ino;
+    assert_eq!(
+        fs.open(ino, libc::O_WRONLY, 0).unwrap_err().errno,
+        libc::EROFS
+    );
     assert_eq!(fs.unlink(ROOT_INO, n("01")).unwrap_err().errno, libc::EROFS);
     assert_eq!(cat(&fs, "01").unwrap(), b"x");
 }
@@ -703,7 +708,7 @@ fn mutations_between_prefetch_and_open_are_never_served_stale() {
     fs.rename(ROOT_INO, n(&names[4]), ROOT_INO, n("ff00"), 0)
         .unwrap();
     // Truncate by path (setattr without a handle) commits at once.
-    let ino5 = fs.lookup(ROOT_INO, n(&names[5])).unwrap().ino;
+    let ino5 = fs.lookup(ROOT_INO, n(&names[5]), 0).unwrap().ino;
     fs.setattr(ino5, None, Some(10), None).unwrap();
     // A scratch file renamed over a prefetched chunk (rsync's temp file).
     put(&fs, ".tmp", b"from scratch").unwrap();
@@ -713,11 +718,11 @@ fn mutations_between_prefetch_and_open_are_never_served_stale() {
     assert_eq!(cat(&fs, &names[1]).unwrap(), b"rewritten");
     assert_eq!(cat(&fs, &names[2]).unwrap(), files[7].1);
     assert_eq!(
-        fs.lookup(ROOT_INO, n(&names[3])).unwrap_err().errno,
+        fs.lookup(ROOT_INO, n(&names[3]), 0).unwrap_err().errno,
         libc::ENOENT
     );
     assert_eq!(
-        fs.lookup(ROOT_INO, n(&names[4])).unwrap_err().errno,
+        fs.lookup(ROOT_INO, n(&names[4]), 0).unwrap_err().errno,
         libc::ENOENT
     );
     assert_eq!(cat(&fs, "ff00").unwrap(), files[4].1);
@@ -837,7 +842,7 @@ fn read_ahead_stays_within_the_memory_budget() {
     );
     let names = listed(&fs);
     // A writer holds much of the budget meanwhile.
-    let (_, w) = fs.create(ROOT_INO, n("ffff"), CREATE).unwrap();
+    let (_, w) = fs.create(ROOT_INO, n("ffff"), CREATE, 0).unwrap();
     fs.write(w, 0, &vec![1; 52 << 10]).unwrap();
     for (i, name) in names.iter().enumerate().filter(|(_, n)| *n != "ffff") {
         assert_eq!(cat(&fs, name).unwrap(), files[i].1);
@@ -866,26 +871,26 @@ fn forget_drops_an_inode_once_every_lookup_is_forgotten() {
     store.set_chunk(b"\x01", b"one").unwrap();
     let fs = fs_over(store);
     assert_eq!(fs.inode_count(), 1, "only the root");
-    let ino = fs.lookup(ROOT_INO, n("01")).unwrap().ino;
-    assert_eq!(fs.lookup(ROOT_INO, n("01")).unwrap().ino, ino);
+    let ino = fs.lookup(ROOT_INO, n("01"), 0).unwrap().ino;
+    assert_eq!(fs.lookup(ROOT_INO, n("01"), 0).unwrap().ino, ino);
     fs.forget(ino, 1);
     assert_eq!(fs.inode_count(), 2, "one lookup is still held");
-    assert_eq!(fs.getattr(ino, None).unwrap().size, 3);
+    assert_eq!(fs.getattr(ino, None, 0).unwrap().size, 3);
     fs.forget(ino, 1);
     assert_eq!(fs.inode_count(), 1);
-    assert_eq!(fs.getattr(ino, None).unwrap_err().errno, libc::ENOENT);
+    assert_eq!(fs.getattr(ino, None, 0).unwrap_err().errno, libc::ENOENT);
     // A later lookup gets a new number (numbers are never reused); forget(2) drops it at once.
-    let again = fs.lookup(ROOT_INO, n("01")).unwrap().ino;
+    let again = fs.lookup(ROOT_INO, n("01"), 0).unwrap().ino;
     assert!(again > ino);
-    fs.lookup(ROOT_INO, n("01")).unwrap();
+    fs.lookup(ROOT_INO, n("01"), 0).unwrap();
     fs.forget(again, 2);
     assert_eq!(fs.inode_count(), 1);
     // The root and unknown numbers are ignored; the root always answers.
     fs.forget(ROOT_INO, 5);
     fs.forget(12345, 1);
-    assert_eq!(fs.getattr(ROOT_INO, None).unwrap().ino, ROOT_INO);
+    assert_eq!(fs.getattr(ROOT_INO, None, 0).unwrap().ino, ROOT_INO);
     // A failed lookup leaves nothing behind.
-    assert!(fs.lookup(ROOT_INO, n("02")).is_err());
+    assert!(fs.lookup(ROOT_INO, n("02"), 0).is_err());
     assert_eq!(fs.inode_count(), 1);
 }
 
@@ -895,16 +900,16 @@ fn an_open_file_keeps_its_inode_until_release() {
     store.set_chunk(b"\x01", b"one").unwrap();
     let fs = fs_over(store);
     // Forget while open: the release drops it.
-    let ino = fs.lookup(ROOT_INO, n("01")).unwrap().ino;
-    let fh = fs.open(ino, libc::O_RDONLY).unwrap();
+    let ino = fs.lookup(ROOT_INO, n("01"), 0).unwrap().ino;
+    let fh = fs.open(ino, libc::O_RDONLY, 0).unwrap();
     fs.forget(ino, 1);
     assert_eq!(fs.inode_count(), 2);
     assert_eq!(fs.read(fh, 0, 10).unwrap(), b"one");
     fs.release(fh).unwrap();
     assert_eq!(fs.inode_count(), 1);
     // Release before the forget: the forget drops it.
-    let ino = fs.lookup(ROOT_INO, n("01")).unwrap().ino;
-    let fh = fs.open(ino, libc::O_RDONLY).unwrap();
+    let ino = fs.lookup(ROOT_INO, n("01"), 0).unwrap().ino;
+    let fh = fs.open(ino, libc::O_RDONLY, 0).unwrap();
     fs.release(fh).unwrap();
     assert_eq!(fs.inode_count(), 2);
     fs.forget(ino, 1);
@@ -915,13 +920,13 @@ fn an_open_file_keeps_its_inode_until_release() {
 fn a_dirty_file_is_never_dropped_before_its_commit() {
     let store = mem();
     let fs = fs_over(store.clone());
-    let (attr, fh) = fs.create(ROOT_INO, n("0a"), CREATE).unwrap();
+    let (attr, fh) = fs.create(ROOT_INO, n("0a"), CREATE, 0).unwrap();
     fs.write(fh, 0, b"dirty data").unwrap();
     fs.forget(attr.ino, 1);
     assert_eq!(fs.inode_count(), 2, "open and dirty");
-    assert_eq!(fs.getattr(attr.ino, Some(fh)).unwrap().size, 10);
+    assert_eq!(fs.getattr(attr.ino, Some(fh), 0).unwrap().size, 10);
     assert_eq!(
-        fs.getattr(attr.ino, None).unwrap().size,
+        fs.getattr(attr.ino, None, 99).unwrap().size,
         0,
         "others see the new file as created: empty"
     );
@@ -930,7 +935,7 @@ fn a_dirty_file_is_never_dropped_before_its_commit() {
     assert_eq!(fs.inode_count(), 1);
     assert_eq!(store.get_chunk(b"\x0a").unwrap().unwrap(), b"dirty data");
     // A scratch file lives (with its number) as long as its name, forgotten or not.
-    let (attr, fh) = fs.create(ROOT_INO, n(".tmp"), CREATE).unwrap();
+    let (attr, fh) = fs.create(ROOT_INO, n(".tmp"), CREATE, 0).unwrap();
     fs.write(fh, 0, b"scratch").unwrap();
     fs.release(fh).unwrap();
     fs.forget(attr.ino, 1);
@@ -939,12 +944,12 @@ fn a_dirty_file_is_never_dropped_before_its_commit() {
     fs.forget(attr.ino, 1); // cat's lookup
                             // A failed create takes no lookup.
     assert_eq!(
-        fs.create(ROOT_INO, n(".tmp"), CREATE | libc::O_EXCL)
+        fs.create(ROOT_INO, n(".tmp"), CREATE | libc::O_EXCL, 0)
             .unwrap_err()
             .errno,
         libc::EEXIST
     );
-    let ino = fs.lookup(ROOT_INO, n(".tmp")).unwrap().ino;
+    let ino = fs.lookup(ROOT_INO, n(".tmp"), 0).unwrap().ino;
     assert_eq!(ino, attr.ino);
     fs.forget(ino, 1);
     fs.unlink(ROOT_INO, n(".tmp")).unwrap();
@@ -959,31 +964,31 @@ fn forget_after_rename_and_unlink() {
     store.set_chunk(b"\x03", b"three").unwrap();
     let fs = fs_over(store);
     // The number follows the rename, and so does its count.
-    let a = fs.lookup(ROOT_INO, n("01")).unwrap().ino;
-    let b = fs.lookup(ROOT_INO, n("02")).unwrap().ino;
+    let a = fs.lookup(ROOT_INO, n("01"), 0).unwrap().ino;
+    let b = fs.lookup(ROOT_INO, n("02"), 0).unwrap().ino;
     fs.rename(ROOT_INO, n("01"), ROOT_INO, n("02"), 0).unwrap();
     assert_eq!(fs.inode_count(), 3, "the replaced number is still held");
-    assert_eq!(fs.getattr(b, None).unwrap_err().errno, libc::ENOENT);
+    assert_eq!(fs.getattr(b, None, 0).unwrap_err().errno, libc::ENOENT);
     fs.forget(b, 1);
     assert_eq!(fs.inode_count(), 2);
-    assert_eq!(fs.getattr(a, None).unwrap().size, 3);
+    assert_eq!(fs.getattr(a, None, 0).unwrap().size, 3);
     fs.forget(a, 1);
     assert_eq!(fs.inode_count(), 1);
-    let c = fs.lookup(ROOT_INO, n("02")).unwrap().ino;
+    let c = fs.lookup(ROOT_INO, n("02"), 0).unwrap().ino;
     assert!(c > b, "a new number after the forget");
     fs.forget(c, 1);
     // Renaming a name the kernel never looked up leaves nothing behind.
     fs.rename(ROOT_INO, n("02"), ROOT_INO, n("04"), 0).unwrap();
     assert_eq!(fs.inode_count(), 1);
     // Unlinked while held: nameless until forgotten.
-    let d = fs.lookup(ROOT_INO, n("03")).unwrap().ino;
+    let d = fs.lookup(ROOT_INO, n("03"), 0).unwrap().ino;
     fs.unlink(ROOT_INO, n("03")).unwrap();
     assert_eq!(fs.inode_count(), 2);
-    assert_eq!(fs.getattr(d, None).unwrap_err().errno, libc::ENOENT);
+    assert_eq!(fs.getattr(d, None, 0).unwrap_err().errno, libc::ENOENT);
     fs.forget(d, 1);
     assert_eq!(fs.inode_count(), 1);
     // Unlinked after the forget.
-    let e = fs.lookup(ROOT_INO, n("04")).unwrap().ino;
+    let e = fs.lookup(ROOT_INO, n("04"), 0).unwrap().ino;
     fs.forget(e, 1);
     fs.unlink(ROOT_INO, n("04")).unwrap();
     assert_eq!(fs.inode_count(), 1);
@@ -1028,7 +1033,7 @@ fn many_lookups_then_forgets_leave_only_the_root() {
     let fs = fs_over(store);
     let mut inos = Vec::with_capacity(keys.len());
     for k in &keys {
-        inos.push(fs.lookup(ROOT_INO, n(&hex::encode(k))).unwrap().ino);
+        inos.push(fs.lookup(ROOT_INO, n(&hex::encode(k)), 0).unwrap().ino);
     }
     assert_eq!(fs.inode_count(), 100_001);
     for ino in inos {
@@ -1047,9 +1052,9 @@ fn lookups_racing_forgets_never_lose_a_held_number() {
             let fs = fs.clone();
             std::thread::spawn(move || {
                 for _ in 0..2000 {
-                    let ino = fs.lookup(ROOT_INO, n("01")).unwrap().ino;
+                    let ino = fs.lookup(ROOT_INO, n("01"), 0).unwrap().ino;
                     // Held: the number must answer until it is forgotten.
-                    assert_eq!(fs.getattr(ino, None).unwrap().size, 3);
+                    assert_eq!(fs.getattr(ino, None, 0).unwrap().size, 3);
                     fs.forget(ino, 1);
                 }
             })
@@ -1074,7 +1079,7 @@ fn uncommitted_new_files_are_listed_once() {
     let store = mem();
     let fs = fs_over(store.clone());
     put(&fs, "01", b"one").unwrap();
-    let (_, fh) = fs.create(ROOT_INO, n("02"), CREATE).unwrap();
+    let (_, fh) = fs.create(ROOT_INO, n("02"), CREATE, 0).unwrap();
     fs.write(fh, 0, b"not yet stored").unwrap();
     assert_eq!(store.stat(&[2]).unwrap(), None);
     assert_eq!(file_names(&fs, false), ["01", "02"]);
@@ -1083,7 +1088,7 @@ fn uncommitted_new_files_are_listed_once() {
     let attr = e.attr.as_ref().unwrap();
     assert_eq!(attr.size, 0, "listed as created, empty, until committed");
     assert_eq!(attr.ino, e.ino);
-    assert_eq!(fs.getattr(e.ino, Some(fh)).unwrap().size, 14);
+    assert_eq!(fs.getattr(e.ino, Some(fh), 0).unwrap().size, 14);
     // Counted like any readdirplus entry: forgetting them all leaves the open file's number.
     for e in &plus[2..] {
         fs.forget(e.ino, 1);
@@ -1101,17 +1106,17 @@ fn uncommitted_new_files_are_listed_once() {
     assert_eq!(file_names(&fs, false), ["01", "02"]);
 
     // An existing chunk reopened for writing is listed once.
-    let ino = fs.lookup(ROOT_INO, n("01")).unwrap().ino;
-    let fh = fs.open(ino, libc::O_WRONLY | libc::O_TRUNC).unwrap();
+    let ino = fs.lookup(ROOT_INO, n("01"), 0).unwrap().ino;
+    let fh = fs.open(ino, libc::O_WRONLY | libc::O_TRUNC, 0).unwrap();
     fs.write(fh, 0, b"uno!").unwrap();
     assert_eq!(file_names(&fs, false), ["01", "02"]);
-    let (_, fh2) = fs.create(ROOT_INO, n("02"), CREATE).unwrap();
+    let (_, fh2) = fs.create(ROOT_INO, n("02"), CREATE, 0).unwrap();
     assert_eq!(file_names(&fs, true), ["01", "02"]);
     fs.release(fh2).unwrap();
     fs.release(fh).unwrap();
 
     // Unlinked before its commit: gone.
-    let (_, fh) = fs.create(ROOT_INO, n("03"), CREATE).unwrap();
+    let (_, fh) = fs.create(ROOT_INO, n("03"), CREATE, 0).unwrap();
     fs.write(fh, 0, b"doomed").unwrap();
     assert_eq!(file_names(&fs, false), ["01", "02", "03"]);
     fs.unlink(ROOT_INO, n("03")).unwrap();
@@ -1121,7 +1126,7 @@ fn uncommitted_new_files_are_listed_once() {
     assert_eq!(file_names(&fs, false), ["01", "02"]);
 
     // Renamed before its commit: under the new name only.
-    let (_, fh) = fs.create(ROOT_INO, n("04"), CREATE).unwrap();
+    let (_, fh) = fs.create(ROOT_INO, n("04"), CREATE, 0).unwrap();
     fs.write(fh, 0, b"moving").unwrap();
     fs.rename(ROOT_INO, n("04"), ROOT_INO, n("05"), 0).unwrap();
     assert_eq!(file_names(&fs, false), ["01", "02", "05"]);
@@ -1134,7 +1139,7 @@ fn uncommitted_new_files_are_listed_once() {
     assert_eq!(store.get_chunk(&[5]).unwrap().unwrap(), b"moving!");
 
     // Scratch files are still listed, and never as chunks.
-    let (_, fh) = fs.create(ROOT_INO, n(".tmp"), CREATE).unwrap();
+    let (_, fh) = fs.create(ROOT_INO, n(".tmp"), CREATE, 0).unwrap();
     fs.write(fh, 0, b"s").unwrap();
     assert_eq!(file_names(&fs, false), ["01", "02", "05", ".tmp"]);
     fs.release(fh).unwrap();
@@ -1147,8 +1152,8 @@ fn a_commit_during_the_listing_is_listed_once() {
         store.set_chunk(&[0x10 + i], b"x").unwrap();
     }
     let fs = fs_over(store.clone());
-    let (_, early) = fs.create(ROOT_INO, n("00"), CREATE).unwrap();
-    let (_, late) = fs.create(ROOT_INO, n("ff"), CREATE).unwrap();
+    let (_, early) = fs.create(ROOT_INO, n("00"), CREATE, 0).unwrap();
+    let (_, late) = fs.create(ROOT_INO, n("ff"), CREATE, 0).unwrap();
     let dh = fs.opendir(ROOT_INO).unwrap();
     let mut got = Vec::new();
     // Two entries past the dots: the store's listing is open.

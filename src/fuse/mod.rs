@@ -82,6 +82,15 @@ impl FuseAdapter {
         FuseAdapter { core, ttl }
     }
 
+    /// How long the kernel may cache `a`: not at all while the file has writers open.
+    fn ttl_of(&self, a: &Attr) -> Duration {
+        if a.volatile {
+            Duration::ZERO
+        } else {
+            self.ttl
+        }
+    }
+
     fn attr(&self, a: &Attr) -> FileAttr {
         FileAttr {
             ino: INodeNo(a.ino),
@@ -153,9 +162,9 @@ impl fuser::Filesystem for FuseAdapter {
         }
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match guard("lookup", || self.core.lookup(parent.0, name)) {
-            Ok(a) => reply.entry(&self.ttl, &self.attr(&a), Generation(0)),
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match guard("lookup", || self.core.lookup(parent.0, name, req.pid())) {
+            Ok(a) => reply.entry(&self.ttl_of(&a), &self.attr(&a), Generation(0)),
             // A negative entry (inode 0) that the kernel caches for the TTL: `cp` and `rsync`
             // otherwise look a new name up three times before creating it.
             Err(e) if e.errno == libc::ENOENT => {
@@ -168,6 +177,7 @@ impl fuser::Filesystem for FuseAdapter {
                     nlink: 0,
                     uid: 0,
                     gid: 0,
+                    volatile: false,
                 });
                 reply.entry(&self.ttl, &none, Generation(0));
             }
@@ -186,9 +196,11 @@ impl fuser::Filesystem for FuseAdapter {
         });
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        match guard("getattr", || self.core.getattr(ino.0, fh.map(|f| f.0))) {
-            Ok(a) => reply.attr(&self.ttl, &self.attr(&a)),
+    fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        match guard("getattr", || {
+            self.core.getattr(ino.0, fh.map(|f| f.0), req.pid())
+        }) {
+            Ok(a) => reply.attr(&self.ttl_of(&a), &self.attr(&a)),
             Err(e) => reply.error(fail("getattr", e)),
         }
     }
@@ -215,7 +227,7 @@ impl fuser::Filesystem for FuseAdapter {
             self.core
                 .setattr(ino.0, fh.map(|f| f.0), size, mtime.map(time))
         }) {
-            Ok(a) => reply.attr(&self.ttl, &self.attr(&a)),
+            Ok(a) => reply.attr(&self.ttl_of(&a), &self.attr(&a)),
             Err(e) => reply.error(fail("setattr", e)),
         }
     }
@@ -297,8 +309,8 @@ impl fuser::Filesystem for FuseAdapter {
         reply.error(fail("link", self.core.refuse("link", newname)));
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match guard("open", || self.core.open(ino.0, flags.0)) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match guard("open", || self.core.open(ino.0, flags.0, req.pid())) {
             Ok(fh) => reply.opened(FileHandle(fh), FILE_OPEN_FLAGS),
             Err(e) => reply.error(fail("open", e)),
         }
@@ -521,7 +533,7 @@ impl fuser::Filesystem for FuseAdapter {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         _mode: u32,
@@ -529,9 +541,11 @@ impl fuser::Filesystem for FuseAdapter {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        match guard("create", || self.core.create(parent.0, name, flags)) {
+        match guard("create", || {
+            self.core.create(parent.0, name, flags, req.pid())
+        }) {
             Ok((a, fh)) => reply.created(
-                &self.ttl,
+                &self.ttl_of(&a),
                 &self.attr(&a),
                 Generation(0),
                 FileHandle(fh),
