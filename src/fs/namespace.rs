@@ -143,30 +143,37 @@ impl ChunkFs {
 
     /// Before a node loses its name (unlink, or replaced by a rename): its open handles keep
     /// reading its bytes, so the committed value is loaded for them (within the memory budget:
-    /// EBUSY, with a log line, when it does not fit). The caller holds the node's gate.
-    fn detach(&self, node: &Node, name: &OsStr) -> FsResult<()> {
+    /// EBUSY, with a log line, when it does not fit). The caller holds the node's gate; once
+    /// the store change succeeded it marks the node detached.
+    fn keep_for_open_handles(&self, node: &Node, name: &OsStr) -> FsResult<()> {
         let open = self.tables().nodes.get(&node.ino).map_or(0, |e| e.open);
-        let needs_value = open > 0 && node.state.lock().value.is_none();
-        if needs_value {
-            if let Name::Chunk(key) = name::classify(name) {
-                let local = node.state.lock().is_local(false);
-                if !local {
-                    let value = self.fetch(&key).map_err(|e| {
-                        log::warn!(
-                            "{name:?} is open and its value cannot be kept for its readers \
-                             ({e}): not removed (EBUSY)"
-                        );
-                        FsError::new(libc::EBUSY, format!("{name:?}: busy")).logged()
-                    })?;
-                    let value = value.unwrap_or_else(|| Value::empty(&self.budget));
-                    node.state.lock().value = Some(Arc::new(value));
-                }
-            }
+        let needed = {
+            let st = node.state.lock();
+            open > 0 && st.value.is_none() && !st.is_local(false)
+        };
+        let Name::Chunk(key) = name::classify(name) else {
+            return Ok(());
+        };
+        if !needed {
+            return Ok(());
         }
+        let value = self.fetch(&key).map_err(|e| {
+            log::warn!(
+                "{name:?} is open and its value cannot be kept for its readers ({e}): not \
+                 removed (EBUSY)"
+            );
+            FsError::new(libc::EBUSY, format!("{name:?}: busy")).logged()
+        })?;
+        let value = value.unwrap_or_else(|| Value::empty(&self.budget));
+        node.state.lock().value = Some(Arc::new(value));
+        Ok(())
+    }
+
+    /// The node lost its name: it lives on, in the daemon only, for its open handles.
+    fn mark_detached(node: &Node) {
         let mut st = node.state.lock();
         st.detached = true;
         st.new_chunk = false;
-        Ok(())
     }
 
     /// unlink: deletes the chunk (or drops the scratch file). Handles that still have it open
@@ -182,29 +189,21 @@ impl ChunkFs {
         let ino = self.tables().inodes.ino_of(name);
         let node = ino.and_then(|ino| self.node_of(ino));
         let _gate = node.as_ref().map(|n| n.gate.write());
-        let was_new = node.as_ref().is_some_and(|n| n.state.lock().new_chunk);
         if let Some(node) = &node {
-            self.detach(node, name)?;
+            self.keep_for_open_handles(node, name)?;
         }
         let deleted = match &class {
             Name::Chunk(key) => {
                 self.attrs.forget(key);
                 let deleted = self.store.delete(key);
                 self.readahead.invalidate(key);
-                match deleted {
-                    Ok(d) => d,
-                    Err(e) => {
-                        if let Some(node) = &node {
-                            let mut st = node.state.lock();
-                            st.detached = false;
-                            st.new_chunk = was_new;
-                        }
-                        return Err(FsError::store("unlink", name.to_string_lossy(), e));
-                    }
-                }
+                deleted.map_err(|e| FsError::store("unlink", name.to_string_lossy(), e))?
             }
             _ => false,
         };
+        if let Some(node) = &node {
+            Self::mark_detached(node);
+        }
         let mut t = self.tables();
         let removed = t.inodes.remove(name);
         if let Some(ino) = removed {
@@ -288,7 +287,7 @@ impl ChunkFs {
         let _src_gate = src_node.as_ref().map(|n| n.gate.write());
         let _dst_gate = dst_node.as_ref().map(|n| n.gate.write());
         if let Some(node) = &dst_node {
-            self.detach(node, to)?;
+            self.keep_for_open_handles(node, to)?;
         }
         match (src, dst) {
             (Name::Chunk(k_from), Name::Chunk(k_to)) => {
@@ -333,6 +332,9 @@ impl ChunkFs {
             }
             (Name::Scratch, Name::Scratch) => {}
             _ => unreachable!("invalid names and chunk -> scratch were refused above"),
+        }
+        if let Some(node) = &dst_node {
+            Self::mark_detached(node);
         }
         self.move_name(from, to);
         self.invalidate_kernel(ino);

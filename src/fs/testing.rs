@@ -9,10 +9,11 @@ use std::time::SystemTime;
 use crate::store::{ChunkList, Cloudstore, RawChunk, Result, SpaceInfo, StoreError};
 
 /// Wraps a store; while `fail_writes` is on, every write (set, batch set, rename, delete,
-/// set_mtime) fails with EIO.
+/// set_mtime) fails with EIO; while `panic_writes` is on, it panics.
 pub struct FailingStore {
     inner: Arc<dyn Cloudstore>,
     fail_writes: AtomicBool,
+    panic_writes: AtomicBool,
 }
 
 impl FailingStore {
@@ -21,7 +22,13 @@ impl FailingStore {
         FailingStore {
             inner,
             fail_writes: AtomicBool::new(false),
+            panic_writes: AtomicBool::new(false),
         }
+    }
+
+    /// While on, every write panics instead (a bug in a backend or a library under it).
+    pub fn panic_writes(&self, on: bool) {
+        self.panic_writes.store(on, Ordering::SeqCst);
     }
 
     /// Turns write failures on or off.
@@ -30,6 +37,12 @@ impl FailingStore {
     }
 
     fn check(&self, op: &'static str, key: &[u8]) -> Result<()> {
+        if self.panic_writes.load(Ordering::SeqCst) {
+            panic!(
+                "injected panic in {op} of {} (FailingStore)",
+                hex::encode(key)
+            );
+        }
         if self.fail_writes.load(Ordering::SeqCst) {
             return Err(StoreError::backend(
                 self.inner.backend(),

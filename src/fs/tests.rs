@@ -1196,3 +1196,31 @@ fn a_commit_during_the_listing_is_listed_once() {
     fs.release(early).unwrap();
     fs.release(late).unwrap();
 }
+
+#[test]
+fn a_panic_in_the_store_fails_that_commit_and_nothing_else() {
+    let inner = mem();
+    let failing = Arc::new(FailingStore::new(inner.clone()));
+    let fs = Arc::new(fs_over(failing.clone()));
+    put(&fs, "aa", b"before").unwrap();
+    failing.panic_writes(true);
+    let (_, fh) = fs.create(ROOT_INO, n("aa"), CREATE, 0).unwrap();
+    fs.write(fh, 0, b"after").unwrap();
+    assert_eq!(fs.flush(fh).unwrap_err().errno, libc::EIO);
+    fs.release(fh).unwrap();
+    failing.panic_writes(false);
+    assert_eq!(inner.get_chunk(&[0xaa]).unwrap().unwrap(), b"before");
+    // The committer is not stuck, from this thread or others.
+    let threads: Vec<_> = (0..4u8)
+        .map(|i| {
+            let fs = fs.clone();
+            std::thread::spawn(move || put(&fs, &format!("b{i}"), &[i; 100]))
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap().unwrap();
+    }
+    put(&fs, "aa", b"after").unwrap();
+    assert_eq!(inner.get_chunk(&[0xaa]).unwrap().unwrap(), b"after");
+    assert_eq!(fs.memory_in_use(), 0);
+}

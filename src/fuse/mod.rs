@@ -555,3 +555,16 @@ impl fuser::Filesystem for FuseAdapter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_in_the_core_is_answered_with_eio() {
+        let e = guard("read", || -> Result<(), FsError> { panic!("boom") }).unwrap_err();
+        assert_eq!(e.errno, libc::EIO);
+        assert!(e.logged);
+        assert_eq!(guard("read", || Ok(7)).unwrap(), 7);
+    }
+}

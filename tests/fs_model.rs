@@ -1,0 +1,648 @@
+//! A model test of the filesystem core (in the style of mountpoint-s3's reftests): random
+//! sequences of operations over several handles and names, with injected store failures and
+//! writes past the maximum chunk size, run against the real core over the memory store and over
+//! LevelDB on disk, and compared after every step with a small reference model of the rule the
+//! core promises:
+//!
+//! - after close() returns 0 the chunk holds exactly what that handle wrote; if anything failed,
+//!   close() says so and the chunk holds what it held before;
+//! - each handle opened for writing builds its own value (from the committed one, unless
+//!   O_TRUNC); others keep seeing the last committed value; a reader keeps the version it began
+//!   reading;
+//! - a failed write (EFBIG), fetch or commit poisons the handle: it fails from then on and
+//!   commits nothing;
+//! - rename moves a chunk (open handles follow it); unlink and rename-over leave open handles
+//!   reading the bytes they had.
+//!
+//! `PROPTEST_CASES` sets the number of cases (default 256 here).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+
+use cloudstore_fs::config::{Backend, Config};
+use cloudstore_fs::fs::testing::FailingStore;
+use cloudstore_fs::fs::{ChunkFs, FsConfig, ReadAheadConfig, ROOT_INO};
+use cloudstore_fs::store::{self, memory::MemoryStore, Cloudstore};
+
+/// The maximum chunk size of the model runs: small, so that EFBIG is reached often.
+const MAX: u64 = 48 << 10;
+/// The names the operations pick from.
+const NAMES: [&str; 3] = ["0a", "0b", "0c"];
+/// Handle slots.
+const SLOTS: usize = 4;
+/// The process the model's handles belong to; stat as "another process" uses another pid.
+const PID: u32 = 100;
+const OTHER_PID: u32 = 200;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Open {
+        slot: usize,
+        name: usize,
+        write: bool,
+        create: bool,
+        trunc: bool,
+        append: bool,
+    },
+    Write {
+        slot: usize,
+        offset: u64,
+        len: usize,
+        seed: u8,
+    },
+    Read {
+        slot: usize,
+        offset: u64,
+        len: u32,
+    },
+    Truncate {
+        slot: usize,
+        size: u64,
+    },
+    Flush {
+        slot: usize,
+    },
+    Fsync {
+        slot: usize,
+    },
+    Close {
+        slot: usize,
+    },
+    Rename {
+        from: usize,
+        to: usize,
+    },
+    Unlink {
+        name: usize,
+    },
+    FailWrites(bool),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let slot = 0..SLOTS;
+    let name = 0..NAMES.len();
+    // Offsets and sizes cluster around small values and the maximum (EFBIG).
+    let offset = prop_oneof![4 => 0u64..4096, 1 => (MAX - 4096)..(MAX + 4096)];
+    let len = prop_oneof![4 => 0usize..5000, 1 => 5000usize..20000];
+    prop_oneof![
+        4 => (slot.clone(), name.clone(), any::<bool>(), any::<bool>(), any::<bool>(), prop::bool::weighted(0.2))
+            .prop_map(|(slot, name, write, create, trunc, append)| Op::Open { slot, name, write, create, trunc, append }),
+        6 => (slot.clone(), offset.clone(), len, any::<u8>())
+            .prop_map(|(slot, offset, len, seed)| Op::Write { slot, offset, len, seed }),
+        4 => (slot.clone(), offset.clone(), 0u32..20000)
+            .prop_map(|(slot, offset, len)| Op::Read { slot, offset, len }),
+        1 => (slot.clone(), offset).prop_map(|(slot, size)| Op::Truncate { slot, size }),
+        2 => slot.clone().prop_map(|slot| Op::Flush { slot }),
+        1 => slot.clone().prop_map(|slot| Op::Fsync { slot }),
+        3 => slot.prop_map(|slot| Op::Close { slot }),
+        1 => (name.clone(), name.clone()).prop_map(|(from, to)| Op::Rename { from, to }),
+        1 => name.prop_map(|name| Op::Unlink { name }),
+        1 => prop::bool::weighted(0.3).prop_map(Op::FailWrites),
+    ]
+}
+
+fn data(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| seed.wrapping_add((i % 251) as u8))
+        .collect()
+}
+
+// ---- the reference model ----
+
+/// A file as the model knows it while something refers to it.
+#[derive(Debug, Clone)]
+struct Inode {
+    name: Option<String>,
+    /// Created in the daemon and never committed: exists only while open, empty to others.
+    new: bool,
+    /// The bytes handles read once the name is gone (unlink, replaced by rename).
+    frozen: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone)]
+struct MHandle {
+    fh: u64,
+    inode: usize,
+    write: bool,
+    append: bool,
+    view: Option<Vec<u8>>,
+    buf: Option<Vec<u8>>,
+    dirty: bool,
+    poisoned: Option<i32>,
+}
+
+#[derive(Debug, Default)]
+struct Model {
+    store: BTreeMap<String, Vec<u8>>,
+    inodes: Vec<Inode>,
+    /// Live inodes by name (those with open handles).
+    names: BTreeMap<String, usize>,
+    slots: [Option<MHandle>; SLOTS],
+    fail_writes: bool,
+}
+
+impl Model {
+    fn exists(&self, name: &str) -> bool {
+        self.store.contains_key(name) || self.names.contains_key(name)
+    }
+
+    /// What a handle that has not written reads now from `inode`.
+    fn committed(&self, inode: usize) -> Vec<u8> {
+        let i = &self.inodes[inode];
+        if let Some(f) = &i.frozen {
+            return f.clone();
+        }
+        if i.new {
+            return Vec::new();
+        }
+        let name = i.name.as_ref().expect("a live inode has a name");
+        self.store.get(name).cloned().unwrap_or_default()
+    }
+
+    fn live_handles(&self, inode: usize) -> usize {
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|h| h.inode == inode)
+            .count()
+    }
+
+    /// Drops an inode that no handle refers to any more.
+    fn gc(&mut self, inode: usize) {
+        if self.live_handles(inode) > 0 {
+            return;
+        }
+        if let Some(name) = self.inodes[inode].name.clone() {
+            if self.names.get(&name) == Some(&inode) {
+                self.names.remove(&name);
+            }
+        }
+    }
+
+    /// The model's publish of a handle: Ok, or the errno.
+    fn publish(&mut self, slot: usize) -> Result<(), i32> {
+        let h = self.slots[slot].as_ref().unwrap();
+        if let Some(e) = h.poisoned {
+            return Err(e);
+        }
+        if !h.dirty {
+            return Ok(());
+        }
+        let inode = h.inode;
+        let Some(name) = self.inodes[inode].name.clone() else {
+            // Unlinked while open: discarded.
+            self.slots[slot].as_mut().unwrap().dirty = false;
+            return Ok(());
+        };
+        if self.fail_writes {
+            let h = self.slots[slot].as_mut().unwrap();
+            h.poisoned = Some(libc::EIO);
+            h.dirty = false;
+            h.buf = None;
+            return Err(libc::EIO);
+        }
+        let h = self.slots[slot].as_mut().unwrap();
+        let value = h.buf.clone().unwrap();
+        h.dirty = false;
+        self.store.insert(name, value);
+        self.inodes[inode].new = false;
+        Ok(())
+    }
+}
+
+// ---- the system under test ----
+
+struct Sut {
+    fs: ChunkFs,
+    failing: Arc<FailingStore>,
+    inner: Arc<dyn Cloudstore>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn fs_config() -> FsConfig {
+    FsConfig {
+        max_chunk_size: MAX,
+        memory_budget: 64 << 20,
+        budget_wait: std::time::Duration::from_millis(100),
+        read_only: false,
+        uid: 0,
+        gid: 0,
+        attr_ttl: std::time::Duration::from_secs(1),
+        whole_value_reads: false,
+        metadata_parallelism: 1,
+        readahead: ReadAheadConfig::off(),
+    }
+}
+
+fn sut(backend: &str, whole_value_reads: bool) -> Sut {
+    let (inner, dir): (Arc<dyn Cloudstore>, _) = match backend {
+        "memory" => (Arc::new(MemoryStore::new(MAX)), None),
+        "leveldb" => {
+            let dir = tempfile::tempdir().unwrap();
+            let config = Config {
+                backend: Backend::Leveldb,
+                data_dir: dir.path().join("db"),
+                max_chunk_size: MAX,
+                ..Config::default()
+            };
+            (store::open(&config).unwrap(), Some(dir))
+        }
+        _ => unreachable!(),
+    };
+    let failing = Arc::new(FailingStore::new(inner.clone()));
+    let cfg = FsConfig {
+        whole_value_reads,
+        ..fs_config()
+    };
+    Sut {
+        fs: ChunkFs::new(failing.clone(), cfg),
+        failing,
+        inner,
+        _dir: dir,
+    }
+}
+
+fn errno<T>(r: Result<T, cloudstore_fs::fs::FsError>) -> Result<T, i32> {
+    r.map_err(|e| e.errno)
+}
+
+fn key(name: &str) -> Vec<u8> {
+    hex::decode(name).unwrap()
+}
+
+/// Runs one operation on both; panics (with the step) on any difference.
+fn step(m: &mut Model, s: &Sut, op: &Op) {
+    let fs = &s.fs;
+    match *op {
+        Op::Open {
+            slot,
+            name,
+            write,
+            create,
+            trunc,
+            append,
+        } => {
+            if m.slots[slot].is_some() {
+                return;
+            }
+            let name = NAMES[name];
+            let mut flags = if write { libc::O_RDWR } else { libc::O_RDONLY };
+            if trunc && write {
+                flags |= libc::O_TRUNC;
+            }
+            if append && write {
+                flags |= libc::O_APPEND;
+            }
+            let exists = m.exists(name);
+            let got = if create && write {
+                errno(fs.create(ROOT_INO, OsStr::new(name), flags | libc::O_CREAT, PID))
+                    .map(|(_, fh)| fh)
+            } else {
+                errno(fs.lookup(ROOT_INO, OsStr::new(name), PID))
+                    .and_then(|a| errno(fs.open(a.ino, flags, PID)))
+            };
+            if !exists && !(create && write) {
+                assert_eq!(got, Err(libc::ENOENT), "open of a missing name");
+                return;
+            }
+            let fh = got.expect("open");
+            let inode = match m.names.get(name) {
+                Some(&i) => i,
+                None => {
+                    m.inodes.push(Inode {
+                        name: Some(name.to_string()),
+                        new: !exists,
+                        frozen: None,
+                    });
+                    let i = m.inodes.len() - 1;
+                    m.names.insert(name.to_string(), i);
+                    i
+                }
+            };
+            // create and O_TRUNC both start from an empty, dirty value.
+            let fresh = write && (trunc || !exists);
+            m.slots[slot] = Some(MHandle {
+                fh,
+                inode,
+                write,
+                append: append && write,
+                view: None,
+                buf: fresh.then(Vec::new),
+                dirty: fresh,
+                poisoned: None,
+            });
+        }
+        Op::Write {
+            slot,
+            offset,
+            len,
+            seed,
+        } => {
+            let Some(h) = m.slots[slot].clone() else {
+                return;
+            };
+            let bytes = data(seed, len);
+            let got = errno(fs.write(h.fh, offset, &bytes));
+            if !h.write {
+                assert_eq!(got, Err(libc::EBADF));
+                return;
+            }
+            if let Some(e) = h.poisoned {
+                assert_eq!(got, Err(e), "a poisoned handle keeps failing");
+                return;
+            }
+            let mut buf = h
+                .buf
+                .clone()
+                .or_else(|| h.view.clone())
+                .unwrap_or_else(|| m.committed(h.inode));
+            let at = if h.append { buf.len() as u64 } else { offset };
+            let end = at + len as u64;
+            let hm = m.slots[slot].as_mut().unwrap();
+            if end > MAX {
+                assert_eq!(got, Err(libc::EFBIG));
+                hm.poisoned = Some(libc::EFBIG);
+                hm.buf = None;
+                hm.dirty = false;
+                return;
+            }
+            assert_eq!(got, Ok(len as u32));
+            if buf.len() < end as usize {
+                buf.resize(end as usize, 0);
+            }
+            buf[at as usize..end as usize].copy_from_slice(&bytes);
+            hm.buf = Some(buf);
+            hm.dirty = true;
+        }
+        Op::Read { slot, offset, len } => {
+            let Some(h) = m.slots[slot].clone() else {
+                return;
+            };
+            let got = errno(fs.read(h.fh, offset, len));
+            let source = match (&h.buf, &h.view) {
+                (Some(b), _) => b.clone(),
+                (None, Some(v)) => v.clone(),
+                (None, None) => {
+                    let v = m.committed(h.inode);
+                    m.slots[slot].as_mut().unwrap().view = Some(v.clone());
+                    v
+                }
+            };
+            let start = (offset as usize).min(source.len());
+            let end = start.saturating_add(len as usize).min(source.len());
+            let want = source[start..end].to_vec();
+            let got = got.expect("read");
+            assert!(
+                got == want,
+                "read {len} at {offset}: got {} bytes, want {} (first difference at {:?})",
+                got.len(),
+                want.len(),
+                got.iter().zip(&want).position(|(a, b)| a != b)
+            );
+        }
+        Op::Truncate { slot, size } => {
+            let Some(h) = m.slots[slot].clone() else {
+                return;
+            };
+            if !h.write {
+                return;
+            }
+            let ino = {
+                let name = m.inodes[h.inode].name.clone();
+                match name {
+                    Some(n) => fs.lookup(ROOT_INO, OsStr::new(&n), PID).map(|a| a.ino),
+                    None => return, // no path to the inode any more
+                }
+            };
+            let ino = ino.expect("lookup of an open file");
+            let got = errno(fs.setattr(ino, Some(h.fh), Some(size), None));
+            if let Some(e) = h.poisoned {
+                assert_eq!(got.map(|_| ()), Err(e));
+                return;
+            }
+            let hm = m.slots[slot].as_mut().unwrap();
+            if size > MAX {
+                assert_eq!(got.map(|_| ()), Err(libc::EFBIG));
+                hm.poisoned = Some(libc::EFBIG);
+                hm.buf = None;
+                hm.dirty = false;
+                return;
+            }
+            let attr = got.expect("truncate");
+            let mut buf = hm
+                .buf
+                .clone()
+                .or_else(|| hm.view.clone())
+                .unwrap_or_else(|| m.committed(h.inode));
+            buf.resize(size as usize, 0);
+            assert_eq!(attr.size, size, "the writer sees its own size");
+            let hm = m.slots[slot].as_mut().unwrap();
+            hm.buf = Some(buf);
+            hm.dirty = true;
+        }
+        Op::Flush { slot } | Op::Fsync { slot } | Op::Close { slot } => {
+            let Some(h) = m.slots[slot].clone() else {
+                return;
+            };
+            let got = match op {
+                Op::Fsync { .. } => errno(fs.fsync(h.fh)),
+                _ => errno(fs.flush(h.fh)),
+            };
+            let want = if h.write { m.publish(slot) } else { Ok(()) };
+            assert_eq!(got, want, "{op:?}");
+            if let Op::Close { .. } = op {
+                fs.release(h.fh)
+                    .expect("release after a flush commits nothing");
+                m.slots[slot] = None;
+                m.gc(h.inode);
+            }
+        }
+        Op::Rename { from, to } => {
+            let (from, to) = (NAMES[from], NAMES[to]);
+            let got = errno(fs.rename(ROOT_INO, OsStr::new(from), ROOT_INO, OsStr::new(to), 0));
+            if !m.exists(from) {
+                assert_eq!(got, Err(libc::ENOENT));
+                return;
+            }
+            if from == to {
+                assert_eq!(got, Ok(()));
+                return;
+            }
+            if m.fail_writes {
+                assert_eq!(got, Err(libc::EIO), "rename with failing writes");
+                return;
+            }
+            assert_eq!(got, Ok(()), "rename {from} -> {to}");
+            if let Some(&old) = m.names.get(to) {
+                let frozen = m.committed(old);
+                m.inodes[old].frozen = Some(frozen);
+                m.inodes[old].name = None;
+                m.inodes[old].new = false;
+                m.names.remove(to);
+            }
+            let src_new = m.names.get(from).is_some_and(|&i| m.inodes[i].new);
+            if src_new {
+                m.store.remove(to);
+            } else if let Some(v) = m.store.remove(from) {
+                m.store.insert(to.to_string(), v);
+            }
+            if let Some(i) = m.names.remove(from) {
+                m.inodes[i].name = Some(to.to_string());
+                m.names.insert(to.to_string(), i);
+            }
+        }
+        Op::Unlink { name } => {
+            let name = NAMES[name];
+            let got = errno(fs.unlink(ROOT_INO, OsStr::new(name)));
+            if !m.exists(name) {
+                // A failing store may fail the delete before it finds nothing to delete.
+                let failed = m.fail_writes && got == Err(libc::EIO);
+                assert!(got == Err(libc::ENOENT) || failed, "{got:?}");
+                return;
+            }
+            if m.fail_writes {
+                assert_eq!(got, Err(libc::EIO), "unlink with failing writes");
+                return;
+            }
+            assert_eq!(got, Ok(()), "unlink {name}");
+            if let Some(i) = m.names.remove(name) {
+                let frozen = m.committed(i);
+                m.inodes[i].frozen = Some(frozen);
+                m.inodes[i].name = None;
+                m.inodes[i].new = false;
+            }
+            m.store.remove(name);
+        }
+        Op::FailWrites(on) => {
+            m.fail_writes = on;
+            s.failing.fail_writes(on);
+        }
+    }
+}
+
+/// What everyone else sees matches the model: the store's contents, the names, the sizes.
+fn check(m: &Model, s: &Sut) {
+    let stored: BTreeMap<String, Vec<u8>> = s
+        .inner
+        .list(None)
+        .unwrap()
+        .map(|c| {
+            let c = c.unwrap();
+            let v = s.inner.get_chunk(&c.key).unwrap().unwrap();
+            (hex::encode(&c.key), v)
+        })
+        .collect();
+    assert!(
+        stored == m.store,
+        "store differs: has {:?}, model {:?}",
+        stored.iter().map(|(k, v)| (k, v.len())).collect::<Vec<_>>(),
+        m.store
+            .iter()
+            .map(|(k, v)| (k, v.len()))
+            .collect::<Vec<_>>()
+    );
+    for name in NAMES {
+        let got = s.fs.lookup(ROOT_INO, OsStr::new(name), OTHER_PID);
+        match (m.exists(name), got) {
+            (false, Err(e)) => assert_eq!(e.errno, libc::ENOENT),
+            (true, Ok(a)) => {
+                let want = m.store.get(name).map_or(0, |v| v.len() as u64);
+                assert_eq!(a.size, want, "size of {name} as others see it");
+                s.fs.forget(a.ino, 1);
+            }
+            (want, got) => panic!("{name}: exists in the model: {want}, lookup: {got:?}"),
+        }
+    }
+    let listed = list_names(&s.fs);
+    let want: BTreeSet<String> = NAMES
+        .iter()
+        .filter(|n| m.exists(n))
+        .map(|n| n.to_string())
+        .collect();
+    assert_eq!(listed, want, "readdir");
+    // The store holds exactly the names' keys: nothing else leaked in.
+    for k in stored.keys() {
+        assert!(NAMES.contains(&k.as_str()), "unexpected key {k}");
+    }
+    let _ = key;
+}
+
+fn list_names(fs: &ChunkFs) -> BTreeSet<String> {
+    let dh = fs.opendir(ROOT_INO).unwrap();
+    let mut out = BTreeSet::new();
+    let mut offset = 0;
+    loop {
+        let mut got = Vec::new();
+        fs.readdir(dh, offset, false, &mut |e| {
+            got.push(e);
+            false
+        })
+        .unwrap();
+        if got.is_empty() {
+            break;
+        }
+        offset = got.last().unwrap().offset;
+        for e in got {
+            let n = e.name.to_string_lossy().into_owned();
+            if n != "." && n != ".." {
+                out.insert(n);
+            }
+        }
+    }
+    fs.releasedir(dh);
+    out
+}
+
+fn run(backend: &str, whole_value_reads: bool, ops: &[Op]) {
+    let s = sut(backend, whole_value_reads);
+    let mut m = Model::default();
+    for op in ops {
+        step(&mut m, &s, op);
+        check(&m, &s);
+    }
+    // Closing everything commits nothing new: every handle's fate was decided by its flushes.
+    m.fail_writes = false;
+    s.failing.fail_writes(false);
+    for slot in 0..SLOTS {
+        step(&mut m, &s, &Op::Close { slot });
+        check(&m, &s);
+    }
+    assert_eq!(
+        s.fs.memory_in_use(),
+        0,
+        "every byte given back to the budget"
+    );
+}
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: cases(),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn model_memory_ranged_reads(ops in prop::collection::vec(op(), 1..60)) {
+        run("memory", false, &ops);
+    }
+
+    #[test]
+    fn model_memory_whole_value_reads(ops in prop::collection::vec(op(), 1..60)) {
+        run("memory", true, &ops);
+    }
+
+    #[test]
+    fn model_leveldb(ops in prop::collection::vec(op(), 1..60)) {
+        run("leveldb", true, &ops);
+    }
+}
