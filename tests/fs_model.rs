@@ -304,7 +304,8 @@ fn step(m: &mut Model, s: &Sut, op: &Op) {
                 errno(fs.lookup(ROOT_INO, OsStr::new(name), PID))
                     .and_then(|a| errno(fs.open(a.ino, flags, PID)))
             };
-            if !exists && !(create && write) {
+            let creates = create && write;
+            if !exists && !creates {
                 assert_eq!(got, Err(libc::ENOENT), "open of a missing name");
                 return;
             }
