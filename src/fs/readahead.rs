@@ -300,9 +300,15 @@ impl ReadAhead {
             return Some(value);
         }
         let order = order?;
-        let window = self.window(&st, order, key);
+        let (window, bytes) = self.window(&st, order, key);
         // A window of this one chunk is just a get: leave it to the usual path.
         if window.len() < 2 {
+            return None;
+        }
+        // What the batch brings, and the store's copies of it, is reserved before it is
+        // fetched; without room, no read-ahead.
+        let transient = bytes.saturating_mul(2);
+        if !self.budget.try_reserve(transient) {
             return None;
         }
         let started = st.generation;
@@ -314,6 +320,7 @@ impl ReadAhead {
         self.fetched
             .fetch_add(chunks.len() as u64, Ordering::Relaxed);
         let result = store.get_chunk_batch(&mut chunks);
+        self.budget.release(transient);
 
         let mut st = self.state.lock();
         st.in_flight -= 1;
@@ -401,7 +408,7 @@ impl ReadAhead {
 
     /// The keys to fetch for an open of `key` in `order`: `key` and the names after it that are
     /// small enough and not cached, up to a window's count and bytes.
-    fn window(&self, st: &State, order: Order, key: &[u8]) -> Vec<Key> {
+    fn window(&self, st: &State, order: Order, key: &[u8]) -> (Vec<Key>, u64) {
         let mut out = Vec::new();
         let mut bytes = 0u64;
         // Look a little past the window so that skipped (large or cached) names do not end it.
@@ -421,7 +428,7 @@ impl ReadAhead {
             bytes += size;
             out.push(k);
         }
-        out
+        (out, bytes)
     }
 
     /// Takes the cached value of `key` if it is fresh.

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 use std::time::SystemTime;
 
 use super::{
@@ -64,12 +66,12 @@ impl Cloudstore for MemoryStore {
 
     fn get_chunk(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.check_open()?;
-        Ok(self.map.read().unwrap().get(key).map(|e| e.value.clone()))
+        Ok(self.map.read().get(key).map(|e| e.value.clone()))
     }
 
     fn get_chunk_batch(&self, chunks: &mut [RawChunk]) -> Result<()> {
         self.check_open()?;
-        let map = self.map.read().unwrap();
+        let map = self.map.read();
         for chunk in chunks {
             let found = map.get(&chunk.key);
             chunk.ok = found.is_some();
@@ -81,7 +83,7 @@ impl Cloudstore for MemoryStore {
 
     fn get_chunk_with_range(&self, key: &[u8], start: u64, end: u64) -> Result<Option<Vec<u8>>> {
         self.check_open()?;
-        let map = self.map.read().unwrap();
+        let map = self.map.read();
         let Some(entry) = map.get(key) else {
             // The range is still checked so that a bad range is an error whether or not the key exists.
             clamp_range(key, start, end, 0)?;
@@ -98,13 +100,13 @@ impl Cloudstore for MemoryStore {
             value: value.to_vec(),
             mtime: Some(SystemTime::now()),
         };
-        self.map.write().unwrap().insert(key.to_vec(), entry);
+        self.map.write().insert(key.to_vec(), entry);
         Ok(())
     }
 
     fn set_chunk_batch(&self, chunks: &mut [RawChunk]) -> Result<()> {
         self.check_open()?;
-        let mut map = self.map.write().unwrap();
+        let mut map = self.map.write();
         let now = SystemTime::now();
         for chunk in chunks {
             chunk.error = self.check_value(&chunk.key, &chunk.value).err();
@@ -127,23 +129,18 @@ impl Cloudstore for MemoryStore {
 
     fn stat(&self, key: &[u8]) -> Result<Option<u64>> {
         self.check_open()?;
-        Ok(self
-            .map
-            .read()
-            .unwrap()
-            .get(key)
-            .map(|e| e.value.len() as u64))
+        Ok(self.map.read().get(key).map(|e| e.value.len() as u64))
     }
 
     fn delete(&self, key: &[u8]) -> Result<bool> {
         self.check_open()?;
-        Ok(self.map.write().unwrap().remove(key).is_some())
+        Ok(self.map.write().remove(key).is_some())
     }
 
     fn list(&self, after: Option<&[u8]>) -> Result<ChunkList> {
         self.check_open()?;
         // A snapshot: simple, and the memory store is small by nature.
-        let map = self.map.read().unwrap();
+        let map = self.map.read();
         let lower = match after {
             Some(k) => Bound::Excluded(k.to_vec()),
             None => Bound::Unbounded,
@@ -166,7 +163,7 @@ impl Cloudstore for MemoryStore {
 
     fn rename(&self, from: &[u8], to: &[u8]) -> Result<bool> {
         self.check_open()?;
-        let mut map = self.map.write().unwrap();
+        let mut map = self.map.write();
         let Some(entry) = map.remove(from) else {
             return Ok(false);
         };
@@ -176,12 +173,12 @@ impl Cloudstore for MemoryStore {
 
     fn mtime(&self, key: &[u8]) -> Result<Option<SystemTime>> {
         self.check_open()?;
-        Ok(self.map.read().unwrap().get(key).and_then(|e| e.mtime))
+        Ok(self.map.read().get(key).and_then(|e| e.mtime))
     }
 
     fn set_mtime(&self, key: &[u8], mtime: SystemTime) -> Result<()> {
         self.check_open()?;
-        if let Some(e) = self.map.write().unwrap().get_mut(key) {
+        if let Some(e) = self.map.write().get_mut(key) {
             e.mtime = Some(mtime);
         }
         Ok(())
