@@ -19,16 +19,8 @@ use cloudstore_fs::config::{Backend, Config};
 use cloudstore_fs::fs::testing::FailingStore;
 use cloudstore_fs::mount::MountOptions;
 use cloudstore_fs::store;
+use common::files::{read_file, write_file};
 use common::mount::{Store, TestMount};
-
-/// Writes `data` to `path` in one go.
-fn write_file(path: &std::path::Path, data: &[u8]) {
-    fs::write(path, data).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-}
-
-fn read_file(path: &std::path::Path) -> Vec<u8> {
-    fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
 
 /// Files of awkward sizes: empty, tiny, around a page, over a FUSE request, several MiB.
 const SIZES: [usize; 7] = [0, 1, 4095, 4097, 131_073, (1 << 20) + 7, 5 << 20];
@@ -561,23 +553,6 @@ fn listing_shows_files_being_written(m: &mut TestMount) {
     assert_eq!(read_file(&m.path("beef")), bytes(7, 1234));
     let ls = m.sh("ls -l \"$MNT\"/beef");
     assert_eq!(ls.split_whitespace().nth(4), Some("1234"), "{ls}");
-}
-
-macro_rules! mount_suite {
-    ($backend:ident, $store:expr, [$($case:ident),* $(,)?]) => {
-        mod $backend {
-            $(
-                #[test]
-                fn $case() {
-                    let test = concat!(stringify!($backend), "::", stringify!($case));
-                    if let Some(mut m) = common::mount::TestMount::new($store, test) {
-                        super::$case(&mut m);
-                    }
-                }
-            )*
-            use super::common;
-        }
-    };
 }
 
 mount_suite!(

@@ -61,6 +61,9 @@ pub struct StoreArgs {
     /// LevelDB block cache size in bytes (suffixes K, M, G).
     #[arg(long, global = true, value_name = "BYTES", value_parser = parse_bytes)]
     pub cache_size: Option<u64>,
+    /// Mount: bytes of chunk data the daemon may hold (suffixes K, M, G).
+    #[arg(long, global = true, value_name = "BYTES", value_parser = parse_bytes)]
+    pub memory_budget: Option<u64>,
 }
 
 /// The subcommands.
@@ -159,6 +162,9 @@ impl StoreArgs {
         if let Some(cache) = self.cache_size {
             config.cache_size = cache;
         }
+        if let Some(budget) = self.memory_budget {
+            config.memory_budget = budget;
+        }
         config
             .validate()
             .map_err(|e| CliError::Invalid(e.to_string()))?;
@@ -254,6 +260,8 @@ mod tests {
             "ns",
             "--max-chunk-size",
             "1M",
+            "--memory-budget",
+            "128M",
         ])
         .unwrap();
         let Command::Get { key, .. } = &cli.command else {
@@ -265,6 +273,7 @@ mod tests {
         assert_eq!(config.ceph.pool, "p1");
         assert_eq!(config.ceph.namespace, "ns");
         assert_eq!(config.max_chunk_size, 1 << 20);
+        assert_eq!(config.memory_budget, 128 << 20);
         assert_eq!(config.backend, Backend::Leveldb);
     }
 

@@ -49,6 +49,18 @@ pub struct TestMount {
 impl TestMount {
     /// Mounts a fresh store; `None` (after SKIPPED) when FUSE or the Ceph cluster is missing.
     pub fn new(store: Store, test: &str) -> Option<TestMount> {
+        TestMount::with_config(store, test, "", &[])
+    }
+
+    /// Like [`TestMount::new`], with extra store options (`--max-chunk-size 4M`, ...) given to the
+    /// mount and to every CLI command of this mount.
+    pub fn with_args(store: Store, test: &str, args: &[&str]) -> Option<TestMount> {
+        TestMount::with_config(store, test, "", args)
+    }
+
+    /// Like [`TestMount::with_args`], with a configuration file (`dir/config.toml`, given with
+    /// `--config`) holding `toml`, when it is not empty. The flags override it.
+    pub fn with_config(store: Store, test: &str, toml: &str, args: &[&str]) -> Option<TestMount> {
         if !fuse_available(test) {
             return None;
         }
@@ -58,7 +70,7 @@ impl TestMount {
             .unwrap();
         let mnt = dir.path().join("mnt");
         std::fs::create_dir(&mnt).unwrap();
-        let (store_args, cluster) = match store {
+        let (mut store_args, cluster) = match store {
             Store::Leveldb => (
                 vec![
                     "--data-dir".into(),
@@ -87,6 +99,13 @@ impl TestMount {
                 (args, Some(cluster))
             }
         };
+        if !toml.is_empty() {
+            let path = dir.path().join("config.toml");
+            std::fs::write(&path, toml).unwrap();
+            store_args.push("--config".into());
+            store_args.push(path.into_os_string());
+        }
+        store_args.extend(args.iter().map(OsString::from));
         let mut m = TestMount {
             store,
             dir,
