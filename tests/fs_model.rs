@@ -450,7 +450,7 @@ fn step(m: &mut Model, s: &Sut, op: &Op) {
             };
             let got = match op {
                 Op::Fsync { .. } => errno(fs.fsync(h.fh)),
-                _ => errno(fs.flush(h.fh)),
+                _ => errno(fs.flush(h.fh, PID)),
             };
             let want = if h.write { m.publish(slot) } else { Ok(()) };
             assert_eq!(got, want, "{op:?}");

@@ -99,10 +99,10 @@ fn efbig_keeps_the_old_value(m: &mut TestMount) {
         "after cp of exactly the maximum",
     );
 
-    // cp and dd onto an existing chunk fail with EFBIG, and the chunk keeps its old bytes.
+    // cp, dd conv=notrunc and >> onto an existing chunk fail with EFBIG, and the chunk keeps
+    // its old bytes.
     for (tool, script) in [
         ("cp", "cp big \"$MNT\"/aa"),
-        ("dd", "dd if=big of=\"$MNT\"/aa bs=1M status=none"),
         (
             "dd conv=notrunc",
             "dd if=big of=\"$MNT\"/aa bs=256k conv=notrunc status=none",
@@ -118,6 +118,13 @@ fn efbig_keeps_the_old_value(m: &mut TestMount) {
         assert!(stderr.contains("File too large"), "{tool}: {stderr}");
         assert_chunk(m, "aa", Some(&old), &format!("after a failed {tool}"));
     }
+    // Plain dd truncates first: it opens with O_TRUNC, dups the descriptor and closes the
+    // original, and that close (its own, before any write) commits the empty file it asked
+    // for. The failed writes that follow commit nothing: the chunk is empty, never a prefix.
+    let out = m.sh_output("dd if=big of=\"$MNT\"/aa bs=1M status=none");
+    assert!(!out.status.success(), "dd of max+8 bytes onto aa succeeded");
+    assert_chunk(m, "aa", Some(&[]), "after a failed plain dd");
+    write_file(&m.path("aa"), &old);
 
     // The syscalls: the crossing write fails with EFBIG, the handle stays poisoned (a small
     // write at offset 0 fails too), close() returns the error; nothing is committed.

@@ -404,7 +404,9 @@ impl ChunkFs {
         };
         let fh = self.open_ino(ino, name, flags, 0)?;
         let h = self.handle(fh)?;
-        let result = self.truncate_handle(&h, size).and_then(|()| self.flush(fh));
+        let result = self
+            .truncate_handle(&h, size)
+            .and_then(|()| self.flush(fh, 0));
         drop(h);
         let released = self.release(fh);
         result.and(released)
@@ -553,19 +555,35 @@ impl ChunkFs {
         }
     }
 
-    /// flush (every close()): publishes, so that close() reports a failed commit.
-    pub fn flush(&self, fh: u64) -> FsResult<()> {
+    /// flush (every close() of a descriptor, by process `pid`): publishes, so that close()
+    /// reports a failed commit. Only the process that opened the file publishes this way: a
+    /// child that inherited the descriptor flushes it when it exits or execs (close-on-exec),
+    /// which would otherwise commit another thread's half-written file. Its writes, if any, are
+    /// published by the opener's close or at release.
+    pub fn flush(&self, fh: u64, pid: u32) -> FsResult<()> {
         let h = self.handle(fh)?;
         if !h.write {
+            return Ok(());
+        }
+        if pid != h.pid {
+            log::debug!(
+                "flush of {} by pid {pid}, opened by pid {}: left to the opener or release",
+                self.label(h.ino),
+                h.pid
+            );
             return Ok(());
         }
         let mut hs = h.st.lock();
         self.publish(&h, &mut hs)
     }
 
-    /// fsync: publish, then make it durable.
+    /// fsync: publish (whoever asks), then make it durable.
     pub fn fsync(&self, fh: u64) -> FsResult<()> {
-        self.flush(fh)?;
+        let h = self.handle(fh)?;
+        if h.write {
+            let mut hs = h.st.lock();
+            self.publish(&h, &mut hs)?;
+        }
         self.store
             .sync()
             .map_err(|e| FsError::store("sync", self.store.backend(), e))

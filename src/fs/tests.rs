@@ -49,7 +49,7 @@ fn put(fs: &ChunkFs, name: &str, data: &[u8]) -> FsResult<()> {
     for (i, part) in data.chunks(4096).enumerate() {
         fs.write(fh, (i * 4096) as u64, part)?;
     }
-    let flushed = fs.flush(fh);
+    let flushed = fs.flush(fh, 0);
     let _ = fs.release(fh);
     flushed
 }
@@ -134,7 +134,7 @@ fn overwrite_in_the_middle_append_and_truncate() {
     // dd conv=notrunc: open without O_TRUNC, write in the middle.
     let fh = fs.open(ino, libc::O_WRONLY, 0).unwrap();
     fs.write(fh, 6, b"WORLD").unwrap();
-    fs.flush(fh).unwrap();
+    fs.flush(fh, 0).unwrap();
     fs.release(fh).unwrap();
     assert_eq!(store.get_chunk(&[2]).unwrap().unwrap(), b"hello WORLD");
 
@@ -157,7 +157,7 @@ fn overwrite_in_the_middle_append_and_truncate() {
         13,
         "others: the committed one"
     );
-    fs.flush(fh).unwrap();
+    fs.flush(fh, 0).unwrap();
     fs.release(fh).unwrap();
     assert_eq!(store.get_chunk(&[2]).unwrap().unwrap(), b"hello");
     fs.setattr(ino, None, Some(8), None).unwrap();
@@ -168,7 +168,7 @@ fn overwrite_in_the_middle_append_and_truncate() {
     // O_TRUNC alone (": > file") empties a chunk.
     store.set_chunk(&[2], b"xyz").unwrap();
     let fh = fs.open(ino, libc::O_WRONLY | libc::O_TRUNC, 0).unwrap();
-    fs.flush(fh).unwrap();
+    fs.flush(fh, 0).unwrap();
     fs.release(fh).unwrap();
     assert_eq!(store.get_chunk(&[2]).unwrap().unwrap(), b"");
 }
@@ -183,7 +183,7 @@ fn touch_makes_an_empty_chunk_and_sets_mtimes() {
     assert_eq!(attr.size, 0);
     assert_eq!(attr.perm, 0o644);
     assert_eq!((attr.uid, attr.gid), (1000, 1000));
-    fs.flush(fh).unwrap();
+    fs.flush(fh, 0).unwrap();
     fs.release(fh).unwrap();
     assert_eq!(store.get_chunk(&[0x0a, 0x0b]).unwrap(), Some(vec![]));
 
@@ -199,7 +199,7 @@ fn touch_makes_an_empty_chunk_and_sets_mtimes() {
     fs.write(fh, 0, b"data").unwrap();
     fs.setattr(attr.ino, Some(fh), None, Some(SetTime::At(when)))
         .unwrap();
-    fs.flush(fh).unwrap();
+    fs.flush(fh, 0).unwrap();
     fs.release(fh).unwrap();
     assert_eq!(store.mtime(&[0x0c]).unwrap(), Some(when));
 
@@ -316,7 +316,7 @@ fn rename_moves_and_replaces_chunks() {
     fs.write(fh, 0, b"moving").unwrap();
     fs.rename(ROOT_INO, n("10"), ROOT_INO, n("11"), 0).unwrap();
     fs.write(fh, 6, b"!").unwrap();
-    fs.flush(fh).unwrap();
+    fs.flush(fh, 0).unwrap();
     fs.release(fh).unwrap();
     assert_eq!(store.get_chunk(&[0x11]).unwrap().unwrap(), b"moving!");
     assert_eq!(store.get_chunk(&[0x10]).unwrap(), None);
@@ -338,7 +338,7 @@ fn unlink_deletes_and_open_files_do_not_resurrect() {
     let (_, fh) = fs.create(ROOT_INO, n("02"), CREATE, 0).unwrap();
     fs.write(fh, 0, b"doomed").unwrap();
     fs.unlink(ROOT_INO, n("02")).unwrap();
-    fs.flush(fh).unwrap();
+    fs.flush(fh, 0).unwrap();
     fs.release(fh).unwrap();
     assert_eq!(store.get_chunk(&[2]).unwrap(), None);
 }
@@ -370,7 +370,7 @@ fn a_failed_commit_reaches_flush_and_fsync() {
     fs.write(fh, 0, b"after").unwrap();
     assert_eq!(fs.fsync(fh).unwrap_err().errno, libc::EIO);
     assert_eq!(
-        fs.flush(fh).unwrap_err().errno,
+        fs.flush(fh, 0).unwrap_err().errno,
         libc::EIO,
         "close() sees it"
     );
@@ -503,12 +503,12 @@ fn the_memory_budget_is_enforced() {
         "poisoned"
     );
     assert_eq!(
-        fs.flush(b).unwrap_err().errno,
+        fs.flush(b, 0).unwrap_err().errno,
         libc::ENOMEM,
         "close says so"
     );
     fs.release(b).unwrap();
-    fs.flush(a).unwrap();
+    fs.flush(a, 0).unwrap();
     fs.release(a).unwrap();
     assert_eq!(fs.store().get_chunk(&[2]).unwrap(), None, "nothing of b");
     assert_eq!(fs.store().get_chunk(&[1]).unwrap().unwrap(), vec![1; 4000]);
@@ -854,7 +854,7 @@ fn read_ahead_stays_within_the_memory_budget() {
     let left = budget - fs.memory_in_use();
     assert!(left >= budget - (52 << 10) - budget / 8);
     fs.write(w, 52 << 10, &vec![2; 52 << 10]).unwrap();
-    fs.flush(w).unwrap();
+    fs.flush(w, 0).unwrap();
     fs.release(w).unwrap();
     let (gets, _, batches, _) = counting.counts();
     assert!(batches > 0);
@@ -930,7 +930,7 @@ fn a_dirty_file_is_never_dropped_before_its_commit() {
         0,
         "others see the new file as created: empty"
     );
-    fs.flush(fh).unwrap();
+    fs.flush(fh, 0).unwrap();
     fs.release(fh).unwrap();
     assert_eq!(fs.inode_count(), 1);
     assert_eq!(store.get_chunk(b"\x0a").unwrap().unwrap(), b"dirty data");
@@ -1099,7 +1099,7 @@ fn uncommitted_new_files_are_listed_once() {
     assert_eq!(fs.inode_count(), 2, "the root and the open file");
 
     // Committed: listed exactly once, from the store, while still open and after.
-    fs.flush(fh).unwrap();
+    fs.flush(fh, 0).unwrap();
     assert_eq!(file_names(&fs, false), ["01", "02"]);
     assert_eq!(file_names(&fs, true), ["01", "02"]);
     fs.release(fh).unwrap();
@@ -1169,8 +1169,8 @@ fn a_commit_during_the_listing_is_listed_once() {
     .unwrap();
     // Both commit now, after the store's listing was opened (the memory store's is a snapshot,
     // so neither is in it; on a streaming store "ff" may be): each is listed exactly once.
-    fs.flush(early).unwrap();
-    fs.flush(late).unwrap();
+    fs.flush(early, 0).unwrap();
+    fs.flush(late, 0).unwrap();
     loop {
         let offset = got.last().unwrap().offset;
         let before = got.len();
@@ -1206,7 +1206,7 @@ fn a_panic_in_the_store_fails_that_commit_and_nothing_else() {
     failing.panic_writes(true);
     let (_, fh) = fs.create(ROOT_INO, n("aa"), CREATE, 0).unwrap();
     fs.write(fh, 0, b"after").unwrap();
-    assert_eq!(fs.flush(fh).unwrap_err().errno, libc::EIO);
+    assert_eq!(fs.flush(fh, 0).unwrap_err().errno, libc::EIO);
     fs.release(fh).unwrap();
     failing.panic_writes(false);
     assert_eq!(inner.get_chunk(&[0xaa]).unwrap().unwrap(), b"before");
