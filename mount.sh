@@ -20,6 +20,18 @@ if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
     . "$HOME/.cargo/env"
 fi
 
+# Build dependencies: clang and cmake for the bundled C++ LevelDB, librados-dev for Ceph.
+need=""
+command -v clang++ >/dev/null 2>&1 || need="$need clang"
+command -v cmake >/dev/null 2>&1 || need="$need cmake"
+[ -e /usr/include/rados/librados.h ] || need="$need librados-dev"
+if [ -n "$need" ]; then
+    echo "mount.sh: installing build dependencies:$need" >&2
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
+fi
+
 # Paths are relative to where mount.sh is run from; the build happens in the repository.
 mkdir -p "$data" "$mnt"
 data=$(cd "$data" && pwd)

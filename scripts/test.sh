@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of cloudstore-fs on this machine, installing what the tests need first:
-# Debian packages (Ceph daemons, librados, rsync), a throwaway single-node Ceph cluster (stopped
+# Debian packages (Ceph daemons, librados, clang, cmake, rsync, strace), plyvel, a throwaway single-node Ceph cluster (stopped
 # again on exit, even when tests fail), then formatting, lints and `cargo test --all-features`.
 #
 #   scripts/test.sh            everything (needs root for apt-get and the FUSE mounts)
@@ -19,15 +19,27 @@ if ! command -v cargo >/dev/null && [ -f "$HOME/.cargo/env" ]; then
     . "$HOME/.cargo/env"
 fi
 
-# 1. Packages. The Ceph ones are installed by the cluster script; the rest here.
+# 1. Packages. The Ceph ones (librados-dev among them) are installed by the cluster script; the
+# rest here: the C++ LevelDB build (clang, cmake: Debian's GCC 12 rejects a flag of its CMake),
+# the tools the tests drive (rsync, cmp, tar, strace) and plyvel (C++ LevelDB for Python) for
+# the interop tests.
 need=()
 command -v rsync >/dev/null || need+=(rsync)
 command -v cmp >/dev/null || need+=(diffutils)
 command -v tar >/dev/null || need+=(tar)
+command -v strace >/dev/null || need+=(strace)
+command -v clang++ >/dev/null || need+=(clang)
+command -v cmake >/dev/null || need+=(cmake)
+command -v python3 >/dev/null || need+=(python3 python3-pip)
 if [ ${#need[@]} -gt 0 ]; then
     say "installing ${need[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+if ! python3 -c 'import plyvel' 2>/dev/null; then
+    say "installing plyvel (pip)"
+    python3 -m pip install -q plyvel 2>/dev/null ||
+        python3 -m pip install -q --break-system-packages plyvel
 fi
 scripts/ceph-cluster.sh install
 
@@ -36,6 +48,8 @@ say "cargo fmt --check"
 cargo fmt --all -- --check
 say "cargo clippy"
 cargo clippy --all-targets --all-features -- -D warnings
+say "cargo clippy --no-default-features (the LevelDB-only build)"
+cargo clippy --all-targets --no-default-features -- -D warnings
 
 # 3. A throwaway Ceph cluster for the Ceph suites; always stopped on exit.
 cluster=$(mktemp -d /tmp/cloudstore-ceph.XXXXXX)

@@ -20,6 +20,16 @@ pub enum Backend {
     Memory,
 }
 
+/// LevelDB table compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Snappy (LevelDB's default, and what other LevelDB writers produce).
+    Snappy,
+    /// Uncompressed tables.
+    None,
+}
+
 /// Default largest value, in bytes: 64 MiB (Ceph refuses one op over 90 MiB).
 pub const DEFAULT_MAX_CHUNK_SIZE: u64 = 64 << 20;
 
@@ -37,6 +47,10 @@ pub struct Config {
     pub cache_size: u64,
     /// LevelDB: write buffer (memtable) size in bytes.
     pub write_buffer_size: u64,
+    /// LevelDB: table files kept open.
+    pub max_open_files: u64,
+    /// LevelDB: table compression.
+    pub compression: Compression,
     /// Mount: bytes of chunk data the daemon may hold (write buffers, read cache, scratch files).
     pub memory_budget: u64,
     /// Ceph settings.
@@ -71,6 +85,8 @@ impl Default for Config {
             max_chunk_size: DEFAULT_MAX_CHUNK_SIZE,
             cache_size: 64 << 20,
             write_buffer_size: 64 << 20,
+            max_open_files: 1000,
+            compression: Compression::Snappy,
             memory_budget: 1 << 30,
             ceph: CephConfig::default(),
         }
@@ -129,8 +145,15 @@ impl Config {
         if self.backend == Backend::Ceph && self.max_chunk_size > 90 << 20 {
             return bad("max_chunk_size over 90 MiB: Ceph refuses larger single operations");
         }
-        if self.write_buffer_size < 64 << 10 {
-            return bad("write_buffer_size must be at least 64 KiB");
+        // LevelDB's own limits (it would clip silently).
+        if !(64 << 10..=1 << 30).contains(&self.write_buffer_size) {
+            return bad("write_buffer_size must be between 64 KiB (65536) and 1 GiB (1073741824)");
+        }
+        if !(74..=50_000).contains(&self.max_open_files) {
+            return bad("max_open_files must be between 74 and 50000");
+        }
+        if self.cache_size > 1 << 40 {
+            return bad("cache_size over 1 TiB (it is in bytes)");
         }
         if self.backend == Backend::Leveldb && self.data_dir.as_os_str().is_empty() {
             return bad("data_dir is empty");
@@ -176,5 +199,24 @@ mod tests {
         assert!(e.to_string().contains("max_chunk_size"), "{e}");
         let e = Config::from_toml("max_chunk_size = -5\n", "t").unwrap_err();
         assert!(e.to_string().contains("max_chunk_size"), "{e}");
+        let e = Config::from_toml("max_open_files = 10\n", "t").unwrap_err();
+        assert!(e.to_string().contains("max_open_files"), "{e}");
+        let e = Config::from_toml("write_buffer_size = 2147483648\n", "t").unwrap_err();
+        assert!(e.to_string().contains("write_buffer_size"), "{e}");
+        let e = Config::from_toml("compression = \"zstd\"\n", "t").unwrap_err();
+        assert!(e.to_string().contains("zstd"), "{e}");
+    }
+
+    #[test]
+    fn leveldb_options_parse() {
+        let c = Config::from_toml(
+            "compression = \"none\"\nmax_open_files = 500\ncache_size = 8388608\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.compression, Compression::None);
+        assert_eq!(c.max_open_files, 500);
+        assert_eq!(c.cache_size, 8 << 20);
+        assert_eq!(Config::default().compression, Compression::Snappy);
     }
 }

@@ -2,10 +2,13 @@
 //! code reads unchanged), acknowledged writes survive kill -9, and a second opener is refused.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 use cloudstore_fs::config::Config;
-use cloudstore_fs::store::{self, leveldb::LevelDbStore, StoreError};
+use cloudstore_fs::store::leveldb::{db, LevelDbStore};
+use cloudstore_fs::store::{self, Cloudstore, StoreError};
 
 fn config(dir: &std::path::Path) -> Config {
     Config {
@@ -14,15 +17,37 @@ fn config(dir: &std::path::Path) -> Config {
     }
 }
 
+fn plain_options() -> db::Options {
+    db::Options {
+        cache_bytes: 8 << 20,
+        write_buffer_size: 4 << 20,
+        max_open_files: 100,
+        compression: true,
+    }
+}
+
+/// Every key and value of a LevelDB database, read with the plain wrapper (no index).
+fn plain_contents(dir: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let db = Arc::new(db::Db::open(dir, &plain_options()).unwrap());
+    let mut it = db.iter(db.snapshot(), true);
+    it.seek_to_first();
+    let mut out = Vec::new();
+    while it.valid() {
+        out.push((it.key().to_vec(), it.value().to_vec()));
+        it.next();
+    }
+    it.status().unwrap();
+    out
+}
+
 #[test]
 fn a_database_written_by_plain_leveldb_reads_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let mut db =
-            rusty_leveldb::DB::open(dir.path(), rusty_leveldb::Options::default()).unwrap();
-        db.put(&[0x00, 0xff, 0x10], b"raw value").unwrap();
-        db.put(b"go-key", b"").unwrap();
-        db.close().unwrap();
+        let db = db::Db::open(dir.path(), &plain_options()).unwrap();
+        db.put(&[0x00, 0xff, 0x10], b"raw value", false).unwrap();
+        db.put(b"go-key", b"", false).unwrap();
+        db.put(b"big", &vec![7u8; 5 << 20], true).unwrap();
     }
     let s = store::open(&config(dir.path())).unwrap();
     assert_eq!(
@@ -30,19 +55,91 @@ fn a_database_written_by_plain_leveldb_reads_unchanged() {
         Some(b"raw value".to_vec())
     );
     assert_eq!(s.get_chunk(b"go-key").unwrap(), Some(Vec::new()));
-    let keys: Vec<_> = s.list(None).unwrap().map(|c| c.unwrap().key).collect();
-    assert_eq!(keys, vec![vec![0x00, 0xff, 0x10], b"go-key".to_vec()]);
+    assert_eq!(s.stat(b"big").unwrap(), Some(5 << 20));
+    let listed: Vec<_> = s.list(None).unwrap().map(|c| c.unwrap()).collect();
+    let keys: Vec<_> = listed.iter().map(|c| c.key.clone()).collect();
+    assert_eq!(
+        keys,
+        vec![vec![0x00, 0xff, 0x10], b"big".to_vec(), b"go-key".to_vec()]
+    );
+    assert_eq!(listed[1].size, 5 << 20);
     s.set_chunk(b"new", b"from cloudstore").unwrap();
     s.close().unwrap();
     // And what we wrote is plain LevelDB again: raw key, raw value, no extra keys.
-    let mut db = rusty_leveldb::DB::open(dir.path(), rusty_leveldb::Options::default()).unwrap();
-    assert_eq!(db.get(b"new").unwrap().to_vec(), b"from cloudstore");
-    let mut it = db.new_iter().unwrap();
-    let mut n = 0;
-    while let Some((_k, _v)) = rusty_leveldb::LdbIterator::next(&mut it) {
-        n += 1;
+    let all = plain_contents(dir.path());
+    let keys: Vec<_> = all.iter().map(|(k, _)| k.clone()).collect();
+    assert_eq!(
+        keys,
+        vec![
+            vec![0x00, 0xff, 0x10],
+            b"big".to_vec(),
+            b"go-key".to_vec(),
+            b"new".to_vec()
+        ],
+        "no metadata keys inside the chunk keyspace"
+    );
+    assert_eq!(all[3].1, b"from cloudstore");
+}
+
+/// After a clean close, stat and listings answer from the index: no value is read.
+#[test]
+fn sizes_come_from_the_index_without_reading_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = LevelDbStore::open(&config(dir.path())).unwrap();
+    s.set_chunk(b"big", &vec![1u8; 16 << 20]).unwrap();
+    s.set_chunk(b"small", b"x").unwrap();
+    s.rename(b"small", b"moved").unwrap();
+    s.close().unwrap();
+    drop(s);
+    let s = LevelDbStore::open(&config(dir.path())).unwrap();
+    assert_eq!(s.stat(b"big").unwrap(), Some(16 << 20));
+    assert_eq!(s.stat(b"moved").unwrap(), Some(1));
+    assert_eq!(s.stat(b"small").unwrap(), None);
+    let listed: Vec<_> = s.list(None).unwrap().map(|c| c.unwrap()).collect();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].size, 16 << 20);
+    assert_eq!(
+        s.value_reads(),
+        1,
+        "only the stat of the missing key may look at the data"
+    );
+}
+
+/// Another program changes a value while we are closed: the index is rebuilt, so the size
+/// is right (a stale size would make ls -l and cat disagree).
+#[test]
+fn a_foreign_write_after_a_clean_close_never_serves_a_stale_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store::open(&config(dir.path())).unwrap();
+    s.set_chunk(b"k", b"short").unwrap();
+    s.set_chunk(b"gone", b"soon").unwrap();
+    s.close().unwrap();
+    drop(s);
+    {
+        let db = db::Db::open(dir.path(), &plain_options()).unwrap();
+        db.put(b"k", &vec![9u8; 5000], false).unwrap();
+        let mut b = db::WriteBatch::default();
+        b.delete(b"gone");
+        db.write(&b, false).unwrap();
     }
-    assert_eq!(n, 3, "no metadata keys inside the chunk keyspace");
+    let s = store::open(&config(dir.path())).unwrap();
+    assert_eq!(s.stat(b"k").unwrap(), Some(5000));
+    assert_eq!(s.stat(b"gone").unwrap(), None);
+    let listed: Vec<_> = s.list(None).unwrap().map(|c| c.unwrap()).collect();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].size, 5000);
+}
+
+/// `sync` is a synced LevelDB write on both databases; plain writes are not.
+#[test]
+fn sync_is_a_synced_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = LevelDbStore::open(&config(dir.path())).unwrap();
+    let before = s.synced_writes();
+    s.set_chunk(b"a", b"1").unwrap();
+    assert_eq!(s.synced_writes(), before, "plain writes are not synced");
+    s.sync().unwrap();
+    assert_eq!(s.synced_writes(), before + 2, "data and index logs");
 }
 
 #[test]
@@ -77,6 +174,10 @@ fn kill_child_writer() {
         .map(|i| store::RawChunk::for_set(i.to_be_bytes().to_vec(), vec![i as u8; 10]))
         .collect();
     s.set_chunk_batch(&mut batch).unwrap();
+    // Sizes change too: the index after the kill must not keep the old ones.
+    for i in 0..10u32 {
+        s.set_chunk(&i.to_be_bytes(), &vec![i as u8; 3]).unwrap();
+    }
     s.delete(&7u32.to_be_bytes()).unwrap();
     println!("WRITTEN");
     std::thread::sleep(std::time::Duration::from_secs(120));
@@ -107,7 +208,15 @@ fn acknowledged_writes_survive_kill_9() {
     assert!(written, "the child did not finish writing");
     let s = store::open(&config(dir.path())).unwrap();
     for i in 0..500u32 {
-        let want = (i != 7).then(|| vec![i as u8; 1000 + i as usize]);
+        let want = match i {
+            7 => None,
+            0..10 => Some(vec![i as u8; 3]),
+            _ => Some(vec![i as u8; 1000 + i as usize]),
+        };
+        assert_eq!(
+            s.stat(&i.to_be_bytes()).unwrap(),
+            want.as_ref().map(|v| v.len() as u64)
+        );
         assert_eq!(s.get_chunk(&i.to_be_bytes()).unwrap(), want, "chunk {i}");
     }
     for i in 500..1000u32 {

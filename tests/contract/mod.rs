@@ -384,6 +384,111 @@ pub fn data_survives_close_and_reopen(h: &dyn Harness) {
     }
 }
 
+// ---- long histories (rusty-leveldb 4.0.2 lost data in both; see FACTS.md) ----
+
+/// Bytes of a version of a value: a slice of one shared random pool, stamped with `version` at
+/// the start and the end, so building hundreds of 256 KiB values costs a memcpy each.
+pub fn versioned(version: u64, len: usize) -> Vec<u8> {
+    static POOL: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let pool = POOL.get_or_init(|| bytes(0x5EED, 2 << 20));
+    let mut v = Vec::with_capacity(len);
+    let mut at = (version as usize).wrapping_mul(7919) % pool.len();
+    while v.len() < len {
+        let n = (len - v.len()).min(pool.len() - at);
+        v.extend_from_slice(&pool[at..at + n]);
+        at = 0;
+    }
+    let stamp = version.to_le_bytes();
+    if len >= 16 {
+        v[..8].copy_from_slice(&stamp);
+        v[len - 8..].copy_from_slice(&stamp);
+    }
+    v
+}
+
+/// A value larger than the write buffer (the LevelDB harnesses run with 4 MiB as well as the
+/// product's 64 MiB) written over an older version, then the store closed and opened again:
+/// the new value must come back. rusty-leveldb 4.0.2 returned None here.
+pub fn big_value_over_an_old_version_survives_reopen(h: &dyn Harness) {
+    let s = h.open();
+    let big = versioned(1, (5 << 20) + 1);
+    let bigger = versioned(2, 16 << 20);
+    s.set_chunk(b"grows", b"old").unwrap();
+    s.set_chunk(b"grows", &big).unwrap();
+    s.set_chunk(b"grows-more", &versioned(3, 10_000)).unwrap();
+    s.set_chunk(b"grows-more", &bigger).unwrap();
+    assert!(
+        s.get_chunk(b"grows").unwrap().unwrap() == big,
+        "before reopen"
+    );
+    s.close().unwrap();
+    drop(s);
+    for round in 0..2 {
+        let s = h.open();
+        let got = s.get_chunk(b"grows").unwrap();
+        assert!(
+            got.as_deref() == Some(&big[..]),
+            "round {round}: got {:?} bytes, want {}",
+            got.map(|v| v.len()),
+            big.len()
+        );
+        assert_eq!(s.stat(b"grows").unwrap(), Some(big.len() as u64));
+        assert!(s.get_chunk(b"grows-more").unwrap().unwrap() == bigger);
+        assert_eq!(s.stat(b"grows-more").unwrap(), Some(bigger.len() as u64));
+        s.close().unwrap();
+    }
+}
+
+/// 600 versions of one key (150-250 KB each), then churn on four other keys (2,000 x 256 KiB):
+/// the newest version must be read at the end and after a reopen. rusty-leveldb 4.0.2 served
+/// version ~556, and another old one after the reopen.
+pub fn newest_of_600_versions_survives_churn(h: &dyn Harness) {
+    // The hot key sorts before the churn keys: the layout that made rusty-leveldb serve v555.
+    const HOT: &[u8] = b"a-hot";
+    let s = h.open();
+    let size = |v: u64| 150_000 + (v * 7_717 % 100_000) as usize;
+    for v in 0..600u64 {
+        s.set_chunk(HOT, &versioned(v, size(v))).unwrap();
+        // Reading back now and then, as a filesystem does (rusty-leveldb needed a snapshot or
+        // an iterator to have existed to lose versions).
+        if v % 100 == 0 {
+            assert!(s.get_chunk(HOT).unwrap().unwrap() == versioned(v, size(v)));
+            assert_eq!(s.list(None).unwrap().count(), 1);
+        }
+    }
+    let newest = versioned(599, size(599));
+    let churn_keys: [&[u8]; 4] = [b"churn-0", b"churn-1", b"churn-2", b"churn-3"];
+    for i in 0..2_000u64 {
+        s.set_chunk(
+            churn_keys[(i % 4) as usize],
+            &versioned(1_000 + i, 256 << 10),
+        )
+        .unwrap();
+    }
+    let check = |s: &dyn Cloudstore, when: &str| {
+        let got = s.get_chunk(HOT).unwrap().expect("hot chunk missing");
+        let version = u64::from_le_bytes(got[..8].try_into().unwrap());
+        assert!(
+            got == newest,
+            "{when}: got version {version} ({} bytes), want 599",
+            got.len()
+        );
+        assert_eq!(s.stat(HOT).unwrap(), Some(newest.len() as u64), "{when}");
+        for (j, k) in churn_keys.iter().enumerate() {
+            let last = 1_000 + 1_996 + j as u64;
+            assert!(
+                s.get_chunk(k).unwrap().unwrap() == versioned(last, 256 << 10),
+                "{when}: churn key {j}"
+            );
+        }
+    };
+    check(&*s, "at the end");
+    s.close().unwrap();
+    drop(s);
+    let s = h.open();
+    check(&*s, "after a reopen");
+}
+
 /// Defines one `#[test]` per contract check. `$make` is an expression of type
 /// `fn() -> Option<H>` with `H: Harness`; `None` means the backend is absent and the harness has
 /// already said SKIPPED (or panicked, under CI=true).
@@ -410,7 +515,9 @@ macro_rules! contract_tests {
             rename_moves_and_replaces,
             mtime_is_kept_and_settable,
             eight_threads_at_once,
-            data_survives_close_and_reopen
+            data_survives_close_and_reopen,
+            big_value_over_an_old_version_survives_reopen,
+            newest_of_600_versions_survives_churn
         );
     };
     (@each $make:expr; $($name:ident),*) => {

@@ -1,0 +1,415 @@
+//! A small safe wrapper over the C API of the reference LevelDB (`leveldb-sys`, LevelDB 1.22
+//! with snappy): a database handle, options, write batches, snapshots and iterators, each
+//! released by `Drop`; returned buffers are freed with `leveldb_free`; errors come from the
+//! C API's `char **errptr`.
+//!
+//! The C++ `DB` is safe to use from many threads without a lock (LevelDB serialises writers
+//! itself), so [`Db`] is `Send + Sync`. An [`Iter`] may move between threads but is used by one
+//! at a time (`Send`, not `Sync`), and it keeps the database and its snapshot alive.
+
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::path::Path;
+use std::ptr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use leveldb_sys as sys;
+
+/// An error from LevelDB, with its message as LevelDB gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error(pub String);
+
+impl Error {
+    /// Whether this is LevelDB's "lock held by another process" error.
+    pub fn is_lock(&self) -> bool {
+        // "IO error: lock DIR/LOCK: Resource temporarily unavailable"
+        self.0.contains("/LOCK")
+    }
+
+    /// The errno the filesystem should see.
+    pub fn errno(&self) -> i32 {
+        if self.0.starts_with("NotFound") {
+            libc::ENOENT
+        } else if self.0.starts_with("Invalid argument") {
+            libc::EINVAL
+        } else if self.0.contains("No space left") {
+            libc::ENOSPC
+        } else {
+            libc::EIO
+        }
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Runs a C call that reports failure through `errptr`.
+fn check<T>(call: impl FnOnce(*mut *mut c_char) -> T) -> Result<T, Error> {
+    let mut err: *mut c_char = ptr::null_mut();
+    let out = call(&mut err);
+    if err.is_null() {
+        return Ok(out);
+    }
+    // SAFETY: LevelDB set `err` to a NUL-terminated malloc'd string, which we free once.
+    let msg = unsafe { CStr::from_ptr(err) }
+        .to_string_lossy()
+        .into_owned();
+    unsafe { sys::leveldb_free(err as *mut c_void) };
+    Err(Error(msg))
+}
+
+/// How a database is opened.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Bytes of the LRU block cache.
+    pub cache_bytes: usize,
+    /// Bytes of the memtable before it is written out as a table.
+    pub write_buffer_size: usize,
+    /// Table files LevelDB keeps open.
+    pub max_open_files: i32,
+    /// Snappy-compress table blocks.
+    pub compression: bool,
+}
+
+/// An open database; closed when dropped (after every iterator and snapshot on it).
+pub struct Db {
+    raw: *mut sys::leveldb_t,
+    // Owned by the database's options: destroyed after the database is closed.
+    options: *mut sys::leveldb_options_t,
+    cache: *mut sys::leveldb_cache_t,
+    async_write: *mut sys::leveldb_writeoptions_t,
+    sync_write: *mut sys::leveldb_writeoptions_t,
+    read: *mut sys::leveldb_readoptions_t,
+    synced: AtomicU64,
+}
+
+// SAFETY: leveldb_t is documented thread-safe; the option objects are only read after creation.
+unsafe impl Send for Db {}
+unsafe impl Sync for Db {}
+
+impl Db {
+    /// Opens (creating when missing) the database in `path`.
+    pub fn open(path: &Path, opts: &Options) -> Result<Db, Error> {
+        let name = CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|_| Error(format!("path {} contains a NUL byte", path.display())))?;
+        // SAFETY: plain constructor calls; each object is destroyed in Drop (or below on error).
+        unsafe {
+            let options = sys::leveldb_options_create();
+            let cache = sys::leveldb_cache_create_lru(opts.cache_bytes);
+            sys::leveldb_options_set_create_if_missing(options, 1);
+            sys::leveldb_options_set_cache(options, cache);
+            sys::leveldb_options_set_write_buffer_size(options, opts.write_buffer_size);
+            sys::leveldb_options_set_max_open_files(options, opts.max_open_files);
+            sys::leveldb_options_set_compression(
+                options,
+                if opts.compression {
+                    sys::Compression::Snappy
+                } else {
+                    sys::Compression::No
+                },
+            );
+            let async_write = sys::leveldb_writeoptions_create();
+            let sync_write = sys::leveldb_writeoptions_create();
+            sys::leveldb_writeoptions_set_sync(sync_write, 1);
+            let read = sys::leveldb_readoptions_create();
+            let mut db = Db {
+                raw: ptr::null_mut(),
+                options,
+                cache,
+                async_write,
+                sync_write,
+                read,
+                synced: AtomicU64::new(0),
+            };
+            // On failure `db` drops with a null handle: only the option objects are destroyed.
+            db.raw = check(|err| sys::leveldb_open(options, name.as_ptr(), err))?;
+            Ok(db)
+        }
+    }
+
+    fn write_options(&self, sync: bool) -> *const sys::leveldb_writeoptions_t {
+        if sync {
+            self.synced.fetch_add(1, Ordering::Relaxed);
+            self.sync_write
+        } else {
+            self.async_write
+        }
+    }
+
+    /// How many synced writes (`sync = true`: LevelDB fsyncs its log) were made on this
+    /// database: a hook for tests that check that fsync(2) reaches the disk.
+    pub fn synced_writes(&self) -> u64 {
+        self.synced.load(Ordering::Relaxed)
+    }
+
+    /// The value of `key`, `None` when missing.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        self.get_with(self.read, key)
+    }
+
+    fn get_with(
+        &self,
+        read: *const sys::leveldb_readoptions_t,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let mut len: usize = 0;
+        // SAFETY: key is valid for its length; the returned buffer is copied, then freed.
+        let buf = check(|err| unsafe {
+            sys::leveldb_get(
+                self.raw,
+                read,
+                key.as_ptr() as *const c_char,
+                key.len(),
+                &mut len,
+                err,
+            )
+        })?;
+        if buf.is_null() {
+            return Ok(None);
+        }
+        let value = unsafe { std::slice::from_raw_parts(buf as *const u8, len) }.to_vec();
+        unsafe { sys::leveldb_free(buf as *mut c_void) };
+        Ok(Some(value))
+    }
+
+    /// Stores `value` under `key`; with `sync`, the log is fsynced before this returns.
+    pub fn put(&self, key: &[u8], value: &[u8], sync: bool) -> Result<(), Error> {
+        let opts = self.write_options(sync);
+        // SAFETY: key and value are valid for their lengths during the call.
+        check(|err| unsafe {
+            sys::leveldb_put(
+                self.raw,
+                opts,
+                key.as_ptr() as *const c_char,
+                key.len(),
+                value.as_ptr() as *const c_char,
+                value.len(),
+                err,
+            )
+        })
+    }
+
+    /// Applies `batch` atomically; with `sync`, the log is fsynced before this returns. An empty
+    /// batch with `sync` still appends a record and fsyncs the log (LevelDB 1.22
+    /// DBImpl::Write), which makes every earlier write durable.
+    pub fn write(&self, batch: &WriteBatch, sync: bool) -> Result<(), Error> {
+        let opts = self.write_options(sync);
+        // SAFETY: the batch is valid; LevelDB does not keep it after the call.
+        check(|err| unsafe { sys::leveldb_write(self.raw, opts, batch.raw, err) })
+    }
+
+    /// A consistent view of the database as it is now.
+    pub fn snapshot(self: &Arc<Self>) -> Snapshot {
+        // SAFETY: the snapshot is released in Drop, before the Arc'd database can close.
+        let raw = unsafe { sys::leveldb_create_snapshot(self.raw) };
+        Snapshot {
+            raw,
+            db: Arc::clone(self),
+        }
+    }
+
+    /// An iterator over `snapshot`; `fill_cache = false` keeps a scan out of the block cache.
+    pub fn iter(self: &Arc<Self>, snapshot: Snapshot, fill_cache: bool) -> Iter {
+        assert!(Arc::ptr_eq(self, &snapshot.db), "snapshot of another db");
+        // SAFETY: the read options and snapshot outlive the iterator (fields of Iter, dropped
+        // after it).
+        unsafe {
+            let read = sys::leveldb_readoptions_create();
+            sys::leveldb_readoptions_set_snapshot(read, snapshot.raw);
+            sys::leveldb_readoptions_set_fill_cache(read, fill_cache as u8);
+            let raw = sys::leveldb_create_iterator(self.raw, read);
+            Iter {
+                raw,
+                read,
+                _snapshot: snapshot,
+            }
+        }
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        // SAFETY: every object was created in open and is destroyed once; closing the database
+        // first, its options (and cache) after.
+        unsafe {
+            if !self.raw.is_null() {
+                sys::leveldb_close(self.raw);
+            }
+            sys::leveldb_readoptions_destroy(self.read);
+            sys::leveldb_writeoptions_destroy(self.sync_write);
+            sys::leveldb_writeoptions_destroy(self.async_write);
+            sys::leveldb_options_destroy(self.options);
+            sys::leveldb_cache_destroy(self.cache);
+        }
+    }
+}
+
+/// Puts and deletes applied together by [`Db::write`].
+pub struct WriteBatch {
+    raw: *mut sys::leveldb_writebatch_t,
+    len: usize,
+}
+
+// SAFETY: a write batch is plain owned memory.
+unsafe impl Send for WriteBatch {}
+
+impl Default for WriteBatch {
+    fn default() -> Self {
+        WriteBatch {
+            // SAFETY: destroyed in Drop.
+            raw: unsafe { sys::leveldb_writebatch_create() },
+            len: 0,
+        }
+    }
+}
+
+impl WriteBatch {
+    /// Adds a put of `value` under `key`.
+    pub fn put(&mut self, key: &[u8], value: &[u8]) {
+        // SAFETY: LevelDB copies key and value into the batch.
+        unsafe {
+            sys::leveldb_writebatch_put(
+                self.raw,
+                key.as_ptr() as *const c_char,
+                key.len(),
+                value.as_ptr() as *const c_char,
+                value.len(),
+            )
+        };
+        self.len += 1;
+    }
+
+    /// Adds a delete of `key`.
+    pub fn delete(&mut self, key: &[u8]) {
+        // SAFETY: LevelDB copies the key into the batch.
+        unsafe {
+            sys::leveldb_writebatch_delete(self.raw, key.as_ptr() as *const c_char, key.len())
+        };
+        self.len += 1;
+    }
+
+    /// Operations added so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Drop for WriteBatch {
+    fn drop(&mut self) {
+        // SAFETY: created in default(), destroyed once.
+        unsafe { sys::leveldb_writebatch_destroy(self.raw) };
+    }
+}
+
+/// A snapshot; released when dropped, and it keeps its database open until then.
+pub struct Snapshot {
+    raw: *const sys::leveldb_snapshot_t,
+    db: Arc<Db>,
+}
+
+// SAFETY: a snapshot is an immutable handle; releasing it goes through the thread-safe DB.
+unsafe impl Send for Snapshot {}
+unsafe impl Sync for Snapshot {}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        // SAFETY: created on this db, released once, before the db (held by the Arc) closes.
+        unsafe { sys::leveldb_release_snapshot(self.db.raw, self.raw) };
+    }
+}
+
+/// An iterator over a snapshot, in key order.
+pub struct Iter {
+    raw: *mut sys::leveldb_iterator_t,
+    read: *mut sys::leveldb_readoptions_t,
+    // Dropped after the iterator (field order), and it holds the database.
+    _snapshot: Snapshot,
+}
+
+// SAFETY: LevelDB iterators may be used from any thread, one thread at a time (`&mut self`
+// everywhere below, and Iter is not Sync).
+unsafe impl Send for Iter {}
+
+impl Iter {
+    /// Positions at the first key.
+    pub fn seek_to_first(&mut self) {
+        // SAFETY: valid iterator.
+        unsafe { sys::leveldb_iter_seek_to_first(self.raw) }
+    }
+
+    /// Positions at the first key at or after `key`.
+    pub fn seek(&mut self, key: &[u8]) {
+        // SAFETY: valid iterator; the key is copied by the seek.
+        unsafe { sys::leveldb_iter_seek(self.raw, key.as_ptr() as *const c_char, key.len()) }
+    }
+
+    /// Whether the iterator is at an entry.
+    pub fn valid(&self) -> bool {
+        // SAFETY: valid iterator.
+        unsafe { sys::leveldb_iter_valid(self.raw) != 0 }
+    }
+
+    /// Moves to the next entry.
+    pub fn next(&mut self) {
+        debug_assert!(self.valid());
+        // SAFETY: valid iterator at an entry.
+        unsafe { sys::leveldb_iter_next(self.raw) }
+    }
+
+    /// The current key (only while `valid()`).
+    pub fn key(&self) -> &[u8] {
+        debug_assert!(self.valid());
+        let mut len: usize = 0;
+        // SAFETY: the key stays valid until the iterator moves, which needs `&mut self`.
+        unsafe {
+            let p = sys::leveldb_iter_key(self.raw, &mut len);
+            std::slice::from_raw_parts(p as *const u8, len)
+        }
+    }
+
+    /// The current value (only while `valid()`).
+    pub fn value(&self) -> &[u8] {
+        debug_assert!(self.valid());
+        let mut len: usize = 0;
+        // SAFETY: as for key().
+        unsafe {
+            let p = sys::leveldb_iter_value(self.raw, &mut len);
+            std::slice::from_raw_parts(p as *const u8, len)
+        }
+    }
+
+    /// The error that ended the iteration early, if any (check when `valid()` turns false).
+    pub fn status(&self) -> Result<(), Error> {
+        let mut err: *mut c_char = ptr::null_mut();
+        // SAFETY: the C API declares errptr as `char**`; a message, if any, is ours to free.
+        unsafe {
+            sys::leveldb_iter_get_error(self.raw, &mut err as *mut *mut c_char as *const _);
+        }
+        if err.is_null() {
+            return Ok(());
+        }
+        let msg = unsafe { CStr::from_ptr(err) }
+            .to_string_lossy()
+            .into_owned();
+        unsafe { sys::leveldb_free(err as *mut c_void) };
+        Err(Error(msg))
+    }
+}
+
+impl Drop for Iter {
+    fn drop(&mut self) {
+        // SAFETY: the iterator is destroyed before its read options and its snapshot.
+        unsafe {
+            sys::leveldb_iter_destroy(self.raw);
+            sys::leveldb_readoptions_destroy(self.read);
+        }
+    }
+}

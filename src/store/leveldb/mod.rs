@@ -1,0 +1,708 @@
+//! The embedded LevelDB backend on the reference C++ LevelDB (1.22, through `leveldb-sys` and
+//! the small wrapper in [`db`]): raw key bytes -> raw value bytes, no other keys, so a database
+//! written by C++ LevelDB, goleveldb, plyvel or the Go implementation opens unchanged, and ours
+//! opens in them.
+//!
+//! Beside the keyspace, never in it, a second database (`cloudstore-meta/`) holds per key the
+//! modification time and the value's size (12 + 8 bytes; entries of 12 bytes, from before
+//! sizes were kept, still decode). LevelDB cannot tell a value's size without reading the value,
+//! and a listing iterator reads every value it passes, so stat and listings use this index.
+//!
+//! Crash safety of the index. Every change writes the data first and the index entry after,
+//! one key at a time under that key's stripe lock, so a crash in between can leave the old mtime
+//! on new data (allowed) but never a new mtime on old data. It can also leave a stale size, so
+//! the index is only trusted after a clean close: `close` syncs, closes the data database, and
+//! records a fingerprint of its files (names and lengths) in `cloudstore-meta/cloudstore-state`;
+//! `open` removes that record (durably) before the first write. An open that finds no record, or
+//! one whose fingerprint differs (a crash, or another program wrote the database), rebuilds the
+//! index with one scan of the data (logged) before serving anything. If an index write fails
+//! while running, the store stops trusting the index until the next open (stat then reads
+//! values, listings walk the data).
+//!
+//! Durability: writes use `sync = false`: LevelDB has appended them to its log with write(2)
+//! before it returns, so they survive kill -9 of the daemon. `sync` writes an empty batch with
+//! `sync = true` to both databases, which fsyncs each log (and so everything before it).
+
+pub mod db;
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use db::{Db, Iter, WriteBatch};
+
+use super::{
+    check_chunk, clamp_range, ChunkInfo, ChunkList, Cloudstore, RawChunk, Result, SpaceInfo,
+    StoreError,
+};
+use crate::config::{Compression, Config};
+
+const BACKEND: &str = "leveldb";
+/// The directory, inside the data directory, of the index (mtime and size) database.
+pub const META_DIR: &str = "cloudstore-meta";
+/// The clean-close record, inside [`META_DIR`].
+pub const STATE_FILE: &str = "cloudstore-state";
+/// Per-key lock stripes: writers of one key are ordered, different keys run in parallel.
+const STRIPES: usize = 64;
+/// Index entries per write batch while rebuilding.
+const REBUILD_BATCH: usize = 10_000;
+/// How long close waits for calls still running on other threads.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
+
+/// An mtime of "unknown" (an entry made for a key another program wrote).
+const NO_MTIME: [u8; 12] = [0xff; 12];
+
+fn encode_mtime(t: SystemTime) -> [u8; 12] {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let mut out = [0u8; 12];
+    out[..8].copy_from_slice(&d.as_secs().to_le_bytes());
+    out[8..].copy_from_slice(&d.subsec_nanos().to_le_bytes());
+    out
+}
+
+/// An index entry: the mtime (12 bytes, as stored) and the size when known.
+struct Entry {
+    mtime: [u8; 12],
+    size: Option<u64>,
+}
+
+impl Entry {
+    fn decode(b: &[u8]) -> Entry {
+        let mut mtime = NO_MTIME;
+        if let Some(m) = b.get(..12) {
+            mtime.copy_from_slice(m);
+        }
+        let size = b
+            .get(12..20)
+            .map(|s| u64::from_le_bytes(s.try_into().unwrap()));
+        Entry { mtime, size }
+    }
+
+    fn encode(mtime: &[u8; 12], size: u64) -> [u8; 20] {
+        let mut out = [0u8; 20];
+        out[..12].copy_from_slice(mtime);
+        out[12..].copy_from_slice(&size.to_le_bytes());
+        out
+    }
+
+    fn mtime(&self) -> Option<SystemTime> {
+        if self.mtime == NO_MTIME {
+            return None;
+        }
+        let secs = u64::from_le_bytes(self.mtime[..8].try_into().unwrap());
+        let nanos = u32::from_le_bytes(self.mtime[8..].try_into().unwrap());
+        UNIX_EPOCH.checked_add(Duration::new(secs, nanos.min(999_999_999)))
+    }
+}
+
+/// The open databases, shared by the store's calls and its listings.
+struct Dbs {
+    data: Arc<Db>,
+    meta: Arc<Db>,
+    stripes: Vec<Mutex<()>>,
+    /// The index is exact: every data key has an entry with its size, and no other entries.
+    index_ok: AtomicBool,
+    /// Values read from the data database (a hook for tests: stat must not read any).
+    value_reads: AtomicU64,
+}
+
+impl Dbs {
+    fn stripe(&self, key: &[u8]) -> usize {
+        // FNV-1a: cheap, and spreads similar keys.
+        let h = key.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
+        (h % STRIPES as u64) as usize
+    }
+
+    /// Locks the stripes of `keys`, in index order (no deadlock between overlapping callers).
+    fn lock<'a>(&self, keys: impl IntoIterator<Item = &'a [u8]>) -> Vec<MutexGuard<'_, ()>> {
+        let mut idx: Vec<usize> = keys.into_iter().map(|k| self.stripe(k)).collect();
+        idx.sort_unstable();
+        idx.dedup();
+        idx.into_iter()
+            .map(|i| self.stripes[i].lock().unwrap_or_else(|p| p.into_inner()))
+            .collect()
+    }
+
+    fn index_ok(&self) -> bool {
+        self.index_ok.load(Ordering::Acquire)
+    }
+
+    fn entry(&self, key: &[u8]) -> Result<Option<Entry>> {
+        Ok(self
+            .meta
+            .get(key)
+            .map_err(|e| ldb_err("get index entry", key, e))?
+            .map(|b| Entry::decode(&b)))
+    }
+
+    /// Writes index changes (after their data): a failure stops trusting the index.
+    fn write_index(&self, batch: &WriteBatch, key: &[u8]) -> Result<()> {
+        self.meta.write(batch, false).map_err(|e| {
+            self.index_ok.store(false, Ordering::Release);
+            ldb_err("write index", key, e)
+        })
+    }
+
+    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.value_reads.fetch_add(1, Ordering::Relaxed);
+        self.data.get(key).map_err(|e| ldb_err("get", key, e))
+    }
+}
+
+/// The LevelDB backend.
+pub struct LevelDbStore {
+    dbs: RwLock<Option<Arc<Dbs>>>,
+    dir: PathBuf,
+    max_chunk_size: u64,
+}
+
+fn ldb_err(op: &'static str, key: &[u8], e: db::Error) -> StoreError {
+    let err = StoreError::backend(BACKEND, op, key, e.errno(), e.0);
+    log::error!("{err}");
+    err
+}
+
+fn io_err(op: &'static str, path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::backend(
+        BACKEND,
+        op,
+        b"",
+        e.raw_os_error().unwrap_or(libc::EIO),
+        format!("{}: {e}", path.display()),
+    )
+}
+
+fn open_db(path: &Path, opts: &db::Options) -> Result<Db> {
+    Db::open(path, opts).map_err(|e| {
+        if e.is_lock() {
+            StoreError::Locked {
+                backend: BACKEND,
+                dir: path.display().to_string(),
+            }
+        } else {
+            StoreError::Config(format!(
+                "{BACKEND}: cannot open database {}: {e}",
+                path.display()
+            ))
+        }
+    })
+}
+
+/// A fingerprint of a LevelDB directory's own files (names and lengths): any other program
+/// that opens the database at least starts a new log file, and so changes it.
+fn fingerprint(dir: &Path) -> Result<u64> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| io_err("fingerprint", dir, e))? {
+        let entry = entry.map_err(|e| io_err("fingerprint", dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours = name == "CURRENT"
+            || name.starts_with("MANIFEST-")
+            || [".log", ".ldb", ".sst"].iter().any(|s| name.ends_with(s));
+        if ours {
+            let len = entry
+                .metadata()
+                .map_err(|e| io_err("fingerprint", dir, e))?
+                .len();
+            files.push((name, len));
+        }
+    }
+    files.sort();
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for (name, len) in &files {
+        for b in name.bytes().chain([0]).chain(len.to_le_bytes()) {
+            h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    Ok(h)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err("sync directory", dir, e))
+}
+
+/// The fingerprint recorded by the last clean close, if any.
+fn read_state(path: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let hex = text.trim().strip_prefix("clean ")?;
+    u64::from_str_radix(hex, 16).ok()
+}
+
+/// Records a clean close: written whole (temporary file, fsync, rename, fsync of the directory).
+fn write_state(meta_dir: &Path, fp: u64) -> Result<()> {
+    let path = meta_dir.join(STATE_FILE);
+    let tmp = meta_dir.join(format!("{STATE_FILE}.tmp"));
+    let mut f = File::create(&tmp).map_err(|e| io_err("write state", &tmp, e))?;
+    f.write_all(format!("clean {fp:016x}\n").as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| io_err("write state", &tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| io_err("write state", &path, e))?;
+    sync_dir(meta_dir)
+}
+
+/// Makes the index exact again with one scan of the data: every data key gets an entry with its
+/// size (keeping its mtime), entries without data go. Returns (chunks, entries changed).
+fn rebuild_index(data: &Arc<Db>, meta: &Arc<Db>) -> Result<(u64, u64)> {
+    let mut d = data.iter(data.snapshot(), false);
+    let mut m = meta.iter(meta.snapshot(), false);
+    d.seek_to_first();
+    m.seek_to_first();
+    let mut batch = WriteBatch::default();
+    let (mut chunks, mut changed) = (0u64, 0u64);
+    let flush = |batch: &mut WriteBatch, sync: bool| -> Result<()> {
+        meta.write(batch, sync)
+            .map_err(|e| ldb_err("rebuild index", b"", e))?;
+        *batch = WriteBatch::default();
+        Ok(())
+    };
+    while d.valid() {
+        let key = d.key();
+        let size = d.value().len() as u64;
+        while m.valid() && m.key() < key {
+            batch.delete(m.key());
+            changed += 1;
+            m.next();
+        }
+        if m.valid() && m.key() == key {
+            let e = Entry::decode(m.value());
+            if e.size != Some(size) {
+                batch.put(key, &Entry::encode(&e.mtime, size));
+                changed += 1;
+            }
+            m.next();
+        } else {
+            batch.put(key, &Entry::encode(&NO_MTIME, size));
+            changed += 1;
+        }
+        chunks += 1;
+        d.next();
+        if batch.len() >= REBUILD_BATCH {
+            flush(&mut batch, false)?;
+        }
+    }
+    d.status().map_err(|e| ldb_err("rebuild index", b"", e))?;
+    while m.valid() {
+        batch.delete(m.key());
+        changed += 1;
+        m.next();
+    }
+    m.status().map_err(|e| ldb_err("rebuild index", b"", e))?;
+    flush(&mut batch, true)?;
+    Ok((chunks, changed))
+}
+
+impl LevelDbStore {
+    /// Opens (creating if needed) the database in `config.data_dir`.
+    pub fn open(config: &Config) -> Result<Self> {
+        let dir = config.data_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            StoreError::Config(format!(
+                "{BACKEND}: cannot create data directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let compression = config.compression == Compression::Snappy;
+        let fp = fingerprint(&dir)?;
+        let data = Arc::new(open_db(
+            &dir,
+            &db::Options {
+                cache_bytes: config.cache_size as usize,
+                write_buffer_size: config.write_buffer_size as usize,
+                max_open_files: config.max_open_files as i32,
+                compression,
+            },
+        )?);
+        let meta_dir = dir.join(META_DIR);
+        // The index holds 20-byte values: small buffers are plenty.
+        let meta = Arc::new(open_db(
+            &meta_dir,
+            &db::Options {
+                cache_bytes: 8 << 20,
+                write_buffer_size: 4 << 20,
+                max_open_files: 100,
+                compression,
+            },
+        )?);
+        let state = meta_dir.join(STATE_FILE);
+        let clean = read_state(&state) == Some(fp);
+        // From here on the databases change: the clean record goes first, durably.
+        match std::fs::remove_file(&state) {
+            Ok(()) => sync_dir(&meta_dir)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("remove state", &state, e)),
+        }
+        if clean {
+            log::info!("{BACKEND}: opened {}", dir.display());
+        } else {
+            let t = Instant::now();
+            let (chunks, changed) = rebuild_index(&data, &meta)?;
+            log::info!(
+                "{BACKEND}: opened {} after an unclean shutdown or another writer: size index \
+                 rebuilt over {chunks} chunks ({changed} entries changed) in {:.2} s",
+                dir.display(),
+                t.elapsed().as_secs_f64()
+            );
+        }
+        Ok(LevelDbStore {
+            dbs: RwLock::new(Some(Arc::new(Dbs {
+                data,
+                meta,
+                stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+                index_ok: AtomicBool::new(true),
+                value_reads: AtomicU64::new(0),
+            }))),
+            dir,
+            max_chunk_size: config.max_chunk_size,
+        })
+    }
+
+    /// Synced writes (each an fsync of a LevelDB log) made on this store's databases since it
+    /// was opened; 0 once closed.
+    pub fn synced_writes(&self) -> u64 {
+        self.dbs()
+            .map_or(0, |d| d.data.synced_writes() + d.meta.synced_writes())
+    }
+
+    /// Values read from the data database since the store was opened (gets, and stat or
+    /// listing when the index has no size); 0 once closed.
+    pub fn value_reads(&self) -> u64 {
+        self.dbs()
+            .map_or(0, |d| d.value_reads.load(Ordering::Relaxed))
+    }
+
+    /// The open databases, or `Closed`.
+    fn dbs(&self) -> Result<Arc<Dbs>> {
+        self.dbs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(StoreError::Closed { backend: BACKEND })
+    }
+
+    fn check_value(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        check_chunk(BACKEND, key, value, self.max_chunk_size)
+    }
+}
+
+/// Syncs both logs: an empty batch with `sync = true` fsyncs a log (LevelDB 1.22
+/// DBImpl::Write appends the record, then syncs), and with it every write before it.
+fn sync_dbs(d: &Dbs) -> Result<()> {
+    let empty = WriteBatch::default();
+    d.data
+        .write(&empty, true)
+        .map_err(|e| ldb_err("sync", b"", e))?;
+    d.meta
+        .write(&empty, true)
+        .map_err(|e| ldb_err("sync index", b"", e))
+}
+
+impl Cloudstore for LevelDbStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn get_chunk(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.dbs()?.read(key)
+    }
+
+    fn get_chunk_batch(&self, chunks: &mut [RawChunk]) -> Result<()> {
+        let d = self.dbs()?;
+        for chunk in chunks.iter_mut() {
+            match d.read(&chunk.key) {
+                Ok(v) => {
+                    chunk.ok = v.is_some();
+                    chunk.value = v.unwrap_or_default();
+                    chunk.error = None;
+                }
+                Err(e) => {
+                    chunk.ok = false;
+                    chunk.value.clear();
+                    chunk.error = Some(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn get_chunk_with_range(&self, key: &[u8], start: u64, end: u64) -> Result<Option<Vec<u8>>> {
+        clamp_range(key, start, end, u64::MAX)?;
+        // LevelDB has no partial read: the whole value, then the range of it.
+        let Some(mut value) = self.get_chunk(key)? else {
+            return Ok(None);
+        };
+        let (s, e) = clamp_range(key, start, end, value.len() as u64)?;
+        value.truncate(e);
+        value.drain(..s);
+        Ok(Some(value))
+    }
+
+    fn set_chunk(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.check_value(key, value)?;
+        let d = self.dbs()?;
+        let _lock = d.lock([key]);
+        d.data
+            .put(key, value, false)
+            .map_err(|e| ldb_err("put", key, e))?;
+        // Data first, then its mtime and size: a crash in between leaves the old mtime on the
+        // new data, never a new mtime on old data (and the open after it rebuilds the sizes).
+        let mut index = WriteBatch::default();
+        index.put(
+            key,
+            &Entry::encode(&encode_mtime(SystemTime::now()), value.len() as u64),
+        );
+        d.write_index(&index, key)
+    }
+
+    fn set_chunk_batch(&self, chunks: &mut [RawChunk]) -> Result<()> {
+        let mtime = encode_mtime(SystemTime::now());
+        let mut data = WriteBatch::default();
+        let mut index = WriteBatch::default();
+        for chunk in chunks.iter_mut() {
+            chunk.error = self.check_value(&chunk.key, &chunk.value).err();
+            chunk.ok = chunk.error.is_none();
+            if chunk.ok {
+                data.put(&chunk.key, &chunk.value);
+                index.put(&chunk.key, &Entry::encode(&mtime, chunk.value.len() as u64));
+            }
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        let first = chunks.first().map(|c| c.key.clone()).unwrap_or_default();
+        let result = self.dbs().and_then(|d| {
+            let _lock = d.lock(chunks.iter().filter(|c| c.ok).map(|c| &c.key[..]));
+            // One WriteBatch: the valid chunks of the batch land together or not at all. Data
+            // before index, as in set_chunk.
+            d.data
+                .write(&data, false)
+                .map_err(|e| ldb_err("write batch", &first, e))?;
+            d.write_index(&index, &first)
+        });
+        if let Err(e) = &result {
+            for chunk in chunks.iter_mut().filter(|c| c.ok) {
+                chunk.ok = false;
+                chunk.error = Some(e.clone());
+            }
+        }
+        result
+    }
+
+    fn close(&self) -> Result<()> {
+        let Some(mut dbs) = self.dbs.write().unwrap_or_else(|p| p.into_inner()).take() else {
+            return Ok(());
+        };
+        sync_dbs(&dbs)?;
+        // Calls that started before the close finish first; a listing still open keeps the
+        // databases open until it is dropped, and then the next open rebuilds the index.
+        let deadline = Instant::now() + CLOSE_WAIT;
+        let dbs = loop {
+            match Arc::try_unwrap(dbs) {
+                Ok(d) => break Some(d),
+                Err(d) if Instant::now() < deadline => {
+                    dbs = d;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => break None,
+            }
+        };
+        let Some(Dbs {
+            data,
+            meta,
+            index_ok,
+            ..
+        }) = dbs
+        else {
+            log::warn!(
+                "{BACKEND}: {}: a listing is still open at close; the database closes when it \
+                 ends, and the next open rebuilds the size index",
+                self.dir.display()
+            );
+            return Ok(());
+        };
+        let closed = Arc::try_unwrap(data).map(drop).is_ok();
+        if closed && index_ok.into_inner() {
+            // leveldb_close has returned: the data files are final; record them.
+            let fp = fingerprint(&self.dir)?;
+            write_state(&self.dir.join(META_DIR), fp)?;
+        }
+        drop(meta);
+        log::info!("{BACKEND}: closed {}", self.dir.display());
+        Ok(())
+    }
+
+    fn stat(&self, key: &[u8]) -> Result<Option<u64>> {
+        let d = self.dbs()?;
+        if d.index_ok() {
+            if let Some(size) = d.entry(key)?.and_then(|e| e.size) {
+                return Ok(Some(size));
+            }
+        }
+        // No size in the index (a key without an entry, or an untrusted index): measure the
+        // value, and remember it when the index is trusted.
+        let _lock = d.lock([key]);
+        let entry = d.entry(key)?;
+        if let Some(size) = entry.as_ref().and_then(|e| e.size).filter(|_| d.index_ok()) {
+            return Ok(Some(size)); // a writer filled it meanwhile
+        }
+        let Some(value) = d.read(key)? else {
+            return Ok(None);
+        };
+        let size = value.len() as u64;
+        if d.index_ok() {
+            let mtime = entry.map_or(NO_MTIME, |e| e.mtime);
+            let mut index = WriteBatch::default();
+            index.put(key, &Entry::encode(&mtime, size));
+            d.write_index(&index, key)?;
+        }
+        Ok(Some(size))
+    }
+
+    fn delete(&self, key: &[u8]) -> Result<bool> {
+        let d = self.dbs()?;
+        let _lock = d.lock([key]);
+        let exists = (d.index_ok() && d.entry(key)?.is_some()) || d.read(key)?.is_some();
+        if !exists {
+            return Ok(false);
+        }
+        let mut batch = WriteBatch::default();
+        batch.delete(key);
+        d.data
+            .write(&batch, false)
+            .map_err(|e| ldb_err("delete", key, e))?;
+        d.write_index(&batch, key)?;
+        Ok(true)
+    }
+
+    fn list(&self, after: Option<&[u8]>) -> Result<ChunkList> {
+        let d = self.dbs()?;
+        // The index when it is exact (no value is read); otherwise the data itself.
+        let from_index = d.index_ok();
+        let db = if from_index { &d.meta } else { &d.data };
+        let mut it = db.iter(db.snapshot(), false);
+        match after {
+            Some(k) => it.seek(k),
+            None => it.seek_to_first(),
+        }
+        Ok(Box::new(Listing {
+            it,
+            from_index,
+            skip: after.map(<[u8]>::to_vec),
+            dbs: d,
+            done: false,
+        }))
+    }
+
+    fn sync(&self) -> Result<()> {
+        sync_dbs(&*self.dbs()?)
+    }
+
+    fn rename(&self, from: &[u8], to: &[u8]) -> Result<bool> {
+        let d = self.dbs()?;
+        let _lock = d.lock([from, to]);
+        let Some(value) = d.read(from)? else {
+            return Ok(false);
+        };
+        if from == to {
+            return Ok(true);
+        }
+        let mtime = d
+            .entry(from)?
+            .map_or_else(|| encode_mtime(SystemTime::now()), |e| e.mtime);
+        let mut data = WriteBatch::default();
+        data.put(to, &value);
+        data.delete(from);
+        // One atomic batch: the chunk is at `from` or at `to`, never both or neither.
+        d.data
+            .write(&data, false)
+            .map_err(|e| ldb_err("rename", from, e))?;
+        let mut index = WriteBatch::default();
+        index.put(to, &Entry::encode(&mtime, value.len() as u64));
+        index.delete(from);
+        d.write_index(&index, from)?;
+        Ok(true)
+    }
+
+    fn mtime(&self, key: &[u8]) -> Result<Option<SystemTime>> {
+        Ok(self.dbs()?.entry(key)?.and_then(|e| e.mtime()))
+    }
+
+    fn set_mtime(&self, key: &[u8], mtime: SystemTime) -> Result<()> {
+        let d = self.dbs()?;
+        let _lock = d.lock([key]);
+        let size = match d.entry(key)?.and_then(|e| e.size) {
+            Some(size) if d.index_ok() => size,
+            _ => match d.read(key)? {
+                Some(v) => v.len() as u64,
+                None => return Ok(()), // no such chunk: nothing to date
+            },
+        };
+        let mut index = WriteBatch::default();
+        index.put(key, &Entry::encode(&encode_mtime(mtime), size));
+        d.write_index(&index, key)
+    }
+
+    fn space(&self) -> Result<Option<SpaceInfo>> {
+        let path = std::ffi::CString::new(self.dir.as_os_str().as_encoded_bytes())
+            .map_err(|_| StoreError::Config(format!("bad path {}", self.dir.display())))?;
+        // SAFETY: statvfs on a NUL-terminated path into a zeroed struct.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+            return Ok(None);
+        }
+        let frsize = st.f_frsize as u64;
+        Ok(Some(SpaceInfo {
+            total: st.f_blocks as u64 * frsize,
+            free: st.f_bavail as u64 * frsize,
+        }))
+    }
+}
+
+/// A listing: one iterator over a snapshot (of the index, or of the data when the index is not
+/// trusted), owned, so it can live in a directory handle; `list(Some(cursor))` resumes.
+struct Listing {
+    it: Iter,
+    from_index: bool,
+    skip: Option<Vec<u8>>,
+    dbs: Arc<Dbs>,
+    done: bool,
+}
+
+impl Iterator for Listing {
+    type Item = Result<ChunkInfo>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            if !self.it.valid() {
+                self.done = true;
+                return self.it.status().err().map(|e| Err(ldb_err("list", b"", e)));
+            }
+            let key = self.it.key().to_vec();
+            let size = if self.from_index {
+                Entry::decode(self.it.value()).size
+            } else {
+                Some(self.it.value().len() as u64)
+            };
+            self.it.next();
+            if self.skip.as_deref() == Some(&key[..]) {
+                continue;
+            }
+            let size = match size {
+                Some(s) => s,
+                // An entry without a size (the index always has them after open): measure.
+                None => match self.dbs.read(&key) {
+                    Ok(Some(v)) => v.len() as u64,
+                    Ok(None) => continue,
+                    Err(e) => return Some(Err(e)),
+                },
+            };
+            return Some(Ok(ChunkInfo { key, size }));
+        }
+        None
+    }
+}
