@@ -46,7 +46,11 @@ impl FsError {
 
     /// Whether this errno is an expected answer rather than a failure worth a log line.
     pub fn is_quiet(&self) -> bool {
-        self.logged || matches!(self.errno, libc::ENOENT | libc::EEXIST | libc::ENODATA)
+        self.logged
+            || matches!(
+                self.errno,
+                libc::ENOENT | libc::EEXIST | libc::ENODATA | libc::ESTALE
+            )
     }
 }
 

@@ -109,9 +109,11 @@ impl ChunkFs {
         if ino == ROOT_INO {
             return Err(FsError::new(libc::EISDIR, "open: the root is a directory"));
         }
+        // An inode that lost its name (a rename replaced it, or an unlink) since the kernel looked
+        // it up: ESTALE makes the kernel look the path up again and open what is there now.
         let name = self
             .name_of(ino)
-            .ok_or_else(|| FsError::not_found(format!("inode {ino}")))?;
+            .ok_or_else(|| FsError::new(libc::ESTALE, format!("open: inode {ino} has no name")))?;
         self.open_ino(ino, &name, flags, pid)
     }
 
