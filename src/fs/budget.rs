@@ -3,7 +3,14 @@
 //! a store makes of a value it reads or writes). Bytes are reserved before the memory is taken.
 //! Running short, an operation waits a while for others to give bytes back, then fails with
 //! ENOMEM; the daemon never grows past the budget.
+//!
+//! Requests carry an age (a ticket: smaller is older, e.g. a file opened earlier). Among
+//! waiters the oldest wins: a younger request that finds an older one waiting fails at once, and
+//! what its handle holds goes back. So eight writers that each took part of the budget do not
+//! wait on each other until all of them time out: the oldest finishes, the others get ENOMEM.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -15,12 +22,20 @@ use super::error::{FsError, FsResult};
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
 
 /// A byte counter with a limit, shared by everything that holds chunk data.
-#[derive(Debug)]
 pub struct Budget {
     limit: u64,
     wait: Duration,
     used: Mutex<u64>,
+    /// The ages of the requests waiting now (with their counts).
+    waiters: Mutex<BTreeMap<u64, usize>>,
+    next_age: AtomicU64,
     freed: Condvar,
+}
+
+impl std::fmt::Debug for Budget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Budget({} of {})", self.used(), self.limit)
+    }
 }
 
 impl Budget {
@@ -30,8 +45,20 @@ impl Budget {
             limit,
             wait,
             used: Mutex::new(0),
+            waiters: Mutex::default(),
+            next_age: AtomicU64::new(1),
             freed: Condvar::new(),
         }
+    }
+
+    /// A new age: younger than every age handed out before.
+    pub fn ticket(&self) -> u64 {
+        self.next_age.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// `used` plus `bytes`, if that fits.
+    fn fits(&self, used: u64, bytes: u64) -> Option<u64> {
+        used.checked_add(bytes).filter(|&n| n <= self.limit)
     }
 
     fn exhausted(&self, used: u64, bytes: u64, what: &dyn std::fmt::Display) -> FsError {
@@ -47,7 +74,7 @@ impl Budget {
     /// Takes `bytes` from the budget, or fails with ENOMEM at once when they do not fit.
     pub fn reserve(&self, bytes: u64, what: &dyn std::fmt::Display) -> FsResult<()> {
         let mut used = self.used.lock();
-        match used.checked_add(bytes).filter(|&n| n <= self.limit) {
+        match self.fits(*used, bytes) {
             Some(n) => {
                 *used = n;
                 Ok(())
@@ -56,26 +83,51 @@ impl Budget {
         }
     }
 
-    /// Takes `bytes`, waiting a while for others to give bytes back; ENOMEM after that, or at
-    /// once when `bytes` exceed the whole budget.
-    pub fn reserve_wait(&self, bytes: u64, what: &dyn std::fmt::Display) -> FsResult<()> {
+    /// Takes `bytes` for a request of age `age`, waiting a while for others to give bytes
+    /// back; ENOMEM after that, at once when `bytes` exceed the whole budget, and at once when
+    /// an older request is waiting (see the module doc).
+    pub fn reserve_wait(&self, bytes: u64, age: u64, what: &dyn std::fmt::Display) -> FsResult<()> {
         let deadline = Instant::now() + self.wait;
         let mut used = self.used.lock();
-        loop {
-            if let Some(n) = used.checked_add(bytes).filter(|&n| n <= self.limit) {
+        let mut waiting = false;
+        let result = loop {
+            if let Some(n) = self.fits(*used, bytes) {
                 *used = n;
-                return Ok(());
+                break Ok(());
             }
-            if bytes > self.limit || self.freed.wait_until(&mut used, deadline).timed_out() {
-                return Err(self.exhausted(*used, bytes, what));
+            let now = Instant::now();
+            let older_waits = {
+                let mut w = self.waiters.lock();
+                let older = w.keys().next().is_some_and(|&oldest| oldest < age);
+                if !older && !waiting {
+                    *w.entry(age).or_default() += 1;
+                    waiting = true;
+                    // Younger waiters look again, and give up.
+                    self.freed.notify_all();
+                }
+                older
+            };
+            if bytes > self.limit || now >= deadline || older_waits {
+                break Err(self.exhausted(*used, bytes, what));
+            }
+            let _ = self.freed.wait_until(&mut used, deadline);
+        };
+        if waiting {
+            let mut w = self.waiters.lock();
+            if let Some(n) = w.get_mut(&age) {
+                *n -= 1;
+                if *n == 0 {
+                    w.remove(&age);
+                }
             }
         }
+        result
     }
 
     /// Takes `bytes` if they fit; false otherwise.
     pub fn try_reserve(&self, bytes: u64) -> bool {
         let mut used = self.used.lock();
-        match used.checked_add(bytes).filter(|&n| n <= self.limit) {
+        match self.fits(*used, bytes) {
             Some(n) => {
                 *used = n;
                 true
@@ -108,6 +160,26 @@ impl Budget {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_oldest_waiter_wins_and_younger_ones_give_up() {
+        let b = Arc::new(Budget::new(10, Duration::from_secs(30)));
+        b.reserve(10, &"held").unwrap();
+        let old = {
+            let b = b.clone();
+            std::thread::spawn(move || b.reserve_wait(5, 1, &"old"))
+        };
+        while b.waiters.lock().is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let start = Instant::now();
+        let e = b.reserve_wait(5, 2, &"young").unwrap_err();
+        assert_eq!(e.errno, libc::ENOMEM);
+        assert!(start.elapsed() < Duration::from_secs(5), "gave up at once");
+        b.release(5);
+        old.join().unwrap().unwrap();
+        assert_eq!(b.used(), 10);
+    }
+
     use super::*;
     use std::sync::Arc;
 
@@ -136,18 +208,18 @@ mod tests {
         };
         // The giver sleeps longer than the wait would allow, so this is a loop over waits:
         // wait long enough in total.
-        let mut got = b.reserve_wait(9, &"b");
+        let mut got = b.reserve_wait(9, 1, &"b");
         for _ in 0..500 {
             if got.is_ok() {
                 break;
             }
-            got = b.reserve_wait(9, &"b");
+            got = b.reserve_wait(9, 1, &"b");
         }
         got.unwrap();
         giver.join().unwrap();
-        let e = b.reserve_wait(2, &"c").unwrap_err();
+        let e = b.reserve_wait(2, 1, &"c").unwrap_err();
         assert_eq!(e.errno, libc::ENOMEM);
-        let e = b.reserve_wait(11, &"d").unwrap_err();
+        let e = b.reserve_wait(11, 1, &"d").unwrap_err();
         assert_eq!(
             e.errno,
             libc::ENOMEM,

@@ -39,6 +39,9 @@ impl ChunkFs {
         let handle = Handle {
             ino,
             pid,
+            age: buf
+                .as_ref()
+                .map_or_else(|| self.budget.ticket(), |b| b.age()),
             node,
             write,
             append: flags & libc::O_APPEND != 0,
@@ -119,7 +122,7 @@ impl ChunkFs {
 
     /// The whole value of `key` from the store, reserved in the budget before it is fetched
     /// (with room for the store's own transient copy). `None`: the chunk does not exist.
-    pub(super) fn fetch(&self, key: &[u8]) -> FsResult<Option<Value>> {
+    pub(super) fn fetch(&self, key: &[u8], age: u64) -> FsResult<Option<Value>> {
         let label = hex::encode(key);
         let Some(size) = self
             .store
@@ -139,7 +142,7 @@ impl ChunkFs {
             );
         }
         let reserved = size.saturating_mul(2);
-        self.budget.reserve_wait(reserved, &label)?;
+        self.budget.reserve_wait(reserved, age, &label)?;
         let fetched = match self.store.get_chunk(key) {
             Ok(v) => v,
             Err(e) => {
@@ -157,7 +160,7 @@ impl ChunkFs {
     }
 
     /// The committed value of a node, loading it when needed. The caller holds the node's gate.
-    fn committed(&self, node: &Node, ino: u64) -> FsResult<Arc<Value>> {
+    fn committed(&self, node: &Node, ino: u64, age: u64) -> FsResult<Arc<Value>> {
         let mut st = node.state.lock();
         if let Some(v) = &st.value {
             return Ok(v.clone());
@@ -173,7 +176,7 @@ impl ChunkFs {
         // The node stays locked while the value is fetched, so that it is fetched once for all
         // the handles that want it.
         let value = Arc::new(
-            self.fetch(&key)?
+            self.fetch(&key, age)?
                 .unwrap_or_else(|| Value::empty(&self.budget)),
         );
         st.value = Some(value.clone());
@@ -201,7 +204,7 @@ impl ChunkFs {
             st.value.is_some() || st.is_local(self.is_scratch(h.ino))
         };
         if self.cfg.whole_value_reads || local {
-            let value = self.committed(&h.node, h.ino)?;
+            let value = self.committed(&h.node, h.ino, h.age)?;
             let out = value.slice(offset, size);
             hs.view = View::Pinned(value);
             return Ok(out);
@@ -255,10 +258,11 @@ impl ChunkFs {
                 View::Pinned(v) => Ok(v.clone()),
                 _ => {
                     let _gate = h.node.gate.read();
-                    self.committed(&h.node, h.ino)
+                    self.committed(&h.node, h.ino, h.age)
                 }
             };
-            let copy = base.and_then(|v| Value::copy_of(&v, &self.budget, &self.label(h.ino)));
+            let label = self.label(h.ino);
+            let copy = base.and_then(|v| Value::copy_of(&v, &self.budget, h.age, &label));
             match copy {
                 Ok(v) => hs.buf = Some(v),
                 Err(e) => {
@@ -464,7 +468,7 @@ impl ChunkFs {
         let len = hs.buf.as_ref().map_or(0, |b| b.len() as u64);
         // The store copies the value while it writes it: that memory is reserved first (and
         // before the namespace lock, so that a rename never waits behind the budget).
-        if let Err(e) = self.budget.reserve_wait(len, &label) {
+        if let Err(e) = self.budget.reserve_wait(len, h.age, &label) {
             hs.poison(&e);
             return Err(e);
         }
@@ -500,7 +504,7 @@ impl ChunkFs {
             hs.dirty = false;
             return Ok(());
         };
-        self.keep_for_readers(&h.node, &key);
+        self.keep_for_readers(&h.node, &key, h.age);
         let buf = hs.buf.as_mut().expect("a dirty handle has a new value");
         let len = buf.len() as u64;
         let (bytes, result) = self.committer.commit(key.clone(), buf.take_bytes());
@@ -544,11 +548,11 @@ impl ChunkFs {
     /// Before the committed value of `key` changes: loads it for the ranged readers still on it
     /// (they keep reading the version they began with). The caller holds the node's gate
     /// exclusively. Failing that, their reads fail with EIO (never a mix of versions).
-    pub(super) fn keep_for_readers(&self, node: &Node, key: &[u8]) {
+    pub(super) fn keep_for_readers(&self, node: &Node, key: &[u8], age: u64) {
         if !node.state.lock().must_keep_current() {
             return;
         }
-        match self.fetch(key) {
+        match self.fetch(key, age) {
             Ok(v) => {
                 let v = v.unwrap_or_else(|| Value::empty(&self.budget));
                 node.state.lock().value = Some(Arc::new(v));

@@ -28,6 +28,8 @@ pub struct Handle {
     pub ino: u64,
     /// The process that opened it.
     pub pid: u32,
+    /// Its age for the memory budget (older handles win when memory is short).
+    pub age: u64,
     pub node: Arc<Node>,
     pub write: bool,
     pub append: bool,

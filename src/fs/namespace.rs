@@ -157,7 +157,7 @@ impl ChunkFs {
         if !needed {
             return Ok(());
         }
-        let value = self.fetch(&key).map_err(|e| {
+        let value = self.fetch(&key, self.budget.ticket()).map_err(|e| {
             log::warn!(
                 "{name:?} is open and its value cannot be kept for its readers ({e}): not \
                  removed (EBUSY)"

@@ -15,6 +15,8 @@ pub const GROWTH_STEP: u64 = 8 << 20;
 /// Bytes with their share of the budget.
 pub struct Value {
     bytes: Vec<u8>,
+    /// The budget age its growth waits with (see `budget`).
+    age: u64,
     /// Bytes of the budget this value holds: at least `bytes.capacity()`.
     reserved: u64,
     budget: Arc<Budget>,
@@ -25,6 +27,7 @@ impl Value {
     pub fn empty(budget: &Arc<Budget>) -> Self {
         Value {
             bytes: Vec::new(),
+            age: budget.ticket(),
             reserved: 0,
             budget: budget.clone(),
         }
@@ -40,6 +43,7 @@ impl Value {
     ) -> FsResult<Self> {
         let mut v = Value {
             bytes: Vec::new(),
+            age: budget.ticket(),
             reserved,
             budget: budget.clone(),
         };
@@ -55,15 +59,18 @@ impl Value {
         Ok(v)
     }
 
-    /// A copy of `data`, reserved before it is made (waiting for budget if need be).
+    /// A copy of `data` for a request of age `age`, reserved before it is made (waiting for
+    /// budget if need be).
     pub fn copy_of(
         data: &[u8],
         budget: &Arc<Budget>,
+        age: u64,
         what: &dyn std::fmt::Display,
     ) -> FsResult<Self> {
-        budget.reserve_wait(data.len() as u64, what)?;
+        budget.reserve_wait(data.len() as u64, age, what)?;
         Ok(Value {
             bytes: data.to_vec(),
+            age,
             reserved: data.len() as u64,
             budget: budget.clone(),
         })
@@ -78,7 +85,8 @@ impl Value {
             let grown = cap.saturating_mul(2).min(cap + GROWTH_STEP).min(max);
             let cap = (len as u64).max(grown);
             if cap > self.reserved {
-                self.budget.reserve_wait(cap - self.reserved, what)?;
+                self.budget
+                    .reserve_wait(cap - self.reserved, self.age, what)?;
                 self.reserved = cap;
             }
             self.bytes.reserve_exact(cap as usize - self.bytes.len());
@@ -90,6 +98,11 @@ impl Value {
             self.trim();
         }
         Ok(())
+    }
+
+    /// The budget age of this value.
+    pub fn age(&self) -> u64 {
+        self.age
     }
 
     /// Writes `data` at `offset`; the value must already be at least `offset + data.len()` long.
@@ -165,7 +178,7 @@ mod tests {
         );
         v.resize(0, 1000, &"t").unwrap();
         assert_eq!(b.used(), 0);
-        let c = Value::copy_of(&[1; 10], &b, &"c").unwrap();
+        let c = Value::copy_of(&[1; 10], &b, 1, &"c").unwrap();
         assert_eq!(b.used(), 10);
         drop(c);
         drop(v);
