@@ -18,8 +18,8 @@ use ceph_support::bytes;
 use cloudstore_fs::config::{Backend, Config};
 use cloudstore_fs::fs::testing::FailingStore;
 use cloudstore_fs::mount::MountOptions;
-use cloudstore_fs::store::{self, Cloudstore};
 use cloudstore_fs::store::leveldb::LevelDbStore;
+use cloudstore_fs::store::{self, Cloudstore};
 use common::mount::{Store, TestMount};
 
 /// Writes `data` to `path` in one go.
