@@ -176,7 +176,7 @@ fn kill_child_writer() {
     s.set_chunk_batch(&mut batch).unwrap();
     // Sizes change too: the index after the kill must not keep the old ones.
     for i in 0..10u32 {
-        s.set_chunk(&i.to_be_bytes(), &vec![i as u8; 3]).unwrap();
+        s.set_chunk(&i.to_be_bytes(), &[i as u8; 3]).unwrap();
     }
     s.delete(&7u32.to_be_bytes()).unwrap();
     println!("WRITTEN");

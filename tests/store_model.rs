@@ -268,7 +268,7 @@ fn model_ceph() {
     let Some(cluster) = ceph_support::cluster("model") else {
         return;
     };
-    run_model("ceph", 12, || {
+    run_model("ceph", 24, || {
         let mut c = cluster.clone();
         c.namespace = ceph_support::unique_namespace("model");
         Box::new(move || store::open(&c.config(64 << 20)).unwrap())

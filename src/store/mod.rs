@@ -181,7 +181,7 @@ pub fn open(config: &Config) -> Result<Arc<dyn Cloudstore>> {
         #[cfg(not(feature = "ceph"))]
         Backend::Ceph => Err(StoreError::Config(
             "backend ceph: this binary was built without the `ceph` feature \
-             (cargo build --features ceph)"
+             (--no-default-features); a default `cargo build` includes it"
                 .into(),
         )),
     }

@@ -370,7 +370,8 @@ impl Iter {
         let mut len: usize = 0;
         // SAFETY: the key stays valid until the iterator moves, which needs `&mut self`.
         unsafe {
-            let p = sys::leveldb_iter_key(self.raw, &mut len);
+            // The binding says `*const`, but LevelDB writes the length there.
+            let p = sys::leveldb_iter_key(self.raw, ptr::addr_of_mut!(len));
             std::slice::from_raw_parts(p as *const u8, len)
         }
     }
@@ -381,7 +382,8 @@ impl Iter {
         let mut len: usize = 0;
         // SAFETY: as for key().
         unsafe {
-            let p = sys::leveldb_iter_value(self.raw, &mut len);
+            // The binding says `*const`, but LevelDB writes the length there.
+            let p = sys::leveldb_iter_value(self.raw, ptr::addr_of_mut!(len));
             std::slice::from_raw_parts(p as *const u8, len)
         }
     }
