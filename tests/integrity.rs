@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use common::files::{
     absent, assert_bytes, close, describe, errno, identify, read_file, tagged, write_file,
-    write_in_pieces,
+    write_in_pieces, WriteOutcome,
 };
 use common::mount::{Store, TestMount};
 
@@ -723,6 +723,8 @@ const OVERHEAD: u64 = 64 << 20;
 /// The store's fixed caches, small, so that they fit in [`OVERHEAD`].
 const MEMORY_CONFIG: &str = "cache_size = 4194304\nwrite_buffer_size = 4194304\n";
 const BIG: usize = 50 * MIB;
+/// How long the 8 writers of the memory test may take (about 1 GiB through a debug daemon).
+const WRITERS_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A field of /proc/PID/status, in bytes.
 fn proc_status_bytes(pid: u32, field: &str) -> u64 {
@@ -760,13 +762,32 @@ fn memory_budget_bounds_the_daemon(m: &mut TestMount) {
             }
         })
     };
-    let writers: Vec<_> = (0..8u16)
-        .map(|i| {
-            let path = m.path(&format!("e{i}"));
-            thread::spawn(move || write_in_pieces(&path, &tagged(90 + i, 0, BIG), MIB, true))
-        })
-        .collect();
-    let outcomes: Vec<_> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    for i in 0..8u16 {
+        let (path, tx) = (m.path(&format!("e{i}")), tx.clone());
+        thread::spawn(move || {
+            let out = write_in_pieces(&path, &tagged(90 + i, 0, BIG), MIB, true);
+            let _ = tx.send((i as usize, out));
+        });
+    }
+    // Waiting for the budget is allowed, forever is not (writers that each hold a part of it
+    // and all wait for more never finish).
+    let deadline = Instant::now() + WRITERS_TIMEOUT;
+    let mut outcomes: Vec<Option<WriteOutcome>> = (0..8).map(|_| None).collect();
+    for _ in 0..8 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((i, out)) => outcomes[i] = Some(out),
+            Err(_) => panic!(
+                "8 writers of {} MiB under a {} MiB budget: still not done after {WRITERS_TIMEOUT:?} \
+                 (done: {:?})",
+                BIG >> 20,
+                BUDGET >> 20,
+                outcomes
+            ),
+        }
+    }
+    let outcomes: Vec<WriteOutcome> = outcomes.into_iter().map(Option::unwrap).collect();
     stop.store(true, Ordering::SeqCst);
     sampler.join().unwrap();
     let hwm = proc_status_bytes(pid, "VmHWM");
