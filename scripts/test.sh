@@ -69,11 +69,12 @@ fi
 say "cargo test --all-features (Ceph conf: $conf)"
 log="$cluster/cargo-test.log"
 status=0
-cargo test --all-features "${shift_args[@]}" 2>&1 | tee "$log" || status=$?
+# --no-fail-fast: every test binary runs, so that the total below counts them all.
+cargo test --all-features --no-fail-fast "${shift_args[@]}" 2>&1 | tee "$log" || status=$?
 # 5. The tests that touch global kernel state, alone (no other test binary runs now) and one at
 # a time; Cargo.toml leaves them out of the run above (`test = false`).
 say "cargo test --all-features --test serial, one thread"
-RUST_TEST_THREADS=1 cargo test --all-features --test serial "${shift_args[@]}" 2>&1 | tee -a "$log" \
+RUST_TEST_THREADS=1 cargo test --all-features --no-fail-fast --test serial "${shift_args[@]}" 2>&1 | tee -a "$log" \
     || status=$?
 # One closing line for both runs (cargo prints one per test binary, the last often doc-tests).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }

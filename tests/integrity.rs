@@ -490,7 +490,7 @@ fn rename_during_commits(m: &mut TestMount) {
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
-                let v = tagged(3, r, 6 * MIB);
+                let v = tagged(3, r, 16 * MIB);
                 let mut f = File::create(&path).unwrap();
                 state.store(WRITING, Ordering::SeqCst);
                 let wrote = v.chunks(MIB).all(|p| f.write_all(p).is_ok());
@@ -504,7 +504,7 @@ fn rename_during_commits(m: &mut TestMount) {
             failed
         })
     };
-    for trial in 0..8u32 {
+    for trial in 0..10u32 {
         write_file(&m.path("aa"), &tagged(30, trial, 4096));
         write_file(&m.path("bb"), &tagged(40, trial, 4096));
         let clock = Arc::new(Clock(AtomicU64::new(0)));
@@ -521,7 +521,7 @@ fn rename_during_commits(m: &mut TestMount) {
         let wa = spawn("aa", 1, &state_a, &stop_a, 0);
         // Aim at bb's writer mid-write, at bb's close in flight, at aa's close in flight (with
         // bb's writer busy, and with bb's writer starting only after the rename).
-        let kind = trial % 4;
+        let kind = [0, 1, 2, 3, 3][trial as usize % 5];
         let wb = (kind != 3).then(|| spawn("bb", 2, &state_b, &stop_b, 3));
         let (state, target) = match kind {
             0 => (&state_b, WRITING),
@@ -572,10 +572,7 @@ fn rename_during_commits(m: &mut TestMount) {
         }
         // aa: bb's last value closed before the rename, or that of a bb handle open during it,
         // or a value of aa's writer opened during or after the rename (on bb's old file).
-        let last_b = rb
-            .iter()
-            .filter(|r| r.close_end < rename_start && r.ok)
-            .last();
+        let last_b = rb.iter().rev().find(|r| r.close_end < rename_start && r.ok);
         let mut allowed: Vec<Vec<u8>> = vec![match last_b {
             Some(r) => value(2, r),
             None => tagged(40, trial, 4096),
