@@ -25,7 +25,7 @@ use common::files::{
     absent, assert_bytes, close, describe, errno, identify, read_file, tagged, write_file,
     write_in_pieces, WriteOutcome,
 };
-use common::mount::{Store, TestMount};
+use common::mount::{Store, TestMount, SMALL_STORE_CACHES};
 
 const MIB: usize = 1 << 20;
 
@@ -716,9 +716,8 @@ const BUDGET: u64 = 128 << 20;
 /// FUSE thread), librados' client, the store's own caches (set to 4 MiB in [`MEMORY_CONFIG`]),
 /// and some slack. An idle daemon measured 25 MiB (LevelDB) and 30 MiB (Ceph) here. Chunk data
 /// of any kind (write buffers, fetched values, copies handed to the store) is inside the budget.
+/// The store's own caches are set to 4 MiB each ([`SMALL_STORE_CACHES`]) to fit in it.
 const OVERHEAD: u64 = 64 << 20;
-/// The store's fixed caches, small, so that they fit in [`OVERHEAD`].
-const MEMORY_CONFIG: &str = "cache_size = 4194304\nwrite_buffer_size = 4194304\n";
 const BIG: usize = 50 * MIB;
 /// How long the 8 writers of the memory test may take (about 1 GiB through a debug daemon).
 const WRITERS_TIMEOUT: Duration = Duration::from_secs(300);
@@ -923,15 +922,18 @@ mount_suite!(
     ]
 );
 
-/// The memory test needs a config file (the store's caches), so it mounts by itself.
+/// The memory test needs a config file (small store caches), so it mounts by itself.
 mod memory {
     use super::*;
 
     fn run(store: Store, test: &str) {
         let budget = BUDGET.to_string();
-        if let Some(mut m) =
-            TestMount::with_config(store, test, MEMORY_CONFIG, &["--memory-budget", &budget])
-        {
+        if let Some(mut m) = TestMount::with_config(
+            store,
+            test,
+            SMALL_STORE_CACHES,
+            &["--memory-budget", &budget],
+        ) {
             memory_budget_bounds_the_daemon(&mut m);
         }
     }

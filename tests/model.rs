@@ -115,6 +115,9 @@ struct Handle {
     append: bool,
     /// The first version a read-only handle may see (the one committed when it opened).
     since: usize,
+    /// Changed since it opened or last published: written, truncated, opened with O_TRUNC, or
+    /// it created the file. A clean writing handle may publish its (unchanged) value or nothing.
+    dirty: bool,
 }
 
 #[derive(Debug, Default)]
@@ -137,15 +140,48 @@ impl Model {
             .is_some_and(|&ino| self.inodes[ino].versions.is_empty())
     }
 
-    fn publish(&mut self, slot: usize) {
-        let h = self.handles[slot].as_ref().unwrap();
-        if let Some(buf) = &h.buf {
-            let ino = h.inode;
-            if self.inodes[ino].linked {
-                let buf = buf.clone();
-                self.inodes[ino].versions.push(buf);
+    /// The name of file `ino`, if it has one.
+    fn name_of(&self, ino: usize) -> Option<usize> {
+        self.names.iter().find(|(_, &v)| v == ino).map(|(&n, _)| n)
+    }
+
+    /// flush/fsync/close of handle `slot`: its value becomes the file's. For a clean handle whose
+    /// value is no longer the committed one (another handle published since), either outcome is
+    /// right; `shown` (what a new open reads now) tells which one the filesystem chose.
+    fn publish(
+        &mut self,
+        slot: usize,
+        shown: impl FnOnce() -> Option<Vec<u8>>,
+    ) -> Result<(), String> {
+        let h = self.handles[slot].as_mut().unwrap();
+        let Some(buf) = &h.buf else {
+            return Ok(());
+        };
+        let (ino, dirty) = (h.inode, h.dirty);
+        h.dirty = false;
+        if !self.inodes[ino].linked {
+            return Ok(());
+        }
+        let buf = buf.clone();
+        let committed = self.inodes[ino].versions.last();
+        if dirty || committed.is_none() {
+            self.inodes[ino].versions.push(buf);
+        } else if committed != Some(&buf) {
+            match shown() {
+                Some(v) if v == buf => self.inodes[ino].versions.push(buf),
+                Some(v) if Some(&v) == committed => {}
+                other => {
+                    return Err(format!(
+                        "a clean handle's flush left {:?} bytes, neither its value ({}) nor the \
+                         committed one ({})",
+                        other.map(|v| v.len()),
+                        buf.len(),
+                        committed.map_or(0, |c| c.len())
+                    ))
+                }
             }
         }
+        Ok(())
     }
 }
 
@@ -171,6 +207,20 @@ fn step(model: &mut Model, real: &mut Real, i: usize, op: &Op) -> Result<(), Tes
         Op::Open { slot, name, mode } => {
             if model.handles[slot].is_some() || model.unsettled(name) {
                 return Ok(());
+            }
+            // The kernel picks an O_APPEND write's offset from its own idea of the size, which
+            // other writers of the file change: an appending handle has its file to itself.
+            if let Some(&ino) = model.names.get(&name) {
+                let open_on = |append: bool| {
+                    model
+                        .handles
+                        .iter()
+                        .flatten()
+                        .any(|h| h.inode == ino && (h.append || !append))
+                };
+                if (mode == Mode::Append && open_on(false)) || open_on(true) {
+                    return Ok(());
+                }
             }
             let path = real.m.path(NAMES[name]);
             let mut o = OpenOptions::new();
@@ -207,11 +257,13 @@ fn step(model: &mut Model, real: &mut Real, i: usize, op: &Op) -> Result<(), Tes
                 Mode::Trunc => Some(Vec::new()),
                 Mode::ReadWrite | Mode::Append => Some(committed),
             };
+            let created = model.inodes[ino].versions.is_empty();
             model.handles[slot] = Some(Handle {
                 inode: ino,
                 buf,
                 append: mode == Mode::Append,
                 since: model.inodes[ino].versions.len().saturating_sub(1),
+                dirty: mode == Mode::Trunc || (mode != Mode::ReadOnly && created),
             });
             real.files[slot] = Some(f);
         }
@@ -238,6 +290,7 @@ fn step(model: &mut Model, real: &mut Real, i: usize, op: &Op) -> Result<(), Tes
                 buf.resize(end, 0);
             }
             buf[at as usize..end].copy_from_slice(&bytes);
+            h.dirty = true;
         }
         Op::Read { slot, offset, len } => {
             let Some(h) = model.handles[slot].as_ref() else {
@@ -273,9 +326,11 @@ fn step(model: &mut Model, real: &mut Real, i: usize, op: &Op) -> Result<(), Tes
             }
         }
         Op::Truncate { slot, size } => {
-            let Some(buf) = model.handles[slot].as_mut().and_then(|h| h.buf.as_mut()) else {
+            let Some(h) = model.handles[slot].as_mut().filter(|h| h.buf.is_some()) else {
                 return Ok(());
             };
+            h.dirty = true;
+            let buf = h.buf.as_mut().unwrap();
             real.files[slot]
                 .as_ref()
                 .unwrap()
@@ -288,23 +343,29 @@ fn step(model: &mut Model, real: &mut Real, i: usize, op: &Op) -> Result<(), Tes
                 return Ok(());
             };
             let orphan = !model.inodes[h.inode].linked;
+            let name = model.name_of(h.inode);
             let got = real.files[slot].as_ref().unwrap().sync_all();
             // A writer of an unlinked file may be told so; nothing of it is published anyway.
             if !orphan {
                 got.map_err(|e| fail(i, op, format!("fsync: {e}")))?;
             }
-            model.publish(slot);
+            model
+                .publish(slot, || shown(real.m, name))
+                .map_err(|w| fail(i, op, w))?;
         }
         Op::Close { slot } => {
             let Some(h) = model.handles[slot].as_ref() else {
                 return Ok(());
             };
             let orphan = !model.inodes[h.inode].linked;
+            let name = model.name_of(h.inode);
             let got = close(real.files[slot].take().unwrap());
             if !orphan {
                 got.map_err(|e| fail(i, op, format!("close: {e}")))?;
             }
-            model.publish(slot);
+            model
+                .publish(slot, || shown(real.m, name))
+                .map_err(|w| fail(i, op, w))?;
             model.handles[slot] = None;
         }
         Op::Rename { from, to } => {
@@ -345,6 +406,11 @@ fn step(model: &mut Model, real: &mut Real, i: usize, op: &Op) -> Result<(), Tes
         Op::ReadWhole { name } => check_name(model, real.m, name).map_err(|w| fail(i, op, w))?,
     }
     Ok(())
+}
+
+/// What a new open of name `name` reads (`None`: absent or unreadable).
+fn shown(m: &TestMount, name: Option<usize>) -> Option<Vec<u8>> {
+    fs::read(m.path(NAMES[name?])).ok()
 }
 
 /// pread until `buf` is full or the end.
