@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of cloudstore-fs on this machine, installing what the tests need first:
-# Debian packages (Ceph daemons, librados, clang, cmake, rsync, strace), plyvel, a throwaway single-node Ceph cluster (stopped
-# again on exit, even when tests fail), then formatting, lints and `cargo test --all-features`.
+# Debian packages (Ceph daemons, librados, clang, cmake, rsync, strace), plyvel, fsx (the file
+# system exerciser, from crates.io), a throwaway single-node Ceph cluster (stopped again on exit,
+# even when tests fail), then formatting, lints and `cargo test --all-features`, then the tests
+# that touch global kernel state (tests/serial.rs: drop_caches) alone, with one thread.
 #
 #   scripts/test.sh            everything (needs root for apt-get and the FUSE mounts)
 #   scripts/test.sh -- ARGS    extra arguments for `cargo test` (e.g. a test name filter)
@@ -43,6 +45,15 @@ if ! python3 -c 'import plyvel' 2>/dev/null; then
 fi
 scripts/ceph-cluster.sh install
 
+# fsx for tests/fsx.rs, pinned: a seed's operation sequence depends on the version.
+FSX_VERSION=0.3.2
+fsx_bin="${CARGO_HOME:-$HOME/.cargo}/bin/fsx"
+if [ "$("$fsx_bin" --version 2>/dev/null)" != "fsx $FSX_VERSION" ]; then
+    say "installing fsx $FSX_VERSION (cargo install)"
+    cargo install fsx --version "$FSX_VERSION" --locked
+fi
+export FSX="$fsx_bin"
+
 # 2. Formatting and lints: cheap, and they fail fast.
 say "cargo fmt --check"
 cargo fmt --all -- --check
@@ -72,8 +83,14 @@ fi
 say "cargo test --all-features (Ceph conf: $conf)"
 log="$cluster/cargo-test.log"
 status=0
-cargo test --all-features "${shift_args[@]}" 2>&1 | tee "$log" || status=$?
-# One closing line for the whole run (cargo prints one per test binary, the last often doc-tests).
+# --no-fail-fast: every test binary runs, so that the total below counts them all.
+cargo test --all-features --no-fail-fast "${shift_args[@]}" 2>&1 | tee "$log" || status=$?
+# 5. The tests that touch global kernel state, alone (no other test binary runs now) and one at
+# a time; Cargo.toml leaves them out of the run above (`test = false`).
+say "cargo test --all-features --test serial, one thread"
+RUST_TEST_THREADS=1 cargo test --all-features --no-fail-fast --test serial "${shift_args[@]}" 2>&1 | tee -a "$log" \
+    || status=$?
+# One closing line for both runs (cargo prints one per test binary, the last often doc-tests).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

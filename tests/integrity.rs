@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 
 use common::files::{
     absent, assert_bytes, close, describe, errno, identify, read_file, tagged, write_file,
-    write_in_pieces,
+    write_in_pieces, WriteOutcome,
 };
-use common::mount::{Store, TestMount};
+use common::mount::{Store, TestMount, SMALL_STORE_CACHES};
 
 const MIB: usize = 1 << 20;
 
@@ -497,7 +497,7 @@ fn rename_during_commits(m: &mut TestMount) {
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
-                let v = tagged(3, r, 6 * MIB);
+                let v = tagged(3, r, 16 * MIB);
                 let mut f = File::create(&path).unwrap();
                 state.store(WRITING, Ordering::SeqCst);
                 let wrote = v.chunks(MIB).all(|p| f.write_all(p).is_ok());
@@ -511,7 +511,7 @@ fn rename_during_commits(m: &mut TestMount) {
             failed
         })
     };
-    for trial in 0..8u32 {
+    for trial in 0..10u32 {
         write_file(&m.path("aa"), &tagged(30, trial, 4096));
         write_file(&m.path("bb"), &tagged(40, trial, 4096));
         let clock = Arc::new(Clock(AtomicU64::new(0)));
@@ -528,7 +528,7 @@ fn rename_during_commits(m: &mut TestMount) {
         let wa = spawn("aa", 1, &state_a, &stop_a, 0);
         // Aim at bb's writer mid-write, at bb's close in flight, at aa's close in flight (with
         // bb's writer busy, and with bb's writer starting only after the rename).
-        let kind = trial % 4;
+        let kind = [0, 1, 2, 3, 3][trial as usize % 5];
         let wb = (kind != 3).then(|| spawn("bb", 2, &state_b, &stop_b, 3));
         let (state, target) = match kind {
             0 => (&state_b, WRITING),
@@ -579,10 +579,7 @@ fn rename_during_commits(m: &mut TestMount) {
         }
         // aa: bb's last value closed before the rename, or that of a bb handle open during it,
         // or a value of aa's writer opened during or after the rename (on bb's old file).
-        let last_b = rb
-            .iter()
-            .filter(|r| r.close_end < rename_start && r.ok)
-            .last();
+        let last_b = rb.iter().rev().find(|r| r.close_end < rename_start && r.ok);
         let mut allowed: Vec<Vec<u8>> = vec![match last_b {
             Some(r) => value(2, r),
             None => tagged(40, trial, 4096),
@@ -723,18 +720,19 @@ fn unlinked_open_file_reads_its_bytes(m: &mut TestMount) {
 const BUDGET: u64 = 128 << 20;
 /// What the daemon may use beyond the budget, whatever it does: its code and libraries, the
 /// allocator's and the threads' fixed memory, fuser's request buffers (one 1 MiB + header per
-/// FUSE thread), librados' client, the store's own caches (set to 4 MiB in [`MEMORY_CONFIG`]),
+/// FUSE thread), librados' client, the store's own caches (4 MiB each, see below),
 /// and some slack. An idle daemon measured 25 MiB (LevelDB) and 30 MiB (Ceph) here. Chunk data
 /// of any kind (write buffers, fetched values, copies handed to the store) is inside the budget.
+/// The store's own caches are set to 4 MiB each ([`SMALL_STORE_CACHES`]) to fit in it.
 const OVERHEAD: u64 = 64 << 20;
 /// LevelDB's own copies of the chunk it is writing, outside the budget but bounded by the
 /// largest value, whatever the number of writers: the memtable holds the value written last and
 /// the immutable memtable the one before it until its table is written, and building that table
 /// holds the value's block and its compressed form. Four copies of the largest value.
 const LEVELDB_COPIES: u64 = 4 * BIG as u64;
-/// The store's fixed caches, small, so that they fit in [`OVERHEAD`].
-const MEMORY_CONFIG: &str = "cache_size = 4194304\nwrite_buffer_size = 4194304\n";
 const BIG: usize = 50 * MIB;
+/// How long the 8 writers of the memory test may take (about 1 GiB through a debug daemon).
+const WRITERS_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A field of /proc/PID/status, in bytes.
 fn proc_status_bytes(pid: u32, field: &str) -> u64 {
@@ -772,13 +770,32 @@ fn memory_budget_bounds_the_daemon(m: &mut TestMount) {
             }
         })
     };
-    let writers: Vec<_> = (0..8u16)
-        .map(|i| {
-            let path = m.path(&format!("e{i}"));
-            thread::spawn(move || write_in_pieces(&path, &tagged(90 + i, 0, BIG), MIB, true))
-        })
-        .collect();
-    let outcomes: Vec<_> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    for i in 0..8u16 {
+        let (path, tx) = (m.path(&format!("e{i}")), tx.clone());
+        thread::spawn(move || {
+            let out = write_in_pieces(&path, &tagged(90 + i, 0, BIG), MIB, true);
+            let _ = tx.send((i as usize, out));
+        });
+    }
+    // Waiting for the budget is allowed, forever is not (writers that each hold a part of it
+    // and all wait for more never finish).
+    let deadline = Instant::now() + WRITERS_TIMEOUT;
+    let mut outcomes: Vec<Option<WriteOutcome>> = (0..8).map(|_| None).collect();
+    for _ in 0..8 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((i, out)) => outcomes[i] = Some(out),
+            Err(_) => panic!(
+                "8 writers of {} MiB under a {} MiB budget: still not done after {WRITERS_TIMEOUT:?} \
+                 (done: {:?})",
+                BIG >> 20,
+                BUDGET >> 20,
+                outcomes
+            ),
+        }
+    }
+    let outcomes: Vec<WriteOutcome> = outcomes.into_iter().map(Option::unwrap).collect();
     stop.store(true, Ordering::SeqCst);
     sampler.join().unwrap();
     let hwm = proc_status_bytes(pid, "VmHWM");
@@ -921,15 +938,18 @@ mount_suite!(
     ]
 );
 
-/// The memory test needs a config file (the store's caches), so it mounts by itself.
+/// The memory test needs a config file (small store caches), so it mounts by itself.
 mod memory {
     use super::*;
 
     fn run(store: Store, test: &str) {
         let budget = BUDGET.to_string();
-        if let Some(mut m) =
-            TestMount::with_config(store, test, MEMORY_CONFIG, &["--memory-budget", &budget])
-        {
+        if let Some(mut m) = TestMount::with_config(
+            store,
+            test,
+            SMALL_STORE_CACHES,
+            &["--memory-budget", &budget],
+        ) {
             memory_budget_bounds_the_daemon(&mut m);
         }
     }

@@ -438,55 +438,6 @@ fn read_many_files_in_listing_order(m: &mut TestMount) {
     m.mount();
 }
 
-/// The kernel's forgets shrink the daemon's inode table: `df -i`'s used inodes (statfs files -
-/// ffree) are the numbers live in the daemon, and the daemon logs the count at unmount. After
-/// `ls -l` of 5,000 files the kernel holds them all; `drop_caches` makes it forget them; then
-/// every file still reads back (under new numbers).
-fn forgets_shrink_the_inode_table(m: &mut TestMount) {
-    m.sh(
-        "mkdir src && cd src && for i in $(seq 1 5000); do printf 'file %d' $i > $(printf '%04x' $i); done
-         cp * \"$MNT\"/",
-    );
-    let used = |m: &TestMount| -> u64 {
-        let out = m.sh("stat -f -c '%c %d' \"$MNT\"");
-        let v: Vec<u64> = out.split_whitespace().map(|x| x.parse().unwrap()).collect();
-        v[0] - v[1]
-    };
-    let ls = m.sh("ls -l \"$MNT\" | tail -n +2");
-    assert_eq!(ls.lines().count(), 5000);
-    let held = used(m);
-    assert!(
-        held > 5000,
-        "after ls -l the kernel holds every file: {held} inode(s)"
-    );
-    let mut after = held;
-    for _ in 0..50 {
-        m.sh("sync && echo 2 > /proc/sys/vm/drop_caches");
-        after = used(m);
-        if after < 100 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert!(
-        after < 100,
-        "the inode table did not shrink: {held} -> {after}"
-    );
-    m.sh(
-        "cat src/* > all.src && cat \"$MNT\"/* > all.mnt && cmp all.src all.mnt
-          test \"$(ls \"$MNT\" | wc -l)\" = 5000
-          for f in 0001 0abc 1388; do cmp src/$f \"$MNT\"/$f; done",
-    );
-    m.unmount();
-    let log = std::fs::read_to_string(m.log_path()).unwrap();
-    assert!(
-        log.contains(" inode(s) live"),
-        "no inode count at unmount:\n{}",
-        m.log_tail()
-    );
-    m.mount();
-}
-
 /// Runs `script` like `m.sh`, with `fd` inherited (no close-on-exec in that child only): the
 /// exec of a command closes its copies of close-on-exec descriptors, and a close into the mount
 /// is a FUSE flush, which would commit the file. Inherited, the copies close when the commands
@@ -602,7 +553,6 @@ mount_suite!(
         close_reports_a_failed_commit,
         many_files_and_listing,
         read_many_files_in_listing_order,
-        forgets_shrink_the_inode_table,
         listing_shows_files_being_written,
         dd_64_mib_fsync_then_remount,
         dd_64_mib_then_clean_unmount,
@@ -627,7 +577,6 @@ mount_suite!(
         close_reports_a_failed_commit,
         many_files_and_listing,
         read_many_files_in_listing_order,
-        forgets_shrink_the_inode_table,
         listing_shows_files_being_written,
         dd_64_mib_fsync_then_remount,
         dd_64_mib_then_clean_unmount,

@@ -100,7 +100,7 @@ fn word(writer: u16, round: u32, index: u64) -> u64 {
 
 /// The (writer, round) of a buffer that is exactly one whole [`tagged`] value.
 pub fn identify(buf: &[u8]) -> Option<(u16, u32)> {
-    if buf.is_empty() || buf.len() % 8 != 0 {
+    if buf.is_empty() || !buf.len().is_multiple_of(8) {
         return None;
     }
     let first = u64::from_le_bytes(buf[..8].try_into().unwrap());

@@ -15,6 +15,11 @@ use crate::ceph_support::{self, skip_or_fail, TestCluster};
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_cloudstore-fs");
 
+/// A configuration file for [`TestMount::with_config`] that makes the store's own caches small
+/// (LevelDB's block cache and write buffer: 64 MiB each by default), so that what the daemon's
+/// memory holds beyond them is chunk data, which the memory budget bounds.
+pub const SMALL_STORE_CACHES: &str = "cache_size = 4194304\nwrite_buffer_size = 4194304\n";
+
 /// Which store a test mount runs over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Store {
