@@ -454,6 +454,13 @@ fn step(m: &mut Model, s: &Sut, op: &Op) {
             };
             let want = if h.write { m.publish(slot) } else { Ok(()) };
             assert_eq!(got, want, "{op:?}");
+            if let (Op::Flush { .. }, Ok(())) = (op, &want) {
+                // A close by the opener: the handle lets go of its view and its (clean) value;
+                // a descriptor still open on it reads the committed value of then.
+                let hm = m.slots[slot].as_mut().unwrap();
+                hm.view = None;
+                hm.buf = None;
+            }
             if let Op::Close { .. } = op {
                 fs.release(h.fh)
                     .expect("release after a flush commits nothing");

@@ -142,7 +142,10 @@ impl ChunkFs {
             );
         }
         let reserved = size.saturating_mul(2);
-        self.budget.reserve_wait(reserved, age, &label)?;
+        if let Err(e) = self.budget.reserve_wait(reserved, age, &label) {
+            log::warn!("memory held: {}", self.census());
+            return Err(e);
+        }
         let fetched = match self.store.get_chunk(key) {
             Ok(v) => v,
             Err(e) => {
@@ -313,10 +316,48 @@ impl ChunkFs {
                 Ok(data.len() as u32)
             }
             Err(e) => {
+                if e.errno == libc::ENOMEM {
+                    log::warn!("memory held: {}", self.census());
+                }
                 hs.poison(&e);
                 Err(e)
             }
         }
+    }
+
+    /// What holds the memory budget now (for the log line of an ENOMEM).
+    fn census(&self) -> String {
+        let (handles, nodes): (Vec<Arc<Handle>>, Vec<Arc<Node>>) = {
+            let t = self.tables();
+            (
+                t.handles.values().cloned().collect(),
+                t.nodes.values().map(|e| e.node.clone()).collect(),
+            )
+        };
+        let (mut bufs, mut views) = (0u64, 0u64);
+        for h in &handles {
+            if let Some(hs) = h.st.try_lock() {
+                bufs += hs.buf.as_ref().map_or(0, |b| b.reserved());
+                if let View::Pinned(v) = &hs.view {
+                    views += v.reserved();
+                }
+            }
+        }
+        let values: u64 = nodes
+            .iter()
+            .filter_map(|n| n.state.try_lock())
+            .map(|st| st.value.as_ref().map_or(0, |v| v.reserved()))
+            .sum();
+        format!(
+            "{} open file(s): write buffers {bufs} bytes, pinned reads {views} bytes (shared \
+             values count once per holder); {} node(s): committed values {values} bytes; \
+             read-ahead {} bytes; {} of {} bytes reserved in all",
+            handles.len(),
+            nodes.len(),
+            self.readahead.cached_bytes(),
+            self.budget.used(),
+            self.budget.limit()
+        )
     }
 
     fn label(&self, ino: u64) -> String {
@@ -459,7 +500,9 @@ impl ChunkFs {
 
     /// Publishes the handle's new value if it has one not committed yet: one SetChunk, ordered
     /// with renames and unlinks. A failure poisons the handle (what close() says is final).
-    pub(super) fn publish(&self, h: &Handle, hs: &mut HandleState) -> FsResult<()> {
+    /// `share`: the handle gives its value up (a close), so it becomes the node's committed
+    /// value, shared with the readers that open next, instead of being kept for more writes.
+    pub(super) fn publish(&self, h: &Handle, hs: &mut HandleState, share: bool) -> FsResult<()> {
         hs.check()?;
         if !hs.dirty {
             return Ok(());
@@ -472,7 +515,7 @@ impl ChunkFs {
             hs.poison(&e);
             return Err(e);
         }
-        let result = self.publish_reserved(h, hs);
+        let result = self.publish_reserved(h, hs, share);
         self.budget.release(len);
         if let Err(e) = &result {
             hs.poison(e);
@@ -480,7 +523,7 @@ impl ChunkFs {
         result
     }
 
-    fn publish_reserved(&self, h: &Handle, hs: &mut HandleState) -> FsResult<()> {
+    fn publish_reserved(&self, h: &Handle, hs: &mut HandleState, share: bool) -> FsResult<()> {
         let _ns = self.ns.read();
         let _gate = h.node.gate.write();
         let Some(name) = self.name_of(h.ino) else {
@@ -514,7 +557,12 @@ impl ChunkFs {
         self.attrs.forget(&key);
         let pending_mtime = {
             let mut st = h.node.state.lock();
-            st.advance(None);
+            if result.is_ok() && share {
+                let value = hs.buf.take().expect("a dirty handle has a new value");
+                st.advance(Some(Arc::new(value)));
+            } else {
+                st.advance(None);
+            }
             if result.is_ok() {
                 st.new_chunk = false;
             }
@@ -568,9 +616,6 @@ impl ChunkFs {
     /// published by the opener's close or at release.
     pub fn flush(&self, fh: u64, pid: u32) -> FsResult<()> {
         let h = self.handle(fh)?;
-        if !h.write {
-            return Ok(());
-        }
         if pid != h.pid {
             log::debug!(
                 "flush of {} by pid {pid}, opened by pid {}: left to the opener or release",
@@ -580,7 +625,25 @@ impl ChunkFs {
             return Ok(());
         }
         let mut hs = h.st.lock();
-        self.publish(&h, &mut hs)
+        if h.write {
+            self.publish(&h, &mut hs, true)?;
+        }
+        self.forget_view(&h, &mut hs);
+        Ok(())
+    }
+
+    /// After a close by the opener: the handle lets go of what it holds (its view, a clean
+    /// buffer). A descriptor that is still open on it (a dup, an mmap: the kernel may keep
+    /// such handles long after the close, as with fsx) reads the committed value of then, and
+    /// no closed handle pins memory.
+    fn forget_view(&self, h: &Handle, hs: &mut HandleState) {
+        if hs.dirty {
+            return;
+        }
+        hs.buf = None;
+        if let View::Ranged(v) = std::mem::take(&mut hs.view) {
+            h.node.state.lock().remove_ranged(v);
+        }
     }
 
     /// fsync: publish (whoever asks), then make it durable.
@@ -588,7 +651,7 @@ impl ChunkFs {
         let h = self.handle(fh)?;
         if h.write {
             let mut hs = h.st.lock();
-            self.publish(&h, &mut hs)?;
+            self.publish(&h, &mut hs, false)?;
         }
         self.store
             .sync()
@@ -608,7 +671,7 @@ impl ChunkFs {
             let mut hs = h.st.lock();
             let dirty = hs.dirty && hs.poisoned.is_none();
             let result = if dirty {
-                self.publish(&h, &mut hs)
+                self.publish(&h, &mut hs, true)
             } else {
                 Ok(())
             };

@@ -511,7 +511,7 @@ impl ChunkFs {
                 // Already reported to the program by its write or close.
                 continue;
             }
-            if let Err(e) = self.publish(&h, &mut hs) {
+            if let Err(e) = self.publish(&h, &mut hs, false) {
                 first.get_or_insert(e.logged());
             }
         }
@@ -560,7 +560,11 @@ impl ChunkFs {
                 scratch
             );
         }
-        log::info!("unmount: {} inode(s) live", self.inode_count());
+        log::info!(
+            "unmount: {} inode(s) live, {} byte(s) of the memory budget in use",
+            self.inode_count(),
+            self.budget.used()
+        );
         if let Err(e) = self.store.sync() {
             log::error!("unmount: sync of {} failed: {e}", self.store.backend());
         }

@@ -100,6 +100,11 @@ impl Value {
         Ok(())
     }
 
+    /// Bytes of the budget it holds.
+    pub fn reserved(&self) -> u64 {
+        self.reserved
+    }
+
     /// The budget age of this value.
     pub fn age(&self) -> u64 {
         self.age
