@@ -192,8 +192,9 @@ impl LevelDbStore {
             let t = Instant::now();
             let (chunks, changed) = rebuild_index(&data, &meta)?;
             log::info!(
-                "{BACKEND}: opened {} after an unclean shutdown or another writer: size index \
-                 rebuilt over {chunks} chunks ({changed} entries changed) in {:.2} s",
+                "{BACKEND}: opened {}; no clean close recorded for these files (a new database, \
+                 a crash, or another writer): size index checked over {chunks} chunks, \
+                 {changed} entries fixed, in {:.2} s",
                 dir.display(),
                 t.elapsed().as_secs_f64()
             );
