@@ -75,7 +75,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => prop::collection::vec((k(), val()), 1..4).prop_map(Op::Batch),
         2 => k().prop_map(Op::Delete),
         3 => k().prop_map(Op::Get),
-        1 => (k(), 0u64..10_000, 0u64..10_000).prop_map(|(k, a, b)| Op::Range(k, a.min(b), a.max(b))),
+        1 => (k(), 0u64..10_000, 0u64..10_000)
+            .prop_map(|(k, a, b)| Op::Range(k, a.min(b), a.max(b))),
         2 => k().prop_map(Op::Stat),
         1 => Just(Op::List),
         1 => k().prop_map(Op::ListAfter),

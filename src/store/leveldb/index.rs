@@ -11,13 +11,14 @@ use super::db::{Db, WriteBatch};
 use super::{io_err, ldb_err};
 use crate::store::Result;
 
-/// The clean-close record, inside [`META_DIR`].
+/// The clean-close record, inside [`super::META_DIR`].
 pub const STATE_FILE: &str = "cloudstore-state";
 /// Index entries per write batch while rebuilding.
 const REBUILD_BATCH: usize = 10_000;
 /// An mtime of "unknown" (an entry made for a key another program wrote).
 pub const NO_MTIME: [u8; 12] = [0xff; 12];
 
+/// An mtime as stored: seconds (u64) and nanoseconds (u32) since the epoch, little-endian.
 pub fn encode_mtime(t: SystemTime) -> [u8; 12] {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let mut out = [0u8; 12];
@@ -33,6 +34,7 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// Decodes a stored entry (12 bytes: mtime only; 20: mtime and size).
     pub fn decode(b: &[u8]) -> Entry {
         let mut mtime = NO_MTIME;
         if let Some(m) = b.get(..12) {
@@ -44,6 +46,7 @@ impl Entry {
         Entry { mtime, size }
     }
 
+    /// The stored form of an entry with its size.
     pub fn encode(mtime: &[u8; 12], size: u64) -> [u8; 20] {
         let mut out = [0u8; 20];
         out[..12].copy_from_slice(mtime);
@@ -51,6 +54,7 @@ impl Entry {
         out
     }
 
+    /// The mtime, `None` when unknown.
     pub fn mtime(&self) -> Option<SystemTime> {
         if self.mtime == NO_MTIME {
             return None;
@@ -89,6 +93,7 @@ pub fn fingerprint(dir: &Path) -> Result<u64> {
     Ok(h)
 }
 
+/// fsyncs a directory (after a rename or removal in it).
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())

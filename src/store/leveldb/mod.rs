@@ -10,14 +10,16 @@
 //!
 //! Crash safety of the index. Every change writes the data first and the index entry after,
 //! one key at a time under that key's stripe lock, so a crash in between can leave the old mtime
-//! on new data (allowed) but never a new mtime on old data. It can also leave a stale size, so
-//! the index is only trusted after a clean close: `close` syncs, closes the data database, and
-//! records a fingerprint of its files (names and lengths) in `cloudstore-meta/cloudstore-state`;
-//! `open` removes that record (durably) before the first write. An open that finds no record, or
-//! one whose fingerprint differs (a crash, or another program wrote the database), rebuilds the
-//! index with one scan of the data (logged) before serving anything. If an index write fails
-//! while running, the store stops trusting the index until the next open (stat then reads
-//! values, listings walk the data).
+//! on new data (allowed) but never a new mtime on old data (after a kill -9 always: both writes
+//! are in the OS in that order; after a power loss, for everything up to the last `sync`: the
+//! unsynced tails of the two logs may reach the disk in either order). It can also leave a stale
+//! size, so the index is only trusted after a clean close: `close` syncs, closes the data
+//! database, and records a fingerprint of its files (names and lengths) in
+//! `cloudstore-meta/cloudstore-state`; `open` removes that record (durably) before the first
+//! write. An open that finds no record, or one whose fingerprint differs (a crash, or another
+//! program wrote the database), rebuilds the index with one scan of the data (logged) before
+//! serving anything. If an index write fails while running, the store stops trusting the index
+//! until the next open (stat then reads values, listings walk the data).
 //!
 //! Durability: writes use `sync = false`: LevelDB has appended them to its log with write(2)
 //! before it returns, so they survive kill -9 of the daemon. `sync` writes an empty batch with
@@ -192,8 +194,9 @@ impl LevelDbStore {
             let t = Instant::now();
             let (chunks, changed) = rebuild_index(&data, &meta)?;
             log::info!(
-                "{BACKEND}: opened {} after an unclean shutdown or another writer: size index \
-                 rebuilt over {chunks} chunks ({changed} entries changed) in {:.2} s",
+                "{BACKEND}: opened {}; no clean close recorded for these files (a new database, \
+                 a crash, or another writer): size index checked over {chunks} chunks, \
+                 {changed} entries fixed, in {:.2} s",
                 dir.display(),
                 t.elapsed().as_secs_f64()
             );
