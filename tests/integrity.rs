@@ -637,6 +637,69 @@ fn rename_during_commits(m: &mut TestMount) {
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 
+/// The race, aimed: a long commit of another chunk (cc, 60 MiB) is in flight, aa's
+/// writer closes (its commit waits behind cc's), then `rename(bb -> aa)`. aa's writer opened the
+/// old aa, before the rename: its value may land before the rename (and be replaced by it) or not
+/// at all, never after it. So aa holds bb's value and bb is gone, whatever the timing.
+fn rename_behind_a_long_commit(m: &mut TestMount) {
+    let mut bad = Vec::new();
+    for round in 0..3u32 {
+        let (a0, b0) = (tagged(60, round, 100_000), tagged(61, round, 200_000));
+        write_file(&m.path("aa"), &a0);
+        write_file(&m.path("bb"), &b0);
+        let c_closing = Arc::new(AtomicU8::new(0));
+        let long = {
+            let (path, state) = (m.path("cc"), c_closing.clone());
+            let v = tagged(62, round, 60 * MIB);
+            thread::spawn(move || {
+                let mut f = File::create(&path).unwrap();
+                f.write_all(&v).unwrap();
+                state.store(CLOSING, Ordering::SeqCst);
+                close(f)
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while c_closing.load(Ordering::SeqCst) != CLOSING && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(1));
+        }
+        thread::sleep(Duration::from_millis(2));
+        let a_closing = Arc::new(AtomicU8::new(0));
+        let writer = {
+            let (path, state) = (m.path("aa"), a_closing.clone());
+            let v = tagged(63, round, 64 * 1024);
+            thread::spawn(move || {
+                let mut f = File::create(&path).unwrap();
+                f.write_all(&v).unwrap();
+                state.store(CLOSING, Ordering::SeqCst);
+                close(f)
+            })
+        };
+        while a_closing.load(Ordering::SeqCst) != CLOSING && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(1));
+        }
+        thread::sleep(Duration::from_millis(2));
+        fs::rename(m.path("bb"), m.path("aa")).unwrap();
+        let a_closed = writer.join().unwrap();
+        let c_closed = long.join().unwrap();
+        if let Err(e) = c_closed {
+            bad.push(format!("round {round}: cc's close failed: {e}"));
+        }
+        let aa = shown(m, "aa");
+        if aa.as_deref() != Some(&b0[..]) {
+            bad.push(format!(
+                "round {round}: aa holds {} (aa's writer closed: {a_closed:?}); want bb's {}",
+                aa.map_or("absent".into(), |v| describe(&v)),
+                describe(&b0)
+            ));
+        }
+        if !absent(&m.path("bb")) {
+            bad.push(format!("round {round}: bb exists after the rename"));
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+    assert_chunk(m, "bb", None, "at the end");
+}
+
 /// A chunk is never renamed onto a scratch ('.') name: EINVAL, and it stays where it was.
 fn rename_onto_a_scratch_name_is_refused(m: &mut TestMount) {
     let v = tagged(5, 0, 10_000);
@@ -916,6 +979,7 @@ mount_suite!(
         rename_after_close_moves_the_closed_value,
         rename_with_writers_open,
         rename_during_commits,
+        rename_behind_a_long_commit,
         rename_onto_a_scratch_name_is_refused,
         unlinked_open_file_reads_its_bytes,
         a_new_open_sees_the_committed_value,
@@ -932,6 +996,7 @@ mount_suite!(
         rename_after_close_moves_the_closed_value,
         rename_with_writers_open,
         rename_during_commits,
+        rename_behind_a_long_commit,
         rename_onto_a_scratch_name_is_refused,
         unlinked_open_file_reads_its_bytes,
         a_new_open_sees_the_committed_value,

@@ -172,6 +172,7 @@ impl TestMount {
     /// `cloudstore-fs unmount`, asserting success (it waits for the daemon's last commits).
     pub fn unmount(&mut self) {
         assert!(self.mounted);
+        let pid = self.daemon_pid();
         let out = Command::new(BIN)
             .arg("unmount")
             .arg(&self.mnt)
@@ -183,6 +184,15 @@ impl TestMount {
             "unmount failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // The mount is gone before the daemon has closed its store (and LevelDB's lock, which
+        // the next mount or CLI command takes): wait for the daemon to exit.
+        if let Some(pid) = pid {
+            assert!(
+                cloudstore_fs::mount::wait_for_exit(pid, Duration::from_secs(60)),
+                "the daemon (pid {pid}) still runs 60 s after unmount\n{}",
+                self.log_tail()
+            );
+        }
     }
 
     /// Records that the mount went away by other means (a signal to the daemon).
