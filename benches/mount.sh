@@ -259,7 +259,10 @@ load0=$(cut -d' ' -f1-3 /proc/loadavg)
 start=$EPOCHREALTIME
 run_plain
 run_bindfs
-run_cs cs "$BIG_MIB" --data-dir "$BASE/cs-data" --max-chunk-size $(((BIG_MIB << 20) + (1 << 20)))
+# The memory budget must hold the big file twice while it is committed (the write buffer and the
+# store's copy) or fetched (the value and the store's transient copy): three times, with room.
+run_cs cs "$BIG_MIB" --data-dir "$BASE/cs-data" --max-chunk-size $(((BIG_MIB << 20) + (1 << 20))) \
+    --memory-budget $(((BIG_MIB << 20) * 3))
 if [ -n "$CEPH_CONF" ]; then
     run_cs ceph "$CEPH_BIG_MIB" --backend ceph --ceph-conf "$CEPH_CONF" --pool "$CEPH_POOL" \
         --namespace "mount-bench-$$-$(date +%s)"
