@@ -35,15 +35,20 @@ pub struct Committer {
     cv: Condvar,
 }
 
+/// The message a panic carried (a `&str` or a `String`), for the log.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
 /// Runs a store call; a panic in it becomes an EIO error for that call (logged), so that one
 /// bad call can neither hang the commits queued behind it nor take the daemon down.
 fn guarded<T>(backend: &'static str, key: &[u8], f: impl FnOnce() -> Result<T>) -> Result<T> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
-        let why = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
+        let why = panic_message(&*panic);
         let e = StoreError::backend(backend, "commit", key, libc::EIO, format!("panic: {why}"));
         log::error!("{e}");
         Err(e)

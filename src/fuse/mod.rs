@@ -31,11 +31,7 @@ const FILE_OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_DIRECT_IO;
 /// parking_lot's (no poisoning), so the next request finds it usable.
 fn guard<T>(op: &str, f: impl FnOnce() -> Result<T, FsError>) -> Result<T, FsError> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
-        let why = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
+        let why = crate::fs::commit::panic_message(&*panic);
         log::error!("{op}: panic in the filesystem core: {why}; answered with EIO");
         Err(FsError::new(libc::EIO, format!("{op}: internal error")).logged())
     })
