@@ -423,12 +423,13 @@ impl ChunkFs {
     /// The handle through which `pid` writes to `ino` (the most recent, if several): a process
     /// sees its own uncommitted writes in stat, everyone else the committed value.
     fn writer_of(&self, ino: u64, pid: u32) -> Option<Arc<Handle>> {
-        let t = self.tables();
-        let writers = t.nodes.get(&ino)?.node.state.lock().writers;
-        if writers == 0 {
+        // Lock order: a node's state before the tables, never the other way round.
+        let node = self.node_of(ino)?;
+        if node.state.lock().writers == 0 {
             return None;
         }
-        t.handles
+        self.tables()
+            .handles
             .iter()
             .filter(|(_, h)| h.write && h.ino == ino && h.pid == pid)
             .max_by_key(|(fh, _)| **fh)
