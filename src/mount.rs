@@ -218,6 +218,17 @@ fn raise_read_ahead(mountpoint: &Path) {
     }
 }
 
+/// Chunk values of MiBs come and go (write buffers, fetched values, the store's copies): they are
+/// given their own mappings, returned to the system when freed. glibc otherwise raises its mmap
+/// threshold after the first such free (up to 32 MiB) and serves the next ones from its heap,
+/// which keeps the memory after they are freed: the daemon's RSS then grows past its budget.
+fn pin_mmap_threshold() {
+    // SAFETY: mallopt only changes the allocator's tuning; 1 MiB is a valid threshold.
+    if unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20) } != 1 {
+        log::info!("mallopt(M_MMAP_THRESHOLD) failed: large buffers may stay in the heap");
+    }
+}
+
 /// Serves the mount in this process until it is unmounted.
 fn serve(
     store: Arc<dyn Cloudstore>,
@@ -227,6 +238,7 @@ fn serve(
     notify: Option<File>,
 ) -> Result<(), String> {
     let backend = store.backend();
+    pin_mmap_threshold();
     let core = new_core(store, config, opts);
     // Signals first: the FUSE threads spawned below inherit the blocked mask, and the handler
     // covers threads that existed before (librados), so no signal kills us mid-commit.

@@ -901,6 +901,15 @@ fn memory_budget_bounds_the_daemon(m: &mut TestMount) {
         Store::Leveldb => OVERHEAD + LEVELDB_COPIES,
         Store::Ceph => OVERHEAD + LIBRADOS_COPIES,
     };
+    eprintln!(
+        "memory test ({:?}): peak RSS {} MiB (sampled {} MiB), limit {} MiB; {} of 8 writers \
+         succeeded",
+        m.store,
+        hwm >> 20,
+        sampled >> 20,
+        (BUDGET + overhead) >> 20,
+        outcomes.iter().filter(|o| o.ok()).count()
+    );
     if hwm > BUDGET + overhead {
         problems.push(format!(
             "the daemon's peak RSS (VmHWM) was {} MiB (sampled VmRSS peak {} MiB): over the \
