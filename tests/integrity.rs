@@ -793,10 +793,10 @@ const OVERHEAD: u64 = 64 << 20;
 /// the immutable memtable the one before it until its table is written, and building that table
 /// holds the value's block and its compressed form. Four copies of the largest value.
 const LEVELDB_COPIES: u64 = 4 * BIG as u64;
-/// librados' own copies of a value in flight (the bufferlist it sends, and the memory its
-/// allocator keeps a while after a send), outside the budget, bounded by two copies of the
-/// largest value: the budget admits one such commit at a time.
-const LIBRADOS_COPIES: u64 = 2 * BIG as u64;
+/// librados' own copy of a value in flight (the bufferlist it sends), outside the budget, bounded
+/// by the largest value: the budget admits one such commit at a time. (Measured peaks: 151-157
+/// MiB against this limit of 242 MiB, once the daemon pinned glibc's mmap threshold.)
+const LIBRADOS_COPIES: u64 = BIG as u64;
 const BIG: usize = 50 * MIB;
 /// How long the 8 writers of the memory test may take (about 1 GiB through a debug daemon).
 const WRITERS_TIMEOUT: Duration = Duration::from_secs(300);
