@@ -269,10 +269,6 @@ fn errno<T>(r: Result<T, cloudstore_fs::fs::FsError>) -> Result<T, i32> {
     r.map_err(|e| e.errno)
 }
 
-fn key(name: &str) -> Vec<u8> {
-    hex::decode(name).unwrap()
-}
-
 /// Runs one operation on both; panics (with the step) on any difference.
 fn step(m: &mut Model, s: &Sut, op: &Op) {
     let fs = &s.fs;
@@ -575,7 +571,6 @@ fn check(m: &Model, s: &Sut) {
     for k in stored.keys() {
         assert!(NAMES.contains(&k.as_str()), "unexpected key {k}");
     }
-    let _ = key;
 }
 
 fn list_names(fs: &ChunkFs) -> BTreeSet<String> {

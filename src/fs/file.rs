@@ -14,7 +14,7 @@ use std::time::SystemTime;
 use super::error::{FsError, FsResult};
 use super::handle::{Handle, HandleState, View};
 use super::name::{self, Name};
-use super::node::{Node, NodeState, RangedView};
+use super::node::{Node, RangedView};
 use super::value::Value;
 use super::Attr;
 use super::{ChunkFs, SetTime, ROOT_INO};
@@ -694,9 +694,4 @@ impl ChunkFs {
         self.release_node(ino);
         result.map_err(FsError::logged)
     }
-}
-
-/// The size a node shows when no writing handle is asked about: its committed value's.
-pub(super) fn local_size(st: &NodeState) -> Option<u64> {
-    st.value.as_ref().map(|v| v.len() as u64)
 }

@@ -391,7 +391,7 @@ impl ChunkFs {
         let (size, mtime, volatile) = {
             let st = node.state.lock();
             let local = st.is_local(key.is_none());
-            let size = match file::local_size(&st) {
+            let size = match st.value.as_ref().map(|v| v.len() as u64) {
                 Some(size) => Some(size),
                 None if local => Some(0),
                 None => None,
