@@ -372,6 +372,46 @@ impl ChunkFs {
             .is_some_and(|n| name::classify(&n) == Name::Scratch)
     }
 
+    /// chmod and chown: every file is 0644 and the directory 0755, all owned by the mounting
+    /// user, and nothing else can be kept. A change to what the file already has succeeds (cp -p
+    /// and rsync -a do that); anything else is EPERM with a log line, never a silent success.
+    pub fn check_mode_owner(
+        &self,
+        ino: u64,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> FsResult<()> {
+        if mode.is_none() && uid.is_none() && gid.is_none() {
+            return Ok(());
+        }
+        self.check_writable("setattr")?;
+        let (what, perm) = if ino == ROOT_INO {
+            ("the mount's directory".to_string(), 0o755)
+        } else {
+            (self.label(ino), 0o644)
+        };
+        let refuse = |change: String| {
+            log::warn!(
+                "{change} of {what}: refused (EPERM): the mount keeps no modes or owners; every \
+                 file is 0644 and the directory 0755, owned by uid {} gid {}",
+                self.cfg.uid,
+                self.cfg.gid
+            );
+            Err(FsError::new(libc::EPERM, format!("{change}: not supported")).logged())
+        };
+        if let Some(mode) = mode.filter(|m| m & 0o7777 != perm) {
+            return refuse(format!("chmod to {:04o}", mode & 0o7777));
+        }
+        if let Some(uid) = uid.filter(|&u| u != self.cfg.uid) {
+            return refuse(format!("chown to uid {uid}"));
+        }
+        if let Some(gid) = gid.filter(|&g| g != self.cfg.gid) {
+            return refuse(format!("chgrp to gid {gid}"));
+        }
+        Ok(())
+    }
+
     /// setattr: size (truncate) and mtime; mode, owner and atime are accepted and ignored
     /// (every file is 0644 and owned by the mounting user).
     pub fn setattr(
