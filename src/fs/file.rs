@@ -73,13 +73,47 @@ impl ChunkFs {
             self.release_node(ino);
             return Err(FsError::not_found(name.to_string_lossy()));
         }
-        let buf = (write && flags & libc::O_TRUNC != 0).then(|| Value::empty(&self.budget));
+        let truncate = write && flags & libc::O_TRUNC != 0;
+        if let (Name::Chunk(key), false) = (&class, truncate) {
+            // A value over the maximum (written by another program, or before the maximum was
+            // lowered) is refused before anything of it is read: reading it whole could take
+            // any amount of memory. An O_TRUNC open reads nothing and may replace it.
+            if let Err(e) = self.check_stored_size(&node, key, name) {
+                self.release_node(ino);
+                return Err(e);
+            }
+        }
+        let buf = truncate.then(|| Value::empty(&self.budget));
         if !write {
             if let Name::Chunk(key) = &class {
                 self.load_prefetched(&node, key);
             }
         }
         Ok(self.add_handle(ino, node, flags, pid, buf))
+    }
+
+    /// EFBIG when the committed value of `key` (by its stored size, nothing read) is larger
+    /// than the maximum chunk size.
+    fn check_stored_size(&self, node: &Node, key: &[u8], name: &OsStr) -> FsResult<()> {
+        {
+            let st = node.state.lock();
+            if st.value.is_some() || st.is_local(false) {
+                // Held in the daemon already, so within the maximum.
+                return Ok(());
+            }
+        }
+        let max = self.cfg.max_chunk_size;
+        match self.chunk_size(key, name)? {
+            Some(size) if size > max => {
+                log::warn!(
+                    "open {}: the stored value has {size} bytes, more than the maximum chunk \
+                     size of {max} (EFBIG); nothing of it was read",
+                    hex::encode(key)
+                );
+                Err(FsError::new(libc::EFBIG, "open: stored value too large").logged())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Opening a chunk for reading: when read-ahead has its value (or fetches it now with the
