@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-
 /// Which store the configuration opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -319,7 +318,11 @@ mod tests {
                 "memory_budget",
                 "smaller than max_chunk_size (8388608)",
             ),
-            ("[ceph]\nop_timeout_secs = 0\n", "ceph.op_timeout_secs", "= 0"),
+            (
+                "[ceph]\nop_timeout_secs = 0\n",
+                "ceph.op_timeout_secs",
+                "= 0",
+            ),
             (
                 "[ceph]\nconnect_timeout_secs = 0\n",
                 "ceph.connect_timeout_secs",
