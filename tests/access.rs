@@ -200,6 +200,11 @@ fn allow_other_reads_but_changes_nothing(m: &mut TestMount) {
         (meta.mode() & 0o7777, meta.uid(), meta.gid()),
         (0o644, uid, gid)
     );
+    // Scratch files (rsync's and editors' temporary files, which they make owner-only before
+    // renaming them) accept any mode; it is not kept.
+    write_file(&m.path(".tmp"), b"scratch");
+    fs::set_permissions(m.path(".tmp"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::remove_file(m.path(".tmp")).unwrap();
     // Tools that copy modes: cp -p of a 0644 file works, of a 0600 file says so.
     let out = m.sh_output(
         "printf one > src1 && chmod 644 src1 && cp -p src1 \"$MNT\"/e1 && \

@@ -409,6 +409,7 @@ impl ChunkFs {
     /// chmod and chown: every file is 0644 and the directory 0755, all owned by the mounting
     /// user, and nothing else can be kept. A change to what the file already has succeeds (cp -p
     /// and rsync -a do that); anything else is EPERM with a log line, never a silent success.
+    /// Scratch files accept any (see below).
     pub fn check_mode_owner(
         &self,
         ino: u64,
@@ -420,6 +421,16 @@ impl ChunkFs {
             return Ok(());
         }
         self.check_writable("setattr")?;
+        if ino != ROOT_INO && self.is_scratch(ino) {
+            // Scratch files are the temporary files of rsync and editors, which make them
+            // owner-only (rsync: mode & 0700) and set the final mode before renaming them: a
+            // refusal would fail every rsync. The mode is not kept (a chunk shows 0644).
+            log::debug!(
+                "chmod/chown of scratch file {}: accepted, not kept",
+                self.label(ino)
+            );
+            return Ok(());
+        }
         let (what, perm) = if ino == ROOT_INO {
             ("the mount's directory".to_string(), 0o755)
         } else {
