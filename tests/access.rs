@@ -152,11 +152,7 @@ fn allow_other_reads_but_changes_nothing(m: &mut TestMount) {
     }
     // Not the owner: the kernel refuses chmod itself (touch -d opens the file first: EACCES).
     nobody_fails(m, "chmod 666 \"$MNT\"/aa", "Operation not permitted");
-    nobody_fails(
-        m,
-        "touch -d 2001-01-01 \"$MNT\"/aa",
-        "Permission denied",
-    );
+    nobody_fails(m, "touch -d 2001-01-01 \"$MNT\"/aa", "Permission denied");
 
     // The owner: chmod/chown to what the file has succeeds, anything else is EPERM.
     let aa = m.path("aa");
