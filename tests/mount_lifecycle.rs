@@ -141,7 +141,8 @@ fn mount_takes_over_the_stale_mount_of_a_killed_daemon() {
     for round in 0..2u64 {
         write_file(&m.path(&format!("{round:02x}")), &bytes(round, 100_000));
         m.signal_daemon(libc::SIGKILL);
-        let e = fs::metadata(&m.mnt).unwrap_err();
+        // A listing always asks the daemon (stat may be answered from the kernel's cache).
+        let e = fs::read_dir(&m.mnt).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::ENOTCONN), "{e}");
         let out = m.mount_output();
         let err = stderr(&out);
@@ -301,7 +302,7 @@ enum Stop {
     Unmount,
 }
 
-/// Many files closed by 4 threads, one more written by a child process after its opener closed
+/// Many files closed by 4 threads, more written by child processes after their opener closed
 /// (published at release, which reaches the daemon after the child exits), then at once the
 /// stop: after a remount every file holds its exact bytes.
 fn stop_commits_everything_pending(m: &mut TestMount, stop: Stop) {
@@ -320,26 +321,14 @@ fn stop_commits_everything_pending(m: &mut TestMount, stop: Stop) {
             })
         })
         .collect();
-    // The release-published file.
-    let mut f = fs::File::create(m.path("7e1ea5e0")).unwrap();
-    f.write_all(b"by the opener; ").unwrap();
-    let fd = f.as_raw_fd();
-    let mut child = Command::new("bash");
-    child.args(["-c", "printf 'by a child after the opener closed' >&3"]);
-    // SAFETY: dup2 is async-signal-safe; fd is open in the parent.
-    unsafe {
-        child.pre_exec(move || {
-            if libc::dup2(fd, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = child.spawn().unwrap();
-    drop(f);
-    assert!(child.wait().unwrap().success());
     for w in writers {
         w.join().unwrap();
+    }
+    // Files published at release, which reaches the daemon after the child has exited: the
+    // stop follows at once.
+    let children: Vec<_> = (0..RELEASED).map(|i| write_by_a_child(m, i)).collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
     }
     match stop {
         Stop::Signal(sig) => {
@@ -364,10 +353,42 @@ fn stop_commits_everything_pending(m: &mut TestMount, stop: Stop) {
             );
         }
     }
-    assert_eq!(
-        read_file(&m.path("7e1ea5e0")),
-        b"by the opener; by a child after the opener closed"
-    );
+    for i in 0..RELEASED {
+        assert_eq!(
+            read_file(&m.path(&format!("7e1ea5{i:02x}"))),
+            b"by the opener; by a child after the opener closed",
+            "{stop:?}: a file published at release lost its bytes"
+        );
+    }
+}
+
+/// How many files [`write_by_a_child`] writes before each stop.
+const RELEASED: u64 = 8;
+
+/// Opens a file, writes to it, passes the descriptor to a child that writes more, and closes
+/// it: the child's bytes are published at release, after the child exits.
+fn write_by_a_child(m: &TestMount, i: u64) -> std::process::Child {
+    let mut f = fs::File::create(m.path(&format!("7e1ea5{i:02x}"))).unwrap();
+    f.write_all(b"by the opener; ").unwrap();
+    let fd = f.as_raw_fd();
+    let mut child = Command::new("bash");
+    child.args([
+        "-c",
+        "sleep 0.2; printf 'by a child after the opener closed' >&3",
+    ]);
+    // SAFETY: dup2 and fcntl are async-signal-safe; fd is open in the parent until spawn
+    // returns. (dup2 of fd 3 onto itself keeps its FD_CLOEXEC: cleared explicitly.)
+    unsafe {
+        child.pre_exec(move || {
+            if libc::dup2(fd, 3) < 0 || libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = child.spawn().unwrap();
+    drop(f);
+    child
 }
 
 /// Sizes from empty to 2 MiB.
@@ -381,12 +402,48 @@ fn size_of(seed: u64) -> usize {
     }
 }
 
+/// A file still open at the signal: its bytes are committed before the (busy) mount is
+/// detached, so that even a kill -9 of the daemon afterwards, while the file is still open,
+/// loses nothing written before the signal.
+fn signal_commits_open_files(m: &mut TestMount, sig: libc::c_int) {
+    let pid = m.daemon_pid().unwrap();
+    let mut f = fs::File::create(m.path("0be4")).unwrap();
+    let data = bytes(u64::from(sig as u32), 3 << 20);
+    f.write_all(&data).unwrap();
+    // SAFETY: signalling the daemon this test started.
+    assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while is_mounted(&m.mnt) {
+        assert!(
+            Instant::now() < deadline,
+            "signal {sig}: still mounted after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !wait_for_exit(pid, Duration::ZERO),
+        "exited with a file open"
+    );
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    assert!(wait_for_exit(pid, Duration::from_secs(30)));
+    drop(f);
+    m.mark_unmounted();
+    m.mount();
+    assert!(
+        read_file(&m.path("0be4")) == data,
+        "signal {sig}: the bytes written before it were lost"
+    );
+}
+
 fn sigterm_commits_everything_pending(m: &mut TestMount) {
     stop_commits_everything_pending(m, Stop::Signal(libc::SIGTERM));
+    signal_commits_open_files(m, libc::SIGTERM);
 }
 
 fn sigint_commits_everything_pending(m: &mut TestMount) {
     stop_commits_everything_pending(m, Stop::Signal(libc::SIGINT));
+    signal_commits_open_files(m, libc::SIGINT);
 }
 
 fn unmount_commits_everything_pending(m: &mut TestMount) {

@@ -10,7 +10,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::files;
-use super::mountinfo::find_mount;
+use super::mountinfo::{find_mount, MountInfo};
 use super::unmount::umount2;
 
 /// How many stale mounts stacked at one point are cleared before giving up.
@@ -21,13 +21,15 @@ const MAX_STALE: usize = 8;
 /// unless `nonempty` (mounting would hide its files).
 pub fn check_mountpoint(path: &Path, nonempty: bool) -> Result<PathBuf, String> {
     let shown = path.display();
-    let mut cleared = 0;
-    loop {
+    for _ in 0..MAX_STALE {
+        // The kernel answers stat from its attribute cache for a while after the daemon died,
+        // so our own mounts are first judged by their daemon's pid.
+        if let Some(m) = absolute(path).ok().as_deref().and_then(dead_daemon_mount) {
+            take_over(path, &m)?;
+            continue;
+        }
         match std::fs::metadata(path) {
-            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) && cleared < MAX_STALE => {
-                take_over_stale(path)?;
-                cleared += 1;
-            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => take_over_stale(path)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(format!(
                     "mountpoint {shown} does not exist (create it with `mkdir -p {shown}`)"
@@ -96,6 +98,34 @@ fn take_over_stale(path: &Path) -> Result<(), String> {
         ));
     }
     // ENOTCONN on our own type: the daemon's connection is gone, so it serves nothing.
+    take_over(path, &m)
+}
+
+/// Our mount at `abs` when the daemon its pid file names is gone (killed: no cleanup ran).
+fn dead_daemon_mount(abs: &Path) -> Option<MountInfo> {
+    let m = find_mount(abs).filter(MountInfo::is_ours)?;
+    let pid = files::read_pid(&m.dev, abs)?;
+    (!is_cloudstore_daemon(pid)).then_some(m)
+}
+
+/// Whether `pid` is a running (not zombie) cloudstore-fs process.
+fn is_cloudstore_daemon(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // "pid (comm) state ...": comm may hold spaces and parentheses, the state follows the last ')'.
+    let comm_ok = stat
+        .find('(')
+        .zip(stat.rfind(')'))
+        .is_some_and(|(a, b)| stat[a + 1..b].starts_with("cloudstore-fs"));
+    let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+    comm_ok && !state.starts_with('Z') && !state.starts_with('X')
+}
+
+/// Clears our dead mount `m` at `path`.
+fn take_over(path: &Path, m: &MountInfo) -> Result<(), String> {
+    let shown = path.display();
+    let abs = absolute(path)?;
     let how = match umount2(&abs, 0) {
         Ok(()) => "unmounted",
         Err(e) => {
@@ -108,8 +138,8 @@ fn take_over_stale(path: &Path) -> Result<(), String> {
     };
     files::remove_pid_file(&m.dev);
     let msg = format!(
-        "{shown}: the cloudstore-fs daemon of the mount there had died (transport endpoint is \
-         not connected); {how} its stale mount ({}) to mount again",
+        "{shown}: the cloudstore-fs daemon of the mount there had died (its mount was left \
+         stale: transport endpoint is not connected); {how} its stale mount ({}) to mount again",
         m.source
     );
     // stderr, not the log: this runs in the `mount` command, before any daemon log is opened.
