@@ -29,7 +29,10 @@ pub fn check_mountpoint(path: &Path, nonempty: bool) -> Result<PathBuf, String> 
             continue;
         }
         match std::fs::metadata(path) {
-            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => take_over_stale(path)?,
+            // ECONNABORTED: the kernel is still aborting the dead daemon's requests.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED)) => {
+                take_over_stale(path)?
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(format!(
                     "mountpoint {shown} does not exist (create it with `mkdir -p {shown}`)"
