@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::files;
 use super::mountinfo::{find_mount, MountInfo};
-use super::unmount::umount2;
+use super::unmount::{daemon_running, umount2};
 
 /// How many stale mounts stacked at one point are cleared before giving up.
 const MAX_STALE: usize = 8;
@@ -21,7 +21,12 @@ const MAX_STALE: usize = 8;
 /// unless `nonempty` (mounting would hide its files).
 pub fn check_mountpoint(path: &Path, nonempty: bool) -> Result<PathBuf, String> {
     let shown = path.display();
-    for _ in 0..MAX_STALE {
+    for cleared in 0.. {
+        if cleared == MAX_STALE {
+            return Err(format!(
+                "mountpoint {shown}: still stale after clearing {MAX_STALE} dead mounts there"
+            ));
+        }
         // The kernel answers stat from its attribute cache for a while after the daemon died,
         // so our own mounts are first judged by their daemon's pid.
         if let Some(m) = absolute(path).ok().as_deref().and_then(dead_daemon_mount) {
@@ -108,21 +113,7 @@ fn take_over_stale(path: &Path) -> Result<(), String> {
 fn dead_daemon_mount(abs: &Path) -> Option<MountInfo> {
     let m = find_mount(abs).filter(MountInfo::is_ours)?;
     let pid = files::read_pid(&m.dev, abs)?;
-    (!is_cloudstore_daemon(pid)).then_some(m)
-}
-
-/// Whether `pid` is a running (not zombie) cloudstore-fs process.
-fn is_cloudstore_daemon(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // "pid (comm) state ...": comm may hold spaces and parentheses, the state follows the last ')'.
-    let comm_ok = stat
-        .find('(')
-        .zip(stat.rfind(')'))
-        .is_some_and(|(a, b)| stat[a + 1..b].starts_with("cloudstore-fs"));
-    let state = stat.rsplit(')').next().unwrap_or("").trim_start();
-    comm_ok && !state.starts_with('Z') && !state.starts_with('X')
+    (!daemon_running(pid)).then_some(m)
 }
 
 /// Clears our dead mount `m` at `path`.

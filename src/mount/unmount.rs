@@ -108,25 +108,37 @@ pub fn daemon_pid(mountpoint: &Path) -> Option<u32> {
 /// Waits until process `pid` is gone (or a zombie); false on timeout.
 pub fn wait_for_exit(pid: u32, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
-    loop {
-        // SAFETY: kill with signal 0 only checks for existence.
-        let alive = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
-        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| {
-                s.rsplit(')')
-                    .next()
-                    .map(|r| r.trim_start().starts_with('Z'))
-            })
-            .unwrap_or(false);
-        if !alive || zombie {
-            return true;
-        }
+    while running(pid) {
         if Instant::now() >= deadline {
             return false;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    true
+}
+
+/// Whether process `pid` exists and has not exited (a zombie has).
+fn running(pid: u32) -> bool {
+    // SAFETY: kill with signal 0 only checks for existence.
+    if unsafe { libc::kill(pid as libc::pid_t, 0) } != 0 {
+        return false;
+    }
+    command_and_state(pid).is_none_or(|(_, state)| !matches!(state, 'Z' | 'X'))
+}
+
+/// Whether `pid` is a running cloudstore-fs process (a pid file may name a reused pid).
+pub(super) fn daemon_running(pid: u32) -> bool {
+    running(pid)
+        && command_and_state(pid).is_some_and(|(comm, _)| comm.starts_with("cloudstore-fs"))
+}
+
+/// The command name and state letter of process `pid`, from /proc/PID/stat.
+fn command_and_state(pid: u32) -> Option<(String, char)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ...": comm may hold spaces and parentheses; the state follows the last ')'.
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let state = stat[close + 1..].trim_start().chars().next()?;
+    Some((stat[open + 1..close].to_string(), state))
 }
 
 /// Lazy unmount of a busy mount: it disappears from the namespace now and is served until the
