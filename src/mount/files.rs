@@ -12,6 +12,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 
 use super::mountinfo::find_mount;
+use super::mountpoint::absolute;
 
 /// The environment variable naming the daemon's log file.
 pub const LOG_ENV: &str = "CLOUDSTORE_FS_LOG";
@@ -135,9 +136,10 @@ fn pid_file_path(dev: &str) -> Result<PathBuf, String> {
     Ok(runtime_dir()?.join(format!("{}.pid", dev.replace(':', "_"))))
 }
 
-/// The pid file of the mount at `mountpoint` (an absolute path), if it is mounted.
+/// The pid file of the mount at `mountpoint`, if something is mounted there.
 pub fn pid_file(mountpoint: &Path) -> Option<PathBuf> {
-    pid_file_path(&find_mount(mountpoint)?.dev).ok()
+    let path = absolute(mountpoint).ok()?;
+    pid_file_path(&find_mount(&path)?.dev).ok()
 }
 
 /// The pid in the pid file of the mount with device `dev` at `mountpoint`, if it is that mount's.

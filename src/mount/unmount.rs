@@ -81,6 +81,10 @@ pub fn unmount_with(mountpoint: &Path, opts: &UnmountOptions) -> Result<(), Stri
             })
         }
     }
+    if !pid.is_some_and(daemon_running) {
+        // A dead daemon (killed: its stale mount was just cleared) left its pid file behind.
+        files::remove_pid_file(&m.dev);
+    }
     let Some(pid) = pid else {
         eprintln!(
             "cloudstore-fs: unmounted {shown}; its daemon left no pid file, so this could not \

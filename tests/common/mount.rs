@@ -49,6 +49,8 @@ pub struct TestMount {
     store_args: Vec<OsString>,
     cluster: Option<TestCluster>,
     mounted: bool,
+    /// A signal may have left a stale mount (kill -9): cleared on drop unless mounted again.
+    maybe_stale: bool,
 }
 
 impl TestMount {
@@ -118,6 +120,7 @@ impl TestMount {
             store_args,
             cluster,
             mounted: false,
+            maybe_stale: false,
         };
         m.mount();
         Some(m)
@@ -164,6 +167,7 @@ impl TestMount {
             self.log_tail()
         );
         self.mounted = true;
+        self.maybe_stale = false;
         out
     }
 
@@ -194,6 +198,7 @@ impl TestMount {
             self.log_tail()
         );
         self.mounted = false;
+        self.maybe_stale = true;
         pid
     }
 
@@ -293,6 +298,10 @@ impl TestMount {
 impl Drop for TestMount {
     fn drop(&mut self) {
         if !self.mounted {
+            if self.maybe_stale {
+                // Not a mount point any more is fine; a stale one is cleared.
+                let _ = cloudstore_fs::mount::unmount(&self.mnt);
+            }
             return;
         }
         if std::thread::panicking() {
