@@ -132,8 +132,8 @@ fn take_over(path: &Path, m: &MountInfo) -> Result<(), String> {
     };
     files::remove_pid_file(&m.dev);
     let msg = format!(
-        "{shown}: the cloudstore-fs daemon of the mount there had died (its mount was left \
-         stale: transport endpoint is not connected); {how} its stale mount ({}) to mount again",
+        "{shown}: the cloudstore-fs daemon serving it had died, leaving a stale mount ({}: \
+         transport endpoint is not connected); {how} it to mount again",
         m.source
     );
     // stderr, not the log: this runs in the `mount` command, before any daemon log is opened.
