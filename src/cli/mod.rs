@@ -127,6 +127,12 @@ pub enum Command {
         /// there is cleared).
         mountpoint: PathBuf,
     },
+    /// Show what the daemon of a mount reports: commits pending and done, errors by kind, the
+    /// last error, memory in use against the budget.
+    Stats {
+        /// The mounted directory.
+        mountpoint: PathBuf,
+    },
     /// Unmount a cloudstore-fs mount; returns once its daemon has committed everything and
     /// exited. A busy mount (files open) is an error unless --lazy.
     Unmount {
@@ -210,6 +216,10 @@ pub fn run(cli: Cli) -> CliResult {
         };
         return mount::unmount(mountpoint, &opts);
     }
+    if let Command::Stats { mountpoint } = &cli.command {
+        // Asks the mount's daemon; needs no store.
+        return mount::stats(mountpoint);
+    }
     let config = cli.store.load_config()?;
     if let Command::Mount {
         mountpoint,
@@ -248,7 +258,7 @@ pub fn run(cli: Cli) -> CliResult {
             };
             mount::mount(store.clone(), &config, &opts)
         }
-        Command::Unmount { .. } => unreachable!("handled above"),
+        Command::Unmount { .. } | Command::Stats { .. } => unreachable!("handled above"),
     };
     // Close even after a failure, so that whatever did succeed (part of an import) is flushed;
     // the command's own error is the one reported.

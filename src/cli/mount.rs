@@ -17,6 +17,16 @@ pub fn mount(store: Arc<dyn Cloudstore>, config: &Config, opts: &MountOptions) -
     })
 }
 
+/// Prints what the daemon of the mount at `mountpoint` reports about itself.
+pub fn stats(mountpoint: &Path) -> CliResult {
+    let text = crate::mount::stats(mountpoint).map_err(|e| {
+        log::error!("stats {}: {e}", mountpoint.display());
+        CliError::Failed(e)
+    })?;
+    print!("{text}");
+    Ok(())
+}
+
 /// Unmounts the cloudstore-fs mount at `mountpoint`.
 pub fn unmount(mountpoint: &Path, opts: &UnmountOptions) -> CliResult {
     crate::mount::unmount_with(mountpoint, opts).map_err(|e| {

@@ -136,6 +136,11 @@ fn pid_file_path(dev: &str) -> Result<PathBuf, String> {
     Ok(runtime_dir()?.join(format!("{}.pid", dev.replace(':', "_"))))
 }
 
+/// Where the daemon of the mount with device `dev` answers `cloudstore-fs stats`.
+pub(super) fn stats_socket_path(dev: &str) -> Result<PathBuf, String> {
+    Ok(runtime_dir()?.join(format!("{}.sock", dev.replace(':', "_"))))
+}
+
 /// The pid file of the mount at `mountpoint`, if something is mounted there.
 pub fn pid_file(mountpoint: &Path) -> Option<PathBuf> {
     let path = absolute(mountpoint).ok()?;

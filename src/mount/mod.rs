@@ -4,7 +4,8 @@
 //!
 //! One file a job: `mountpoint` (checks and stale-mount takeover), `mountinfo` (what is mounted
 //! where), `options` (fuser settings), `signals` (clean stop), `daemon` (`--daemon`), `files`
-//! (runtime directory, log and pid files), `unmount` (unmount and wait for the daemon).
+//! (runtime directory, log and pid files), `unmount` (unmount and wait for the daemon), `stats`
+//! (the socket `cloudstore-fs stats` asks).
 
 mod daemon;
 mod files;
@@ -12,6 +13,7 @@ mod mountinfo;
 mod mountpoint;
 mod options;
 mod signals;
+mod stats;
 mod unmount;
 
 use std::fs::File;
@@ -20,9 +22,6 @@ use std::sync::Arc;
 
 use fuser::{BackgroundSession, Session};
 
-// Where other per-mount files (a stats socket) belong, beside the pid files.
-#[allow(unused_imports)]
-pub(crate) use files::runtime_dir;
 pub use files::{default_log_path, pid_file, LOG_ENV};
 pub use mountpoint::check_mountpoint;
 pub use unmount::{daemon_pid, unmount, unmount_with, wait_for_exit, UnmountOptions};
@@ -64,7 +63,8 @@ pub fn run(store: Arc<dyn Cloudstore>, config: &Config, opts: &MountOptions) -> 
 }
 
 fn new_core(store: Arc<dyn Cloudstore>, config: &Config, opts: &MountOptions) -> Arc<ChunkFs> {
-    let fs_config = FsConfig::new(config, &*store, opts.read_only);
+    let mut fs_config = FsConfig::new(config, &*store, opts.read_only);
+    fs_config.allow_other = opts.allow_other;
     Arc::new(ChunkFs::new(store, fs_config))
 }
 
@@ -77,6 +77,46 @@ fn pin_mmap_threshold() {
     if unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20) } != 1 {
         log::info!("mallopt(M_MMAP_THRESHOLD) failed: large buffers may stay in the heap");
     }
+}
+
+/// Starts answering `cloudstore-fs stats` for the mount at `mountpoint`; a failure is logged
+/// and does not stop the mount.
+fn start_stats(core: &Arc<ChunkFs>, mountpoint: &Path) -> Option<stats::StatsServer> {
+    let Some(m) = mountinfo::find_mount(mountpoint) else {
+        log::warn!("stats: {} not found in mountinfo", mountpoint.display());
+        return None;
+    };
+    let served = files::stats_socket_path(&m.dev).and_then(|path| {
+        stats::serve(core.clone(), &path).map_err(|e| format!("{}: {e}", path.display()))
+    });
+    match served {
+        Ok(server) => Some(server),
+        Err(e) => {
+            log::warn!("stats socket: {e}; `cloudstore-fs stats` cannot reach this daemon");
+            None
+        }
+    }
+}
+
+/// What the daemon serving the cloudstore-fs mount at `mountpoint` reports about itself:
+/// commits pending and done, errors by kind, the last error, memory against the budget.
+pub fn stats(mountpoint: &Path) -> Result<String, String> {
+    let shown = mountpoint.display();
+    let path = mountpoint::absolute(mountpoint)?;
+    let m = mountinfo::find_mount(&path).ok_or_else(|| format!("{shown} is not a mount point"))?;
+    if !m.is_ours() {
+        return Err(format!(
+            "{shown} is not a cloudstore-fs mount ({} from {})",
+            m.fstype, m.source
+        ));
+    }
+    let socket = files::stats_socket_path(&m.dev)?;
+    stats::request(&socket).map_err(|e| {
+        format!(
+            "cannot reach the daemon of {shown} at {}: {e} (is it run by another user, or              did it die?)",
+            socket.display()
+        )
+    })
 }
 
 /// Serves the mount in this process until it is unmounted.
@@ -111,6 +151,7 @@ fn serve(
     crate::fuse::wire_invalidation(&core, session.notifier());
     raise_read_ahead(mountpoint);
     let pid_file = PidFile::create(mountpoint);
+    let stats_server = start_stats(&core, mountpoint);
     let waiter = match signals.spawn_waiter(core.clone(), session.unmount_callable(), mountpoint) {
         Ok(w) => w,
         Err(e) => {
@@ -136,6 +177,7 @@ fn serve(
     // is committed here. The caller closes the store; `unmount` waits for this process to exit.
     let late = core.commit_all();
     waiter.stop();
+    drop(stats_server);
     drop(pid_file);
     log::info!("{backend}: unmounted {}", mountpoint.display());
     result.map_err(|e| format!("FUSE session at {}: {e}", mountpoint.display()))?;
