@@ -181,7 +181,7 @@ impl TestMount {
             .args(extra)
             .arg(mnt)
             .env("CLOUDSTORE_FS_LOG", self.log_path())
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", daemon_log_level())
             .output()
             .unwrap()
     }
@@ -213,7 +213,7 @@ impl TestMount {
             .arg("--daemon")
             .arg(&self.mnt)
             .env("CLOUDSTORE_FS_LOG", self.log_path())
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", daemon_log_level())
             .output()
             .unwrap();
         assert!(
@@ -334,8 +334,18 @@ impl TestMount {
     }
 }
 
+/// The daemons' log level: info, or `$CLOUDSTORE_TEST_DAEMON_LOG` (e.g. debug, to chase a
+/// failure; with `$CLOUDSTORE_TEST_KEEP` set, a failed test's directory and log are kept).
+fn daemon_log_level() -> String {
+    std::env::var("CLOUDSTORE_TEST_DAEMON_LOG").unwrap_or_else(|_| "info".into())
+}
+
 impl Drop for TestMount {
     fn drop(&mut self) {
+        if std::thread::panicking() && std::env::var_os("CLOUDSTORE_TEST_KEEP").is_some() {
+            self.dir.disable_cleanup(true);
+            eprintln!("kept {}", self.dir.path().display());
+        }
         if !self.mounted {
             if self.maybe_stale {
                 // Not a mount point any more is fine; a stale one is cleared.
