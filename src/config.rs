@@ -6,8 +6,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::store::StoreError;
-
 /// Which store the configuration opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -32,6 +30,32 @@ pub enum Compression {
 
 /// Default largest value, in bytes: 64 MiB (Ceph refuses one op over 90 MiB).
 pub const DEFAULT_MAX_CHUNK_SIZE: u64 = 64 << 20;
+
+/// A configuration that cannot be used: the file is unreadable or malformed, or a value is out
+/// of range. Config depends on nothing of the store; callers turn this into their own error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {reason}")]
+    Read { path: String, reason: String },
+    /// The file is not valid TOML for a configuration (unknown key, wrong type).
+    #[error("config {origin}: {reason}")]
+    Parse { origin: String, reason: String },
+    /// A value that parses but cannot work: names the key and why.
+    #[error("invalid configuration: {key} = {value}: {reason}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    /// The errno a filesystem would report for it (bad input).
+    pub fn errno(&self) -> i32 {
+        libc::EINVAL
+    }
+}
 
 /// Everything a store and the mount are opened with.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -121,53 +145,129 @@ impl CephConfig {
 
 impl Config {
     /// Parses a TOML configuration.
-    pub fn from_toml(text: &str, origin: &str) -> Result<Config, StoreError> {
-        let config: Config = toml::from_str(text)
-            .map_err(|e| StoreError::Config(format!("config {origin}: {e}")))?;
+    pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            origin: origin.to_string(),
+            reason: e.to_string(),
+        })?;
         config.validate()?;
         Ok(config)
     }
 
     /// Reads and parses a TOML configuration file.
-    pub fn load(path: &Path) -> Result<Config, StoreError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            StoreError::Config(format!("cannot read config file {}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
         })?;
         Config::from_toml(&text, &path.display().to_string())
     }
 
-    /// Checks values that parse but make no sense.
-    pub fn validate(&self) -> Result<(), StoreError> {
-        let bad = |what: &str| Err(StoreError::Config(format!("invalid configuration: {what}")));
+    /// Checks values that parse but make no sense; the error names the first bad key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn bad(key: &'static str, value: impl ToString, reason: &str) -> Result<(), ConfigError> {
+            Err(ConfigError::Invalid {
+                key,
+                value: value.to_string(),
+                reason: reason.into(),
+            })
+        }
         if self.max_chunk_size == 0 {
-            return bad("max_chunk_size must be at least 1 byte");
+            return bad("max_chunk_size", 0, "must be at least 1 byte");
         }
         if self.backend == Backend::Ceph && self.max_chunk_size > 90 << 20 {
-            return bad("max_chunk_size over 90 MiB: Ceph refuses larger single operations");
+            return bad(
+                "max_chunk_size",
+                self.max_chunk_size,
+                "over 90 MiB (94371840): Ceph refuses larger single operations",
+            );
+        }
+        if self.memory_budget == 0 {
+            return bad(
+                "memory_budget",
+                0,
+                "must be at least max_chunk_size: the daemon could hold no file data",
+            );
+        }
+        // A value is held whole while it is written: a budget below the largest value would
+        // accept writes that can never be committed, so it is refused up front.
+        if self.memory_budget < self.max_chunk_size {
+            return bad(
+                "memory_budget",
+                self.memory_budget,
+                &format!(
+                    "smaller than max_chunk_size ({}): a value of the maximum size could never \
+                     be written; raise memory_budget or lower max_chunk_size",
+                    self.max_chunk_size
+                ),
+            );
         }
         // LevelDB's own limits (it would clip silently).
         if !(64 << 10..=1 << 30).contains(&self.write_buffer_size) {
-            return bad("write_buffer_size must be between 64 KiB (65536) and 1 GiB (1073741824)");
+            return bad(
+                "write_buffer_size",
+                self.write_buffer_size,
+                "must be between 64 KiB (65536) and 1 GiB (1073741824)",
+            );
         }
         if !(74..=50_000).contains(&self.max_open_files) {
-            return bad("max_open_files must be between 74 and 50000");
+            return bad(
+                "max_open_files",
+                self.max_open_files,
+                "must be between 74 and 50000",
+            );
+        }
+        // LevelDB with no block cache of ours still builds an 8 MiB one of its own: 0 would not
+        // mean "no cache", so it is refused rather than silently ignored.
+        if self.cache_size == 0 {
+            return bad(
+                "cache_size",
+                0,
+                "must be at least 1 byte (LevelDB always keeps a block cache; 0 would silently \
+                 become its default 8 MiB)",
+            );
         }
         if self.cache_size > 1 << 40 {
-            return bad("cache_size over 1 TiB (it is in bytes)");
+            return bad("cache_size", self.cache_size, "over 1 TiB (it is in bytes)");
         }
         if self.backend == Backend::Leveldb && self.data_dir.as_os_str().is_empty() {
-            return bad("data_dir is empty");
+            return bad("data_dir", "\"\"", "is empty");
         }
         if self.backend == Backend::Ceph && self.ceph.pool.is_empty() {
-            return bad("ceph.pool is empty");
+            return bad("ceph.pool", "\"\"", "is empty");
         }
         if self.ceph.max_in_flight == 0 {
-            return bad("ceph.max_in_flight must be at least 1");
+            return bad("ceph.max_in_flight", 0, "must be at least 1");
         }
-        if self.ceph.connect_timeout_secs == 0 || self.ceph.op_timeout_secs == 0 {
-            return bad("ceph timeouts must be at least 1 second");
+        if self.ceph.connect_timeout_secs == 0 {
+            return bad(
+                "ceph.connect_timeout_secs",
+                0,
+                "must be at least 1 second (0 would wait forever)",
+            );
+        }
+        if self.ceph.op_timeout_secs == 0 {
+            return bad(
+                "ceph.op_timeout_secs",
+                0,
+                "must be at least 1 second (0 would wait forever)",
+            );
         }
         Ok(())
+    }
+
+    /// Values that work but likely not as meant, one sentence each (logged at startup).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        // Committing a value holds the write buffer and the store's copy of it at once.
+        if self.memory_budget < self.max_chunk_size.saturating_mul(2) {
+            out.push(format!(
+                "memory_budget ({}) is less than twice max_chunk_size ({}): a value near the \
+                 maximum is held twice while it is committed and may fail with ENOMEM",
+                self.memory_budget, self.max_chunk_size
+            ));
+        }
+        out
     }
 }
 
@@ -205,6 +305,58 @@ mod tests {
         assert!(e.to_string().contains("write_buffer_size"), "{e}");
         let e = Config::from_toml("compression = \"zstd\"\n", "t").unwrap_err();
         assert!(e.to_string().contains("zstd"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_values_name_their_key() {
+        let err = |toml: &str| Config::from_toml(toml, "t").unwrap_err();
+        let cases = [
+            ("memory_budget = 0\n", "memory_budget", "= 0"),
+            ("cache_size = 0\n", "cache_size", "= 0"),
+            (
+                "max_chunk_size = 8388608\nmemory_budget = 4194304\n",
+                "memory_budget",
+                "smaller than max_chunk_size (8388608)",
+            ),
+            (
+                "[ceph]\nop_timeout_secs = 0\n",
+                "ceph.op_timeout_secs",
+                "= 0",
+            ),
+            (
+                "[ceph]\nconnect_timeout_secs = 0\n",
+                "ceph.connect_timeout_secs",
+                "= 0",
+            ),
+            ("[ceph]\nmax_in_flight = 0\n", "ceph.max_in_flight", "= 0"),
+            (
+                "backend = \"ceph\"\nmax_chunk_size = 104857600\n",
+                "max_chunk_size",
+                "90 MiB",
+            ),
+        ];
+        for (toml, key, what) in cases {
+            let e = err(toml);
+            let ConfigError::Invalid { key: named, .. } = &e else {
+                panic!("{toml}: not an invalid value: {e}");
+            };
+            assert_eq!(*named, key, "{toml}");
+            let text = e.to_string();
+            assert!(text.contains(key) && text.contains(what), "{toml}: {text}");
+            assert_eq!(e.errno(), libc::EINVAL);
+        }
+        // The smallest accepted values.
+        let c = Config::from_toml(
+            "max_chunk_size = 1\nmemory_budget = 1\ncache_size = 1\n[ceph]\nop_timeout_secs = 1\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.memory_budget, 1);
+        // Equal budget and maximum: accepted, with a warning about the commit's second copy.
+        let c = Config::from_toml("max_chunk_size = 1024\nmemory_budget = 1024\n", "t").unwrap();
+        assert_eq!(c.warnings().len(), 1, "{:?}", c.warnings());
+        assert!(c.warnings()[0].contains("memory_budget (1024)"));
+        assert!(Config::default().warnings().is_empty());
     }
 
     #[test]

@@ -10,4 +10,5 @@ pub mod fs;
 pub mod fuse;
 pub mod keyname;
 pub mod mount;
+pub mod mount_stats;
 pub mod store;

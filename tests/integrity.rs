@@ -982,6 +982,40 @@ fn a_new_open_sees_the_committed_value(m: &mut TestMount) {
     drop(reader);
 }
 
+// ---------------------------------------------------------------------------------------------
+// A writer killed with SIGKILL: the kernel closes its descriptor (a flush, like any close), so
+// what it wrote so far is published, as a local filesystem keeps it. Documented in SEMANTICS.md.
+
+fn a_killed_writer_publishes_what_it_wrote(m: &mut TestMount) {
+    let name = "c0ffee01";
+    write_file(&m.path(name), &tagged(1, 1, 3 * MIB));
+    let part = tagged(2, 1, 700 * 1024);
+    fs::write(m.outside("part"), &part).unwrap();
+    // The shell opens the file (O_TRUNC), writes the part, says so, then becomes a sleep that
+    // still holds the descriptor: the SIGKILL lands with the file open and written.
+    let mut child = Command::new("bash")
+        .arg("-c")
+        .arg(r#"exec 3>"$MNT/$1"; cat "$2" >&3; echo written; exec sleep 120"#)
+        .arg("bash")
+        .arg(name)
+        .arg(m.outside("part"))
+        .env("MNT", &m.mnt)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = String::new();
+    let mut out = child.stdout.take().unwrap();
+    let mut byte = [0u8; 1];
+    while out.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+        said.push(byte[0] as char);
+    }
+    assert_eq!(said, "written", "the writer did not finish its writes");
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    assert_chunk(m, name, Some(&part), "after its writer was killed");
+}
+
 mount_suite!(
     leveldb,
     common::mount::Store::Leveldb,
@@ -996,6 +1030,7 @@ mount_suite!(
         rename_onto_a_scratch_name_is_refused,
         unlinked_open_file_reads_its_bytes,
         a_new_open_sees_the_committed_value,
+        a_killed_writer_publishes_what_it_wrote,
     ]
 );
 
@@ -1013,6 +1048,7 @@ mount_suite!(
         rename_onto_a_scratch_name_is_refused,
         unlinked_open_file_reads_its_bytes,
         a_new_open_sees_the_committed_value,
+        a_killed_writer_publishes_what_it_wrote,
     ]
 );
 

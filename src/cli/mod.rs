@@ -168,6 +168,9 @@ impl StoreArgs {
         config
             .validate()
             .map_err(|e| CliError::Invalid(e.to_string()))?;
+        for warning in config.warnings() {
+            log::warn!("configuration: {warning}");
+        }
         Ok(config)
     }
 }

@@ -5,10 +5,12 @@
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
 
+use super::stats::CommitCounts;
 use crate::store::{Cloudstore, RawChunk, Result, StoreError};
 
 /// A commit's outcome: the value handed back, and the store's answer.
@@ -33,6 +35,9 @@ pub struct Committer {
     store: Arc<dyn Cloudstore>,
     queue: Mutex<Queue>,
     cv: Condvar,
+    pending: AtomicU64,
+    done: AtomicU64,
+    failed: AtomicU64,
 }
 
 /// The message a panic carried (a `&str` or a `String`), for the log.
@@ -62,11 +67,36 @@ impl Committer {
             store,
             queue: Mutex::default(),
             cv: Condvar::new(),
+            pending: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        }
+    }
+
+    /// Commits accepted and not answered yet, done and failed so far.
+    pub fn counts(&self) -> CommitCounts {
+        CommitCounts {
+            pending: self.pending.load(Ordering::Relaxed),
+            done: self.done.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
         }
     }
 
     /// Stores `value` under `key`; gives the value back (it is moved, not copied) with the result.
     pub fn commit(&self, key: Vec<u8>, value: Vec<u8>) -> Outcome {
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        let outcome = self.commit_queued(key, value);
+        let counter = if outcome.1.is_ok() {
+            &self.done
+        } else {
+            &self.failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.pending.fetch_sub(1, Ordering::Relaxed);
+        outcome
+    }
+
+    fn commit_queued(&self, key: Vec<u8>, value: Vec<u8>) -> Outcome {
         let mut q = self.queue.lock();
         let id = q.next_id;
         q.next_id += 1;
@@ -161,5 +191,8 @@ mod tests {
         let c = Committer::new(store.clone());
         let (_, r) = c.commit(vec![1], vec![0; 11]);
         assert_eq!(r.unwrap_err().errno(), libc::EFBIG);
+        c.commit(vec![2], vec![0; 10]).1.unwrap();
+        let counts = c.counts();
+        assert_eq!((counts.pending, counts.done, counts.failed), (0, 1, 1));
     }
 }

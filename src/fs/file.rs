@@ -73,13 +73,47 @@ impl ChunkFs {
             self.release_node(ino);
             return Err(FsError::not_found(name.to_string_lossy()));
         }
-        let buf = (write && flags & libc::O_TRUNC != 0).then(|| Value::empty(&self.budget));
+        let truncate = write && flags & libc::O_TRUNC != 0;
+        if let (Name::Chunk(key), false) = (&class, truncate) {
+            // A value over the maximum (written by another program, or before the maximum was
+            // lowered) is refused before anything of it is read: reading it whole could take
+            // any amount of memory. An O_TRUNC open reads nothing and may replace it.
+            if let Err(e) = self.check_stored_size(&node, key, name) {
+                self.release_node(ino);
+                return Err(e);
+            }
+        }
+        let buf = truncate.then(|| Value::empty(&self.budget));
         if !write {
             if let Name::Chunk(key) = &class {
                 self.load_prefetched(&node, key);
             }
         }
         Ok(self.add_handle(ino, node, flags, pid, buf))
+    }
+
+    /// EFBIG when the committed value of `key` (by its stored size, nothing read) is larger
+    /// than the maximum chunk size.
+    fn check_stored_size(&self, node: &Node, key: &[u8], name: &OsStr) -> FsResult<()> {
+        {
+            let st = node.state.lock();
+            if st.value.is_some() || st.is_local(false) {
+                // Held in the daemon already, so within the maximum.
+                return Ok(());
+            }
+        }
+        let max = self.cfg.max_chunk_size;
+        match self.chunk_size(key, name)? {
+            Some(size) if size > max => {
+                log::warn!(
+                    "open {}: the stored value has {size} bytes, more than the maximum chunk \
+                     size of {max} (EFBIG); nothing of it was read",
+                    hex::encode(key)
+                );
+                Err(FsError::new(libc::EFBIG, "open: stored value too large").logged())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Opening a chunk for reading: when read-ahead has its value (or fetches it now with the
@@ -370,6 +404,57 @@ impl ChunkFs {
     fn is_scratch(&self, ino: u64) -> bool {
         self.name_of(ino)
             .is_some_and(|n| name::classify(&n) == Name::Scratch)
+    }
+
+    /// chmod and chown: every file is 0644 and the directory 0755, all owned by the mounting
+    /// user, and nothing else can be kept. A change to what the file already has succeeds (cp -p
+    /// and rsync -a do that); anything else is EPERM with a log line, never a silent success.
+    /// Scratch files accept any (see below).
+    pub fn check_mode_owner(
+        &self,
+        ino: u64,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> FsResult<()> {
+        if mode.is_none() && uid.is_none() && gid.is_none() {
+            return Ok(());
+        }
+        self.check_writable("setattr")?;
+        if ino != ROOT_INO && self.is_scratch(ino) {
+            // Scratch files are the temporary files of rsync and editors, which make them
+            // owner-only (rsync: mode & 0700) and set the final mode before renaming them: a
+            // refusal would fail every rsync. The mode is not kept (a chunk shows 0644).
+            log::debug!(
+                "chmod/chown of scratch file {}: accepted, not kept",
+                self.label(ino)
+            );
+            return Ok(());
+        }
+        let (what, perm) = if ino == ROOT_INO {
+            ("the mount's directory".to_string(), 0o755)
+        } else {
+            (self.label(ino), 0o644)
+        };
+        let refuse = |change: String| {
+            log::warn!(
+                "{change} of {what}: refused (EPERM): the mount keeps no modes or owners; every \
+                 file is 0644 and the directory 0755, owned by uid {} gid {}",
+                self.cfg.uid,
+                self.cfg.gid
+            );
+            Err(FsError::new(libc::EPERM, format!("{change}: not supported")).logged())
+        };
+        if let Some(mode) = mode.filter(|m| m & 0o7777 != perm) {
+            return refuse(format!("chmod to {:04o}", mode & 0o7777));
+        }
+        if let Some(uid) = uid.filter(|&u| u != self.cfg.uid) {
+            return refuse(format!("chown to uid {uid}"));
+        }
+        if let Some(gid) = gid.filter(|&g| g != self.cfg.gid) {
+            return refuse(format!("chgrp to gid {gid}"));
+        }
+        Ok(())
     }
 
     /// setattr: size (truncate) and mtime; mode, owner and atime are accepted and ignored

@@ -22,6 +22,7 @@ pub mod name;
 mod namespace;
 mod node;
 pub mod readahead;
+pub mod stats;
 pub mod testing;
 mod value;
 
@@ -51,6 +52,8 @@ use name::Name;
 use node::Node;
 use readahead::ReadAhead;
 pub use readahead::{ReadAheadConfig, ReadAheadStats};
+use stats::ErrorCounts;
+pub use stats::StatsSnapshot;
 
 use crate::config::Config;
 use crate::store::Cloudstore;
@@ -148,6 +151,8 @@ pub struct ChunkFs {
     ns: RwLock<()>,
     next_fh: AtomicU64,
     started: SystemTime,
+    /// Failures answered to programs, for `cloudstore-fs stats`.
+    errors: ErrorCounts,
     /// Tells the kernel to drop what it caches of an inode (pages, attributes) after a change.
     invalidator: OnceLock<Box<dyn Fn(u64) + Send + Sync>>,
 }
@@ -167,6 +172,7 @@ impl ChunkFs {
             ns: RwLock::new(()),
             next_fh: AtomicU64::new(1),
             started: SystemTime::now(),
+            errors: ErrorCounts::default(),
             invalidator: OnceLock::new(),
         }
     }
@@ -196,6 +202,32 @@ impl ChunkFs {
     /// Bytes of file data held in the daemon now.
     pub fn memory_in_use(&self) -> u64 {
         self.budget.used()
+    }
+
+    /// Counts a failure answered to a program for `op` (the adapter calls it for each one).
+    pub fn record_error(&self, op: &str, e: &FsError) {
+        self.errors.record(op, e);
+    }
+
+    /// Commits pending and done, failures answered by kind, the last one, and memory held.
+    pub fn stats(&self) -> StatsSnapshot {
+        let (open_files, writers) = {
+            let t = self.tables();
+            let writers = t.handles.values().filter(|h| h.write).count();
+            (t.handles.len(), writers)
+        };
+        let (errors, last_error) = self.errors.snapshot();
+        StatsSnapshot {
+            backend: self.store.backend(),
+            uptime: self.started.elapsed().unwrap_or_default(),
+            commits: self.committer.counts(),
+            open_files,
+            writers,
+            memory_used: self.budget.used(),
+            memory_budget: self.budget.limit(),
+            errors,
+            last_error,
+        }
     }
 
     /// What read-ahead has done so far.

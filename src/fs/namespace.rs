@@ -29,7 +29,9 @@ impl ChunkFs {
         self.check_parent(parent)?;
         match name::classify(name) {
             Name::Invalid(reason) => {
-                log::debug!("lookup {name:?}: not a chunk name ({reason})");
+                // Info, not debug: a program looking for a name the mount cannot hold is the
+                // first sign of a misuse; the kernel caches the answer for the TTL.
+                log::info!("lookup {name:?}: not a chunk name, so no such file (ENOENT): {reason}");
                 Err(FsError::not_found(name.to_string_lossy()))
             }
             Name::Scratch => {

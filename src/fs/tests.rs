@@ -234,6 +234,72 @@ fn invalid_names_are_refused() {
 }
 
 #[test]
+fn an_oversized_stored_value_is_efbig_on_open_and_never_read() {
+    let inner = Arc::new(MemoryStore::new(8 * MAX));
+    inner
+        .set_chunk(&[0xab], &vec![7; 3 * MAX as usize])
+        .unwrap();
+    let counting = Arc::new(CountingStore::new(inner));
+    let fs = fs_over(counting.clone());
+    let ino = fs.lookup(ROOT_INO, n("ab"), 0).unwrap().ino;
+    for flags in [
+        libc::O_RDONLY,
+        libc::O_WRONLY,
+        libc::O_RDWR,
+        libc::O_WRONLY | libc::O_APPEND,
+    ] {
+        assert_eq!(
+            fs.open(ino, flags, 0).unwrap_err().errno,
+            libc::EFBIG,
+            "{flags:#o}"
+        );
+    }
+    let reads = counting.gets.load(Ordering::Relaxed)
+        + counting.ranged.load(Ordering::Relaxed)
+        + counting.batched.load(Ordering::Relaxed);
+    assert_eq!(reads, 0, "the value was read");
+    // O_TRUNC reads nothing and may replace it.
+    let fh = fs.open(ino, libc::O_WRONLY | libc::O_TRUNC, 0).unwrap();
+    fs.write(fh, 0, b"small").unwrap();
+    fs.flush(fh, 0).unwrap();
+    fs.release(fh).unwrap();
+    assert_eq!(cat(&fs, "ab").unwrap(), b"small");
+}
+
+#[test]
+fn chmod_and_chown_that_cannot_be_kept_are_eperm() {
+    let fs = fs_over(mem());
+    put(&fs, "aa", b"x").unwrap();
+    put(&fs, ".tmp", b"scratch").unwrap();
+    let aa = fs.lookup(ROOT_INO, n("aa"), 0).unwrap().ino;
+    let tmp = fs.lookup(ROOT_INO, n(".tmp"), 0).unwrap().ino;
+    let (uid, gid) = (fs.config().uid, fs.config().gid);
+    // What the file already has: accepted (cp -p, rsync -a). The type bits are ignored.
+    fs.check_mode_owner(aa, Some(libc::S_IFREG | 0o644), Some(uid), Some(gid))
+        .unwrap();
+    fs.check_mode_owner(ROOT_INO, Some(0o755), None, None)
+        .unwrap();
+    fs.check_mode_owner(aa, None, None, None).unwrap();
+    for (mode, u, g) in [
+        (Some(0o600), None, None),
+        (Some(0o4644), None, None),
+        (None, Some(uid + 1), None),
+        (None, None, Some(gid + 1)),
+    ] {
+        let e = fs.check_mode_owner(aa, mode, u, g).unwrap_err();
+        assert_eq!(e.errno, libc::EPERM, "{mode:?} {u:?} {g:?}");
+    }
+    let e = fs
+        .check_mode_owner(ROOT_INO, Some(0o700), None, None)
+        .unwrap_err();
+    assert_eq!(e.errno, libc::EPERM);
+    // Scratch files (rsync's temporary files) accept any.
+    fs.check_mode_owner(tmp, Some(0o600), Some(uid + 1), None)
+        .unwrap();
+    assert_eq!(fs.getattr(aa, None, 0).unwrap().perm, 0o644);
+}
+
+#[test]
 fn scratch_files_stay_in_the_daemon_until_renamed() {
     let store = mem();
     let fs = fs_over(store.clone());

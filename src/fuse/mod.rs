@@ -123,6 +123,16 @@ fn fail(op: &str, e: FsError) -> Errno {
     Errno::from_i32(e.errno)
 }
 
+/// Logs an extended-attribute call (the kernel sends each kind once per mount).
+fn no_xattrs(op: &str, ino: INodeNo, name: Option<&OsStr>) {
+    let attr = name.map_or_else(String::new, |n| format!(" {n:?}"));
+    log::info!(
+        "{op}{attr} on inode {}: extended attributes are not supported (ENOSYS; programs see \
+         EOPNOTSUPP, and the kernel asks no more on this mount)",
+        ino.0
+    );
+}
+
 fn time(t: TimeOrNow) -> SetTime {
     match t {
         TimeOrNow::Now => SetTime::Now,
@@ -207,9 +217,9 @@ impl fuser::Filesystem for FuseAdapter {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
         size: Option<u64>,
         _atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
@@ -222,6 +232,7 @@ impl fuser::Filesystem for FuseAdapter {
         reply: ReplyAttr,
     ) {
         match guard("setattr", || {
+            self.core.check_mode_owner(ino.0, mode, uid, gid)?;
             self.core
                 .setattr(ino.0, fh.map(|f| f.0), size, mtime.map(time))
         }) {
@@ -489,38 +500,36 @@ impl fuser::Filesystem for FuseAdapter {
         }
     }
 
-    // Extended attributes: ENOSYS, which the kernel remembers for the whole mount. Answering
-    // each call instead costs a round trip per file in `ls -l` (ACL probes) and per write
-    // (security.capability).
-    fn getxattr(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _size: u32,
-        reply: ReplyXattr,
-    ) {
+    // Extended attributes: ENOSYS, which the kernel remembers for the whole mount (so each
+    // kind reaches us, and is logged, once) and turns into EOPNOTSUPP for the program.
+    // Answering each call instead costs a round trip per file in `ls -l` (ACL probes) and per
+    // write (security.capability).
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, _size: u32, reply: ReplyXattr) {
+        no_xattrs("getxattr", ino, Some(name));
         reply.error(Errno::ENOSYS);
     }
 
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
+    fn listxattr(&self, _req: &Request, ino: INodeNo, _size: u32, reply: ReplyXattr) {
+        no_xattrs("listxattr", ino, None);
         reply.error(Errno::ENOSYS);
     }
 
     fn setxattr(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
+        ino: INodeNo,
+        name: &OsStr,
         _value: &[u8],
         _flags: i32,
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        no_xattrs("setxattr", ino, Some(name));
         reply.error(Errno::ENOSYS);
     }
 
-    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        no_xattrs("removexattr", ino, Some(name));
         reply.error(Errno::ENOSYS);
     }
 

@@ -41,7 +41,7 @@ pub enum StoreError {
     Locked { backend: &'static str, dir: String },
 
     /// The backend failed; `errno` is what the filesystem reports.
-    #[error("{backend}: {op} {key}: {message}")]
+    #[error("{backend}: {op}{}: {message}", key_suffix(.key))]
     Backend {
         backend: &'static str,
         op: &'static str,
@@ -49,6 +49,15 @@ pub enum StoreError {
         errno: i32,
         message: String,
     },
+}
+
+/// " KEY", or nothing for an operation on no particular key.
+fn key_suffix(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!(" {key}")
+    }
 }
 
 impl StoreError {

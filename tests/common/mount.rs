@@ -169,6 +169,45 @@ impl TestMount {
         self.mounted = true;
     }
 
+    /// Mounts again (after [`TestMount::unmount`]) with extra `mount` flags (`--read-only`,
+    /// `--allow-other`), asserting success. A later [`TestMount::remount`] mounts without them.
+    pub fn mount_with_flags(&mut self, flags: &[&str]) {
+        assert!(!self.mounted);
+        let out = Command::new(BIN)
+            .arg("mount")
+            .args(&self.store_args)
+            .args(flags)
+            .arg("--daemon")
+            .arg(&self.mnt)
+            .env("CLOUDSTORE_FS_LOG", self.log_path())
+            .env("RUST_LOG", "info")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mount {flags:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log_tail()
+        );
+        self.mounted = true;
+    }
+
+    /// Runs a bash script as user `nobody` (uid and gid 65534, no other groups) with `$MNT` set;
+    /// returns its output. The test directory is opened to others (0755) for it, so that what
+    /// stops the user is the mount, not the directory above it.
+    pub fn sh_as_nobody(&self, script: &str) -> Output {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(self.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .args(["bash", "-c"])
+            .arg(format!("set -uo pipefail\n{script}"))
+            .current_dir("/")
+            .env("MNT", &self.mnt)
+            .output()
+            .unwrap()
+    }
+
     /// `cloudstore-fs unmount`, asserting success (it waits for the daemon's last commits).
     pub fn unmount(&mut self) {
         assert!(self.mounted);

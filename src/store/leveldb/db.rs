@@ -115,6 +115,9 @@ impl Db {
             let sync_write = sys::leveldb_writeoptions_create();
             sys::leveldb_writeoptions_set_sync(sync_write, 1);
             let read = sys::leveldb_readoptions_create();
+            // Every block read is checked against its CRC: without it a damaged table block that
+            // is stored uncompressed (as incompressible values are) reads back as wrong bytes.
+            sys::leveldb_readoptions_set_verify_checksums(read, 1);
             let mut db = Db {
                 raw: ptr::null_mut(),
                 options,
@@ -218,6 +221,7 @@ impl Db {
         // after it).
         unsafe {
             let read = sys::leveldb_readoptions_create();
+            sys::leveldb_readoptions_set_verify_checksums(read, 1);
             sys::leveldb_readoptions_set_snapshot(read, snapshot.raw);
             sys::leveldb_readoptions_set_fill_cache(read, fill_cache as u8);
             let raw = sys::leveldb_create_iterator(self.raw, read);
