@@ -11,7 +11,9 @@
 #   scripts/ceph-cluster.sh status DIR   is it up? (exit status 0 when every daemon runs)
 #   scripts/ceph-cluster.sh kill-osd DIR ID     kill -9 osd.ID (and wait until it is gone)
 #   scripts/ceph-cluster.sh start-osd DIR ID    start osd.ID again (after kill-osd)
-#   scripts/ceph-cluster.sh freeze DIR   SIGSTOP every daemon: the cluster hangs, connections open
+#   scripts/ceph-cluster.sh freeze DIR [DAEMON...]
+#                                        SIGSTOP every daemon (or those named: osd.1 mon.a): the
+#                                        cluster hangs with its connections open
 #   scripts/ceph-cluster.sh thaw DIR     SIGCONT every daemon
 #   scripts/ceph-cluster.sh wait-clean DIR [SECONDS]
 #                                        wait until every OSD is up and in and every PG active+clean
@@ -41,7 +43,7 @@ die() {
 }
 
 usage() {
-    sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,/^[^#]/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -510,12 +512,19 @@ start_osd() {
     say "started osd.$2 (pid $(pid_of "$dir" "osd.$2"))"
 }
 
-# Sends SIG to every daemon of the cluster (the monitor last on STOP, first on CONT).
-signal_all() {
+# Sends SIG to the named daemons, or to every daemon of the cluster (the monitor last on STOP,
+# first on CONT).
+signal_daemons() {
     local dir="$1" sig="$2" d pid list
-    list="$(daemons "$dir")"
-    [ "$sig" = CONT ] && list="$(echo "$list" | tac)"
+    shift 2
+    if [ $# -gt 0 ]; then
+        list="$*"
+    else
+        list="$(daemons "$dir")"
+        [ "$sig" = CONT ] && list="$(echo "$list" | tac)"
+    fi
     for d in $list; do
+        [ -n "$(daemons "$dir" | grep -x "$d")" ] || die "no daemon $d in $dir"
         pid="$(pid_of "$dir" "$d")"
         if [ -n "$pid" ] && daemon_alive "$pid" "$dir"; then
             kill "-$sig" "$pid"
@@ -524,18 +533,19 @@ signal_all() {
 }
 
 freeze_cluster() {
-    [ $# -eq 1 ] || usage
+    [ $# -ge 1 ] || usage
     local dir
     dir="$(abs_dir "$1")"
-    signal_all "$dir" STOP
-    say "froze every daemon in $dir (SIGSTOP)"
+    shift
+    signal_daemons "$dir" STOP "$@"
+    say "froze ${*:-every daemon} in $dir (SIGSTOP)"
 }
 
 thaw_cluster() {
     [ $# -eq 1 ] || usage
     local dir
     dir="$(abs_dir "$1")"
-    signal_all "$dir" CONT
+    signal_daemons "$dir" CONT
     say "thawed every daemon in $dir (SIGCONT)"
 }
 
