@@ -258,18 +258,20 @@ fn one_osd_killed_under_load_loses_nothing() {
     thread::sleep(Duration::from_secs(3));
     stop.store(true, Ordering::Relaxed);
 
-    let mut last = vec![0u32; NAMES];
+    let mut last = [0u32; NAMES];
     let mut failures = Vec::new();
     let mut per_phase = [0u32; 3];
+    let mut least_while_down = u32::MAX;
     let mut slowest = Duration::ZERO;
     for h in writers {
         let (l, done, f, s) = h.join().unwrap();
-        for i in 0..NAMES {
-            last[i] = last[i].max(l[i]);
+        for (mine, theirs) in last.iter_mut().zip(l) {
+            *mine = (*mine).max(theirs);
         }
-        for p in 0..3 {
-            per_phase[p] += done[p];
+        for (total, n) in per_phase.iter_mut().zip(done) {
+            *total += n;
         }
+        least_while_down = least_while_down.min(done[1]);
         failures.extend(f);
         slowest = slowest.max(s);
     }
@@ -294,30 +296,27 @@ fn one_osd_killed_under_load_loses_nothing() {
         m.log_tail()
     );
     assert!(
-        per_phase[1] >= WRITERS as u32,
-        "only {} writes were acknowledged while osd.1 was down: the workload did not run \
-         through the fault",
-        per_phase[1]
+        least_while_down >= 3,
+        "a writer had only {least_while_down} writes acknowledged while osd.1 was down: the \
+         workload did not run through the fault"
     );
 
     // Every acknowledged value reads back: through the mount and from the store itself.
-    for i in 0..NAMES {
-        let want = tagged((i % WRITERS) as u16, last[i], len(last[i]));
+    for (i, &round) in last.iter().enumerate() {
+        let want = tagged((i % WRITERS) as u16, round, len(round));
         let got = read_file(&m.path(&name(i)));
         assert!(
             got == want,
-            "{} through the mount: {}; want round {}",
+            "{} through the mount: {}; want round {round}",
             name(i),
             describe(&got),
-            last[i]
         );
         let got = stored(&mut m, &name(i));
         assert!(
             got == want,
-            "{} in the store: {}; want round {}",
+            "{} in the store: {}; want round {round}",
             name(i),
             describe(&got),
-            last[i]
         );
     }
 
