@@ -5,7 +5,7 @@
 #
 # Defaults: data in ./cloudstore-data, mounted at ./mnt (also settable through the environment:
 # CLOUDSTORE_DATA_DIR, CLOUDSTORE_MOUNTPOINT; the daemon's log goes to CLOUDSTORE_FS_LOG, by
-# default a file in /tmp named after the mountpoint). Mounting needs root.
+# default a file in /run/cloudstore-fs named after the mountpoint). Mounting needs root.
 set -eu
 
 data=${1:-${CLOUDSTORE_DATA_DIR:-./cloudstore-data}}

@@ -10,5 +10,4 @@ pub mod fs;
 pub mod fuse;
 pub mod keyname;
 pub mod mount;
-pub mod mount_stats;
 pub mod store;

@@ -120,8 +120,11 @@ fn only_the_owner_reaches_the_mount(m: &mut TestMount) {
         libc::EACCES.to_string(),
         "{out:?}"
     );
-    // The owner still can.
+    // The owner still can. On a mount nobody else reaches, a chmod protects nothing: it is
+    // accepted without effect (rsync -a and cp -p of 0600 files work), and the file stays 0644.
     assert_eq!(read_file(&m.path("aa")), TEXT);
+    m.sh("chmod 600 \"$MNT\"/aa");
+    assert_eq!(m.sh("stat -c %a \"$MNT\"/aa").trim(), "644");
     assert_unchanged(m, &before, "another user's attempts");
 }
 

@@ -228,6 +228,7 @@ fn fs_config() -> FsConfig {
         memory_budget: 64 << 20,
         budget_wait: std::time::Duration::from_millis(100),
         read_only: false,
+        allow_other: false,
         uid: 0,
         gid: 0,
         attr_ttl: std::time::Duration::from_secs(1),

@@ -120,11 +120,28 @@ pub enum Command {
         /// Return once the mount is ready and keep serving in the background.
         #[arg(long)]
         daemon: bool,
-        /// Where to mount.
+        /// Mount over a directory that holds files (they are hidden while mounted).
+        #[arg(long)]
+        nonempty: bool,
+        /// Where to mount (an empty directory; the stale mount of a dead cloudstore-fs daemon
+        /// there is cleared).
         mountpoint: PathBuf,
     },
-    /// Unmount a cloudstore-fs mount.
+    /// Show what the daemon of a mount reports: commits pending and done, errors by kind, the
+    /// last error, memory in use against the budget.
+    Stats {
+        /// The mounted directory.
+        mountpoint: PathBuf,
+    },
+    /// Unmount a cloudstore-fs mount; returns once its daemon has committed everything and
+    /// exited. A busy mount (files open) is an error unless --lazy.
     Unmount {
+        /// Detach a busy mount now; its daemon stops when the last open file is closed.
+        #[arg(long)]
+        lazy: bool,
+        /// Seconds to wait for the daemon to exit.
+        #[arg(long, value_name = "SECS", default_value_t = 120)]
+        timeout: u64,
         /// The mounted directory.
         mountpoint: PathBuf,
     },
@@ -186,14 +203,33 @@ fn open_store(config: &Config) -> CliResult<Arc<dyn Cloudstore>> {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> CliResult {
-    if let Command::Unmount { mountpoint } = &cli.command {
+    if let Command::Unmount {
+        mountpoint,
+        lazy,
+        timeout,
+    } = &cli.command
+    {
         // Needs no store: the mount's daemon owns it.
-        return mount::unmount(mountpoint);
+        let opts = crate::mount::UnmountOptions {
+            lazy: *lazy,
+            timeout: std::time::Duration::from_secs(*timeout),
+        };
+        return mount::unmount(mountpoint, &opts);
+    }
+    if let Command::Stats { mountpoint } = &cli.command {
+        // Asks the mount's daemon; needs no store.
+        return mount::stats(mountpoint);
     }
     let config = cli.store.load_config()?;
-    if let Command::Mount { mountpoint, .. } = &cli.command {
-        // A bad mountpoint is reported before the store is opened (and locked).
-        crate::mount::check_mountpoint(mountpoint).map_err(CliError::Failed)?;
+    if let Command::Mount {
+        mountpoint,
+        nonempty,
+        ..
+    } = &cli.command
+    {
+        // A bad mountpoint is reported before the store is opened (and locked); a stale mount
+        // of a dead daemon is cleared here.
+        crate::mount::check_mountpoint(mountpoint, *nonempty).map_err(CliError::Failed)?;
     }
     let store = open_store(&config)?;
     let result = match cli.command {
@@ -210,6 +246,7 @@ pub fn run(cli: Cli) -> CliResult {
             read_only,
             allow_other,
             daemon,
+            nonempty,
             mountpoint,
         } => {
             let opts = crate::mount::MountOptions {
@@ -217,10 +254,11 @@ pub fn run(cli: Cli) -> CliResult {
                 read_only,
                 allow_other,
                 daemon,
+                nonempty,
             };
             mount::mount(store.clone(), &config, &opts)
         }
-        Command::Unmount { .. } => unreachable!("handled above"),
+        Command::Unmount { .. } | Command::Stats { .. } => unreachable!("handled above"),
     };
     // Close even after a failure, so that whatever did succeed (part of an import) is flushed;
     // the command's own error is the one reported.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::{CliError, CliResult};
 use crate::config::Config;
-use crate::mount::MountOptions;
+use crate::mount::{MountOptions, UnmountOptions};
 use crate::store::Cloudstore;
 
 /// Mounts `store` and serves it until it is unmounted.
@@ -17,9 +17,19 @@ pub fn mount(store: Arc<dyn Cloudstore>, config: &Config, opts: &MountOptions) -
     })
 }
 
+/// Prints what the daemon of the mount at `mountpoint` reports about itself.
+pub fn stats(mountpoint: &Path) -> CliResult {
+    let text = crate::mount::stats(mountpoint).map_err(|e| {
+        log::error!("stats {}: {e}", mountpoint.display());
+        CliError::Failed(e)
+    })?;
+    print!("{text}");
+    Ok(())
+}
+
 /// Unmounts the cloudstore-fs mount at `mountpoint`.
-pub fn unmount(mountpoint: &Path) -> CliResult {
-    crate::mount::unmount(mountpoint).map_err(|e| {
+pub fn unmount(mountpoint: &Path, opts: &UnmountOptions) -> CliResult {
+    crate::mount::unmount_with(mountpoint, opts).map_err(|e| {
         log::error!("unmount {}: {e}", mountpoint.display());
         CliError::Failed(e)
     })

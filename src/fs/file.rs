@@ -407,9 +407,10 @@ impl ChunkFs {
     }
 
     /// chmod and chown: every file is 0644 and the directory 0755, all owned by the mounting
-    /// user, and nothing else can be kept. A change to what the file already has succeeds (cp -p
-    /// and rsync -a do that); anything else is EPERM with a log line, never a silent success.
-    /// Scratch files accept any (see below).
+    /// user, and nothing else can be kept. On a mount other users reach (--allow-other), a
+    /// change to what the file already has succeeds (cp -p and rsync -a do that) and anything
+    /// else is EPERM with a log line, never a silent success. On an owner-only mount, and for
+    /// scratch files, any is accepted without effect (see below).
     pub fn check_mode_owner(
         &self,
         ino: u64,
@@ -421,6 +422,15 @@ impl ChunkFs {
             return Ok(());
         }
         self.check_writable("setattr")?;
+        if !self.cfg.allow_other {
+            // Nobody but the owner reaches the mount, so a mode or owner protects nothing:
+            // refusing would only fail `rsync -a` and `cp -p` of files that are not 0644.
+            log::debug!(
+                "chmod/chown of {} on an owner-only mount: accepted, not kept",
+                self.label(ino)
+            );
+            return Ok(());
+        }
         if ino != ROOT_INO && self.is_scratch(ino) {
             // Scratch files are the temporary files of rsync and editors, which make them
             // owner-only (rsync: mode & 0700) and set the final mode before renaming them: a

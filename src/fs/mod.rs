@@ -69,6 +69,10 @@ pub struct FsConfig {
     pub budget_wait: Duration,
     /// Refuse every change with EROFS.
     pub read_only: bool,
+    /// Other users may reach the mount (--allow-other): then a chmod or chown that cannot be
+    /// kept is refused, since someone may count on it. On an owner-only mount nobody else can
+    /// reach the files, and it is accepted without effect, as `rsync -a` and `cp -p` need.
+    pub allow_other: bool,
     /// Owner of every file (the mounting user).
     pub uid: u32,
     /// Group of every file.
@@ -95,6 +99,7 @@ impl FsConfig {
             memory_budget: config.memory_budget,
             budget_wait: budget::DEFAULT_WAIT,
             read_only,
+            allow_other: false,
             uid,
             gid,
             attr_ttl: Duration::from_secs(1),

@@ -17,8 +17,12 @@ pub const RENAME_NOREPLACE: u32 = libc::RENAME_NOREPLACE;
 pub const RENAME_EXCHANGE: u32 = libc::RENAME_EXCHANGE;
 
 fn refuse_name(op: &str, name: &OsStr, reason: &str) -> FsError {
-    log::warn!("{op} {name:?}: invalid name (EINVAL): {reason}");
-    FsError::new(libc::EINVAL, format!("{op}: invalid name")).logged()
+    let e = FsError::new(
+        libc::EINVAL,
+        format!("{op} {name:?}: invalid name (EINVAL): {reason}"),
+    );
+    log::warn!("{}", e.message);
+    e.logged()
 }
 
 impl ChunkFs {

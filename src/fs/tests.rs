@@ -20,6 +20,7 @@ fn cfg() -> FsConfig {
         memory_budget: 8 << 20,
         budget_wait: Duration::from_millis(50),
         read_only: false,
+        allow_other: true,
         uid: 1000,
         gid: 1000,
         attr_ttl: Duration::from_secs(1),
@@ -297,6 +298,18 @@ fn chmod_and_chown_that_cannot_be_kept_are_eperm() {
     fs.check_mode_owner(tmp, Some(0o600), Some(uid + 1), None)
         .unwrap();
     assert_eq!(fs.getattr(aa, None, 0).unwrap().perm, 0o644);
+    // An owner-only mount accepts any (nobody else can reach it; rsync -a needs it).
+    let owner_only = ChunkFs::new(
+        mem(),
+        FsConfig {
+            allow_other: false,
+            ..cfg()
+        },
+    );
+    let root = owner_only.getattr(ROOT_INO, None, 0).unwrap().ino;
+    owner_only
+        .check_mode_owner(root, Some(0o700), Some(uid + 1), None)
+        .unwrap();
 }
 
 #[test]

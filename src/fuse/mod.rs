@@ -113,6 +113,14 @@ impl FuseAdapter {
     }
 }
 
+impl FuseAdapter {
+    /// Counts a failure for `cloudstore-fs stats`, logs it once, and gives its errno.
+    fn fail(&self, op: &str, e: FsError) -> Errno {
+        self.core.record_error(op, &e);
+        fail(op, e)
+    }
+}
+
 /// Logs a failure once (expected answers such as ENOENT only at debug) and gives its errno.
 fn fail(op: &str, e: FsError) -> Errno {
     if e.is_quiet() {
@@ -189,7 +197,7 @@ impl fuser::Filesystem for FuseAdapter {
                 });
                 reply.entry(&self.ttl, &none, Generation(0));
             }
-            Err(e) => reply.error(fail("lookup", e)),
+            Err(e) => reply.error(self.fail("lookup", e)),
         }
     }
 
@@ -209,7 +217,7 @@ impl fuser::Filesystem for FuseAdapter {
             self.core.getattr(ino.0, fh.map(|f| f.0), req.pid())
         }) {
             Ok(a) => reply.attr(&self.ttl_of(&a), &self.attr(&a)),
-            Err(e) => reply.error(fail("getattr", e)),
+            Err(e) => reply.error(self.fail("getattr", e)),
         }
     }
 
@@ -237,7 +245,7 @@ impl fuser::Filesystem for FuseAdapter {
                 .setattr(ino.0, fh.map(|f| f.0), size, mtime.map(time))
         }) {
             Ok(a) => reply.attr(&self.ttl_of(&a), &self.attr(&a)),
-            Err(e) => reply.error(fail("setattr", e)),
+            Err(e) => reply.error(self.fail("setattr", e)),
         }
     }
 
@@ -251,7 +259,7 @@ impl fuser::Filesystem for FuseAdapter {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        reply.error(fail("mknod", self.core.refuse("mknod", name)));
+        reply.error(self.fail("mknod", self.core.refuse("mknod", name)));
     }
 
     fn mkdir(
@@ -263,18 +271,18 @@ impl fuser::Filesystem for FuseAdapter {
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        reply.error(fail("mkdir", self.core.refuse("mkdir", name)));
+        reply.error(self.fail("mkdir", self.core.refuse("mkdir", name)));
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         match guard("unlink", || self.core.unlink(parent.0, name)) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("unlink", e)),
+            Err(e) => reply.error(self.fail("unlink", e)),
         }
     }
 
     fn rmdir(&self, _req: &Request, _parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        reply.error(fail("rmdir", self.core.refuse("rmdir", name)));
+        reply.error(self.fail("rmdir", self.core.refuse("rmdir", name)));
     }
 
     fn symlink(
@@ -285,7 +293,7 @@ impl fuser::Filesystem for FuseAdapter {
         _target: &Path,
         reply: ReplyEntry,
     ) {
-        reply.error(fail("symlink", self.core.refuse("symlink", link_name)));
+        reply.error(self.fail("symlink", self.core.refuse("symlink", link_name)));
     }
 
     fn rename(
@@ -303,7 +311,7 @@ impl fuser::Filesystem for FuseAdapter {
                 .rename(parent.0, name, newparent.0, newname, flags.bits())
         }) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("rename", e)),
+            Err(e) => reply.error(self.fail("rename", e)),
         }
     }
 
@@ -315,13 +323,13 @@ impl fuser::Filesystem for FuseAdapter {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        reply.error(fail("link", self.core.refuse("link", newname)));
+        reply.error(self.fail("link", self.core.refuse("link", newname)));
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match guard("open", || self.core.open(ino.0, flags.0, req.pid())) {
             Ok(fh) => reply.opened(FileHandle(fh), FILE_OPEN_FLAGS),
-            Err(e) => reply.error(fail("open", e)),
+            Err(e) => reply.error(self.fail("open", e)),
         }
     }
 
@@ -338,7 +346,7 @@ impl fuser::Filesystem for FuseAdapter {
     ) {
         match guard("read", || self.core.read(fh.0, offset, size)) {
             Ok(data) => reply.data(&data),
-            Err(e) => reply.error(fail("read", e)),
+            Err(e) => reply.error(self.fail("read", e)),
         }
     }
 
@@ -356,7 +364,7 @@ impl fuser::Filesystem for FuseAdapter {
     ) {
         match guard("write", || self.core.write(fh.0, offset, data)) {
             Ok(n) => reply.written(n),
-            Err(e) => reply.error(fail("write", e)),
+            Err(e) => reply.error(self.fail("write", e)),
         }
     }
 
@@ -370,7 +378,7 @@ impl fuser::Filesystem for FuseAdapter {
     ) {
         match guard("flush", || self.core.flush(fh.0, req.pid())) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("flush", e)),
+            Err(e) => reply.error(self.fail("flush", e)),
         }
     }
 
@@ -386,7 +394,7 @@ impl fuser::Filesystem for FuseAdapter {
     ) {
         match guard("release", || self.core.release(fh.0)) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("release", e)),
+            Err(e) => reply.error(self.fail("release", e)),
         }
     }
 
@@ -400,14 +408,14 @@ impl fuser::Filesystem for FuseAdapter {
     ) {
         match guard("fsync", || self.core.fsync(fh.0)) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("fsync", e)),
+            Err(e) => reply.error(self.fail("fsync", e)),
         }
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match guard("opendir", || self.core.opendir(ino.0)) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-            Err(e) => reply.error(fail("opendir", e)),
+            Err(e) => reply.error(self.fail("opendir", e)),
         }
     }
 
@@ -430,7 +438,7 @@ impl fuser::Filesystem for FuseAdapter {
             self.core.readdir(fh.0, offset, false, &mut add)
         }) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("readdir", e)),
+            Err(e) => reply.error(self.fail("readdir", e)),
         }
     }
 
@@ -458,7 +466,7 @@ impl fuser::Filesystem for FuseAdapter {
             self.core.readdir(fh.0, offset, true, &mut add)
         }) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("readdirplus", e)),
+            Err(e) => reply.error(self.fail("readdirplus", e)),
         }
     }
 
@@ -487,7 +495,7 @@ impl fuser::Filesystem for FuseAdapter {
     ) {
         match guard("fsyncdir", || self.core.fsyncdir()) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("fsyncdir", e)),
+            Err(e) => reply.error(self.fail("fsyncdir", e)),
         }
     }
 
@@ -496,7 +504,7 @@ impl fuser::Filesystem for FuseAdapter {
             Ok(s) => reply.statfs(
                 s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.bsize,
             ),
-            Err(e) => reply.error(fail("statfs", e)),
+            Err(e) => reply.error(self.fail("statfs", e)),
         }
     }
 
@@ -558,7 +566,7 @@ impl fuser::Filesystem for FuseAdapter {
                 FileHandle(fh),
                 FILE_OPEN_FLAGS,
             ),
-            Err(e) => reply.error(fail("create", e)),
+            Err(e) => reply.error(self.fail("create", e)),
         }
     }
 }

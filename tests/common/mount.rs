@@ -49,6 +49,8 @@ pub struct TestMount {
     store_args: Vec<OsString>,
     cluster: Option<TestCluster>,
     mounted: bool,
+    /// A signal may have left a stale mount (kill -9): cleared on drop unless mounted again.
+    maybe_stale: bool,
 }
 
 impl TestMount {
@@ -118,6 +120,7 @@ impl TestMount {
             store_args,
             cluster,
             mounted: false,
+            maybe_stale: false,
         };
         m.mount();
         Some(m)
@@ -203,16 +206,13 @@ impl TestMount {
 
     /// `cloudstore-fs mount --daemon`, asserting success.
     pub fn mount(&mut self) {
+        self.mount_output();
+    }
+
+    /// `cloudstore-fs mount --daemon`, asserting success; returns its output (what it said).
+    pub fn mount_output(&mut self) -> Output {
         assert!(!self.mounted);
-        let out = Command::new(BIN)
-            .arg("mount")
-            .args(&self.store_args)
-            .arg("--daemon")
-            .arg(&self.mnt)
-            .env("CLOUDSTORE_FS_LOG", self.log_path())
-            .env("RUST_LOG", "info")
-            .output()
-            .unwrap();
+        let out = self.try_mount(&self.mnt, &[]);
         assert!(
             out.status.success(),
             "mount failed: {}\n{}",
@@ -220,6 +220,39 @@ impl TestMount {
             self.log_tail()
         );
         self.mounted = true;
+        self.maybe_stale = false;
+        out
+    }
+
+    /// `cloudstore-fs mount --daemon [extra] MNT` with this mount's store options, whatever it
+    /// gives (for mounts expected to fail; a success there is not tracked by this TestMount).
+    pub fn try_mount(&self, mnt: &Path, extra: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("mount")
+            .args(&self.store_args)
+            .arg("--daemon")
+            .args(extra)
+            .arg(mnt)
+            .env("CLOUDSTORE_FS_LOG", self.log_path())
+            .env("RUST_LOG", "info")
+            .output()
+            .unwrap()
+    }
+
+    /// Sends `signal` to the daemon and waits until it has exited; the mount is then gone
+    /// (SIGTERM, SIGINT) or stale (SIGKILL). Returns the daemon's pid.
+    pub fn signal_daemon(&mut self, signal: libc::c_int) -> u32 {
+        let pid = self.daemon_pid().expect("daemon pid");
+        // SAFETY: signalling the daemon this test started.
+        assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0);
+        assert!(
+            cloudstore_fs::mount::wait_for_exit(pid, Duration::from_secs(60)),
+            "daemon {pid} still runs 60 s after signal {signal}\n{}",
+            self.log_tail()
+        );
+        self.mounted = false;
+        self.maybe_stale = true;
+        pid
     }
 
     /// Mounts again (after [`TestMount::unmount`]) with extra `mount` flags (`--read-only`,
@@ -357,6 +390,10 @@ impl TestMount {
 impl Drop for TestMount {
     fn drop(&mut self) {
         if !self.mounted {
+            if self.maybe_stale {
+                // Not a mount point any more is fine; a stale one is cleared.
+                let _ = cloudstore_fs::mount::unmount(&self.mnt);
+            }
             return;
         }
         if std::thread::panicking() {
@@ -366,8 +403,13 @@ impl Drop for TestMount {
                 self.log_tail()
             );
         }
+        // Lazily: a panicking test may still hold files open.
+        let opts = cloudstore_fs::mount::UnmountOptions {
+            lazy: true,
+            timeout: Duration::from_secs(30),
+        };
         let pid = self.daemon_pid();
-        if let Err(e) = cloudstore_fs::mount::unmount(&self.mnt) {
+        if let Err(e) = cloudstore_fs::mount::unmount_with(&self.mnt, &opts) {
             eprintln!("teardown: unmount {}: {e}", self.mnt.display());
         }
         if let Some(pid) = pid {

@@ -1,0 +1,161 @@
+//! `--daemon`: re-executes the same command line in a new session (setsid) instead of forking:
+//! forking a process that may already run threads (librados starts several when the Ceph store
+//! is opened) is unsafe, and a re-executed child opens its own store. The parent therefore
+//! closes its store first (which releases the LevelDB lock), waits until the child reports the
+//! mount ready (or failed) through an inherited pipe, and returns. The child logs to
+//! `$CLOUDSTORE_FS_LOG`, by default a file in the runtime directory (see `files`).
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::files::{log_tail, open_log};
+use crate::store::Cloudstore;
+
+/// The environment variable through which a `--daemon` child learns its readiness pipe.
+const NOTIFY_ENV: &str = "CLOUDSTORE_FS_NOTIFY_FD";
+/// How long `--daemon` waits for the child's mount.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The readiness pipe, in a `--daemon` child.
+pub(super) fn notify_pipe_from_env() -> Option<File> {
+    let fd: i32 = std::env::var(NOTIFY_ENV).ok()?.parse().ok()?;
+    // SAFETY: the fd was created for us by the parent (see `daemonize`); F_GETFD checks it is
+    // open, and nothing else in this process owns it.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return None;
+    }
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    Some(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Tells a waiting `--daemon` parent about a failure, and gives the message back.
+pub(super) fn report(notify: Option<File>, msg: String) -> String {
+    if let Some(mut f) = notify {
+        let _ = writeln!(f, "ERR {msg}");
+    }
+    msg
+}
+
+/// Tells a waiting `--daemon` parent that the mount is up.
+pub(super) fn report_ready(notify: Option<File>) {
+    if let Some(mut f) = notify {
+        let _ = writeln!(f, "READY {}", std::process::id());
+    }
+}
+
+/// Re-executes this command line detached, waits for its mount, returns.
+pub(super) fn daemonize(store: Arc<dyn Cloudstore>, mountpoint: &Path) -> Result<(), String> {
+    let backend = store.backend();
+    // The log first: a refused log path must not cost the store a close and reopen.
+    let (log, log_path) = open_log(mountpoint)?;
+    // The child opens the store itself: let go of it (LevelDB allows one opener).
+    store
+        .close()
+        .map_err(|e| format!("closing the store before starting the daemon: {e}"))?;
+    drop(store);
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two fds on success.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(format!("pipe: {}", io::Error::last_os_error()));
+    }
+    // SAFETY: both fds were just created and are owned here only.
+    let (read_end, write_end) =
+        unsafe { (File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let mut cmd = Command::new(exe);
+    cmd.args(std::env::args_os().skip(1))
+        .env(NOTIFY_ENV, write_end.as_raw_fd().to_string())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log);
+    let notify_fd = write_end.as_raw_fd();
+    // SAFETY: between fork and exec only async-signal-safe calls: setsid, fcntl.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            libc::fcntl(notify_fd, libc::F_SETFD, 0);
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start the daemon: {e}"))?;
+    drop(write_end);
+    let msg = read_line_with_timeout(read_end, READY_TIMEOUT);
+    let shown = mountpoint.display();
+    match msg.as_deref().map(str::trim_end) {
+        Some(line) if line.starts_with("READY") => {
+            let pid = line.trim_start_matches("READY").trim();
+            println!(
+                "cloudstore-fs: mounted the {backend} store at {shown} (daemon pid {pid}, log {}); \
+                 unmount with: cloudstore-fs unmount {shown}",
+                log_path.display()
+            );
+            Ok(())
+        }
+        Some(line) if line.starts_with("ERR ") => Err(line[4..].to_string()),
+        _ => {
+            let status = match child.try_wait() {
+                Ok(Some(status)) => format!("exited ({status})"),
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    format!(
+                        "was not ready within {}s and was stopped",
+                        READY_TIMEOUT.as_secs()
+                    )
+                }
+            };
+            Err(format!(
+                "the daemon {status} before the mount was ready; its log {}:\n{}",
+                log_path.display(),
+                log_tail(&log_path)
+            ))
+        }
+    }
+}
+
+fn read_line_with_timeout(mut f: File, timeout: Duration) -> Option<String> {
+    let deadline = Instant::now() + timeout;
+    let mut buf = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        let mut pfd = libc::pollfd {
+            fd: f.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+        if n < 0 {
+            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return None;
+        }
+        if n == 0 {
+            continue;
+        }
+        let mut chunk = [0u8; 512];
+        match f.read(&mut chunk) {
+            Ok(0) | Err(_) => {
+                return (!buf.is_empty()).then(|| String::from_utf8_lossy(&buf).into_owned())
+            }
+            Ok(k) => {
+                buf.extend_from_slice(&chunk[..k]);
+                if buf.contains(&b'\n') {
+                    return Some(String::from_utf8_lossy(&buf).into_owned());
+                }
+            }
+        }
+    }
+}

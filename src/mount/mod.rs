@@ -1,0 +1,264 @@
+//! Mounting: checks the mountpoint (clearing the stale mount of a dead daemon), starts the FUSE
+//! session over the filesystem core, and shuts down cleanly on SIGINT/SIGTERM or `unmount`
+//! (everything pending is committed before the store is closed).
+//!
+//! One file a job: `mountpoint` (checks and stale-mount takeover), `mountinfo` (what is mounted
+//! where), `options` (fuser settings), `signals` (clean stop), `daemon` (`--daemon`), `files`
+//! (runtime directory, log and pid files), `unmount` (unmount and wait for the daemon), `stats`
+//! (the socket `cloudstore-fs stats` asks).
+
+mod daemon;
+mod files;
+mod mountinfo;
+mod mountpoint;
+mod options;
+mod signals;
+mod stats;
+mod unmount;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fuser::{BackgroundSession, Session};
+
+pub use files::{default_log_path, pid_file, LOG_ENV};
+pub use mountpoint::check_mountpoint;
+pub use unmount::{daemon_pid, unmount, unmount_with, wait_for_exit, UnmountOptions};
+
+use crate::config::Config;
+use crate::fs::{ChunkFs, FsConfig};
+use crate::fuse::FuseAdapter;
+use crate::store::Cloudstore;
+use daemon::{daemonize, notify_pipe_from_env, report, report_ready};
+use files::PidFile;
+use options::{fuse_config, mount_error, raise_read_ahead};
+use signals::StopSignals;
+use unmount::{detach, umount2};
+
+/// How to mount.
+#[derive(Debug, Clone, Default)]
+pub struct MountOptions {
+    pub mountpoint: PathBuf,
+    pub read_only: bool,
+    pub allow_other: bool,
+    pub daemon: bool,
+    /// Mount over a directory that holds files (hiding them while mounted).
+    pub nonempty: bool,
+}
+
+/// Mounts `store` at `opts.mountpoint` and serves it until unmounted (or, with `daemon`, until
+/// the mount is ready: see `daemon`; the store passed in is closed in that case).
+/// Returns a message that says what failed.
+pub fn run(store: Arc<dyn Cloudstore>, config: &Config, opts: &MountOptions) -> Result<(), String> {
+    let notify = notify_pipe_from_env();
+    let mountpoint = match check_mountpoint(&opts.mountpoint, opts.nonempty) {
+        Ok(m) => m,
+        Err(e) => return Err(report(notify, e)),
+    };
+    if opts.daemon && notify.is_none() {
+        return daemonize(store, &mountpoint);
+    }
+    serve(store, config, opts, &mountpoint, notify)
+}
+
+fn new_core(store: Arc<dyn Cloudstore>, config: &Config, opts: &MountOptions) -> Arc<ChunkFs> {
+    let mut fs_config = FsConfig::new(config, &*store, opts.read_only);
+    fs_config.allow_other = opts.allow_other;
+    Arc::new(ChunkFs::new(store, fs_config))
+}
+
+/// Chunk values of MiBs come and go (write buffers, fetched values, the store's copies): they are
+/// given their own mappings, returned to the system when freed. glibc otherwise raises its mmap
+/// threshold after the first such free (up to 32 MiB) and serves the next ones from its heap,
+/// which keeps the memory after they are freed: the daemon's RSS then grows past its budget.
+fn pin_mmap_threshold() {
+    // SAFETY: mallopt only changes the allocator's tuning; 1 MiB is a valid threshold.
+    if unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20) } != 1 {
+        log::info!("mallopt(M_MMAP_THRESHOLD) failed: large buffers may stay in the heap");
+    }
+}
+
+/// Starts answering `cloudstore-fs stats` for the mount at `mountpoint`; a failure is logged
+/// and does not stop the mount.
+fn start_stats(core: &Arc<ChunkFs>, mountpoint: &Path) -> Option<stats::StatsServer> {
+    let Some(m) = mountinfo::find_mount(mountpoint) else {
+        log::warn!("stats: {} not found in mountinfo", mountpoint.display());
+        return None;
+    };
+    let served = files::stats_socket_path(&m.dev).and_then(|path| {
+        stats::serve(core.clone(), &path).map_err(|e| format!("{}: {e}", path.display()))
+    });
+    match served {
+        Ok(server) => Some(server),
+        Err(e) => {
+            log::warn!("stats socket: {e}; `cloudstore-fs stats` cannot reach this daemon");
+            None
+        }
+    }
+}
+
+/// What the daemon serving the cloudstore-fs mount at `mountpoint` reports about itself:
+/// commits pending and done, errors by kind, the last error, memory against the budget.
+pub fn stats(mountpoint: &Path) -> Result<String, String> {
+    let shown = mountpoint.display();
+    let path = mountpoint::absolute(mountpoint)?;
+    let m = mountinfo::find_mount(&path).ok_or_else(|| format!("{shown} is not a mount point"))?;
+    if !m.is_ours() {
+        return Err(format!(
+            "{shown} is not a cloudstore-fs mount ({} from {})",
+            m.fstype, m.source
+        ));
+    }
+    let socket = files::stats_socket_path(&m.dev)?;
+    stats::request(&socket).map_err(|e| {
+        format!(
+            "cannot reach the daemon of {shown} at {}: {e} (is it run by another user, or              did it die?)",
+            socket.display()
+        )
+    })
+}
+
+/// Serves the mount in this process until it is unmounted.
+fn serve(
+    store: Arc<dyn Cloudstore>,
+    config: &Config,
+    opts: &MountOptions,
+    mountpoint: &Path,
+    notify: Option<File>,
+) -> Result<(), String> {
+    let backend = store.backend();
+    pin_mmap_threshold();
+    let core = new_core(store, config, opts);
+    // Signals first: the FUSE threads spawned below inherit the blocked mask (see `signals`).
+    let signals = match StopSignals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            return Err(report(
+                notify,
+                format!("cannot set up signal handling: {e}"),
+            ))
+        }
+    };
+    let mut session = match Session::new(
+        FuseAdapter::new(core.clone()),
+        mountpoint,
+        &fuse_config(opts, backend),
+    ) {
+        Ok(s) => s,
+        Err(e) => return Err(report(notify, mount_error(mountpoint, e))),
+    };
+    crate::fuse::wire_invalidation(&core, session.notifier());
+    raise_read_ahead(mountpoint);
+    let pid_file = PidFile::create(mountpoint);
+    let stats_server = start_stats(&core, mountpoint);
+    let waiter = match signals.spawn_waiter(core.clone(), session.unmount_callable(), mountpoint) {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = umount2(mountpoint, libc::MNT_DETACH);
+            return Err(report(
+                notify,
+                format!("cannot start the signal thread: {e}"),
+            ));
+        }
+    };
+    let daemon = notify.is_some();
+    report_ready(notify);
+    log::info!("{backend}: mounted at {}", mountpoint.display());
+    if !daemon {
+        eprintln!(
+            "cloudstore-fs: serving the {backend} store at {shown}; stop with Ctrl-C or \
+             `cloudstore-fs unmount {shown}`",
+            shown = mountpoint.display()
+        );
+    }
+    let result = session.run();
+    // destroy() committed and dropped the scratch files; anything a lost connection left behind
+    // is committed here. The caller closes the store; `unmount` waits for this process to exit.
+    let late = core.commit_all();
+    waiter.stop();
+    drop(stats_server);
+    drop(pid_file);
+    log::info!("{backend}: unmounted {}", mountpoint.display());
+    result.map_err(|e| format!("FUSE session at {}: {e}", mountpoint.display()))?;
+    late.map_err(|e| format!("commit at unmount: {e}"))
+}
+
+/// A mount served by threads of this process (for tests and programs that embed the
+/// filesystem); unmounted when dropped.
+pub struct BackgroundMount {
+    session: Option<BackgroundSession>,
+    core: Arc<ChunkFs>,
+    mountpoint: PathBuf,
+}
+
+/// Mounts `store` at `opts.mountpoint` in this process (`opts.daemon` is ignored; no signal
+/// handling is installed).
+pub fn spawn(
+    store: Arc<dyn Cloudstore>,
+    config: &Config,
+    opts: &MountOptions,
+) -> Result<BackgroundMount, String> {
+    let mountpoint = check_mountpoint(&opts.mountpoint, opts.nonempty)?;
+    let backend = store.backend();
+    let core = new_core(store, config, opts);
+    let session = Session::new(
+        FuseAdapter::new(core.clone()),
+        &mountpoint,
+        &fuse_config(opts, backend),
+    )
+    .map_err(|e| mount_error(&mountpoint, e))?;
+    crate::fuse::wire_invalidation(&core, session.notifier());
+    raise_read_ahead(&mountpoint);
+    let session = session
+        .spawn()
+        .map_err(|e| format!("FUSE session at {}: {e}", mountpoint.display()))?;
+    Ok(BackgroundMount {
+        session: Some(session),
+        core,
+        mountpoint,
+    })
+}
+
+impl BackgroundMount {
+    /// The filesystem core being served.
+    pub fn core(&self) -> &Arc<ChunkFs> {
+        &self.core
+    }
+
+    /// Where it is mounted.
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// Commits, unmounts (lazily when busy) and waits for the session to end.
+    pub fn unmount(mut self) -> Result<(), String> {
+        self.finish()
+    }
+
+    fn finish(&mut self) -> Result<(), String> {
+        let Some(session) = self.session.take() else {
+            return Ok(());
+        };
+        let committed = self.core.commit_all();
+        match umount2(&self.mountpoint, 0) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => detach(&self.mountpoint),
+            // Already unmounted from outside.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            Err(e) => return Err(format!("unmount {}: {e}", self.mountpoint.display())),
+        }
+        session
+            .join()
+            .map_err(|e| format!("FUSE session at {}: {e}", self.mountpoint.display()))?;
+        committed.map_err(|e| e.to_string())
+    }
+}
+
+impl Drop for BackgroundMount {
+    fn drop(&mut self) {
+        if let Err(e) = self.finish() {
+            log::error!("{e}");
+        }
+    }
+}

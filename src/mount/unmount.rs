@@ -1,0 +1,169 @@
+//! `cloudstore-fs unmount`: unmounts a cloudstore-fs mount and waits until its daemon has
+//! committed its last writes, closed the store and exited. A busy mount is refused (or, with
+//! `lazy`, detached: it is served until its last open file is closed).
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::files;
+use super::mountinfo::find_mount;
+use super::mountpoint::absolute;
+
+/// How long `unmount` waits for the daemon by default.
+pub const EXIT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How to unmount.
+#[derive(Debug, Clone)]
+pub struct UnmountOptions {
+    /// Detach a busy mount instead of failing (the daemon stops when the last file is closed).
+    pub lazy: bool,
+    /// How long to wait for the daemon to exit after the unmount.
+    pub timeout: Duration,
+}
+
+impl Default for UnmountOptions {
+    fn default() -> Self {
+        UnmountOptions {
+            lazy: false,
+            timeout: EXIT_TIMEOUT,
+        }
+    }
+}
+
+/// Unmounts with the default options: a busy mount is an error; success only once the daemon
+/// has exited (so its store, and LevelDB's lock, are free).
+pub fn unmount(mountpoint: &Path) -> Result<(), String> {
+    unmount_with(mountpoint, &UnmountOptions::default())
+}
+
+/// Unmounts the cloudstore-fs mount at `mountpoint`; see [`UnmountOptions`].
+pub fn unmount_with(mountpoint: &Path, opts: &UnmountOptions) -> Result<(), String> {
+    let shown = mountpoint.display();
+    let path = absolute(mountpoint)?;
+    let Some(m) = find_mount(&path) else {
+        return Err(match std::fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => format!("{shown} does not exist"),
+            _ => format!("{shown} is not a mount point"),
+        });
+    };
+    if !m.is_ours() {
+        return Err(format!(
+            "{shown} is a {} mount ({}), not a cloudstore-fs one: not unmounting it",
+            m.fstype, m.source
+        ));
+    }
+    let pid = files::read_pid(&m.dev, &path);
+    match umount2(&path, 0) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) && opts.lazy => {
+            umount2(&path, libc::MNT_DETACH).map_err(|e| format!("{shown}: lazy unmount: {e}"))?;
+            eprintln!(
+                "cloudstore-fs: {shown} is busy: detached lazily; the daemon keeps serving the \
+                 files still open and stops when the last one is closed"
+            );
+            return Ok(());
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+            return Err(format!(
+                "{shown} is busy: files are open in it (or a process has its working directory \
+                 there; `fuser -vm {shown}` lists them), so nothing was unmounted and nothing \
+                 was lost; close them and retry, or detach it now with \
+                 `cloudstore-fs unmount --lazy {shown}`"
+            ))
+        }
+        Err(e) => {
+            return Err(match e.raw_os_error() {
+                Some(libc::EPERM) => format!("unmounting {shown} needs root"),
+                _ => format!("unmount {shown}: {e}"),
+            })
+        }
+    }
+    if !pid.is_some_and(daemon_running) {
+        // A dead daemon (killed: its stale mount was just cleared) left its pid file behind.
+        files::remove_pid_file(&m.dev);
+    }
+    let Some(pid) = pid else {
+        eprintln!(
+            "cloudstore-fs: unmounted {shown}; its daemon left no pid file, so this could not \
+             wait for it to finish its last commits"
+        );
+        return Ok(());
+    };
+    if wait_for_exit(pid, opts.timeout) {
+        return Ok(());
+    }
+    Err(format!(
+        "unmounted {shown}, but its daemon (pid {pid}) has not exited after {}s: it still holds \
+         the store (its last commits?); see its log",
+        opts.timeout.as_secs()
+    ))
+}
+
+/// The pid of the daemon serving the mount at `mountpoint`, from its pid file.
+pub fn daemon_pid(mountpoint: &Path) -> Option<u32> {
+    let path = absolute(mountpoint).ok()?;
+    let m = find_mount(&path)?;
+    files::read_pid(&m.dev, &path)
+}
+
+/// Waits until process `pid` is gone (or a zombie); false on timeout.
+pub fn wait_for_exit(pid: u32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while running(pid) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// Whether process `pid` exists and has not exited (a zombie has).
+fn running(pid: u32) -> bool {
+    // SAFETY: kill with signal 0 only checks for existence.
+    if unsafe { libc::kill(pid as libc::pid_t, 0) } != 0 {
+        return false;
+    }
+    command_and_state(pid).is_none_or(|(_, state)| !matches!(state, 'Z' | 'X'))
+}
+
+/// Whether `pid` is a running cloudstore-fs process (a pid file may name a reused pid).
+pub(super) fn daemon_running(pid: u32) -> bool {
+    running(pid)
+        && command_and_state(pid).is_some_and(|(comm, _)| comm.starts_with("cloudstore-fs"))
+}
+
+/// The command name and state letter of process `pid`, from /proc/PID/stat.
+fn command_and_state(pid: u32) -> Option<(String, char)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ...": comm may hold spaces and parentheses; the state follows the last ')'.
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let state = stat[close + 1..].trim_start().chars().next()?;
+    Some((stat[open + 1..close].to_string(), state))
+}
+
+/// Lazy unmount of a busy mount: it disappears from the namespace now and is served until the
+/// last open file is closed.
+pub(super) fn detach(mountpoint: &Path) {
+    match umount2(mountpoint, libc::MNT_DETACH) {
+        Ok(()) => log::warn!(
+            "{} is busy: detached lazily; open files are served until they are closed",
+            mountpoint.display()
+        ),
+        Err(e) => log::error!("lazy unmount of {}: {e}", mountpoint.display()),
+    }
+}
+
+/// umount2(2).
+pub(super) fn umount2(path: &Path, flags: libc::c_int) -> io::Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
+    // SAFETY: a valid NUL-terminated path.
+    if unsafe { libc::umount2(c.as_ptr(), flags) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -1,0 +1,384 @@
+//! kill -9 of the daemon at random moments, over LevelDB and Ceph: 4 writer threads overwrite
+//! 64 chunks with whole self-describing values while 2 readers read them; the daemon is killed,
+//! the workers' operations fail, and `cloudstore-fs mount --daemon` on the stale mountpoint
+//! takes it over (proving the takeover). Then every chunk must hold one whole value, and one
+//! that the acknowledged closes allow:
+//!
+//! - a value some close() acknowledged (returned 0) for that chunk, unless another acknowledged
+//!   close of that chunk began after this one had returned (it replaced it);
+//! - or a value whose close() did not return 0 (killed mid-commit: it may have landed), under the
+//!   same rule: no acknowledged close of that chunk began after this attempt had ended;
+//! - or, when no close of that chunk was acknowledged this round, the value it held before.
+//!
+//! Every read that succeeds, during the rounds and after, must parse as one whole value of its
+//! chunk (never torn). The seed is printed (set CRASH_SEED to replay one). Needs root and
+//! /dev/fuse, and CLOUDSTORE_TEST_CEPH_CONF for the Ceph variant (SKIPPED otherwise).
+
+mod ceph_support;
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::os::fd::IntoRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ceph_support::bytes;
+use common::mount::{Store, TestMount};
+
+const CHUNKS: u64 = 64;
+const WRITERS: u64 = 4;
+const READERS: u64 = 2;
+const ROUNDS: u64 = 6;
+/// magic, chunk, ticket, total length: 4 x u64.
+const HEADER: usize = 32;
+const MAGIC: u64 = 0xc10d_5707_e000_0001;
+
+/// splitmix64: a small seeded generator, so that a failing run can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn name(chunk: u64) -> String {
+    format!("c0{chunk:02x}")
+}
+
+/// Value lengths from a bare header up to 3 MiB, mostly small.
+fn value_len(rng: &mut Rng) -> usize {
+    HEADER
+        + match rng.below(100) {
+            0..=24 => 0,
+            25..=59 => rng.below(4096) as usize,
+            60..=84 => rng.below(256 << 10) as usize,
+            _ => (1 << 20) + rng.below(2 << 20) as usize,
+        }
+}
+
+/// The value of write `ticket` to `chunk`: a header naming both, then bytes drawn from the ticket.
+fn value(chunk: u64, ticket: u64, len: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len);
+    for x in [MAGIC, chunk, ticket, len as u64] {
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.extend_from_slice(&bytes(ticket, len - HEADER));
+    v
+}
+
+/// The ticket of a whole value of `chunk`, or why `data` is not one.
+fn parse(chunk: u64, data: &[u8]) -> Result<u64, String> {
+    if data.len() < HEADER {
+        return Err(format!("{} bytes: shorter than a header", data.len()));
+    }
+    let field = |i: usize| u64::from_le_bytes(data[i * 8..i * 8 + 8].try_into().unwrap());
+    let (magic, c, ticket, len) = (field(0), field(1), field(2), field(3));
+    if magic != MAGIC {
+        return Err(format!("bad magic {magic:#x} ({} bytes)", data.len()));
+    }
+    if c != chunk {
+        return Err(format!("the value of chunk {c}, ticket {ticket}"));
+    }
+    if len != data.len() as u64 {
+        return Err(format!(
+            "ticket {ticket}: {} bytes of a {len}-byte value (torn)",
+            data.len()
+        ));
+    }
+    if data[HEADER..] != bytes(ticket, data.len() - HEADER)[..] {
+        return Err(format!("ticket {ticket}: body differs (torn)"));
+    }
+    Ok(ticket)
+}
+
+/// One write of a whole value: open with O_TRUNC, write, close.
+#[derive(Debug, Clone)]
+struct Attempt {
+    ticket: u64,
+    chunk: u64,
+    /// When close() was called (None: open or write failed before it).
+    close_start: Option<Instant>,
+    /// When the attempt ended: close() returned, or an earlier step failed.
+    end: Instant,
+    /// close() returned 0.
+    acked: bool,
+    errno: i32,
+}
+
+fn write_value(path: &Path, chunk: u64, ticket: u64, data: &[u8]) -> Attempt {
+    let failed = |close_start, errno| Attempt {
+        ticket,
+        chunk,
+        close_start,
+        end: Instant::now(),
+        acked: false,
+        errno,
+    };
+    let mut f = match fs::File::create(path) {
+        Ok(f) => f,
+        Err(e) => return failed(None, e.raw_os_error().unwrap_or(0)),
+    };
+    if let Err(e) = f.write_all(data) {
+        return failed(None, e.raw_os_error().unwrap_or(0));
+    }
+    let fd = f.into_raw_fd();
+    let close_start = Instant::now();
+    // SAFETY: fd is ours (taken from the File), closed once.
+    let rc = unsafe { libc::close(fd) };
+    let errno = if rc == 0 {
+        0
+    } else {
+        std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+    };
+    Attempt {
+        ticket,
+        chunk,
+        close_start: Some(close_start),
+        end: Instant::now(),
+        acked: rc == 0,
+        errno,
+    }
+}
+
+/// What a round's workers did.
+#[derive(Default)]
+struct Workload {
+    attempts: Vec<Attempt>,
+    reads_ok: u64,
+    /// Failed reads: (errno, when).
+    read_errors: Vec<(i32, Instant)>,
+}
+
+fn writer(mnt: PathBuf, seed: u64, tickets: Arc<AtomicU64>, stop: Arc<AtomicBool>) -> Workload {
+    let mut rng = Rng(seed);
+    let mut w = Workload::default();
+    while !stop.load(Ordering::Relaxed) {
+        let chunk = rng.below(CHUNKS);
+        let ticket = tickets.fetch_add(1, Ordering::SeqCst);
+        let data = value(chunk, ticket, value_len(&mut rng));
+        let a = write_value(&mnt.join(name(chunk)), chunk, ticket, &data);
+        let failed = !a.acked;
+        w.attempts.push(a);
+        if failed {
+            // The daemon is gone (ENOTCONN, ECONNABORTED): nothing more will work.
+            break;
+        }
+    }
+    w
+}
+
+fn reader(mnt: PathBuf, seed: u64, stop: Arc<AtomicBool>, ctx: String) -> Workload {
+    let mut rng = Rng(seed);
+    let mut w = Workload::default();
+    while !stop.load(Ordering::Relaxed) {
+        let chunk = rng.below(CHUNKS);
+        match fs::read(mnt.join(name(chunk))) {
+            Ok(data) => {
+                if let Err(e) = parse(chunk, &data) {
+                    panic!("{ctx}: a reader of {} got no whole value: {e}", name(chunk));
+                }
+                w.reads_ok += 1;
+            }
+            Err(e) => {
+                w.read_errors
+                    .push((e.raw_os_error().unwrap_or(0), Instant::now()));
+                break;
+            }
+        }
+    }
+    w
+}
+
+/// Where a chunk's value after a round came from.
+#[derive(Debug, Default)]
+struct Found {
+    last_acked: u64,
+    unacked_landed: u64,
+    baseline: u64,
+}
+
+/// Checks every chunk against the round's attempts (see the module doc); returns the new
+/// baseline (the ticket each chunk holds).
+fn check(m: &TestMount, baseline: &[u64], attempts: &[Attempt], ctx: &str) -> (Vec<u64>, Found) {
+    let mut found = Found::default();
+    let mut now = Vec::new();
+    for chunk in 0..CHUNKS {
+        let path = m.path(&name(chunk));
+        let data = fs::read(&path).unwrap_or_else(|e| panic!("{ctx}: read {}: {e}", name(chunk)));
+        let ticket = parse(chunk, &data)
+            .unwrap_or_else(|e| panic!("{ctx}: {} holds no whole value: {e}", name(chunk)));
+        let mine: Vec<&Attempt> = attempts.iter().filter(|a| a.chunk == chunk).collect();
+        let acked: Vec<&Attempt> = mine.iter().copied().filter(|a| a.acked).collect();
+        // Replaced for sure: an acknowledged close of this chunk began after it had ended.
+        let replaced = |end: Instant| {
+            acked
+                .iter()
+                .find(|w| w.close_start.is_some_and(|s| s > end))
+                .map(|w| w.ticket)
+        };
+        if ticket == baseline[chunk as usize] {
+            if let Some(w) = acked.first() {
+                panic!(
+                    "{ctx}: {} holds the previous round's ticket {ticket}, but close() of \
+                     ticket {} acknowledged a new value: lost",
+                    name(chunk),
+                    w.ticket
+                );
+            }
+            found.baseline += 1;
+        } else {
+            let Some(a) = mine.iter().find(|a| a.ticket == ticket) else {
+                panic!(
+                    "{ctx}: {} holds ticket {ticket}, never written to it this round",
+                    name(chunk)
+                );
+            };
+            if let Some(newer) = replaced(a.end) {
+                panic!(
+                    "{ctx}: {} holds ticket {ticket} (acked: {}), but ticket {newer} was \
+                     acknowledged by a close() that began after it had ended: lost",
+                    name(chunk),
+                    a.acked
+                );
+            }
+            if a.acked {
+                found.last_acked += 1;
+            } else {
+                found.unacked_landed += 1;
+            }
+        }
+        now.push(ticket);
+    }
+    (now, found)
+}
+
+fn crash_rounds(store: Store, test: &str) {
+    let Some(mut m) = TestMount::new(store, test) else {
+        return;
+    };
+    let seed = std::env::var("CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    println!("{test}: CRASH_SEED={seed}");
+    let started = Instant::now();
+    let mut rng = Rng(seed);
+    let tickets = Arc::new(AtomicU64::new(0));
+    // Round 0's baseline: every chunk written once, acknowledged.
+    let mut baseline = Vec::new();
+    for chunk in 0..CHUNKS {
+        let ticket = tickets.fetch_add(1, Ordering::SeqCst);
+        let a = write_value(
+            &m.path(&name(chunk)),
+            chunk,
+            ticket,
+            &value(chunk, ticket, value_len(&mut rng)),
+        );
+        assert!(a.acked, "seeding {}: errno {}", name(chunk), a.errno);
+        baseline.push(ticket);
+    }
+    for round in 1..=ROUNDS {
+        let ctx = format!("{test} CRASH_SEED={seed} round {round}");
+        let stop = Arc::new(AtomicBool::new(false));
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|_| {
+                let (mnt, tickets, stop) = (m.mnt.clone(), tickets.clone(), stop.clone());
+                let s = rng.next();
+                std::thread::spawn(move || writer(mnt, s, tickets, stop))
+            })
+            .collect();
+        let readers: Vec<_> = (0..READERS)
+            .map(|_| {
+                let (mnt, stop, ctx) = (m.mnt.clone(), stop.clone(), ctx.clone());
+                let s = rng.next();
+                std::thread::spawn(move || reader(mnt, s, stop, ctx))
+            })
+            .collect();
+        let delay = Duration::from_millis(200 + rng.below(1800));
+        std::thread::sleep(delay);
+        let killed_at = Instant::now();
+        m.signal_daemon(libc::SIGKILL);
+        stop.store(true, Ordering::Relaxed);
+        let mut work = Workload::default();
+        for h in writers.into_iter().chain(readers) {
+            let w = h
+                .join()
+                .unwrap_or_else(|_| panic!("{ctx}: a worker panicked"));
+            work.attempts.extend(w.attempts);
+            work.reads_ok += w.reads_ok;
+            work.read_errors.extend(w.read_errors);
+        }
+        // Nothing may fail before the kill: a failure then is a bug, not the crash.
+        for a in work.attempts.iter().filter(|a| !a.acked) {
+            assert!(
+                a.end >= killed_at,
+                "{ctx}: write of ticket {} to {} failed before the kill (errno {})",
+                a.ticket,
+                name(a.chunk),
+                a.errno
+            );
+        }
+        for (errno, when) in &work.read_errors {
+            assert!(
+                *when >= killed_at,
+                "{ctx}: a read failed before the kill (errno {errno})"
+            );
+        }
+        let out = m.mount_output();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains("had died") && said.contains("stale mount"),
+            "{ctx}: mount said nothing of the stale mount it took over: {said}"
+        );
+        let (now, found) = check(&m, &baseline, &work.attempts, &ctx);
+        let acked = work.attempts.iter().filter(|a| a.acked).count();
+        let in_flight = work
+            .attempts
+            .iter()
+            .filter(|a| !a.acked && a.close_start.is_some())
+            .count();
+        println!(
+            "round {round}: killed after {delay:?}; writes {} (acknowledged {acked}, killed in \
+             close() {in_flight}), whole reads {}; chunks holding: an acknowledged value {}, \
+             an unacknowledged one {}, the previous round's {}",
+            work.attempts.len(),
+            work.reads_ok,
+            found.last_acked,
+            found.unacked_landed,
+            found.baseline
+        );
+        assert!(
+            acked > 0,
+            "{ctx}: no write was acknowledged before the kill"
+        );
+        baseline = now;
+    }
+    println!("{test}: {ROUNDS} rounds in {:?}", started.elapsed());
+}
+
+#[test]
+fn leveldb_kill_9_rounds() {
+    crash_rounds(Store::Leveldb, "leveldb_kill_9_rounds");
+}
+
+#[test]
+fn ceph_kill_9_rounds() {
+    crash_rounds(Store::Ceph, "ceph_kill_9_rounds");
+}
