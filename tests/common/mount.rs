@@ -174,6 +174,7 @@ impl TestMount {
             store_args,
             cluster: Some(cluster),
             mounted: false,
+            maybe_stale: false,
         };
         m.mount();
         Some(m)
