@@ -69,9 +69,11 @@ cargo clippy --all-targets --no-default-features -- -D warnings
 cluster=$(mktemp -d /tmp/cloudstore-ceph.XXXXXX)
 fault_cluster=$(mktemp -d /tmp/cloudstore-ceph-fault.XXXXXX)
 stop_clusters() {
+    # a start still under way would leave daemons behind: let it finish (or fail) first
+    if [ -n "${fault_pid:-}" ]; then wait "$fault_pid" 2>/dev/null || true; fi
     scripts/ceph-cluster.sh stop "$cluster" || true
     scripts/ceph-cluster.sh stop "$fault_cluster" || true
-    rm -rf "$cluster" "$fault_cluster"
+    rm -rf "$cluster" "$fault_cluster" "$fault_cluster.out"
 }
 trap stop_clusters EXIT
 say "starting a Ceph cluster in $cluster and a 3-OSD cephx cluster in $fault_cluster"

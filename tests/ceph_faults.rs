@@ -407,6 +407,43 @@ fn a_stopped_cluster_fails_in_time_and_the_mount_recovers() {
         let (result, took) = op.result(deadline);
         assert_timely_failure(op.what, &result, took, op.timeouts);
     }
+    // A new mount meanwhile: the monitors do not answer either (their port still accepts), so
+    // it fails within the connect timeout, saying so.
+    let second = m.outside("mnt2");
+    fs::create_dir(&second).unwrap();
+    let (args, log) = (m.store_args().to_vec(), m.outside("second-mount.log"));
+    let (out, took) = timed(
+        "a new mount with the cluster stopped",
+        TIMEOUT * 3 + Duration::from_secs(30),
+        {
+            let second = second.clone();
+            move || {
+                Command::new(BIN)
+                    .arg("mount")
+                    .args(&args)
+                    .arg("--daemon")
+                    .arg(&second)
+                    .env("CLOUDSTORE_FS_LOG", log)
+                    .output()
+                    .unwrap()
+            }
+        },
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!(
+        "a new mount with the cluster stopped: {} after {took:.2?}: {stderr}",
+        out.status
+    );
+    if out.status.success() {
+        let _ = cloudstore_fs::mount::unmount(&second);
+        panic!("a new mount succeeded with the cluster stopped");
+    }
+    assert!(
+        stderr.contains("cannot connect to the monitors")
+            && stderr.contains("as client.admin within 4s"),
+        "the failed mount does not say why: {stderr}"
+    );
+    assert!(took <= TIMEOUT + SLACK, "the failed mount took {took:?}");
     assert!(alive(pid), "the daemon (pid {pid}) died:\n{}", m.log_tail());
     let log = fs::read_to_string(m.log_path()).unwrap();
     assert!(

@@ -153,7 +153,8 @@ impl Cluster {
                 )
             } else {
                 format!(
-                    "ceph: cannot connect to the monitors ({mons}, from {conf_shown}) as                      client.{} within {}s: {}",
+                    "ceph: cannot connect to the monitors ({mons}, from {conf_shown}) as \
+                     client.{} within {}s: {}",
                     p.user,
                     p.connect_timeout.as_secs(),
                     errno_text(e)
