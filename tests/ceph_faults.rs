@@ -4,8 +4,9 @@
 //! - one OSD killed with -9 under a read/write workload: no operation fails, every acknowledged
 //!   value reads back, and the restarted OSD rejoins (every PG active+clean);
 //! - the whole cluster frozen (SIGSTOP: connections stay open, nothing answers): read, write +
-//!   close, stat, ls and fsync fail with EIO or ETIMEDOUT within the configured timeout, the
-//!   daemon stays up, unmount finishes; thawed, the same mount works again;
+//!   close, stat, ls, statfs and fsync fail with EIO or ETIMEDOUT within the configured timeout
+//!   (commits: twice it), a new mount fails within the connect timeout, the daemon stays up,
+//!   unmount finishes; thawed, the same mount works again;
 //! - a write whose outcome is unknown (its replicas frozen after the primary applied it) is
 //!   reported by close() as an error, never as success;
 //! - cephx: a client whose key may use one pool mounts that pool and works; another pool and a
@@ -147,6 +148,17 @@ fn assert_timely_failure<T: std::fmt::Debug>(
         took <= bound,
         "{what} took {took:?}, more than {timeouts} x the timeout {TIMEOUT:?} + {SLACK:?}"
     );
+}
+
+/// statfs(2) of `path`: its block counts, or the error.
+fn statfs(path: &Path) -> std::io::Result<String> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid C string and an out-struct on the stack.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(format!("{} blocks, {} free", st.f_blocks, st.f_bfree))
 }
 
 /// Whether process `pid` exists.
@@ -391,6 +403,10 @@ fn a_stopped_cluster_fails_in_time_and_the_mount_recovers() {
                 names.map(|n| format!("{} names", n.len()))
             },
         ),
+        stage("statfs (df)", 1, || (), {
+            let dir = m.mnt.clone();
+            move |()| statfs(&dir)
+        }),
         stage("write + fsync", 2, opened("ab03"), |mut f| {
             f.write_all(&tagged(3, 1, 64 << 10))?;
             f.sync_all().map(|()| "synced".into())
