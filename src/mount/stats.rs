@@ -4,7 +4,8 @@
 //! created owner-only in an owner-only directory, and the peer's uid is checked as well.
 
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,13 +21,18 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// The serving end; stops and removes its socket when dropped.
 pub struct StatsServer {
     path: PathBuf,
+    /// The socket file's inode: device numbers (and so socket names) are reused by later
+    /// mounts, whose socket must not be removed by this one's drop.
+    ino: u64,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
+/// How often the accept loop looks at its stop flag.
+const POLL_INTERVAL_MS: i32 = 200;
+
 /// The uid of the process at the other end of `stream`.
 fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
-    use std::os::fd::AsRawFd;
     let mut cred = libc::ucred {
         pid: 0,
         uid: 0,
@@ -49,6 +55,30 @@ fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
     Ok(cred.uid)
 }
 
+/// Waits up to POLL_INTERVAL_MS for a connection; true when one is waiting.
+fn readable(listener: &UnixListener) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: listener.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut pfd, 1, POLL_INTERVAL_MS) > 0 }
+}
+
+/// Answers one request: the stats text to the mounting user or root, nothing to anyone else.
+fn answer(core: &ChunkFs, mut conn: UnixStream, owner: u32) {
+    match peer_uid(&conn) {
+        Ok(uid) if uid == owner || uid == 0 => {
+            let _ = conn.set_nonblocking(false);
+            let _ = conn.set_write_timeout(Some(ANSWER_TIMEOUT));
+            let _ = conn.write_all(core.stats().to_string().as_bytes());
+        }
+        Ok(uid) => log::warn!("stats: refused a request from uid {uid}"),
+        Err(e) => log::warn!("stats: cannot tell who asked: {e}"),
+    }
+}
+
 /// Starts answering stats requests for `core` at `path` (a stale socket there, left by a daemon
 /// that died, is replaced; any other file is not).
 pub fn serve(core: Arc<ChunkFs>, path: &Path) -> io::Result<StatsServer> {
@@ -64,6 +94,10 @@ pub fn serve(core: Arc<ChunkFs>, path: &Path) -> io::Result<StatsServer> {
     }
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let ino = std::fs::symlink_metadata(path)?.ino();
+    // The loop polls its stop flag: a wake-up connection to `path` could reach a later
+    // daemon's socket of the same name instead.
+    listener.set_nonblocking(true)?;
     let stop = Arc::new(AtomicBool::new(false));
     let stopping = stop.clone();
     // SAFETY: getuid cannot fail.
@@ -71,23 +105,18 @@ pub fn serve(core: Arc<ChunkFs>, path: &Path) -> io::Result<StatsServer> {
     let thread = std::thread::Builder::new()
         .name("stats".into())
         .spawn(move || {
-            for conn in listener.incoming() {
-                if stopping.load(Ordering::SeqCst) {
-                    return;
+            while !stopping.load(Ordering::SeqCst) {
+                if !readable(&listener) {
+                    continue;
                 }
-                let Ok(mut conn) = conn else { continue };
-                match peer_uid(&conn) {
-                    Ok(uid) if uid == owner || uid == 0 => {
-                        let _ = conn.set_write_timeout(Some(ANSWER_TIMEOUT));
-                        let _ = conn.write_all(core.stats().to_string().as_bytes());
-                    }
-                    Ok(uid) => log::warn!("stats: refused a request from uid {uid}"),
-                    Err(e) => log::warn!("stats: cannot tell who asked: {e}"),
+                if let Ok((conn, _)) = listener.accept() {
+                    answer(&core, conn, owner);
                 }
             }
         })?;
     Ok(StatsServer {
         path: path.to_path_buf(),
+        ino,
         stop,
         thread: Some(thread),
     })
@@ -96,12 +125,13 @@ pub fn serve(core: Arc<ChunkFs>, path: &Path) -> io::Result<StatsServer> {
 impl Drop for StatsServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wakes the accept loop, which then sees the flag.
-        let _ = UnixStream::connect(&self.path);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        let _ = std::fs::remove_file(&self.path);
+        let ours = std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.ino() == self.ino);
+        if ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -146,6 +176,16 @@ mod tests {
             "{text}"
         );
         drop(server);
+        assert!(!path.exists());
+        // A later daemon's socket of the same name is not removed by an earlier one's drop.
+        let store: Arc<dyn Cloudstore> = Arc::new(MemoryStore::new(1 << 20));
+        let cfg = FsConfig::new(&Config::default(), &*store, false);
+        let core = Arc::new(ChunkFs::new(store, cfg));
+        let first = serve(core.clone(), &path).unwrap();
+        let second = serve(core, &path).unwrap();
+        drop(first);
+        assert!(request(&path).unwrap().contains("backend: memory"));
+        drop(second);
         assert!(!path.exists());
         // Any other file at the path is left alone.
         std::fs::write(&path, "keep").unwrap();
