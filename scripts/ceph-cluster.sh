@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A throwaway Ceph cluster for tests and benchmarks: 1 monitor + 1 OSD on memstore, auth none,
 # 127.0.0.1, no systemd, everything (data, logs, sockets, pids, crash dumps) inside DIR. The fault
-# mode (--osds 3) runs 3 OSDs on bluestore (a sparse file each, so an OSD killed with -9 restarts
-# with its data), pools of size 3 / min_size 2; --cephx adds cephx auth and a restricted client.
+# mode (--osds 3) runs 3 OSDs, pools of size 3 / min_size 2; --cephx adds cephx auth and a
+# restricted client. Memstore keeps an OSD's objects in its memory: an OSD killed with -9 comes
+# back (start-osd) as an empty store with the same id, uuid and key, and the cluster backfills it.
 #
 #   scripts/ceph-cluster.sh install      install the Debian packages when they are missing
 #   scripts/ceph-cluster.sh start DIR [--osds N] [--cephx]
@@ -10,7 +11,7 @@
 #   scripts/ceph-cluster.sh stop DIR     stop the OSDs, then the monitor, by the PIDs recorded in DIR
 #   scripts/ceph-cluster.sh status DIR   is it up? (exit status 0 when every daemon runs)
 #   scripts/ceph-cluster.sh kill-osd DIR ID     kill -9 osd.ID (and wait until it is gone)
-#   scripts/ceph-cluster.sh start-osd DIR ID    start osd.ID again (after kill-osd)
+#   scripts/ceph-cluster.sh start-osd DIR ID    start osd.ID again (after kill-osd), empty
 #   scripts/ceph-cluster.sh freeze DIR [DAEMON...]
 #                                        SIGSTOP every daemon (or those named: osd.1 mon.a): the
 #                                        cluster hangs with its connections open
@@ -171,8 +172,8 @@ wait_for() {
     done
 }
 
-# ceph.conf. Fault mode (more than one OSD): bluestore, pools of size 3 / min_size 2, and a dead
-# OSD noticed within seconds although every OSD lives on one host.
+# ceph.conf. Fault mode (more than one OSD): pools of size 3 / min_size 2, and a dead OSD noticed
+# within seconds although every OSD lives on one host.
 write_conf() {
     local dir="$1" port="$2" fsid="$3" osds="$4" cephx="$5"
     local auth=none size=1 min_size=1
@@ -239,31 +240,19 @@ osd op num threads per shard = 1
 osd enable op tracker = false
 debug osd = 0/0
 debug memstore = 0/0
-debug bluestore = 0/0
-debug bluefs = 0/0
-debug rocksdb = 0/0
 debug objclass = 0/0
 EOF
-    if [ "$osds" -gt 1 ]; then
-        cat >>"$dir/ceph.conf" <<EOF
-# bluestore on a sparse file (osd.N/block): an OSD killed with -9 restarts with its objects (memstore's die
-# with it); small fixed caches instead of the 4 GiB memory target
-osd objectstore = bluestore
-bluestore block create = true
-bluestore block size = 4294967296
-bluestore cache autotune = false
-bluestore cache size = 67108864
-osd memory target = 939524096
-# a dead peer is noticed by heartbeats within seconds (a killed one at once: connection refused)
-osd heartbeat interval = 1
-osd heartbeat grace = 6
-EOF
-    else
-        cat >>"$dir/ceph.conf" <<EOF
+    cat >>"$dir/ceph.conf" <<EOF
 osd objectstore = memstore
 memstore device bytes = 4294967296
 # without it the memstore usage counter underflows after bulk deletes and every write blocks
 fake statfs for testing = 4294967296
+EOF
+    if [ "$osds" -gt 1 ]; then
+        cat >>"$dir/ceph.conf" <<EOF
+# a dead peer is noticed by heartbeats within seconds (a killed one at once: connection refused)
+osd heartbeat interval = 1
+osd heartbeat grace = 6
 EOF
     fi
     cat >>"$dir/ceph.conf" <<EOF
@@ -300,8 +289,7 @@ make_limited_client() {
     sed "s|^keyring = .*|keyring = $dir/wrong-key.keyring|" "$dir/ceph.conf" >"$dir/wrong-key.conf"
 }
 
-# Creates osd.ID (id, cephx key, store) and starts it; with `bg`, the mkfs runs in the background
-# (bluestore's takes a few seconds: the OSDs make theirs in parallel).
+# Registers osd.ID with the monitor (id, uuid, cephx key); mkfs_and_spawn_osd makes its store.
 create_osd() {
     local dir="$1" id="$2"
     shift 2
@@ -344,7 +332,7 @@ start_cluster() {
         *) usage ;;
         esac
     done
-    [ "$osds" = 1 ] || [ "$osds" -ge 3 ] || die "--osds: 1 (memstore) or at least 3 (pools of size 3)"
+    [ "$osds" = 1 ] || [ "$osds" -ge 3 ] || die "--osds: 1, or at least 3 (pools of size 3)"
     install_packages
     local dir
     dir="$(abs_dir "$dir_arg")"
@@ -508,8 +496,11 @@ start_osd() {
     if [ -n "$pid" ] && daemon_alive "$pid" "$dir"; then
         die "osd.$2 is already running (pid $pid)"
     fi
-    spawn "osd.$2" "$dir" ceph-osd -c "$dir/ceph.conf" -f -i "$2"
-    say "started osd.$2 (pid $(pid_of "$dir" "osd.$2"))"
+    # Memstore kept the objects in the killed process: a new empty store with the same id, uuid
+    # and key boots as the same OSD, and the cluster backfills it.
+    find "$dir/osd.$2" -mindepth 1 ! -name keyring ! -name uuid -delete
+    mkfs_and_spawn_osd "$dir" "$2" || die "ceph-osd --mkfs of osd.$2 failed (see $dir/log/osd.$2.mkfs.log)"
+    say "started osd.$2 (pid $(pid_of "$dir" "osd.$2")) on an empty store: the cluster backfills it"
 }
 
 # Sends SIG to the named daemons, or to every daemon of the cluster (the monitor last on STOP,
