@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of cloudstore-fs on this machine, installing what the tests need first:
 # Debian packages (Ceph daemons, librados, clang, cmake, rsync, strace), plyvel, fsx (the file
-# system exerciser, from crates.io), a throwaway single-node Ceph cluster (stopped again on exit,
-# even when tests fail), then formatting, lints and `cargo test --all-features`, then the tests
-# that touch global kernel state (tests/serial.rs: drop_caches) alone, with one thread.
+# system exerciser, from crates.io), two throwaway Ceph clusters (single-node, and 3 OSDs with
+# cephx for the fault tests; stopped again on exit, even when tests fail), then formatting, lints
+# and `cargo test --all-features`, then the tests that touch global kernel state (tests/serial.rs:
+# drop_caches) alone, with one thread.
 #
 #   scripts/test.sh            everything (needs root for apt-get and the FUSE mounts)
 #   scripts/test.sh -- ARGS    extra arguments for `cargo test` (e.g. a test name filter)
@@ -62,17 +63,37 @@ cargo clippy --all-targets --all-features -- -D warnings
 say "cargo clippy --no-default-features (the LevelDB-only build)"
 cargo clippy --all-targets --no-default-features -- -D warnings
 
-# 3. A throwaway Ceph cluster for the Ceph suites; always stopped on exit.
+# 3. Two throwaway Ceph clusters, started in parallel and always stopped on exit: the single-node
+# one for the Ceph suites, and the fault cluster (3 OSDs, pools of size 3 / min_size 2, cephx)
+# that tests/ceph_faults.rs kills, freezes and restarts.
 cluster=$(mktemp -d /tmp/cloudstore-ceph.XXXXXX)
-stop_cluster() {
+fault_cluster=$(mktemp -d /tmp/cloudstore-ceph-fault.XXXXXX)
+stop_clusters() {
+    # a start still under way would leave daemons behind: let it finish (or fail) first
+    if [ -n "${fault_pid:-}" ]; then wait "$fault_pid" 2>/dev/null || true; fi
     scripts/ceph-cluster.sh stop "$cluster" || true
-    rm -rf "$cluster"
+    scripts/ceph-cluster.sh stop "$fault_cluster" || true
+    rm -rf "$cluster" "$fault_cluster" "$fault_cluster.out"
 }
-trap stop_cluster EXIT
-say "starting a Ceph cluster in $cluster"
+trap stop_clusters EXIT
+say "starting a Ceph cluster in $cluster and a 3-OSD cephx cluster in $fault_cluster"
+scripts/ceph-cluster.sh start "$fault_cluster" --osds 3 --cephx >"$fault_cluster.out" 2>&1 &
+fault_pid=$!
 conf=$(scripts/ceph-cluster.sh start "$cluster" | tail -n 1)
+if ! wait "$fault_pid"; then
+    cat "$fault_cluster.out" >&2
+    rm -f "$fault_cluster.out"
+    say "the 3-OSD Ceph cluster did not start"
+    exit 1
+fi
+rm -f "$fault_cluster.out"
 export CLOUDSTORE_TEST_CEPH_CONF="$conf"
 export CLOUDSTORE_TEST_CEPH_POOL="${CEPH_POOL:-cloudstore-test}"
+# The fault cluster: its directory (the tests drive scripts/ceph-cluster.sh with it), the admin
+# conf, and the restricted client's conf (its keyring is named inside).
+export CLOUDSTORE_TEST_CEPH_FAULT_DIR="$fault_cluster"
+export CLOUDSTORE_TEST_CEPH_FAULT_CONF="$fault_cluster/ceph.conf"
+export CLOUDSTORE_TEST_CEPH_FAULT_LIMITED_CONF="$fault_cluster/limited.conf"
 
 # 4. All the tests, every backend.
 shift_args=()

@@ -99,3 +99,115 @@ pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// The environment variable naming the fault cluster's directory (`scripts/ceph-cluster.sh start
+/// DIR --osds 3 --cephx`): the tests kill, freeze and restart its daemons through the script.
+pub const FAULT_DIR_ENV: &str = "CLOUDSTORE_TEST_CEPH_FAULT_DIR";
+/// The fault cluster's admin conf (client.admin).
+pub const FAULT_CONF_ENV: &str = "CLOUDSTORE_TEST_CEPH_FAULT_CONF";
+/// The fault cluster's conf for the restricted client ([`LIMITED_USER`]).
+pub const FAULT_LIMITED_CONF_ENV: &str = "CLOUDSTORE_TEST_CEPH_FAULT_LIMITED_CONF";
+/// The cephx client that may use [`FaultCluster::pool`] only.
+pub const LIMITED_USER: &str = "cloudstore-limited";
+
+/// The 3-OSD cephx cluster of the fault tests, and the script that breaks and mends it.
+#[derive(Debug, Clone)]
+pub struct FaultCluster {
+    pub dir: PathBuf,
+    /// client.admin's conf.
+    pub conf: PathBuf,
+    /// client.cloudstore-limited's conf (its keyring is named inside).
+    pub limited_conf: PathBuf,
+    /// The same client name with a key the cluster never issued.
+    pub wrong_key_conf: PathBuf,
+    /// The pool of size 3 / min_size 2 the limited client may use.
+    pub pool: String,
+    /// A pool the limited client may not use.
+    pub other_pool: String,
+}
+
+/// The fault cluster from the environment; `None` (after a loud SKIPPED) when there is none,
+/// and a panic instead under CI=true.
+pub fn fault_cluster(test: &str) -> Option<FaultCluster> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    let (Some(dir), Some(conf), Some(limited_conf)) = (
+        var(FAULT_DIR_ENV),
+        var(FAULT_CONF_ENV),
+        var(FAULT_LIMITED_CONF_ENV),
+    ) else {
+        skip_or_fail(&format!(
+            "{FAULT_DIR_ENV}, {FAULT_CONF_ENV} and {FAULT_LIMITED_CONF_ENV} are not all set, so \
+             the Ceph fault test {test} did not run (start the 3-OSD cluster: \
+             scripts/ceph-cluster.sh start /tmp/ceph-fault --osds 3 --cephx; export \
+             {FAULT_DIR_ENV}=/tmp/ceph-fault {FAULT_CONF_ENV}=/tmp/ceph-fault/ceph.conf \
+             {FAULT_LIMITED_CONF_ENV}=/tmp/ceph-fault/limited.conf)"
+        ));
+        return None;
+    };
+    let dir = PathBuf::from(dir);
+    Some(FaultCluster {
+        wrong_key_conf: dir.join("wrong-key.conf"),
+        dir,
+        conf: PathBuf::from(conf),
+        limited_conf: PathBuf::from(limited_conf),
+        pool: "cloudstore-test".into(),
+        other_pool: "cloudstore-other".into(),
+    })
+}
+
+impl FaultCluster {
+    /// Runs `scripts/ceph-cluster.sh COMMAND DIR ARGS...`, asserting success.
+    pub fn script(&self, command: &str, args: &[&str]) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ceph-cluster.sh");
+        let out = std::process::Command::new(script)
+            .arg(command)
+            .arg(&self.dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ceph-cluster.sh {command} {} {args:?} failed ({}):\n{}{}",
+            self.dir.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// kill -9 of osd.`id` (returns once it is gone).
+    pub fn kill_osd(&self, id: u32) {
+        self.script("kill-osd", &[&id.to_string()]);
+    }
+
+    /// Starts osd.`id` again.
+    pub fn start_osd(&self, id: u32) {
+        self.script("start-osd", &[&id.to_string()]);
+    }
+
+    /// SIGSTOP of the named daemons (`osd.0`, `mon.a`), or of all of them when none is named.
+    pub fn freeze(&self, daemons: &[&str]) {
+        self.script("freeze", daemons);
+    }
+
+    /// SIGCONT of every daemon.
+    pub fn thaw(&self) {
+        self.script("thaw", &[]);
+    }
+
+    /// Waits until every OSD is up and in and every PG active+clean; returns how long it took.
+    pub fn wait_clean(&self, timeout: std::time::Duration) -> std::time::Duration {
+        let start = std::time::Instant::now();
+        self.script("wait-clean", &[&timeout.as_secs().to_string()]);
+        start.elapsed()
+    }
+
+    /// A mount-ready cluster for `pool` through `conf`, in a namespace of this test's own.
+    pub fn test_cluster(&self, test: &str, conf: &std::path::Path, pool: &str) -> TestCluster {
+        TestCluster {
+            conf: conf.to_path_buf(),
+            pool: pool.to_string(),
+            namespace: unique_namespace(test),
+        }
+    }
+}

@@ -126,6 +126,60 @@ impl TestMount {
         Some(m)
     }
 
+    /// A Ceph mount of `cluster` (a conf, pool and namespace other than the environment's: the
+    /// fault cluster), with a configuration file holding `toml` when it is not empty and extra
+    /// options (`--ceph-user NAME`); `None` (after SKIPPED) without FUSE or the `ceph` feature.
+    pub fn on_ceph_cluster(
+        test: &str,
+        cluster: TestCluster,
+        toml: &str,
+        args: &[&str],
+    ) -> Option<TestMount> {
+        if !fuse_available(test) {
+            return None;
+        }
+        if !cfg!(feature = "ceph") {
+            skip_or_fail(&format!(
+                "{test}: built without the `ceph` feature (cargo test --all-features)"
+            ));
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("cloudstore-mount-test.")
+            .tempdir()
+            .unwrap();
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        let mut store_args: Vec<OsString> = vec![
+            "--backend".into(),
+            "ceph".into(),
+            "--ceph-conf".into(),
+            cluster.conf.clone().into_os_string(),
+            "--pool".into(),
+            cluster.pool.clone().into(),
+            "--namespace".into(),
+            cluster.namespace.clone().into(),
+        ];
+        if !toml.is_empty() {
+            let path = dir.path().join("config.toml");
+            std::fs::write(&path, toml).unwrap();
+            store_args.push("--config".into());
+            store_args.push(path.into_os_string());
+        }
+        store_args.extend(args.iter().map(OsString::from));
+        let mut m = TestMount {
+            store: Store::Ceph,
+            dir,
+            mnt,
+            store_args,
+            cluster: Some(cluster),
+            mounted: false,
+            maybe_stale: false,
+        };
+        m.mount();
+        Some(m)
+    }
+
     /// The store options of this mount, for CLI commands.
     pub fn store_args(&self) -> &[OsString] {
         &self.store_args

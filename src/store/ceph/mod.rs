@@ -128,6 +128,14 @@ pub(crate) fn describe(errno: Errno, op_timeout: Duration, size: Option<usize>) 
                 errno_text(errno)
             ),
         ),
+        // cephx caps that do not cover the pool, or this kind of operation
+        libc::EPERM | libc::EACCES => (
+            libc::EACCES,
+            format!(
+                "the cluster refused this client (its cephx caps do not allow it): {}",
+                errno_text(errno)
+            ),
+        ),
         libc::ENOTCONN | libc::ESHUTDOWN | libc::ECONNREFUSED => (
             libc::EIO,
             format!("cluster unreachable: {}", errno_text(errno)),

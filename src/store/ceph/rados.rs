@@ -17,6 +17,9 @@ use std::time::Duration;
 
 use ceph::rados as ffi;
 
+/// The object the access probe stats: not a chunk name (not hex), so never a chunk.
+const ACCESS_PROBE: &CStr = c"cloudstore-fs.access-probe";
+
 /// A positive errno returned by librados.
 pub type Errno = i32;
 
@@ -137,13 +140,26 @@ impl Cluster {
             } else {
                 format!("mon host {mon_host}")
             };
-            format!(
-                "ceph: cannot connect to the monitors ({mons}, from {conf_shown}) as client.{} \
-                 within {}s: {}",
-                p.user,
-                p.connect_timeout.as_secs(),
-                errno_text(e)
-            )
+            if e == libc::EACCES || e == libc::EPERM {
+                // cephx said no: an unknown client, or a key that is not the cluster's.
+                let keyring = get_conf(handle.0, "keyring").unwrap_or_default();
+                format!(
+                    "ceph: the monitors ({mons}, from {conf_shown}) refused client.{}: {} \
+                     (is its key in keyring {keyring} the one the cluster issued? \
+                     see: ceph auth get client.{})",
+                    p.user,
+                    errno_text(e),
+                    p.user
+                )
+            } else {
+                format!(
+                    "ceph: cannot connect to the monitors ({mons}, from {conf_shown}) as \
+                     client.{} within {}s: {}",
+                    p.user,
+                    p.connect_timeout.as_secs(),
+                    errno_text(e)
+                )
+            }
         })?;
 
         let mut ioctx: ffi::rados_ioctx_t = ptr::null_mut();
@@ -168,7 +184,47 @@ impl Cluster {
         unsafe { ffi::rados_ioctx_set_namespace(ioctx, namespace.as_ptr()) };
         let mut handle = handle;
         let rados = std::mem::replace(&mut handle.0, ptr::null_mut());
-        Ok(Cluster { rados, ioctx })
+        let cluster = Cluster { rados, ioctx };
+        cluster.probe_access(p)?;
+        Ok(cluster)
+    }
+
+    /// Opening a pool asks the monitors only; whether this client's caps allow the pool (and
+    /// namespace) only the OSDs say, per operation. One stat of an object that is never a chunk
+    /// asks them at once, so that a refused pool fails the mount with a message naming the
+    /// client and the pool instead of failing every later operation.
+    fn probe_access(&self, p: &ConnectParams) -> Result<(), String> {
+        match self.stat(ACCESS_PROBE) {
+            Ok(_) | Err(libc::ENOENT) => Ok(()),
+            Err(e @ (libc::EPERM | libc::EACCES)) => Err(format!(
+                "ceph: client.{} may not use pool {:?}{} (conf {}): {}; its caps must allow \
+                 it, e.g. osd 'allow rw pool={}' (see: ceph auth get client.{})",
+                p.user,
+                p.pool,
+                if p.namespace.is_empty() {
+                    String::new()
+                } else {
+                    format!(" namespace {:?}", p.namespace)
+                },
+                p.conf.display(),
+                errno_text(e),
+                p.pool,
+                p.user
+            )),
+            // The OSDs may be down while the monitors answer: mount, and let each operation
+            // fail (or work once they are back).
+            Err(e) => {
+                log::warn!(
+                    "ceph: could not check client.{}'s access to pool {:?}: {} (operations \
+                     time out after {}s); going on",
+                    p.user,
+                    p.pool,
+                    errno_text(e),
+                    p.op_timeout.as_secs()
+                );
+                Ok(())
+            }
+        }
     }
 
     /// The raw I/O context, for the aio and listing code of this module's siblings.
