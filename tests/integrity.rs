@@ -1016,6 +1016,31 @@ fn a_killed_writer_publishes_what_it_wrote(m: &mut TestMount) {
     assert_chunk(m, name, Some(&part), "after its writer was killed");
 }
 
+// A close() by another thread of the process that opened the file publishes it, as a close by
+// the opening thread does (FUSE names the calling thread; a descriptor belongs to the process).
+// A dup of the descriptor stays open, so no release can publish it instead.
+
+fn a_close_by_another_thread_publishes(m: &mut TestMount) {
+    let name = "c0ffee02";
+    write_file(&m.path(name), &tagged(1, 1, 1000));
+    let new = tagged(2, 1, 300 * 1024);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(m.path(name))
+        .unwrap();
+    f.write_all(&new).unwrap();
+    let keep = f.try_clone().unwrap();
+    thread::spawn(move || close(f)).join().unwrap().unwrap();
+    assert_bytes(
+        &read_file(&m.path(name)),
+        &new,
+        "after a close by another thread, with a dup still open",
+    );
+    drop(keep);
+    assert_chunk(m, name, Some(&new), "after the last close");
+}
+
 mount_suite!(
     leveldb,
     common::mount::Store::Leveldb,
@@ -1031,6 +1056,7 @@ mount_suite!(
         unlinked_open_file_reads_its_bytes,
         a_new_open_sees_the_committed_value,
         a_killed_writer_publishes_what_it_wrote,
+        a_close_by_another_thread_publishes,
     ]
 );
 
@@ -1049,6 +1075,7 @@ mount_suite!(
         unlinked_open_file_reads_its_bytes,
         a_new_open_sees_the_committed_value,
         a_killed_writer_publishes_what_it_wrote,
+        a_close_by_another_thread_publishes,
     ]
 );
 

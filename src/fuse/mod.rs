@@ -121,6 +121,25 @@ impl FuseAdapter {
     }
 }
 
+/// The process that sent a request. FUSE gives the id of the calling thread, but a descriptor
+/// belongs to the whole process: a close() by any of its threads (Go, Java, thread pools) must
+/// publish what the process wrote, and report the commit's failure. Read from /proc (the
+/// thread's Tgid); when that fails (the thread is gone), the thread id is the best left.
+/// Only open, create and flush pay for the lookup; stat compares the thread id, which is the
+/// process id for a single-threaded program and for the thread that opened the file.
+fn process_of(req: &Request) -> u32 {
+    let tid = req.pid();
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Tgid:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(tid)
+}
+
 /// Logs a failure once (expected answers such as ENOENT only at debug) and gives its errno.
 fn fail(op: &str, e: FsError) -> Errno {
     if e.is_quiet() {
@@ -327,7 +346,7 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match guard("open", || self.core.open(ino.0, flags.0, req.pid())) {
+        match guard("open", || self.core.open(ino.0, flags.0, process_of(req))) {
             Ok(fh) => reply.opened(FileHandle(fh), FILE_OPEN_FLAGS),
             Err(e) => reply.error(self.fail("open", e)),
         }
@@ -376,7 +395,7 @@ impl fuser::Filesystem for FuseAdapter {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        match guard("flush", || self.core.flush(fh.0, req.pid())) {
+        match guard("flush", || self.core.flush(fh.0, process_of(req))) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(self.fail("flush", e)),
         }
@@ -557,7 +576,7 @@ impl fuser::Filesystem for FuseAdapter {
         reply: ReplyCreate,
     ) {
         match guard("create", || {
-            self.core.create(parent.0, name, flags, req.pid())
+            self.core.create(parent.0, name, flags, process_of(req))
         }) {
             Ok((a, fh)) => reply.created(
                 &self.ttl_of(&a),
