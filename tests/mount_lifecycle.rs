@@ -142,7 +142,7 @@ fn mount_takes_over_the_stale_mount_of_a_killed_daemon() {
         write_file(&m.path(&format!("{round:02x}")), &bytes(round, 100_000));
         let pid_file = cloudstore_fs::mount::pid_file(&m.mnt).unwrap();
         assert!(pid_file.exists());
-        m.signal_daemon(libc::SIGKILL);
+        let dead = m.signal_daemon(libc::SIGKILL);
         // A listing always asks the daemon (stat may be answered from the kernel's cache).
         // (ECONNABORTED while the kernel is still aborting the connection.)
         let e = fs::read_dir(&m.mnt).unwrap_err();
@@ -159,13 +159,11 @@ fn mount_takes_over_the_stale_mount_of_a_killed_daemon() {
         for r in 0..=round {
             assert_eq!(read_file(&m.path(&format!("{r:02x}"))), bytes(r, 100_000));
         }
-        // The dead daemon's pid file went with its mount (a new one may have its name).
-        let pid = m.daemon_pid().unwrap();
+        // The dead daemon's pid file went with its mount (a newer mount, this one or another
+        // test's, may have its name: device numbers are reused).
+        assert!(m.daemon_pid().is_some());
         let text = fs::read_to_string(&pid_file).unwrap_or_default();
-        assert!(
-            text.is_empty() || text.starts_with(&format!("{pid}\n")),
-            "{text}"
-        );
+        assert!(!text.starts_with(&format!("{dead}\n")), "{text}");
     }
     // A stale mount is also cleared by `unmount` (the daemon is gone: nothing to wait for),
     // with its pid file.

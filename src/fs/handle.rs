@@ -11,6 +11,22 @@ use super::error::FsError;
 use super::node::Node;
 use super::value::Value;
 
+/// The process (thread group) of thread `tid`, from /proc: a descriptor belongs to the whole
+/// process, so a close() by any of its threads (Go, Java, thread pools) must publish what it
+/// wrote and report the commit's failure. When /proc has no answer (the thread is gone), the
+/// thread id is the best left.
+pub fn process_of(tid: u32) -> u32 {
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Tgid:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(tid)
+}
+
 /// What a handle reads when it has not written.
 #[derive(Default)]
 pub enum View {
@@ -26,7 +42,7 @@ pub enum View {
 /// One open(2) of a file.
 pub struct Handle {
     pub ino: u64,
-    /// The process that opened it.
+    /// The process that opened it (its thread group id).
     pub pid: u32,
     /// Its age for the memory budget (older handles win when memory is short).
     pub age: u64,

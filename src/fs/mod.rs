@@ -46,6 +46,7 @@ use attr::AttrCache;
 use budget::Budget;
 use commit::Committer;
 use dir::DirStream;
+pub use handle::process_of;
 use handle::Handle;
 use inode::InodeTable;
 use name::Name;
@@ -457,18 +458,20 @@ impl ChunkFs {
         Ok(attr)
     }
 
-    /// The handle through which `pid` writes to `ino` (the most recent, if several): a process
-    /// sees its own uncommitted writes in stat, everyone else the committed value.
-    fn writer_of(&self, ino: u64, pid: u32) -> Option<Arc<Handle>> {
+    /// The handle through which thread `tid`'s process writes to `ino` (the most recent, if
+    /// several): a process sees its own uncommitted writes in stat, everyone else the committed
+    /// value. The thread is mapped to its process only when the file has writers.
+    fn writer_of(&self, ino: u64, tid: u32) -> Option<Arc<Handle>> {
         // Lock order: a node's state before the tables, never the other way round.
         let node = self.node_of(ino)?;
         if node.state.lock().writers == 0 {
             return None;
         }
+        let pid = process_of(tid);
         self.tables()
             .handles
             .iter()
-            .filter(|(_, h)| h.write && h.ino == ino && h.pid == pid)
+            .filter(|(_, h)| h.write && h.ino == ino && (h.pid == tid || h.pid == pid))
             .max_by_key(|(fh, _)| **fh)
             .map(|(_, h)| h.clone())
     }

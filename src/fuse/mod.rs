@@ -121,23 +121,11 @@ impl FuseAdapter {
     }
 }
 
-/// The process that sent a request. FUSE gives the id of the calling thread, but a descriptor
-/// belongs to the whole process: a close() by any of its threads (Go, Java, thread pools) must
-/// publish what the process wrote, and report the commit's failure. Read from /proc (the
-/// thread's Tgid); when that fails (the thread is gone), the thread id is the best left.
-/// Only open, create and flush pay for the lookup; stat compares the thread id, which is the
-/// process id for a single-threaded program and for the thread that opened the file.
+/// The process that sent a request: FUSE gives the id of the calling thread, but a descriptor
+/// belongs to the whole process (see [`crate::fs::process_of`]). Only open, create and flush pay
+/// for the lookup; stat maps a thread lazily, when the file has writers.
 fn process_of(req: &Request) -> u32 {
-    let tid = req.pid();
-    std::fs::read_to_string(format!("/proc/{tid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("Tgid:"))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .unwrap_or(tid)
+    crate::fs::process_of(req.pid())
 }
 
 /// Logs a failure once (expected answers such as ENOENT only at debug) and gives its errno.
