@@ -3,6 +3,7 @@
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 /// What kind of node an inode is.
@@ -70,6 +71,9 @@ struct Cached {
 pub struct AttrCache {
     ttl: Duration,
     map: Mutex<HashMap<Vec<u8>, Cached>>,
+    /// Bumped by every forget: what was read from the store before a change must not be cached
+    /// after it (a stat racing a rename would otherwise make the old name look alive).
+    generation: AtomicU64,
 }
 
 /// Above this many keys, stale entries are swept.
@@ -81,6 +85,7 @@ impl AttrCache {
         AttrCache {
             ttl,
             map: Mutex::default(),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -108,6 +113,12 @@ impl AttrCache {
 
     fn with(&self, key: &[u8], f: impl FnOnce(&mut Cached)) {
         let mut map = self.map.lock();
+        self.entry(&mut map, key, f);
+    }
+
+    /// Applies `f` to `key`'s entry of the locked `map`, sweeping expired entries first when the
+    /// map has grown large.
+    fn entry(&self, map: &mut HashMap<Vec<u8>, Cached>, key: &[u8], f: impl FnOnce(&mut Cached)) {
         if map.len() >= SWEEP_AT && !map.contains_key(key) {
             let ttl = self.ttl;
             map.retain(|_, c| {
@@ -123,25 +134,70 @@ impl AttrCache {
         self.with(key, |c| c.size = Some((Some(size), Instant::now())));
     }
 
-    /// Remembers that `key` does not exist.
-    pub fn set_missing(&self, key: &[u8]) {
-        self.with(key, |c| c.size = Some((None, Instant::now())));
-    }
-
     /// Remembers the mtime of `key`.
     pub fn set_mtime(&self, key: &[u8], mtime: SystemTime) {
         self.with(key, |c| c.mtime = Some((mtime, Instant::now())));
     }
 
     /// Forgets the mtime of `key` (the store set a new one).
+    /// The current generation: take it before reading from the store, give it to `learn_*`.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Caches a size (`None`: missing) read from the store, unless something was forgotten
+    /// since `since` (the read may predate that change).
+    pub fn learn_size(&self, key: &[u8], size: Option<u64>, since: u64) {
+        let mut map = self.map.lock();
+        if self.generation.load(Ordering::SeqCst) == since {
+            self.entry(&mut map, key, |c| c.size = Some((size, Instant::now())));
+        }
+    }
+
+    /// Caches an mtime read from the store, unless something was forgotten since `since`.
+    pub fn learn_mtime(&self, key: &[u8], mtime: SystemTime, since: u64) {
+        let mut map = self.map.lock();
+        if self.generation.load(Ordering::SeqCst) == since {
+            self.entry(&mut map, key, |c| c.mtime = Some((mtime, Instant::now())));
+        }
+    }
+
     pub fn forget_mtime(&self, key: &[u8]) {
-        if let Some(c) = self.map.lock().get_mut(key) {
+        let mut map = self.map.lock();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        if let Some(c) = map.get_mut(key) {
             c.mtime = None;
         }
     }
 
     /// Forgets everything about `key`.
     pub fn forget(&self, key: &[u8]) {
-        self.map.lock().remove(key);
+        let mut map = self.map.lock();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        map.remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_from_before_a_change_is_not_cached_after_it() {
+        let cache = AttrCache::new(Duration::from_secs(60));
+        let since = cache.generation();
+        cache.learn_size(b"k", Some(5), since);
+        assert_eq!(cache.size(b"k"), Some(Some(5)));
+        // A stat began, then a rename forgot the key, then the stat's answer came back.
+        let since = cache.generation();
+        cache.forget(b"k");
+        cache.learn_size(b"k", Some(7), since);
+        cache.learn_mtime(b"k", SystemTime::UNIX_EPOCH, since);
+        assert_eq!(cache.size(b"k"), None);
+        assert_eq!(cache.mtime(b"k"), None);
+        // Reads that began after the change are cached again.
+        let since = cache.generation();
+        cache.learn_size(b"k", None, since);
+        assert_eq!(cache.size(b"k"), Some(None));
     }
 }

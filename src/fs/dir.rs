@@ -68,6 +68,9 @@ pub struct DirStream {
     /// The chunks that were new (uncommitted) when the store's listing was opened, minus those
     /// that listing has shown since.
     fresh: HashSet<OsString>,
+    /// The attribute cache's generation when the store's listing was opened: the sizes it shows
+    /// are cached only while nothing changed since.
+    since: u64,
 }
 
 impl DirStream {
@@ -79,6 +82,7 @@ impl DirStream {
             phase: Phase::Dots,
             readahead_id: 0,
             fresh: HashSet::new(),
+            since: 0,
         }
     }
 
@@ -181,6 +185,7 @@ impl ChunkFs {
                     if s.list.is_none() {
                         // Before the listing, so that a commit in between is seen by one of them.
                         s.fresh = self.new_chunks().into_iter().collect();
+                        s.since = self.attrs.generation();
                         let list = self
                             .store
                             .list(None)
@@ -198,7 +203,7 @@ impl ChunkFs {
                                     if !s.fresh.is_empty() {
                                         s.fresh.remove(&n);
                                     }
-                                    self.attrs.set_size(&info.key, info.size);
+                                    self.attrs.learn_size(&info.key, Some(info.size), s.since);
                                     s.push(n, FileKind::File, Some(info.size));
                                     page.push((info.key, info.size));
                                     added += 1;
@@ -307,9 +312,10 @@ impl ChunkFs {
                 scope.spawn(|| {
                     while let Some(key) = keys.get(next.fetch_add(1, Ordering::Relaxed)) {
                         // Failures are left for the entry itself to report.
+                        let since = self.attrs.generation();
                         if let Ok(t) = self.store.mtime(key) {
-                            self.attrs
-                                .set_mtime(key, t.unwrap_or(std::time::SystemTime::UNIX_EPOCH));
+                            let t = t.unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+                            self.attrs.learn_mtime(key, t, since);
                         }
                     }
                 });

@@ -379,14 +379,12 @@ impl ChunkFs {
         if let Some(size) = self.attrs.size(key) {
             return Ok(size);
         }
+        let since = self.attrs.generation();
         let size = self
             .store
             .stat(key)
             .map_err(|e| FsError::store("stat", name.to_string_lossy(), e))?;
-        match size {
-            Some(size) => self.attrs.set_size(key, size),
-            None => self.attrs.set_missing(key),
-        }
+        self.attrs.learn_size(key, size, since);
         Ok(size)
     }
 
@@ -395,12 +393,13 @@ impl ChunkFs {
         if let Some(t) = self.attrs.mtime(key) {
             return Ok(t);
         }
+        let since = self.attrs.generation();
         let t = self
             .store
             .mtime(key)
             .map_err(|e| FsError::store("mtime", name.to_string_lossy(), e))?
             .unwrap_or(SystemTime::UNIX_EPOCH);
-        self.attrs.set_mtime(key, t);
+        self.attrs.learn_mtime(key, t, since);
         Ok(t)
     }
 

@@ -202,6 +202,8 @@ impl ChunkFs {
             Name::Chunk(key) => {
                 self.attrs.forget(key);
                 let deleted = self.store.delete(key);
+                // Again after the change: a stat that read the old state meanwhile is dropped.
+                self.attrs.forget(key);
                 self.readahead.invalidate(key);
                 deleted.map_err(|e| FsError::store("unlink", name.to_string_lossy(), e))?
             }
@@ -306,6 +308,9 @@ impl ChunkFs {
                 } else {
                     self.store.rename(&k_from, &k_to)
                 };
+                // Again after the change: a stat that read the old state meanwhile is dropped.
+                self.attrs.forget(&k_from);
+                self.attrs.forget(&k_to);
                 self.readahead.invalidate(&k_from);
                 self.readahead.invalidate(&k_to);
                 let moved = moved.map_err(|e| FsError::store("rename", &label, e))?;
