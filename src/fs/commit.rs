@@ -1,9 +1,14 @@
-//! Group commit: every commit becomes a SetChunk, and commits that arrive while another is in
-//! flight are sent together as one SetChunkBatch (one LevelDB write batch, one pipelined Ceph
-//! round). The first caller to find the store idle leads: it takes everything queued, writes it,
-//! and hands each waiter its own result.
+//! Group commit: every commit becomes a SetChunk, and commits that queue up together are sent as
+//! one SetChunkBatch (one LevelDB write batch, one pipelined Ceph round). A caller whose commit
+//! can go leads: it takes every queued commit whose key is not being written by another batch,
+//! writes them, and hands each waiter its own result.
+//!
+//! Commits of one key stay in order: a key in flight holds back its later commits until that
+//! batch is answered. Commits of other keys do not wait for it, so one slow or failing batch
+//! (a Ceph op running into its timeout) delays no other key's commit: each fails or succeeds
+//! within one operation timeout.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,9 +30,29 @@ struct Job {
 #[derive(Default)]
 struct Queue {
     waiting: Vec<Job>,
-    busy: bool,
+    /// Keys of the batches being written now.
+    in_flight: HashSet<Vec<u8>>,
     done: HashMap<u64, Outcome>,
     next_id: u64,
+}
+
+impl Queue {
+    /// Takes the waiting jobs whose key no batch is writing now, in order (several of one key
+    /// go together: a batch applies them in order), and marks their keys in flight.
+    fn take_batch(&mut self) -> (Vec<Job>, HashSet<Vec<u8>>) {
+        let mut batch = Vec::new();
+        let mut keys = HashSet::new();
+        for job in std::mem::take(&mut self.waiting) {
+            if self.in_flight.contains(&job.key) {
+                self.waiting.push(job);
+            } else {
+                keys.insert(job.key.clone());
+                batch.push(job);
+            }
+        }
+        self.in_flight.extend(keys.iter().cloned());
+        (batch, keys)
+    }
 }
 
 /// Writes committed values to the store, batching concurrent commits.
@@ -100,19 +125,20 @@ impl Committer {
         let mut q = self.queue.lock();
         let id = q.next_id;
         q.next_id += 1;
+        let mine = key.clone();
         q.waiting.push(Job { id, key, value });
         loop {
             if let Some(done) = q.done.remove(&id) {
                 return done;
             }
-            if !q.busy {
-                q.busy = true;
-                let jobs = std::mem::take(&mut q.waiting);
+            let queued = q.waiting.iter().any(|j| j.id == id);
+            if queued && !q.in_flight.contains(&mine) {
+                let (jobs, keys) = q.take_batch();
                 drop(q);
                 let results = self.write(jobs);
                 q = self.queue.lock();
                 q.done.extend(results);
-                q.busy = false;
+                q.in_flight.retain(|k| !keys.contains(k));
                 self.cv.notify_all();
                 continue;
             }
@@ -120,7 +146,8 @@ impl Committer {
         }
     }
 
-    /// Writes the jobs; never panics (store panics are caught), so `busy` is always reset.
+    /// Writes the jobs; never panics (store panics are caught), so their keys always leave
+    /// `in_flight`.
     fn write(&self, mut jobs: Vec<Job>) -> Vec<(u64, Outcome)> {
         let backend = self.store.backend();
         if jobs.len() == 1 {
@@ -183,6 +210,52 @@ mod tests {
                 assert_eq!(store.get_chunk(&[t, i]).unwrap().unwrap(), vec![t ^ i; 100]);
             }
         }
+    }
+
+    #[test]
+    fn a_stalled_key_delays_only_its_own_later_commits() {
+        use crate::fs::testing::FailingStore;
+        use std::time::Duration;
+        let failing = Arc::new(FailingStore::new(Arc::new(MemoryStore::new(1 << 20))));
+        let store: Arc<dyn Cloudstore> = failing.clone();
+        let c = Arc::new(Committer::new(store.clone()));
+        failing.stall_writes_of(Some(&[1]));
+        let first = {
+            let c = c.clone();
+            std::thread::spawn(move || c.commit(vec![1], b"first".to_vec()).1)
+        };
+        while c.counts().pending == 0 {
+            std::thread::yield_now();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        // The same key waits for the stalled commit (order) ...
+        let second = {
+            let c = c.clone();
+            std::thread::spawn(move || c.commit(vec![1], b"second".to_vec()).1)
+        };
+        // ... another key does not.
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let c = c.clone();
+            std::thread::spawn(move || tx.send(c.commit(vec![2], b"other".to_vec()).1));
+        }
+        let Ok(other) = rx.recv_timeout(Duration::from_secs(10)) else {
+            failing.stall_writes_of(None);
+            panic!("a commit of another key waited for the stalled one");
+        };
+        other.unwrap();
+        assert_eq!(store.get_chunk(&[1]).unwrap(), None);
+        std::thread::sleep(Duration::from_millis(50));
+        let overtook = second.is_finished();
+        failing.stall_writes_of(None);
+        assert!(
+            !overtook,
+            "a later commit of the key overtook the stalled one"
+        );
+        first.join().unwrap().unwrap();
+        second.join().unwrap().unwrap();
+        assert_eq!(store.get_chunk(&[1]).unwrap().unwrap(), b"second");
+        assert_eq!(c.counts().pending, 0);
     }
 
     #[test]

@@ -14,6 +14,9 @@ pub struct FailingStore {
     inner: Arc<dyn Cloudstore>,
     fail_writes: AtomicBool,
     panic_writes: AtomicBool,
+    /// Writes of this key wait until it is cleared (a slow or hung backend call).
+    stalled: parking_lot::Mutex<Option<Vec<u8>>>,
+    unstalled: parking_lot::Condvar,
 }
 
 impl FailingStore {
@@ -23,6 +26,24 @@ impl FailingStore {
             inner,
             fail_writes: AtomicBool::new(false),
             panic_writes: AtomicBool::new(false),
+            stalled: parking_lot::Mutex::new(None),
+            unstalled: parking_lot::Condvar::new(),
+        }
+    }
+
+    /// While set, writes (set, batch set) of `key` wait; `None` lets them go.
+    pub fn stall_writes_of(&self, key: Option<&[u8]>) {
+        *self.stalled.lock() = key.map(<[u8]>::to_vec);
+        self.unstalled.notify_all();
+    }
+
+    fn wait_if_stalled<'k>(&self, keys: impl Iterator<Item = &'k [u8]> + Clone) {
+        let mut stalled = self.stalled.lock();
+        while stalled
+            .as_deref()
+            .is_some_and(|s| keys.clone().any(|k| k == s))
+        {
+            self.unstalled.wait(&mut stalled);
         }
     }
 
@@ -71,6 +92,7 @@ impl Cloudstore for FailingStore {
     }
     fn set_chunk(&self, key: &[u8], value: &[u8]) -> Result<()> {
         self.check("set_chunk", key)?;
+        self.wait_if_stalled(std::iter::once(key));
         self.inner.set_chunk(key, value)
     }
     fn set_chunk_batch(&self, chunks: &mut [RawChunk]) -> Result<()> {
@@ -78,6 +100,7 @@ impl Cloudstore for FailingStore {
             "set_chunk_batch",
             chunks.first().map_or(&[][..], |c| &c.key),
         )?;
+        self.wait_if_stalled(chunks.iter().map(|c| &c.key[..]));
         self.inner.set_chunk_batch(chunks)
     }
     fn close(&self) -> Result<()> {
