@@ -27,33 +27,7 @@ const TEXT: &[u8] = b"readable by others with --allow-other\n";
 fn seed(m: &TestMount) -> BTreeMap<String, Vec<u8>> {
     write_file(&m.path("aa"), TEXT);
     write_file(&m.path("bb"), &bytes(3, 50_000));
-    snapshot(m)
-}
-
-fn snapshot(m: &TestMount) -> BTreeMap<String, Vec<u8>> {
-    fs::read_dir(&m.mnt)
-        .unwrap()
-        .map(|e| {
-            let name = e.unwrap().file_name().into_string().unwrap();
-            let data = read_file(&m.path(&name));
-            (name, data)
-        })
-        .collect()
-}
-
-/// The mount (remounted plain, so that the store is what is compared) still shows `before`.
-fn assert_unchanged(m: &mut TestMount, before: &BTreeMap<String, Vec<u8>>, when: &str) {
-    m.unmount();
-    m.mount();
-    let now = snapshot(m);
-    assert_eq!(
-        now.keys().collect::<Vec<_>>(),
-        before.keys().collect::<Vec<_>>(),
-        "chunks after {when}"
-    );
-    for (name, data) in before {
-        assert!(now[name] == *data, "{name} changed after {when}");
-    }
+    m.snapshot()
 }
 
 /// Runs `script` as nobody and asserts it fails with `message` on stderr.
@@ -125,7 +99,7 @@ fn only_the_owner_reaches_the_mount(m: &mut TestMount) {
     assert_eq!(read_file(&m.path("aa")), TEXT);
     m.sh("chmod 600 \"$MNT\"/aa");
     assert_eq!(m.sh("stat -c %a \"$MNT\"/aa").trim(), "644");
-    assert_unchanged(m, &before, "another user's attempts");
+    m.assert_unchanged(&before, "another user's attempts");
 }
 
 /// With --allow-other another user reads (0644 files in a 0755 directory owned by the mounting
@@ -215,7 +189,7 @@ fn allow_other_reads_but_changes_nothing(m: &mut TestMount) {
     fs::remove_file(m.path("e1")).unwrap();
     // cp -p wrote e2's bytes before its chmod failed.
     let _ = fs::remove_file(m.path("e2"));
-    assert_unchanged(m, &before, "others' attempts and refused chmod/chown");
+    m.assert_unchanged(&before, "others' attempts and refused chmod/chown");
 }
 
 /// With --read-only every change is EROFS (also for the owner, also scratch files) and reads
@@ -225,7 +199,7 @@ fn read_only_refuses_every_change(m: &mut TestMount) {
     m.unmount();
     m.mount_with_flags(&["--read-only"]);
     assert_eq!(read_file(&m.path("aa")), TEXT);
-    assert_eq!(snapshot(m), before, "reads through the read-only mount");
+    assert_eq!(m.snapshot(), before, "reads through the read-only mount");
     let aa = m.path("aa");
     let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).unwrap();
     let last = || errno(&std::io::Error::last_os_error());
@@ -321,7 +295,7 @@ fn read_only_refuses_every_change(m: &mut TestMount) {
     let out = m.sh_output("touch \"$MNT\"/aa");
     assert!(String::from_utf8_lossy(&out.stderr).contains("Read-only file system"));
     assert_eq!(read_file(&m.path("bb")), before["bb"]);
-    assert_unchanged(m, &before, "changes refused by a read-only mount");
+    m.assert_unchanged(&before, "changes refused by a read-only mount");
 }
 
 mount_suite!(

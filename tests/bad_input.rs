@@ -27,39 +27,6 @@ use common::mount::{fuse_available, Store, TestMount, BIN};
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
-/// Every chunk the mount shows, with its bytes (read through fresh opens).
-fn snapshot(m: &TestMount) -> BTreeMap<String, Vec<u8>> {
-    fs::read_dir(&m.mnt)
-        .unwrap()
-        .map(|e| {
-            let name = e.unwrap().file_name().into_string().unwrap();
-            let data = read_file(&m.path(&name));
-            (name, data)
-        })
-        .collect()
-}
-
-/// Asserts that the mount still shows exactly `before`, also after a remount (so the store
-/// itself holds it, not just the daemon).
-fn assert_unchanged(m: &mut TestMount, before: &BTreeMap<String, Vec<u8>>, when: &str) {
-    for pass in ["", " and a remount"] {
-        if !pass.is_empty() {
-            m.remount();
-        }
-        let now = snapshot(m);
-        let names = |s: &BTreeMap<String, Vec<u8>>| s.keys().cloned().collect::<Vec<_>>();
-        assert_eq!(names(&now), names(before), "chunks after {when}{pass}");
-        for (name, data) in before {
-            assert!(
-                now[name] == *data,
-                "{name} changed after {when}{pass}: {} bytes, was {}",
-                now[name].len(),
-                data.len()
-            );
-        }
-    }
-}
-
 /// Waits (up to 5 s: the log is written by another process) for a line of the daemon's log
 /// holding every one of `needles`.
 fn assert_logged(m: &TestMount, needles: &[&str]) {
@@ -84,7 +51,7 @@ fn seed(m: &TestMount) -> BTreeMap<String, Vec<u8>> {
     write_file(&m.path("aa"), &bytes(1, 70_000));
     write_file(&m.path("0b0c"), b"");
     write_file(&m.path("ff00ff"), &bytes(2, 3));
-    snapshot(m)
+    m.snapshot()
 }
 
 /// Names that are not chunk names, with the words the log line gives as the reason.
@@ -195,7 +162,7 @@ fn bad_names_on_create(m: &mut TestMount) {
     // The shell's view: touch says "Invalid argument".
     let out = m.sh_output("touch \"$MNT\"/NotHex");
     assert!(String::from_utf8_lossy(&out.stderr).contains("Invalid argument"));
-    assert_unchanged(m, &before, "refused creates");
+    m.assert_unchanged(&before, "refused creates");
 }
 
 /// rename(2) onto a name that is not a chunk name: EINVAL, the source keeps its name and bytes.
@@ -219,7 +186,7 @@ fn bad_names_on_rename(m: &mut TestMount) {
     let e = fs::rename(m.path(".tmp"), m.path("ABCD")).unwrap_err();
     assert_eq!(errno(&e), libc::EINVAL);
     fs::remove_file(m.path(".tmp")).unwrap();
-    assert_unchanged(m, &before, "refused renames");
+    m.assert_unchanged(&before, "refused renames");
 }
 
 /// lookup (stat, open) of a name that is not a chunk name: ENOENT, logged with the reason.
@@ -239,7 +206,7 @@ fn bad_names_on_lookup(m: &mut TestMount) {
     // answer is the same.
     let e = fs::metadata(m.path(&"ab".repeat(600))).unwrap_err();
     assert_eq!(errno(&e), libc::ENOENT);
-    assert_unchanged(m, &before, "lookups of invalid names");
+    m.assert_unchanged(&before, "lookups of invalid names");
 }
 
 /// mkdir, symlink, link, mknod: EPERM, logged, nothing created.
@@ -263,7 +230,7 @@ fn other_node_kinds_are_eperm(m: &mut TestMount) {
         assert_eq!(errno(&e), libc::EPERM, "mknod {name}: {e}");
         assert_logged(m, &[&format!("mknod \"{name}\""), "refused (EPERM)"]);
     }
-    assert_unchanged(m, &before, "refused mkdir/symlink/link/mknod");
+    m.assert_unchanged(&before, "refused mkdir/symlink/link/mknod");
 }
 
 /// Extended attributes: the daemon answers ENOSYS, which programs see as EOPNOTSUPP.
@@ -305,7 +272,7 @@ fn xattrs_are_not_supported(m: &mut TestMount) {
         &["removexattr \"user.cloudstore.test\"", "not supported"],
     );
     assert_logged(m, &["listxattr on inode", "not supported"]);
-    assert_unchanged(m, &before, "refused xattr calls");
+    m.assert_unchanged(&before, "refused xattr calls");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -354,7 +321,7 @@ fn truncate_past_the_maximum_and_exact_sizes(m: &mut TestMount) {
     assert_eq!(errno(&f.set_len(MAX * 2).unwrap_err()), libc::EFBIG);
     assert_eq!(errno(&close(f).unwrap_err()), libc::EFBIG);
     assert_eq!(read_file(&m.path("aa")), old);
-    assert_unchanged(m, &before, "truncates past the maximum");
+    m.assert_unchanged(&before, "truncates past the maximum");
 
     // Exactly the maximum and 0 bytes are values like any other.
     let max = bytes(7, MAX as usize);

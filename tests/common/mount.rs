@@ -3,6 +3,7 @@
 //! test panics). Without root or /dev/fuse the test says SKIPPED (and fails under CI=true).
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -41,6 +42,16 @@ pub fn fuse_available(test: &str) -> bool {
     true
 }
 
+/// Whether this build has the `ceph` feature; says SKIPPED (a failure under CI=true) when not.
+fn ceph_built(test: &str) -> bool {
+    if !cfg!(feature = "ceph") {
+        skip_or_fail(&format!(
+            "{test}: built without the `ceph` feature (cargo test --all-features)"
+        ));
+    }
+    cfg!(feature = "ceph")
+}
+
 /// A mounted store in a temporary directory: `dir/data` (LevelDB), `dir/mnt`, `dir/daemon.log`.
 pub struct TestMount {
     pub store: Store,
@@ -71,59 +82,16 @@ impl TestMount {
         if !fuse_available(test) {
             return None;
         }
-        let dir = tempfile::Builder::new()
-            .prefix("cloudstore-mount-test.")
-            .tempdir()
-            .unwrap();
-        let mnt = dir.path().join("mnt");
-        std::fs::create_dir(&mnt).unwrap();
-        let (mut store_args, cluster) = match store {
-            Store::Leveldb => (
-                vec![
-                    "--data-dir".into(),
-                    dir.path().join("data").into_os_string(),
-                ],
-                None,
-            ),
+        let cluster = match store {
+            Store::Leveldb => None,
             Store::Ceph => {
-                if !cfg!(feature = "ceph") {
-                    skip_or_fail(&format!(
-                        "{test}: built without the `ceph` feature (cargo test --all-features)"
-                    ));
+                if !ceph_built(test) {
                     return None;
                 }
-                let cluster = ceph_support::cluster(test)?;
-                let args = vec![
-                    "--backend".into(),
-                    "ceph".into(),
-                    "--ceph-conf".into(),
-                    cluster.conf.clone().into_os_string(),
-                    "--pool".into(),
-                    cluster.pool.clone().into(),
-                    "--namespace".into(),
-                    cluster.namespace.clone().into(),
-                ];
-                (args, Some(cluster))
+                Some(ceph_support::cluster(test)?)
             }
         };
-        if !toml.is_empty() {
-            let path = dir.path().join("config.toml");
-            std::fs::write(&path, toml).unwrap();
-            store_args.push("--config".into());
-            store_args.push(path.into_os_string());
-        }
-        store_args.extend(args.iter().map(OsString::from));
-        let mut m = TestMount {
-            store,
-            dir,
-            mnt,
-            store_args,
-            cluster,
-            mounted: false,
-            maybe_stale: false,
-        };
-        m.mount();
-        Some(m)
+        Some(TestMount::mounted(cluster, toml, args))
     }
 
     /// A Ceph mount of `cluster` (a conf, pool and namespace other than the environment's: the
@@ -135,31 +103,36 @@ impl TestMount {
         toml: &str,
         args: &[&str],
     ) -> Option<TestMount> {
-        if !fuse_available(test) {
+        if !fuse_available(test) || !ceph_built(test) {
             return None;
         }
-        if !cfg!(feature = "ceph") {
-            skip_or_fail(&format!(
-                "{test}: built without the `ceph` feature (cargo test --all-features)"
-            ));
-            return None;
-        }
+        Some(TestMount::mounted(Some(cluster), toml, args))
+    }
+
+    /// Mounts a fresh store in a new temporary directory: LevelDB in `dir/data`, or `cluster`.
+    fn mounted(cluster: Option<TestCluster>, toml: &str, args: &[&str]) -> TestMount {
         let dir = tempfile::Builder::new()
             .prefix("cloudstore-mount-test.")
             .tempdir()
             .unwrap();
         let mnt = dir.path().join("mnt");
         std::fs::create_dir(&mnt).unwrap();
-        let mut store_args: Vec<OsString> = vec![
-            "--backend".into(),
-            "ceph".into(),
-            "--ceph-conf".into(),
-            cluster.conf.clone().into_os_string(),
-            "--pool".into(),
-            cluster.pool.clone().into(),
-            "--namespace".into(),
-            cluster.namespace.clone().into(),
-        ];
+        let mut store_args: Vec<OsString> = match &cluster {
+            None => vec![
+                "--data-dir".into(),
+                dir.path().join("data").into_os_string(),
+            ],
+            Some(cluster) => vec![
+                "--backend".into(),
+                "ceph".into(),
+                "--ceph-conf".into(),
+                cluster.conf.clone().into_os_string(),
+                "--pool".into(),
+                cluster.pool.clone().into(),
+                "--namespace".into(),
+                cluster.namespace.clone().into(),
+            ],
+        };
         if !toml.is_empty() {
             let path = dir.path().join("config.toml");
             std::fs::write(&path, toml).unwrap();
@@ -168,16 +141,20 @@ impl TestMount {
         }
         store_args.extend(args.iter().map(OsString::from));
         let mut m = TestMount {
-            store: Store::Ceph,
+            store: if cluster.is_some() {
+                Store::Ceph
+            } else {
+                Store::Leveldb
+            },
             dir,
             mnt,
             store_args,
-            cluster: Some(cluster),
+            cluster,
             mounted: false,
             maybe_stale: false,
         };
         m.mount();
-        Some(m)
+        m
     }
 
     /// The store options of this mount, for CLI commands.
@@ -380,6 +357,39 @@ impl TestMount {
         let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// Every chunk the mount shows, with its bytes (read through fresh opens).
+    pub fn snapshot(&self) -> BTreeMap<String, Vec<u8>> {
+        std::fs::read_dir(&self.mnt)
+            .unwrap()
+            .map(|e| {
+                let name = e.unwrap().file_name().into_string().unwrap();
+                let data = std::fs::read(self.path(&name)).unwrap();
+                (name, data)
+            })
+            .collect()
+    }
+
+    /// Asserts that the mount still shows exactly `before`, also after a plain remount (so the
+    /// store itself holds it, not just the daemon).
+    pub fn assert_unchanged(&mut self, before: &BTreeMap<String, Vec<u8>>, when: &str) {
+        for pass in ["", " and a remount"] {
+            if !pass.is_empty() {
+                self.remount();
+            }
+            let now = self.snapshot();
+            let names = |s: &BTreeMap<String, Vec<u8>>| s.keys().cloned().collect::<Vec<_>>();
+            assert_eq!(names(&now), names(before), "chunks after {when}{pass}");
+            for (name, data) in before {
+                assert!(
+                    now[name] == *data,
+                    "{name} changed after {when}{pass}: {} bytes, was {}",
+                    now[name].len(),
+                    data.len()
+                );
+            }
+        }
     }
 
     /// The pid of the daemon serving the mount.
