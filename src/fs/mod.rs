@@ -115,6 +115,9 @@ impl FsConfig {
     }
 }
 
+/// How many times a lookup or getattr that raced renames asks again before it answers.
+const MAX_RACED: usize = 3;
+
 struct NodeEntry {
     node: Arc<Node>,
     /// Open handles (and temporary users) of the node.
@@ -155,6 +158,9 @@ pub struct ChunkFs {
     /// Commits hold it shared from resolving their name to the end of the store write; renames
     /// and unlinks hold it exclusively, so no commit lands under a name after it moved.
     ns: RwLock<()>,
+    /// Renames and unlinks begun (counted under `ns` held exclusively): a lookup or getattr
+    /// that raced one asks again once it is done (see `raced_a_rename`).
+    ns_changes: AtomicU64,
     next_fh: AtomicU64,
     started: SystemTime,
     /// Failures answered to programs, for `cloudstore-fs stats`.
@@ -176,6 +182,7 @@ impl ChunkFs {
             cfg,
             tables: Mutex::default(),
             ns: RwLock::new(()),
+            ns_changes: AtomicU64::new(0),
             next_fh: AtomicU64::new(1),
             started: SystemTime::now(),
             errors: ErrorCounts::default(),
@@ -503,6 +510,32 @@ impl ChunkFs {
         if ino == ROOT_INO {
             return Ok(self.root_attr());
         }
+        // The name is read before the store is asked: a rename in between moves the inode to
+        // a name the store has and leaves the old one absent. Asked again after it, the inode
+        // answers under its new name (a program that opened bb as it became aa must not get
+        // ENOENT from the permission check of its open).
+        for _ in 0..MAX_RACED {
+            let before = self.ns_changes.load(Ordering::SeqCst);
+            match self.getattr_once(ino, fh, pid) {
+                Err(e) if e.errno == libc::ENOENT && self.raced_a_rename(before) => continue,
+                result => return result,
+            }
+        }
+        self.getattr_once(ino, fh, pid)
+    }
+
+    /// Whether a rename or unlink ran (or runs) since `ns_changes` was `before`; if so, waits
+    /// until it is done. Nothing else may be held: the wait takes the namespace lock.
+    fn raced_a_rename(&self, before: u64) -> bool {
+        let raced =
+            self.ns.is_locked_exclusive() || self.ns_changes.load(Ordering::SeqCst) != before;
+        if raced {
+            drop(self.ns.read());
+        }
+        raced
+    }
+
+    fn getattr_once(&self, ino: u64, fh: Option<u64>, pid: u32) -> FsResult<Attr> {
         let name = self
             .name_of(ino)
             .ok_or_else(|| FsError::not_found(format!("inode {ino}")))?;

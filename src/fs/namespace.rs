@@ -2,6 +2,7 @@
 //! live only in the daemon; any other name is refused with EINVAL (ENOENT on lookup).
 
 use std::ffi::OsStr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -9,7 +10,7 @@ use super::error::{FsError, FsResult};
 use super::name::{self, Name};
 use super::node::Node;
 use super::value::Value;
-use super::{Attr, ChunkFs};
+use super::{Attr, ChunkFs, MAX_RACED};
 
 /// rename(2) flags the core understands.
 pub const RENAME_NOREPLACE: u32 = libc::RENAME_NOREPLACE;
@@ -56,23 +57,62 @@ impl ChunkFs {
                 Ok(attr)
             }
             Name::Chunk(key) => {
+                // A rename of this name during the lookup (from a revalidation, which the
+                // kernel sends without the directory lock) could make it answer for a name that
+                // is gone: asked again after the rename, it answers for what is there now.
+                for _ in 0..MAX_RACED {
+                    let before = self.ns_changes.load(Ordering::SeqCst);
+                    let known = self.tables().inodes.ino_of(name);
+                    let attr = self.chunk_lookup_attr(known, &key, name, pid);
+                    let mut t = self.tables();
+                    let moved = t.inodes.ino_of(name) != known;
+                    match attr {
+                        Err(e) if e.errno == libc::ENOENT => {
+                            drop(t);
+                            if !self.raced_a_rename(before) {
+                                return Err(e);
+                            }
+                        }
+                        Err(e) => return Err(e),
+                        Ok(mut attr) => {
+                            let renamed = self.ns.is_locked_exclusive()
+                                || self.ns_changes.load(Ordering::SeqCst) != before;
+                            if !(moved && renamed) {
+                                // The number the name has now (a new one if the old was
+                                // forgotten meanwhile).
+                                attr.ino = t.inodes.lookup(name);
+                                return Ok(attr);
+                            }
+                            drop(t);
+                            self.raced_a_rename(before);
+                        }
+                    }
+                }
                 let known = self.tables().inodes.ino_of(name);
-                let node = known.and_then(|ino| Some((ino, self.node_of(ino)?)));
-                let mut attr = if let Some((ino, node)) = node {
-                    let writer = self.writer_of(ino, pid);
-                    self.node_attr(ino, &node, name, writer.as_deref())?
-                } else {
-                    let size = self
-                        .chunk_size(&key, name)?
-                        .ok_or_else(|| FsError::not_found(name.to_string_lossy()))?;
-                    let mtime = self.chunk_mtime(&key, name)?;
-                    self.file_attr(0, size, mtime)
-                };
-                // The number the name has now (a new one if the old was forgotten meanwhile).
+                let mut attr = self.chunk_lookup_attr(known, &key, name, pid)?;
                 attr.ino = self.tables().inodes.lookup(name);
                 Ok(attr)
             }
         }
+    }
+
+    /// The attributes a lookup of chunk `name` answers, `known` being its number before.
+    fn chunk_lookup_attr(
+        &self,
+        known: Option<u64>,
+        key: &[u8],
+        name: &OsStr,
+        pid: u32,
+    ) -> FsResult<Attr> {
+        if let Some((ino, node)) = known.and_then(|ino| Some((ino, self.node_of(ino)?))) {
+            let writer = self.writer_of(ino, pid);
+            return self.node_attr(ino, &node, name, writer.as_deref());
+        }
+        let size = self
+            .chunk_size(key, name)?
+            .ok_or_else(|| FsError::not_found(name.to_string_lossy()))?;
+        let mtime = self.chunk_mtime(key, name)?;
+        Ok(self.file_attr(0, size, mtime))
     }
 
     /// Whether `name` exists (in the store or in the daemon).
@@ -192,6 +232,7 @@ impl ChunkFs {
             return Err(FsError::not_found(name.to_string_lossy()));
         }
         let _ns = self.ns.write();
+        self.ns_changes.fetch_add(1, Ordering::SeqCst);
         let ino = self.tables().inodes.ino_of(name);
         let node = ino.and_then(|ino| self.node_of(ino));
         let _gate = node.as_ref().map(|n| n.gate.write());
@@ -268,6 +309,7 @@ impl ChunkFs {
             return Err(FsError::new(libc::EINVAL, "rename: chunk onto a scratch name").logged());
         }
         let _ns = self.ns.write();
+        self.ns_changes.fetch_add(1, Ordering::SeqCst);
         if !self.exists(from)? {
             return Err(FsError::not_found(from.to_string_lossy()));
         }

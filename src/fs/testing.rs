@@ -17,6 +17,16 @@ pub struct FailingStore {
     /// Writes of this key wait until it is cleared (a slow or hung backend call).
     stalled: parking_lot::Mutex<Option<Vec<u8>>>,
     unstalled: parking_lot::Condvar,
+    /// The next stat of this key waits until `release_stat` (a stat overtaken by a change).
+    stalled_stat: parking_lot::Mutex<StatStall>,
+}
+
+/// The state of a stalled stat: armed for a key, then holding one caller until released.
+#[derive(Default)]
+struct StatStall {
+    key: Option<Vec<u8>>,
+    waiting: bool,
+    released: bool,
 }
 
 impl FailingStore {
@@ -28,7 +38,30 @@ impl FailingStore {
             panic_writes: AtomicBool::new(false),
             stalled: parking_lot::Mutex::new(None),
             unstalled: parking_lot::Condvar::new(),
+            stalled_stat: parking_lot::Mutex::default(),
         }
+    }
+
+    /// The next stat of `key` waits, before it reads the store, until [`release_stat`]: it then
+    /// sees whatever changed meanwhile, which its caller may not expect.
+    ///
+    /// [`release_stat`]: FailingStore::release_stat
+    pub fn stall_next_stat_of(&self, key: &[u8]) {
+        *self.stalled_stat.lock() = StatStall {
+            key: Some(key.to_vec()),
+            ..StatStall::default()
+        };
+    }
+
+    /// Whether a stat is held by [`FailingStore::stall_next_stat_of`] now.
+    pub fn stat_is_stalled(&self) -> bool {
+        self.stalled_stat.lock().waiting
+    }
+
+    /// Lets the stalled stat answer.
+    pub fn release_stat(&self) {
+        self.stalled_stat.lock().released = true;
+        self.unstalled.notify_all();
     }
 
     /// While set, writes (set, batch set) of `key` wait; `None` lets them go.
@@ -107,6 +140,16 @@ impl Cloudstore for FailingStore {
         self.inner.close()
     }
     fn stat(&self, key: &[u8]) -> Result<Option<u64>> {
+        let mut stall = self.stalled_stat.lock();
+        if stall.key.as_deref() == Some(key) {
+            stall.key = None;
+            stall.waiting = true;
+            while !stall.released {
+                self.unstalled.wait(&mut stall);
+            }
+            stall.waiting = false;
+        }
+        drop(stall);
         self.inner.stat(key)
     }
     fn delete(&self, key: &[u8]) -> Result<bool> {

@@ -1303,3 +1303,33 @@ fn a_panic_in_the_store_fails_that_commit_and_nothing_else() {
     assert_eq!(inner.get_chunk(&[0xaa]).unwrap().unwrap(), b"after");
     assert_eq!(fs.memory_in_use(), 0);
 }
+
+#[test]
+fn a_getattr_overtaken_by_a_rename_answers_under_the_new_name() {
+    let failing = Arc::new(crate::fs::testing::FailingStore::new(mem()));
+    let fs = Arc::new(ChunkFs::new(
+        failing.clone(),
+        FsConfig {
+            // Every getattr asks the store.
+            attr_ttl: Duration::ZERO,
+            ..cfg()
+        },
+    ));
+    put(&fs, "bb", b"value").unwrap();
+    let bb = fs.lookup(ROOT_INO, n("bb"), 0).unwrap().ino;
+    // The getattr has taken the inode's name (bb) and is held before it asks the store; the
+    // rename bb -> aa runs; then the store has no bb, and the getattr would say ENOENT for an
+    // inode that is aa.
+    failing.stall_next_stat_of(&[0xbb]);
+    let getattr = {
+        let fs = fs.clone();
+        std::thread::spawn(move || fs.getattr(bb, None, 0))
+    };
+    while !failing.stat_is_stalled() {
+        std::thread::yield_now();
+    }
+    fs.rename(ROOT_INO, n("bb"), ROOT_INO, n("aa"), 0).unwrap();
+    failing.release_stat();
+    let attr = getattr.join().unwrap().unwrap();
+    assert_eq!((attr.ino, attr.size), (bb, 5));
+}
