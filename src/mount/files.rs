@@ -158,7 +158,14 @@ pub(super) fn read_pid(dev: &str, mountpoint: &Path) -> Option<u32> {
 }
 
 /// Removes the pid file of a dead mount's device (its daemon was killed).
-pub(super) fn remove_pid_file(dev: &str) {
+///
+/// Only while it still names `pid` at `mountpoint`: once the dead mount is gone its device
+/// number is free, and a new mount may have taken it and written its own pid file there (whose
+/// loss would let `unmount` of that mount return before its daemon let go of the store).
+pub(super) fn remove_pid_file(dev: &str, pid: u32, mountpoint: &Path) {
+    if read_pid(dev, mountpoint) != Some(pid) {
+        return;
+    }
     if let Ok(path) = pid_file_path(dev) {
         let _ = std::fs::remove_file(path);
     }
@@ -220,6 +227,22 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     use super::*;
+
+    #[test]
+    fn a_dead_mounts_pid_file_is_removed_only_while_it_names_that_mount() {
+        // A device number no real mount has: major 4095 is not handed out to FUSE here.
+        let dev = format!("4095:{}", std::process::id());
+        let path = pid_file_path(&dev).unwrap();
+        let mnt = Path::new("/cloudstore-test/mnt");
+        // A newer mount took the device number and wrote its own pid file.
+        std::fs::write(&path, format!("222\n{}\n", mnt.display())).unwrap();
+        remove_pid_file(&dev, 111, mnt);
+        assert!(path.exists(), "another mount's pid file was removed");
+        remove_pid_file(&dev, 222, Path::new("/elsewhere"));
+        assert!(path.exists());
+        remove_pid_file(&dev, 222, mnt);
+        assert!(!path.exists());
+    }
 
     #[test]
     fn log_names_are_flat() {

@@ -120,6 +120,8 @@ fn dead_daemon_mount(abs: &Path) -> Option<MountInfo> {
 fn take_over(path: &Path, m: &MountInfo) -> Result<(), String> {
     let shown = path.display();
     let abs = absolute(path)?;
+    // Read before the unmount frees the device number (and so the pid file's name).
+    let dead = files::read_pid(&m.dev, &abs);
     let how = match umount2(&abs, 0) {
         Ok(()) => "unmounted",
         Err(e) => {
@@ -130,7 +132,9 @@ fn take_over(path: &Path, m: &MountInfo) -> Result<(), String> {
             "detached"
         }
     };
-    files::remove_pid_file(&m.dev);
+    if let Some(dead) = dead {
+        files::remove_pid_file(&m.dev, dead, &abs);
+    }
     let msg = format!(
         "{shown}: the cloudstore-fs daemon serving it had died, leaving a stale mount ({}: \
          transport endpoint is not connected); {how} it to mount again",

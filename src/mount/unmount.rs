@@ -81,9 +81,9 @@ pub fn unmount_with(mountpoint: &Path, opts: &UnmountOptions) -> Result<(), Stri
             })
         }
     }
-    if !pid.is_some_and(daemon_running) {
+    if let Some(dead) = pid.filter(|&p| !daemon_running(p)) {
         // A dead daemon (killed: its stale mount was just cleared) left its pid file behind.
-        files::remove_pid_file(&m.dev);
+        files::remove_pid_file(&m.dev, dead, &path);
     }
     let Some(pid) = pid else {
         eprintln!(
