@@ -14,7 +14,6 @@ use std::fs::{self, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use ceph_support::bytes;
 use common::files::{errno, read_file, write_file};
@@ -50,23 +49,6 @@ fn nobody_ok(m: &TestMount, script: &str) -> Vec<u8> {
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
-}
-
-/// Waits (up to 5 s) for a daemon log line holding every one of `needles`.
-fn assert_logged(m: &TestMount, needles: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let log = fs::read_to_string(m.log_path()).unwrap_or_default();
-        if log.lines().any(|l| needles.iter().all(|n| l.contains(n))) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no log line with all of {needles:?}; the log ends:\n{}",
-            m.log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -161,13 +143,10 @@ fn allow_other_reads_but_changes_nothing(m: &mut TestMount) {
         let e = result.expect_err(what);
         assert_eq!(errno(&e), libc::EPERM, "{what}: {e}");
     }
-    assert_logged(m, &["chmod to 0600 of aa", "refused (EPERM)"]);
-    assert_logged(m, &["chown to uid 65534 of aa", "refused (EPERM)"]);
-    assert_logged(m, &["chgrp to gid 65534 of aa", "refused (EPERM)"]);
-    assert_logged(
-        m,
-        &["chmod to 0700 of the mount's directory", "refused (EPERM)"],
-    );
+    m.assert_logged(&["chmod to 0600 of aa", "refused (EPERM)"]);
+    m.assert_logged(&["chown to uid 65534 of aa", "refused (EPERM)"]);
+    m.assert_logged(&["chgrp to gid 65534 of aa", "refused (EPERM)"]);
+    m.assert_logged(&["chmod to 0700 of the mount's directory", "refused (EPERM)"]);
     let meta = fs::metadata(&aa).unwrap();
     assert_eq!(
         (meta.mode() & 0o7777, meta.uid(), meta.gid()),

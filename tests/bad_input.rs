@@ -27,25 +27,6 @@ use common::mount::{fuse_available, Store, TestMount, BIN};
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
-/// Waits (up to 5 s: the log is written by another process) for a line of the daemon's log
-/// holding every one of `needles`.
-fn assert_logged(m: &TestMount, needles: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let log = fs::read_to_string(m.log_path()).unwrap_or_default();
-        if log.lines().any(|l| needles.iter().all(|n| l.contains(n))) {
-            return;
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "no log line with all of {needles:?}; the log ends:\n{}",
-                m.log_tail()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A few chunks to show that a refused operation changed nothing.
 fn seed(m: &TestMount) -> BTreeMap<String, Vec<u8>> {
     write_file(&m.path("aa"), &bytes(1, 70_000));
@@ -154,10 +135,7 @@ fn bad_names_on_create(m: &mut TestMount) {
             .open(m.path(&name))
             .unwrap_err();
         assert_eq!(errno(&e), libc::EINVAL, "create {}: {e}", short(&name));
-        assert_logged(
-            m,
-            &["create", &quoted(&name), "invalid name (EINVAL)", reason],
-        );
+        m.assert_logged(&["create", &quoted(&name), "invalid name (EINVAL)", reason]);
     }
     // The shell's view: touch says "Invalid argument".
     let out = m.sh_output("touch \"$MNT\"/NotHex");
@@ -176,10 +154,7 @@ fn bad_names_on_rename(m: &mut TestMount) {
             "rename aa -> {}: {e}",
             short(&name)
         );
-        assert_logged(
-            m,
-            &["rename", &quoted(&name), "invalid name (EINVAL)", reason],
-        );
+        m.assert_logged(&["rename", &quoted(&name), "invalid name (EINVAL)", reason]);
     }
     // A scratch file cannot become an invalid name either (it stays a scratch file).
     write_file(&m.path(".tmp"), b"scratch");
@@ -197,10 +172,7 @@ fn bad_names_on_lookup(m: &mut TestMount) {
         assert_eq!(errno(&e), libc::ENOENT, "stat {}: {e}", short(&name));
         let e = fs::File::open(m.path(&name)).unwrap_err();
         assert_eq!(errno(&e), libc::ENOENT, "open {}: {e}", short(&name));
-        assert_logged(
-            m,
-            &["lookup", &quoted(&name), "no such file (ENOENT)", reason],
-        );
+        m.assert_logged(&["lookup", &quoted(&name), "no such file (ENOENT)", reason]);
     }
     // Far over NAME_MAX: FUSE passes it on (up to 1024 bytes... and beyond, measured), and the
     // answer is the same.
@@ -214,13 +186,13 @@ fn other_node_kinds_are_eperm(m: &mut TestMount) {
     let before = seed(m);
     let e = fs::create_dir(m.path("dd")).unwrap_err();
     assert_eq!(errno(&e), libc::EPERM, "mkdir: {e}");
-    assert_logged(m, &["mkdir \"dd\"", "refused (EPERM)"]);
+    m.assert_logged(&["mkdir \"dd\"", "refused (EPERM)"]);
     let e = std::os::unix::fs::symlink("aa", m.path("ee")).unwrap_err();
     assert_eq!(errno(&e), libc::EPERM, "symlink: {e}");
-    assert_logged(m, &["symlink \"ee\"", "refused (EPERM)"]);
+    m.assert_logged(&["symlink \"ee\"", "refused (EPERM)"]);
     let e = fs::hard_link(m.path("aa"), m.path("ef")).unwrap_err();
     assert_eq!(errno(&e), libc::EPERM, "link: {e}");
-    assert_logged(m, &["link \"ef\"", "refused (EPERM)"]);
+    m.assert_logged(&["link \"ef\"", "refused (EPERM)"]);
     for (name, kind) in [("f0", libc::S_IFIFO), ("f1", libc::S_IFREG)] {
         let path = CString::new(m.path(name).as_os_str().as_bytes()).unwrap();
         // SAFETY: a valid C string; mknod touches no memory of ours.
@@ -228,7 +200,7 @@ fn other_node_kinds_are_eperm(m: &mut TestMount) {
         let e = std::io::Error::last_os_error();
         assert_eq!(rc, -1, "mknod {name} succeeded");
         assert_eq!(errno(&e), libc::EPERM, "mknod {name}: {e}");
-        assert_logged(m, &[&format!("mknod \"{name}\""), "refused (EPERM)"]);
+        m.assert_logged(&[&format!("mknod \"{name}\""), "refused (EPERM)"]);
     }
     m.assert_unchanged(&before, "refused mkdir/symlink/link/mknod");
 }
@@ -256,22 +228,16 @@ fn xattrs_are_not_supported(m: &mut TestMount) {
     // The root first: before any write, so that the kernel's own security.capability probe has
     // not used up the one getxattr the daemon sees.
     assert_eq!(xattr("get", &m.mnt), libc::EOPNOTSUPP);
-    assert_logged(
-        m,
-        &["getxattr \"user.cloudstore.test\"", "not supported (ENOSYS"],
-    );
+    m.assert_logged(&["getxattr \"user.cloudstore.test\"", "not supported (ENOSYS"]);
     let before = seed(m);
     for op in ["set", "remove", "list", "get"] {
         for path in [m.path("aa"), m.mnt.clone()] {
             assert_eq!(xattr(op, &path), libc::EOPNOTSUPP, "{op}xattr");
         }
     }
-    assert_logged(m, &["setxattr \"user.cloudstore.test\"", "not supported"]);
-    assert_logged(
-        m,
-        &["removexattr \"user.cloudstore.test\"", "not supported"],
-    );
-    assert_logged(m, &["listxattr on inode", "not supported"]);
+    m.assert_logged(&["setxattr \"user.cloudstore.test\"", "not supported"]);
+    m.assert_logged(&["removexattr \"user.cloudstore.test\"", "not supported"]);
+    m.assert_logged(&["listxattr on inode", "not supported"]);
     m.assert_unchanged(&before, "refused xattr calls");
 }
 
@@ -309,13 +275,10 @@ fn truncate_past_the_maximum_and_exact_sizes(m: &mut TestMount) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_logged(
-        m,
-        &[
-            &format!("truncate aa to {}", MAX + 1),
-            &format!("exceeds the maximum chunk size of {MAX} (EFBIG)"),
-        ],
-    );
+    m.assert_logged(&[
+        &format!("truncate aa to {}", MAX + 1),
+        &format!("exceeds the maximum chunk size of {MAX} (EFBIG)"),
+    ]);
     // A poisoned handle's close reports it too, and commits nothing.
     let f = OpenOptions::new().write(true).open(m.path("aa")).unwrap();
     assert_eq!(errno(&f.set_len(MAX * 2).unwrap_err()), libc::EFBIG);
@@ -349,15 +312,21 @@ fn truncate_past_the_maximum_and_exact_sizes(m: &mut TestMount) {
     assert!(read_file(&m.path("bb")) == max, "bb after a refused write");
 }
 
+/// The mount's LevelDB store, opened directly with the default maximum chunk size (the mount
+/// being down).
+fn leveldb_with_default_maximum(m: &TestMount) -> LevelDbStore {
+    let config = Config {
+        data_dir: m.outside("data"),
+        ..Config::default()
+    };
+    LevelDbStore::open(&config).unwrap()
+}
+
 /// The bytes of chunk ab12, read with the store's own tools (the mount being down).
 fn stored_ab12(m: &TestMount) -> Vec<u8> {
     match m.store {
         Store::Leveldb => {
-            let config = Config {
-                data_dir: m.outside("data"),
-                ..Config::default()
-            };
-            let store = LevelDbStore::open(&config).unwrap();
+            let store = leveldb_with_default_maximum(m);
             let v = store
                 .get_chunk(&[0xab, 0x12])
                 .unwrap()
@@ -366,16 +335,9 @@ fn stored_ab12(m: &TestMount) -> Vec<u8> {
             v
         }
         Store::Ceph => {
-            let c = m.cluster().unwrap();
             let out = m.outside("huge.back");
-            let st = Command::new("rados")
-                .arg("-c")
-                .arg(&c.conf)
-                .args(["-p", &c.pool, "-N", &c.namespace, "get", "ab12"])
-                .arg(&out)
-                .status()
-                .unwrap();
-            assert!(st.success(), "rados get");
+            let c = m.cluster().unwrap();
+            c.rados(&["get", "ab12", out.to_str().unwrap()]);
             read_file(&out)
         }
     }
@@ -394,25 +356,14 @@ fn oversized_stored_value_is_efbig_on_open(m: &mut TestMount) {
     write_file(&file, &value);
     match m.store {
         Store::Leveldb => {
-            // Written before the maximum was lowered: a store opened with the default maximum.
-            let config = Config {
-                data_dir: m.outside("data"),
-                ..Config::default()
-            };
-            let store = LevelDbStore::open(&config).unwrap();
+            // Written before the maximum was lowered.
+            let store = leveldb_with_default_maximum(m);
             store.set_chunk(&[0xab, 0x12], &value).unwrap();
             store.close().unwrap();
         }
         Store::Ceph => {
             let c = m.cluster().unwrap();
-            let out = Command::new("rados")
-                .arg("-c")
-                .arg(&c.conf)
-                .args(["-p", &c.pool, "-N", &c.namespace, "put", "ab12"])
-                .arg(&file)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "rados put: {out:?}");
+            c.rados(&["put", "ab12", file.to_str().unwrap()]);
         }
     }
     m.mount();
@@ -434,14 +385,11 @@ fn oversized_stored_value_is_efbig_on_open(m: &mut TestMount) {
     }
     let out = m.sh_output("cat \"$MNT\"/ab12 > /dev/null");
     assert!(String::from_utf8_lossy(&out.stderr).contains("File too large"));
-    assert_logged(
-        m,
-        &[
-            "open ab12",
-            &format!("has {HUGE} bytes"),
-            &format!("maximum chunk size of {SMALL} (EFBIG)"),
-        ],
-    );
+    m.assert_logged(&[
+        "open ab12",
+        &format!("has {HUGE} bytes"),
+        &format!("maximum chunk size of {SMALL} (EFBIG)"),
+    ]);
     let grew = peak_rss(pid).saturating_sub(base);
     println!(
         "peak RSS {} MiB before the opens, grew by {} KiB",
@@ -929,7 +877,7 @@ fn leveldb_damaged_block_is_eio_on_read(m: &mut TestMount) {
         Err(e) => e,
     };
     assert_eq!(errno(&e), libc::EIO, "read of the damaged chunk: {e}");
-    assert_logged(m, &["get aa", "Corruption: block checksum mismatch"]);
+    m.assert_logged(&["get aa", "Corruption: block checksum mismatch"]);
     for (key, value) in &chunks[1..] {
         assert!(read_file(&m.path(key)) == *value, "{key} after the damage");
     }

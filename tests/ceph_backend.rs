@@ -7,7 +7,6 @@ mod ceph_support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ceph_support::{bytes, TestCluster};
@@ -23,23 +22,6 @@ fn key(i: u64) -> Vec<u8> {
 
 fn open(c: &TestCluster) -> CephStore {
     CephStore::open(&c.config(64 << 20)).expect("open ceph")
-}
-
-/// Runs the `rados` tool on the test pool and namespace; panics with its stderr on failure.
-fn rados(c: &TestCluster, args: &[&str]) -> Vec<u8> {
-    let out = Command::new("rados")
-        .arg("-c")
-        .arg(&c.conf)
-        .args(["-p", &c.pool, "-N", &c.namespace])
-        .args(args)
-        .output()
-        .expect("run rados (package ceph-common)");
-    assert!(
-        out.status.success(),
-        "rados {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
 }
 
 fn write_file(dir: &Path, name: &str, data: &[u8]) -> String {
@@ -102,7 +84,7 @@ fn listing_of_10000_chunks_skips_foreign_objects() {
     let tmp = tempfile::tempdir().unwrap();
     let f = write_file(tmp.path(), "x", b"x");
     for name in ["ABCD", "abc", "rbd_directory"] {
-        rados(&c, &["put", name, &f]);
+        c.rados(&["put", name, &f]);
     }
 
     let started = Instant::now();
@@ -139,7 +121,7 @@ fn objects_put_by_rados_read_back_and_the_reverse() {
     let value = bytes(1, 300_000);
     let f = write_file(tmp.path(), "in", &value);
     let k = b"\x00\x01from-rados\xff";
-    rados(&c, &["put", &hex::encode(k), &f]);
+    c.rados(&["put", &hex::encode(k), &f]);
     assert!(s.get_chunk(k).unwrap().unwrap() == value);
     assert_eq!(s.stat(k).unwrap(), Some(value.len() as u64));
     assert!(
@@ -154,7 +136,7 @@ fn objects_put_by_rados_read_back_and_the_reverse() {
 
     // A 0-byte object made by rados is ok and empty, not missing.
     let empty = write_file(tmp.path(), "empty", b"");
-    rados(&c, &["put", &hex::encode(b"zero"), &empty]);
+    c.rados(&["put", &hex::encode(b"zero"), &empty]);
     assert_eq!(s.get_chunk(b"zero").unwrap(), Some(Vec::new()));
     assert_eq!(s.stat(b"zero").unwrap(), Some(0));
     assert_eq!(
@@ -172,19 +154,19 @@ fn objects_put_by_rados_read_back_and_the_reverse() {
     let out = tmp.path().join("out");
     let name = hex::encode(b"\xab\xcdto-rados");
     assert_eq!(name, name.to_lowercase());
-    rados(&c, &["get", &name, out.to_str().unwrap()]);
+    c.rados(&["get", &name, out.to_str().unwrap()]);
     assert!(std::fs::read(&out).unwrap() == v);
     s.set_chunk(b"\xab\xcdto-rados", b"short").unwrap();
-    rados(&c, &["get", &name, out.to_str().unwrap()]);
+    c.rados(&["get", &name, out.to_str().unwrap()]);
     assert_eq!(std::fs::read(&out).unwrap(), b"short");
     s.set_chunk(b"\xab\xcdto-rados", b"").unwrap();
-    rados(&c, &["get", &name, out.to_str().unwrap()]);
+    c.rados(&["get", &name, out.to_str().unwrap()]);
     assert_eq!(std::fs::read(&out).unwrap(), b"");
-    let stat = String::from_utf8(rados(&c, &["stat", &name])).unwrap();
+    let stat = String::from_utf8(c.rados(&["stat", &name])).unwrap();
     assert!(stat.contains("size 0"), "{stat}");
 
     // What rados lists is exactly the chunk names (no side objects for mtimes).
-    let mut names: Vec<_> = String::from_utf8(rados(&c, &["ls"]))
+    let mut names: Vec<_> = String::from_utf8(c.rados(&["ls"]))
         .unwrap()
         .lines()
         .map(str::to_string)
@@ -196,12 +178,7 @@ fn objects_put_by_rados_read_back_and_the_reverse() {
 
     // A delete through the backend is gone for rados too.
     assert!(s.delete(b"\xab\xcdto-rados").unwrap());
-    let gone = Command::new("rados")
-        .arg("-c")
-        .arg(&c.conf)
-        .args(["-p", &c.pool, "-N", &c.namespace, "stat", &name])
-        .output()
-        .unwrap();
+    let gone = c.rados_command().args(["stat", &name]).output().unwrap();
     assert!(!gone.status.success());
 }
 
@@ -217,7 +194,7 @@ fn mtime_of_objects_written_by_other_tools() {
     let now = secs(SystemTime::now());
 
     // No xattr: the object's own mtime.
-    rados(&c, &["put", "6631", &f]);
+    c.rados(&["put", "6631", &f]);
     let t = s.mtime(b"f1").unwrap().unwrap();
     assert!(secs(t).abs_diff(now) < 60, "{t:?}");
 
@@ -226,7 +203,7 @@ fn mtime_of_objects_written_by_other_tools() {
     s.set_mtime(b"f1", set).unwrap();
     assert_eq!(s.mtime(b"f1").unwrap(), Some(set));
     // A later write by rados moves the object mtime on: that wins over the stale xattr.
-    rados(&c, &["put", "6631", &f]);
+    c.rados(&["put", "6631", &f]);
     let t = s.mtime(b"f1").unwrap().unwrap();
     assert!(secs(t).abs_diff(now) < 60, "{t:?}");
 

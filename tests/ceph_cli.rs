@@ -47,13 +47,7 @@ fn ok(c: &TestCluster, args: &[&str], stdin: Option<&[u8]>) -> Vec<u8> {
 }
 
 fn rados(c: &TestCluster, args: &[&str]) -> Output {
-    Command::new("rados")
-        .arg("-c")
-        .arg(&c.conf)
-        .args(["-p", &c.pool, "-N", &c.namespace])
-        .args(args)
-        .output()
-        .expect("run rados")
+    c.rados_command().args(args).output().expect("run rados")
 }
 
 #[test]

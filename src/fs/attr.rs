@@ -139,7 +139,6 @@ impl AttrCache {
         self.with(key, |c| c.mtime = Some((mtime, Instant::now())));
     }
 
-    /// Forgets the mtime of `key` (the store set a new one).
     /// The current generation: take it before reading from the store, give it to `learn_*`.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
@@ -162,6 +161,7 @@ impl AttrCache {
         }
     }
 
+    /// Forgets the mtime of `key` (the store set a new one).
     pub fn forget_mtime(&self, key: &[u8]) {
         let mut map = self.map.lock();
         self.generation.fetch_add(1, Ordering::SeqCst);

@@ -44,13 +44,18 @@ impl FsError {
         self
     }
 
-    /// Whether this errno is an expected answer rather than a failure worth a log line.
+    /// Whether this errno is an expected answer rather than a failure: a lookup of a missing
+    /// name, an exclusive create of an existing one, a missing xattr, a lookup to redo.
+    pub fn is_answer(&self) -> bool {
+        matches!(
+            self.errno,
+            libc::ENOENT | libc::EEXIST | libc::ENODATA | libc::ESTALE
+        )
+    }
+
+    /// Whether it needs no log line: an expected answer, or logged by the core already.
     pub fn is_quiet(&self) -> bool {
-        self.logged
-            || matches!(
-                self.errno,
-                libc::ENOENT | libc::EEXIST | libc::ENODATA | libc::ESTALE
-            )
+        self.logged || self.is_answer()
     }
 }
 

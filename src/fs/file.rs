@@ -102,18 +102,29 @@ impl ChunkFs {
                 return Ok(());
             }
         }
-        let max = self.cfg.max_chunk_size;
         match self.chunk_size(key, name)? {
-            Some(size) if size > max => {
-                log::warn!(
-                    "open {}: the stored value has {size} bytes, more than the maximum chunk \
-                     size of {max} (EFBIG); nothing of it was read",
-                    hex::encode(key)
-                );
-                Err(FsError::new(libc::EFBIG, "open: stored value too large").logged())
-            }
-            _ => Ok(()),
+            Some(size) => self.check_within_maximum("open", key, size),
+            None => Ok(()),
         }
+    }
+
+    /// EFBIG, logged with the key and both sizes, when a stored value of `size` bytes is over
+    /// the maximum chunk size: such a value is refused before any of it is read.
+    fn check_within_maximum(&self, op: &str, key: &[u8], size: u64) -> FsResult<()> {
+        let max = self.cfg.max_chunk_size;
+        if size <= max {
+            return Ok(());
+        }
+        let e = FsError::new(
+            libc::EFBIG,
+            format!(
+                "{op} {}: the stored value has {size} bytes, more than the maximum chunk size \
+                 of {max} (EFBIG); nothing of it was read",
+                hex::encode(key)
+            ),
+        );
+        log::warn!("{}", e.message);
+        Err(e.logged())
     }
 
     /// Opening a chunk for reading: when read-ahead has its value (or fetches it now with the
@@ -165,16 +176,7 @@ impl ChunkFs {
         else {
             return Ok(None);
         };
-        if size > self.cfg.max_chunk_size {
-            log::warn!(
-                "read {label}: the stored value has {size} bytes, more than the maximum chunk \
-                 size of {} (EFBIG)",
-                self.cfg.max_chunk_size
-            );
-            return Err(
-                FsError::new(libc::EFBIG, format!("read {label}: value too large")).logged(),
-            );
-        }
+        self.check_within_maximum("read", key, size)?;
         let reserved = size.saturating_mul(2);
         if let Err(e) = self.budget.reserve_wait(reserved, age, &label) {
             log::warn!("memory held: {}", self.census());

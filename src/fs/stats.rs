@@ -10,15 +10,6 @@ use parking_lot::Mutex;
 
 use super::error::FsError;
 
-/// Errnos that are answers, not trouble: a lookup of a missing name, an exclusive create of an
-/// existing one, a missing xattr, a lookup to redo.
-fn is_answer(errno: i32) -> bool {
-    matches!(
-        errno,
-        libc::ENOENT | libc::EEXIST | libc::ENODATA | libc::ESTALE
-    )
-}
-
 /// The errno's symbolic name ("EIO"), or "errno N" for one not listed.
 pub fn errno_name(errno: i32) -> String {
     let name = match errno {
@@ -83,7 +74,7 @@ impl ErrorCounts {
     /// Counts a failure answered for `op`; expected answers (ENOENT, EEXIST, ...) are not trouble
     /// and are not counted.
     pub fn record(&self, op: &str, e: &FsError) {
-        if is_answer(e.errno) {
+        if e.is_answer() {
             return;
         }
         let mut log = self.log.lock();

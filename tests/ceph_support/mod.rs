@@ -5,6 +5,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -60,6 +61,31 @@ pub fn unique_namespace(test: &str) -> String {
 }
 
 impl TestCluster {
+    /// The `rados` tool on this cluster's pool and namespace, ready for its arguments.
+    pub fn rados_command(&self) -> Command {
+        let mut cmd = Command::new("rados");
+        cmd.arg("-c")
+            .arg(&self.conf)
+            .args(["-p", &self.pool, "-N", &self.namespace]);
+        cmd
+    }
+
+    /// Runs `rados ARGS` on this cluster's pool and namespace; panics with its stderr on
+    /// failure; gives its stdout.
+    pub fn rados(&self, args: &[&str]) -> Vec<u8> {
+        let out = self
+            .rados_command()
+            .args(args)
+            .output()
+            .expect("run rados (package ceph-common)");
+        assert!(
+            out.status.success(),
+            "rados {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
     /// A configuration for this cluster, pool and namespace.
     pub fn config(&self, max_chunk_size: u64) -> Config {
         Config {

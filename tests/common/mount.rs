@@ -359,6 +359,24 @@ impl TestMount {
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
+    /// Waits (up to 5 s: the log is written by another process) for a line of the daemon's log
+    /// holding every one of `needles`.
+    pub fn assert_logged(&self, needles: &[&str]) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+            if log.lines().any(|l| needles.iter().all(|n| l.contains(n))) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no log line with all of {needles:?}; the log ends:\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Every chunk the mount shows, with its bytes (read through fresh opens).
     pub fn snapshot(&self) -> BTreeMap<String, Vec<u8>> {
         std::fs::read_dir(&self.mnt)
