@@ -159,20 +159,18 @@ fn mount_takes_over_the_stale_mount_of_a_killed_daemon() {
         for r in 0..=round {
             assert_eq!(read_file(&m.path(&format!("{r:02x}"))), bytes(r, 100_000));
         }
-        // The dead daemon's pid file went with its mount (a newer mount, this one or another
-        // test's, may have its name: device numbers are reused).
+        // The dead daemon's pid file went with its mount.
         assert!(m.daemon_pid().is_some());
-        let text = fs::read_to_string(&pid_file).unwrap_or_default();
-        assert!(!text.starts_with(&format!("{dead}\n")), "{text}");
+        assert_pid_file_gone(&pid_file, dead);
     }
     // A stale mount is also cleared by `unmount` (the daemon is gone: nothing to wait for),
     // with its pid file.
     let pid_file = cloudstore_fs::mount::pid_file(&m.mnt).unwrap();
-    m.signal_daemon(libc::SIGKILL);
+    let dead = m.signal_daemon(libc::SIGKILL);
     let out = unmount_cmd(&m.mnt, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!is_mounted(&m.mnt));
-    assert!(!pid_file.exists(), "the dead daemon's pid file was left");
+    assert_pid_file_gone(&pid_file, dead);
     m.mount();
 }
 
@@ -567,6 +565,18 @@ fn log_and_pid_files_are_owner_only() {
     let out = unmount_cmd(&mnt, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(wait_for_exit(pid, Duration::ZERO));
-    assert!(!pid_file.exists(), "pid file left behind");
+    assert_pid_file_gone(&pid_file, pid);
     let _ = fs::remove_file(&log);
+}
+
+/// The pid file of the mount whose daemon was `pid` is gone. Its name may already be another
+/// mount's (this test's next one, or a parallel test's): device numbers are reused as soon as a
+/// mount goes, so only a file still naming `pid` is left behind.
+fn assert_pid_file_gone(pid_file: &Path, pid: u32) {
+    let left = fs::read_to_string(pid_file).unwrap_or_default();
+    assert_ne!(
+        left.lines().next(),
+        Some(pid.to_string().as_str()),
+        "the pid file of daemon {pid} was left behind"
+    );
 }
