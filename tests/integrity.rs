@@ -13,7 +13,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
@@ -380,6 +380,22 @@ fn rename_with_writers_open(m: &mut TestMount) {
             absent(&m.path("bb")),
             "round {i}: bb exists after the rename"
         );
+        // Each writer's fstat shows its own size: the replaced aa's (no link) and bb's (as aa).
+        let (ma, mb) = (fa.metadata().unwrap(), fb.metadata().unwrap());
+        assert_eq!((ma.len(), ma.nlink()), (MIB as u64, 0), "round {i}: old aa");
+        assert_eq!(
+            (mb.len(), mb.nlink()),
+            (MIB as u64 / 2, 1),
+            "round {i}: bb as aa"
+        );
+        // Each writer's fstat shows its own size: the replaced aa's (no link) and bb's (as aa).
+        let (ma, mb) = (fa.metadata().unwrap(), fb.metadata().unwrap());
+        assert_eq!((ma.len(), ma.nlink()), (MIB as u64, 0), "round {i}: old aa");
+        assert_eq!(
+            (mb.len(), mb.nlink()),
+            (MIB as u64 / 2, 1),
+            "round {i}: bb as aa"
+        );
         fa.write_all(&a1[MIB..]).unwrap();
         fb.write_all(&b1[MIB / 2..]).unwrap();
         let (ra, rb) = if bb_closes_first {
@@ -726,6 +742,13 @@ fn unlinked_open_file_reads_its_bytes(m: &mut TestMount) {
         let mut f = File::open(m.path(&name)).unwrap();
         fs::remove_file(m.path(&name)).unwrap();
         assert!(absent(&m.path(&name)), "{name} is there after unlink");
+        // fstat: its size, no link (not ENOENT: the file is still open).
+        let meta = f.metadata().unwrap();
+        assert_eq!(
+            (meta.len(), meta.nlink()),
+            (size as u64, 0),
+            "{name}: fstat"
+        );
         assert!(!listed(m).contains(&name), "{name} is listed after unlink");
         let mut got = Vec::new();
         f.read_to_end(&mut got).unwrap();

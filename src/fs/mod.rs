@@ -506,18 +506,23 @@ impl ChunkFs {
 
     /// getattr, asked by process `pid` (`fh`: a handle the kernel names, as for ftruncate): a
     /// process that writes the file sees its own value, everyone else the committed one.
+    ///
+    /// An inode that is no longer what its name stands for (unlinked or replaced by a rename
+    /// since the kernel looked it up, or deleted behind the daemon's back) is answered ESTALE,
+    /// not ENOENT: the kernel then looks the path up again, so an open or stat that raced a
+    /// rename onto its name finds what the name holds now instead of failing (the name never
+    /// stopped existing). An unlinked file still open has attributes: those of its handles.
     pub fn getattr(&self, ino: u64, fh: Option<u64>, pid: u32) -> FsResult<Attr> {
         if ino == ROOT_INO {
             return Ok(self.root_attr());
         }
         // The name is read before the store is asked: a rename in between moves the inode to
         // a name the store has and leaves the old one absent. Asked again after it, the inode
-        // answers under its new name (a program that opened bb as it became aa must not get
-        // ENOENT from the permission check of its open).
+        // answers under its new name.
         for _ in 0..MAX_RACED {
             let before = self.ns_changes.load(Ordering::SeqCst);
             match self.getattr_once(ino, fh, pid) {
-                Err(e) if e.errno == libc::ENOENT && self.raced_a_rename(before) => continue,
+                Err(e) if e.errno == libc::ESTALE && self.raced_a_rename(before) => continue,
                 result => return result,
             }
         }
@@ -536,14 +541,50 @@ impl ChunkFs {
     }
 
     fn getattr_once(&self, ino: u64, fh: Option<u64>, pid: u32) -> FsResult<Attr> {
-        let name = self
-            .name_of(ino)
-            .ok_or_else(|| FsError::not_found(format!("inode {ino}")))?;
-        let writer = fh
-            .and_then(|fh| self.handle(fh).ok())
-            .filter(|h| h.write && h.ino == ino)
-            .or_else(|| self.writer_of(ino, pid));
-        self.attr_with(ino, &name, writer.as_deref())
+        let writer = || {
+            fh.and_then(|fh| self.handle(fh).ok())
+                .filter(|h| h.write && h.ino == ino)
+                .or_else(|| self.writer_of(ino, pid))
+        };
+        let Some(name) = self.name_of(ino) else {
+            return match self.node_of(ino) {
+                Some(node) => Ok(self.orphan_attr(ino, &node, writer().as_deref())),
+                None => Err(FsError::new(
+                    libc::ESTALE,
+                    format!(
+                        "inode {ino}: no name (unlinked, replaced or forgotten since looked up)"
+                    ),
+                )),
+            };
+        };
+        self.attr_with(ino, &name, writer().as_deref())
+            .map_err(|e| match e.errno {
+                libc::ENOENT => FsError::new(
+                    libc::ESTALE,
+                    format!(
+                        "inode {ino} ({name:?}): gone from the store since the kernel looked it up"
+                    ),
+                ),
+                _ => e,
+            })
+    }
+
+    /// The attributes of a file that lost its name while open (unlinked, or replaced by a
+    /// rename): its handles keep its bytes, so it has a size (a writer's own, else the value
+    /// kept for them), and no link.
+    fn orphan_attr(&self, ino: u64, node: &Node, writer: Option<&Handle>) -> Attr {
+        let own = writer.and_then(|h| {
+            let hs = h.st.lock();
+            let buf = hs.buf.as_ref()?;
+            Some((buf.len() as u64, hs.mtime))
+        });
+        let st = node.state.lock();
+        let (size, mtime) =
+            own.unwrap_or_else(|| (st.value.as_ref().map_or(0, |v| v.len() as u64), st.mtime));
+        let mut attr = self.file_attr(ino, size, mtime.unwrap_or(self.started));
+        attr.nlink = 0;
+        attr.volatile = true;
+        attr
     }
 
     /// statfs: the store's space figures, or generous defaults when it has none.

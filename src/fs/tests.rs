@@ -957,7 +957,7 @@ fn forget_drops_an_inode_once_every_lookup_is_forgotten() {
     assert_eq!(fs.getattr(ino, None, 0).unwrap().size, 3);
     fs.forget(ino, 1);
     assert_eq!(fs.inode_count(), 1);
-    assert_eq!(fs.getattr(ino, None, 0).unwrap_err().errno, libc::ENOENT);
+    assert_eq!(fs.getattr(ino, None, 0).unwrap_err().errno, libc::ESTALE);
     // A later lookup gets a new number (numbers are never reused); forget(2) drops it at once.
     let again = fs.lookup(ROOT_INO, n("01"), 0).unwrap().ino;
     assert!(again > ino);
@@ -1047,7 +1047,7 @@ fn forget_after_rename_and_unlink() {
     let b = fs.lookup(ROOT_INO, n("02"), 0).unwrap().ino;
     fs.rename(ROOT_INO, n("01"), ROOT_INO, n("02"), 0).unwrap();
     assert_eq!(fs.inode_count(), 3, "the replaced number is still held");
-    assert_eq!(fs.getattr(b, None, 0).unwrap_err().errno, libc::ENOENT);
+    assert_eq!(fs.getattr(b, None, 0).unwrap_err().errno, libc::ESTALE);
     fs.forget(b, 1);
     assert_eq!(fs.inode_count(), 2);
     assert_eq!(fs.getattr(a, None, 0).unwrap().size, 3);
@@ -1063,7 +1063,7 @@ fn forget_after_rename_and_unlink() {
     let d = fs.lookup(ROOT_INO, n("03"), 0).unwrap().ino;
     fs.unlink(ROOT_INO, n("03")).unwrap();
     assert_eq!(fs.inode_count(), 2);
-    assert_eq!(fs.getattr(d, None, 0).unwrap_err().errno, libc::ENOENT);
+    assert_eq!(fs.getattr(d, None, 0).unwrap_err().errno, libc::ESTALE);
     fs.forget(d, 1);
     assert_eq!(fs.inode_count(), 1);
     // Unlinked after the forget.
@@ -1332,4 +1332,54 @@ fn a_getattr_overtaken_by_a_rename_answers_under_the_new_name() {
     failing.release_stat();
     let attr = getattr.join().unwrap().unwrap();
     assert_eq!((attr.ino, attr.size), (bb, 5));
+}
+
+/// An inode that stopped being what its name stands for is answered ESTALE, never ENOENT: the
+/// kernel then looks the path up again (an open of aa that looked aa up just before a rename
+/// bb -> aa replaced it must open the new aa, not fail: the name never stopped existing). A
+/// file that lost its name while open keeps attributes, those of its handles.
+#[test]
+fn getattr_of_an_inode_that_lost_its_name() {
+    let store = mem();
+    let fs = fs_over(store.clone());
+    put(&fs, "aa", b"old aa").unwrap();
+    put(&fs, "bb", b"the new aa").unwrap();
+    // Replaced by a rename, nothing open: ESTALE; the name answers for the new file.
+    let aa = fs.lookup(ROOT_INO, n("aa"), 0).unwrap().ino;
+    fs.rename(ROOT_INO, n("bb"), ROOT_INO, n("aa"), 0).unwrap();
+    assert_eq!(fs.getattr(aa, None, 0).unwrap_err().errno, libc::ESTALE);
+    let now = fs.lookup(ROOT_INO, n("aa"), 0).unwrap();
+    assert_ne!(now.ino, aa);
+    assert_eq!(now.size, 10);
+    // Open when replaced: the handle's file keeps its size, with no link.
+    put(&fs, "bb", b"newer").unwrap();
+    let fh = fs.open(now.ino, libc::O_RDONLY, 0).unwrap();
+    fs.rename(ROOT_INO, n("bb"), ROOT_INO, n("aa"), 0).unwrap();
+    let orphan = fs.getattr(now.ino, Some(fh), 0).unwrap();
+    assert_eq!((orphan.size, orphan.nlink), (10, 0));
+    assert_eq!(fs.getattr(now.ino, None, 0).unwrap().size, 10);
+    assert_eq!(fs.read(fh, 0, 100).unwrap(), b"the new aa");
+    fs.release(fh).unwrap();
+    assert_eq!(
+        fs.getattr(now.ino, None, 0).unwrap_err().errno,
+        libc::ESTALE
+    );
+    // Unlinked while open, and written through its handle: the writer sees its own size.
+    let cc = fs.create(ROOT_INO, n("cc"), CREATE, 7).unwrap().1;
+    fs.write(cc, 0, b"12345").unwrap();
+    let ino = fs.lookup(ROOT_INO, n("cc"), 0).unwrap().ino;
+    fs.unlink(ROOT_INO, n("cc")).unwrap();
+    assert_eq!(fs.getattr(ino, Some(cc), 7).unwrap().size, 5);
+    assert_eq!(fs.getattr(ino, None, 7).unwrap().nlink, 0);
+    fs.release(cc).unwrap();
+    // Deleted behind the daemon's back (another client of the store): ESTALE, and the lookup
+    // the kernel then makes says ENOENT.
+    let a = fs.lookup(ROOT_INO, n("aa"), 0).unwrap().ino;
+    store.delete(&[0xaa]).unwrap();
+    std::thread::sleep(cfg().attr_ttl);
+    assert_eq!(fs.getattr(a, None, 0).unwrap_err().errno, libc::ESTALE);
+    assert_eq!(
+        fs.lookup(ROOT_INO, n("aa"), 0).unwrap_err().errno,
+        libc::ENOENT
+    );
 }
