@@ -110,7 +110,9 @@ fn second_mount_of_a_leveldb_directory_fails_and_the_first_keeps_working() {
     fs::create_dir(&second).unwrap();
     let data = m.outside("data");
     let out = m.try_mount(&second, &[]);
-    assert_fails(&out, &[data.to_str().unwrap(), "locked by another process"]);
+    // The message names the daemon that holds the store, with its mountpoint.
+    let first = m.mnt.to_str().unwrap();
+    assert_fails(&out, &[data.to_str().unwrap(), "locked by process", first]);
     assert!(!is_mounted(&second));
     // A foreground (non-daemon) attempt fails the same way.
     let out = Command::new(BIN)

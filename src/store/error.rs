@@ -36,9 +36,14 @@ pub enum StoreError {
     #[error("{0}")]
     Config(String),
 
-    /// The store's directory is in use by another process.
-    #[error("{backend}: {dir} is locked by another process (is another cloudstore-fs using it?)")]
-    Locked { backend: &'static str, dir: String },
+    /// The store's directory is in use by another process (`holder`: which, when it can be
+    /// told: its pid and command line).
+    #[error("{backend}: {dir} is locked by {}", holder.as_deref().unwrap_or("another process (is another cloudstore-fs using it?)"))]
+    Locked {
+        backend: &'static str,
+        dir: String,
+        holder: Option<String>,
+    },
 
     /// The backend failed; `errno` is what the filesystem reports.
     #[error("{backend}: {op}{}: {message}", key_suffix(.key))]

@@ -138,6 +138,7 @@ fn open_db(path: &Path, opts: &db::Options) -> Result<Db> {
             StoreError::Locked {
                 backend: BACKEND,
                 dir: path.display().to_string(),
+                holder: lock_holder(&path.join("LOCK")),
             }
         } else {
             StoreError::Config(format!(
@@ -557,4 +558,31 @@ impl Iterator for Listing {
         }
         None
     }
+}
+
+/// The process holding LevelDB's lock file `lock` open, as "process PID (COMMAND LINE)", found
+/// through /proc (None when no process we may look into has it open).
+fn lock_holder(lock: &Path) -> Option<String> {
+    let lock = std::fs::canonicalize(lock).ok()?;
+    let me = std::process::id();
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|proc| {
+        let pid: u32 = proc.file_name().to_str()?.parse().ok()?;
+        if pid == me {
+            return None;
+        }
+        let holds = std::fs::read_dir(proc.path().join("fd"))
+            .ok()?
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == lock));
+        if !holds {
+            return None;
+        }
+        let cmdline = std::fs::read(proc.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<String> = cmdline
+            .split(|&b| b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        Some(format!("process {pid} (`{}`)", args.join(" ")))
+    })
 }
