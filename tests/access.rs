@@ -277,22 +277,8 @@ fn read_only_refuses_every_change(m: &mut TestMount) {
     m.assert_unchanged(&before, "changes refused by a read-only mount");
 }
 
-mount_suite!(
-    leveldb,
-    common::mount::Store::Leveldb,
-    [
-        only_the_owner_reaches_the_mount,
-        allow_other_reads_but_changes_nothing,
-        read_only_refuses_every_change,
-    ]
-);
-
-mount_suite!(
-    ceph,
-    common::mount::Store::Ceph,
-    [
-        only_the_owner_reaches_the_mount,
-        allow_other_reads_but_changes_nothing,
-        read_only_refuses_every_change,
-    ]
-);
+mount_suites!([
+    only_the_owner_reaches_the_mount,
+    allow_other_reads_but_changes_nothing,
+    read_only_refuses_every_change,
+]);

@@ -410,33 +410,15 @@ fn oversized_stored_value_is_efbig_on_open(m: &mut TestMount) {
     assert_eq!(read_file(&m.path("ab12")), b"small now");
 }
 
-mount_suite!(
-    leveldb,
-    common::mount::Store::Leveldb,
-    [
-        bad_names_on_create,
-        bad_names_on_rename,
-        bad_names_on_lookup,
-        other_node_kinds_are_eperm,
-        xattrs_are_not_supported,
-        truncate_past_the_maximum_and_exact_sizes(&["--max-chunk-size", "1M"]),
-        oversized_stored_value_is_efbig_on_open(&["--max-chunk-size", "4M"]),
-    ]
-);
-
-mount_suite!(
-    ceph,
-    common::mount::Store::Ceph,
-    [
-        bad_names_on_create,
-        bad_names_on_rename,
-        bad_names_on_lookup,
-        other_node_kinds_are_eperm,
-        xattrs_are_not_supported,
-        truncate_past_the_maximum_and_exact_sizes(&["--max-chunk-size", "1M"]),
-        oversized_stored_value_is_efbig_on_open(&["--max-chunk-size", "4M"]),
-    ]
-);
+mount_suites!([
+    bad_names_on_create,
+    bad_names_on_rename,
+    bad_names_on_lookup,
+    other_node_kinds_are_eperm,
+    xattrs_are_not_supported,
+    truncate_past_the_maximum_and_exact_sizes(&["--max-chunk-size", "1M"]),
+    oversized_stored_value_is_efbig_on_open(&["--max-chunk-size", "4M"]),
+]);
 
 // ---------------------------------------------------------------------------------------------
 // Configuration values out of range: exit code 2 and a message naming the key.

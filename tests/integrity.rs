@@ -1056,43 +1056,20 @@ fn a_close_by_another_thread_publishes(m: &mut TestMount) {
     assert_chunk(m, name, Some(&new), "after the last close");
 }
 
-mount_suite!(
-    leveldb,
-    common::mount::Store::Leveldb,
-    [
-        efbig_keeps_the_old_value(&["--max-chunk-size", "4M"]),
-        parallel_writers_leave_one_whole_value,
-        readers_see_only_whole_committed_values,
-        rename_after_close_moves_the_closed_value,
-        rename_with_writers_open,
-        rename_during_commits,
-        rename_behind_a_long_commit,
-        rename_onto_a_scratch_name_is_refused,
-        unlinked_open_file_reads_its_bytes,
-        a_new_open_sees_the_committed_value,
-        a_killed_writer_publishes_what_it_wrote,
-        a_close_by_another_thread_publishes,
-    ]
-);
-
-mount_suite!(
-    ceph,
-    common::mount::Store::Ceph,
-    [
-        efbig_keeps_the_old_value(&["--max-chunk-size", "4M"]),
-        parallel_writers_leave_one_whole_value,
-        readers_see_only_whole_committed_values,
-        rename_after_close_moves_the_closed_value,
-        rename_with_writers_open,
-        rename_during_commits,
-        rename_behind_a_long_commit,
-        rename_onto_a_scratch_name_is_refused,
-        unlinked_open_file_reads_its_bytes,
-        a_new_open_sees_the_committed_value,
-        a_killed_writer_publishes_what_it_wrote,
-        a_close_by_another_thread_publishes,
-    ]
-);
+mount_suites!([
+    efbig_keeps_the_old_value(&["--max-chunk-size", "4M"]),
+    parallel_writers_leave_one_whole_value,
+    readers_see_only_whole_committed_values,
+    rename_after_close_moves_the_closed_value,
+    rename_with_writers_open,
+    rename_during_commits,
+    rename_behind_a_long_commit,
+    rename_onto_a_scratch_name_is_refused,
+    unlinked_open_file_reads_its_bytes,
+    a_new_open_sees_the_committed_value,
+    a_killed_writer_publishes_what_it_wrote,
+    a_close_by_another_thread_publishes,
+]);
 
 /// The memory test needs a config file (small store caches), so it mounts by itself.
 mod memory {

@@ -521,5 +521,4 @@ fn model_sequences(m: &mut TestMount) {
     }
 }
 
-mount_suite!(leveldb, common::mount::Store::Leveldb, [model_sequences]);
-mount_suite!(ceph, common::mount::Store::Ceph, [model_sequences]);
+mount_suites!([model_sequences]);

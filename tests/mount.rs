@@ -535,53 +535,25 @@ fn dd_64_mib_then_clean_unmount(m: &mut TestMount) {
     dd_64_mib(m, "");
 }
 
-mount_suite!(
-    leveldb,
-    common::mount::Store::Leveldb,
-    [
-        cp_in_and_out,
-        cat_and_dd,
-        append_truncate_touch_rm_mv,
-        tar_round_trip,
-        rsync_in_twice,
-        rsync_out_twice,
-        invalid_names_and_eperm,
-        scratch_files,
-        cli_put_visible_in_mount_and_reverse,
-        remount_keeps_everything,
-        sigterm_commits_then_unmounts,
-        close_reports_a_failed_commit,
-        many_files_and_listing,
-        read_many_files_in_listing_order,
-        listing_shows_files_being_written,
-        dd_64_mib_fsync_then_remount,
-        dd_64_mib_then_clean_unmount,
-    ]
-);
-
-mount_suite!(
-    ceph,
-    common::mount::Store::Ceph,
-    [
-        cp_in_and_out,
-        cat_and_dd,
-        append_truncate_touch_rm_mv,
-        tar_round_trip,
-        rsync_in_twice,
-        rsync_out_twice,
-        invalid_names_and_eperm,
-        scratch_files,
-        cli_put_visible_in_mount_and_reverse,
-        remount_keeps_everything,
-        sigterm_commits_then_unmounts,
-        close_reports_a_failed_commit,
-        many_files_and_listing,
-        read_many_files_in_listing_order,
-        listing_shows_files_being_written,
-        dd_64_mib_fsync_then_remount,
-        dd_64_mib_then_clean_unmount,
-    ]
-);
+mount_suites!([
+    cp_in_and_out,
+    cat_and_dd,
+    append_truncate_touch_rm_mv,
+    tar_round_trip,
+    rsync_in_twice,
+    rsync_out_twice,
+    invalid_names_and_eperm,
+    scratch_files,
+    cli_put_visible_in_mount_and_reverse,
+    remount_keeps_everything,
+    sigterm_commits_then_unmounts,
+    close_reports_a_failed_commit,
+    many_files_and_listing,
+    read_many_files_in_listing_order,
+    listing_shows_files_being_written,
+    dd_64_mib_fsync_then_remount,
+    dd_64_mib_then_clean_unmount,
+]);
 
 /// fsync(2) on a file in the mount reaches a synced LevelDB write (an fsync of its log): the
 /// store's counter of synced writes, read in-process around the call; a close alone does not.

@@ -464,25 +464,11 @@ fn unmount_commits_everything_pending(m: &mut TestMount) {
     stop_commits_everything_pending(m, Stop::Unmount);
 }
 
-mount_suite!(
-    leveldb,
-    common::mount::Store::Leveldb,
-    [
-        sigterm_commits_everything_pending,
-        sigint_commits_everything_pending,
-        unmount_commits_everything_pending,
-    ]
-);
-
-mount_suite!(
-    ceph,
-    common::mount::Store::Ceph,
-    [
-        sigterm_commits_everything_pending,
-        sigint_commits_everything_pending,
-        unmount_commits_everything_pending,
-    ]
-);
+mount_suites!([
+    sigterm_commits_everything_pending,
+    sigint_commits_everything_pending,
+    unmount_commits_everything_pending,
+]);
 
 /// A fresh LevelDB mount run by hand (no CLOUDSTORE_FS_LOG unless `log` is given).
 fn mount_by_hand(dir: &Path, mnt: &Path, log: Option<&Path>) -> Output {

@@ -7,7 +7,7 @@ mod ceph_support;
 mod common;
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::Write;
 use std::process::Command;
 
@@ -62,12 +62,7 @@ fn stats_show_commits_errors_and_memory(m: &mut TestMount) {
     assert_eq!(number(&s, "commits_failed"), 0);
 
     // A writer holding 3 MiB: the memory it holds and the open writer show.
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(m.path("bb01"))
-        .unwrap();
+    let mut f = fs::File::create(m.path("bb01")).unwrap();
     f.write_all(&vec![7u8; 3 * MIB]).unwrap();
     let s = stats(m);
     assert_eq!(number(&s, "open_writers"), 1, "{s:?}");
@@ -81,12 +76,7 @@ fn stats_show_commits_errors_and_memory(m: &mut TestMount) {
     assert_eq!(number(&s, "commits_done"), 6, "{s:?}");
 
     // A write past --max-chunk-size: EFBIG, counted by kind, and the last error names the chunk.
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(m.path("cc01"))
-        .unwrap();
+    let mut f = fs::File::create(m.path("cc01")).unwrap();
     let e = f.write_all(&vec![1u8; 5 * MIB]).unwrap_err();
     assert_eq!(errno(&e), libc::EFBIG);
     drop(f);
@@ -133,20 +123,7 @@ fn stats_are_for_the_owner_and_for_our_mounts_only(m: &mut TestMount) {
     assert!(!out.status.success());
 }
 
-mount_suite!(
-    leveldb,
-    common::mount::Store::Leveldb,
-    [
-        stats_show_commits_errors_and_memory(&["--max-chunk-size", "4M", "--memory-budget", "64M"]),
-        stats_are_for_the_owner_and_for_our_mounts_only,
-    ]
-);
-
-mount_suite!(
-    ceph,
-    common::mount::Store::Ceph,
-    [
-        stats_show_commits_errors_and_memory(&["--max-chunk-size", "4M", "--memory-budget", "64M"]),
-        stats_are_for_the_owner_and_for_our_mounts_only,
-    ]
-);
+mount_suites!([
+    stats_show_commits_errors_and_memory(&["--max-chunk-size", "4M", "--memory-budget", "64M"]),
+    stats_are_for_the_owner_and_for_our_mounts_only,
+]);

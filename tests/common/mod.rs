@@ -25,3 +25,13 @@ macro_rules! mount_suite {
         }
     };
 }
+
+/// The same cases over both backends: `mount_suites!([a, b])` makes `leveldb::a`, `leveldb::b`,
+/// `ceph::a` and `ceph::b` (see [`mount_suite!`]).
+#[macro_export]
+macro_rules! mount_suites {
+    ([$($cases:tt)*]) => {
+        mount_suite!(leveldb, common::mount::Store::Leveldb, [$($cases)*]);
+        mount_suite!(ceph, common::mount::Store::Ceph, [$($cases)*]);
+    };
+}
