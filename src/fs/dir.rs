@@ -350,7 +350,7 @@ impl ChunkFs {
         let ino = self.tables().inodes.lookup(&item.name);
         let attr = {
             let attr = match (self.node_of(ino), name::classify(&item.name), item.size) {
-                (Some(node), _, _) => self.node_attr(ino, &node, &item.name, None),
+                (Some(node), _, _) => self.node_attr(ino, &node, Some(&item.name), None),
                 (None, Name::Chunk(key), Some(size)) => self
                     .chunk_mtime(&key, &item.name)
                     .map(|mtime| self.file_attr(ino, size, mtime)),

@@ -410,13 +410,14 @@ impl ChunkFs {
         Ok(t)
     }
 
-    /// The attributes of an inode that has a node (an open chunk or a scratch file): those of
-    /// its committed value, or, asked through a handle that has written, of that handle's value.
+    /// The attributes of an inode that has a node (an open chunk or a scratch file, or a file
+    /// that lost its name while open: `name` None): those of its committed value, or, asked
+    /// through a handle that has written, of that handle's value.
     fn node_attr(
         &self,
         ino: u64,
         node: &Node,
-        name: &OsStr,
+        name: Option<&OsStr>,
         writer: Option<&Handle>,
     ) -> FsResult<Attr> {
         if let Some(h) = writer {
@@ -428,13 +429,14 @@ impl ChunkFs {
                 return Ok(attr);
             }
         }
-        let key = match name::classify(name) {
-            Name::Chunk(key) => Some(key),
+        // A chunk's key and name; a scratch file and a nameless one live only in the daemon.
+        let chunk = name.and_then(|name| match name::classify(name) {
+            Name::Chunk(key) => Some((key, name)),
             _ => None,
-        };
+        });
         let (size, mtime, volatile) = {
             let st = node.state.lock();
-            let local = st.is_local(key.is_none());
+            let local = st.is_local(chunk.is_none());
             let size = match st.value.as_ref().map(|v| v.len() as u64) {
                 Some(size) => Some(size),
                 None if local => Some(0),
@@ -447,16 +449,16 @@ impl ChunkFs {
             };
             (size, mtime, st.writers > 0)
         };
-        let size = match (size, &key) {
+        let size = match (size, &chunk) {
             (Some(size), _) => size,
-            (None, Some(key)) => self
+            (None, Some((key, name))) => self
                 .chunk_size(key, name)?
                 .ok_or_else(|| FsError::not_found(name.to_string_lossy()))?,
             (None, None) => 0,
         };
-        let mtime = match (mtime, &key) {
+        let mtime = match (mtime, &chunk) {
             (Some(t), _) => t,
-            (None, Some(key)) => self.chunk_mtime(key, name)?,
+            (None, Some((key, name))) => self.chunk_mtime(key, name)?,
             (None, None) => self.started,
         };
         let mut attr = self.file_attr(ino, size, mtime);
@@ -490,7 +492,7 @@ impl ChunkFs {
     /// The attributes of `ino`, as `writer` (a handle open for writing) sees them if given.
     fn attr_with(&self, ino: u64, name: &OsStr, writer: Option<&Handle>) -> FsResult<Attr> {
         if let Some(node) = self.node_of(ino) {
-            return self.node_attr(ino, &node, name, writer);
+            return self.node_attr(ino, &node, Some(name), writer);
         }
         match name::classify(name) {
             Name::Chunk(key) => {
@@ -548,7 +550,10 @@ impl ChunkFs {
         };
         let Some(name) = self.name_of(ino) else {
             return match self.node_of(ino) {
-                Some(node) => Ok(self.orphan_attr(ino, &node, writer().as_deref())),
+                // Open, it has attributes (its handles keep its bytes), and no link.
+                Some(node) => self
+                    .node_attr(ino, &node, None, writer().as_deref())
+                    .map(|attr| Attr { nlink: 0, ..attr }),
                 None => Err(FsError::new(
                     libc::ESTALE,
                     format!(
@@ -567,24 +572,6 @@ impl ChunkFs {
                 ),
                 _ => e,
             })
-    }
-
-    /// The attributes of a file that lost its name while open (unlinked, or replaced by a
-    /// rename): its handles keep its bytes, so it has a size (a writer's own, else the value
-    /// kept for them), and no link.
-    fn orphan_attr(&self, ino: u64, node: &Node, writer: Option<&Handle>) -> Attr {
-        let own = writer.and_then(|h| {
-            let hs = h.st.lock();
-            let buf = hs.buf.as_ref()?;
-            Some((buf.len() as u64, hs.mtime))
-        });
-        let st = node.state.lock();
-        let (size, mtime) =
-            own.unwrap_or_else(|| (st.value.as_ref().map_or(0, |v| v.len() as u64), st.mtime));
-        let mut attr = self.file_attr(ino, size, mtime.unwrap_or(self.started));
-        attr.nlink = 0;
-        attr.volatile = true;
-        attr
     }
 
     /// statfs: the store's space figures, or generous defaults when it has none.

@@ -106,7 +106,7 @@ impl ChunkFs {
     ) -> FsResult<Attr> {
         if let Some((ino, node)) = known.and_then(|ino| Some((ino, self.node_of(ino)?))) {
             let writer = self.writer_of(ino, pid);
-            return self.node_attr(ino, &node, name, writer.as_deref());
+            return self.node_attr(ino, &node, Some(name), writer.as_deref());
         }
         let size = self
             .chunk_size(key, name)?
