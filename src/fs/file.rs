@@ -484,22 +484,26 @@ impl ChunkFs {
         if size.is_some() || mtime.is_some() {
             self.check_writable("setattr")?;
         }
-        let name = self
-            .name_of(ino)
-            .ok_or_else(|| FsError::not_found(format!("inode {ino}")))?;
+        // None: the file lost its name while open (unlinked or replaced); a handle open for
+        // writing still resizes it and sets its mtime, discarded at close with its writes.
+        let name = self.name_of(ino);
         let writer = fh
             .and_then(|fh| self.handle(fh).ok())
             .filter(|h| h.write && h.ino == ino);
         if let Some(size) = size {
-            match &writer {
-                Some(h) => self.truncate_handle(h, size)?,
-                None => self.truncate_path(ino, &name, size)?,
+            match (&writer, &name) {
+                (Some(h), _) => self.truncate_handle(h, size)?,
+                (None, Some(name)) => self.truncate_path(ino, name, size)?,
+                (None, None) => return Err(Self::nameless(ino)),
             }
         }
         if let Some(t) = mtime {
-            self.set_mtime(ino, &name, writer.as_deref(), t.resolve())?;
+            self.set_mtime(ino, name.as_deref(), writer.as_deref(), t.resolve())?;
         }
-        self.attr_with(ino, &name, writer.as_deref())
+        match &name {
+            Some(name) => self.attr_with(ino, name, writer.as_deref()),
+            None => self.nameless_attr(ino, writer.as_deref()),
+        }
     }
 
     /// ftruncate: resizes the handle's new value.
@@ -559,7 +563,7 @@ impl ChunkFs {
     fn set_mtime(
         &self,
         ino: u64,
-        name: &OsStr,
+        name: Option<&OsStr>,
         writer: Option<&Handle>,
         t: SystemTime,
     ) -> FsResult<()> {
@@ -571,20 +575,25 @@ impl ChunkFs {
                 return Ok(());
             }
         }
+        let scratch = name.is_some_and(|name| name::classify(name) == Name::Scratch);
         let mut store_now = true;
         if let Some(node) = self.node_of(ino) {
             let mut st = node.state.lock();
-            if st.writers > 0 || st.is_local(name::classify(name) == Name::Scratch) {
+            if st.writers > 0 || st.is_local(scratch) {
                 // cp -p, rsync: the time is set while (or before) the file is written; it is
-                // stored with the next commit, or with a scratch file's rename.
+                // stored with the next commit, or with a scratch file's rename. A file that
+                // lost its name keeps it in the daemon (it is local).
                 st.mtime = Some(t);
                 st.mtime_explicit = true;
-                store_now = !st.is_local(name::classify(name) == Name::Scratch);
+                store_now = !st.is_local(scratch);
             }
         }
         if !store_now {
             return Ok(());
         }
+        let Some(name) = name else {
+            return Err(Self::nameless(ino));
+        };
         let Name::Chunk(key) = name::classify(name) else {
             return Err(FsError::not_found(name.to_string_lossy()));
         };

@@ -549,18 +549,7 @@ impl ChunkFs {
                 .or_else(|| self.writer_of(ino, pid))
         };
         let Some(name) = self.name_of(ino) else {
-            return match self.node_of(ino) {
-                // Open, it has attributes (its handles keep its bytes), and no link.
-                Some(node) => self
-                    .node_attr(ino, &node, None, writer().as_deref())
-                    .map(|attr| Attr { nlink: 0, ..attr }),
-                None => Err(FsError::new(
-                    libc::ESTALE,
-                    format!(
-                        "inode {ino}: no name (unlinked, replaced or forgotten since looked up)"
-                    ),
-                )),
-            };
+            return self.nameless_attr(ino, writer().as_deref());
         };
         self.attr_with(ino, &name, writer().as_deref())
             .map_err(|e| match e.errno {
@@ -572,6 +561,22 @@ impl ChunkFs {
                 ),
                 _ => e,
             })
+    }
+
+    /// The attributes of `ino`, which has no name: a file that lost it while open (unlinked or
+    /// replaced) has them (its handles keep its bytes), with no link; otherwise ESTALE.
+    fn nameless_attr(&self, ino: u64, writer: Option<&Handle>) -> FsResult<Attr> {
+        let node = self.node_of(ino).ok_or_else(|| Self::nameless(ino))?;
+        let attr = self.node_attr(ino, &node, None, writer)?;
+        Ok(Attr { nlink: 0, ..attr })
+    }
+
+    /// ESTALE for `ino`, which has no name and is not open: the kernel looks its path up again.
+    fn nameless(ino: u64) -> FsError {
+        FsError::new(
+            libc::ESTALE,
+            format!("inode {ino}: no name (unlinked, replaced or forgotten since looked up)"),
+        )
     }
 
     /// statfs: the store's space figures, or generous defaults when it has none.

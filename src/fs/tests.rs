@@ -1371,6 +1371,17 @@ fn getattr_of_an_inode_that_lost_its_name() {
     fs.unlink(ROOT_INO, n("cc")).unwrap();
     assert_eq!(fs.getattr(ino, Some(cc), 7).unwrap().size, 5);
     assert_eq!(fs.getattr(ino, None, 7).unwrap().nlink, 0);
+    // Its handle still truncates it and sets its mtime (ftruncate, futimens); a truncate by
+    // path of the nameless inode is ESTALE.
+    let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let attr = fs.setattr(ino, Some(cc), Some(2), None).unwrap();
+    assert_eq!((attr.size, attr.nlink), (2, 0));
+    let attr = fs
+        .setattr(ino, Some(cc), None, Some(SetTime::At(t)))
+        .unwrap();
+    assert_eq!((attr.size, attr.mtime), (2, t));
+    let e = fs.setattr(ino, None, Some(0), None).unwrap_err();
+    assert_eq!(e.errno, libc::ESTALE);
     fs.release(cc).unwrap();
     // Deleted behind the daemon's back (another client of the store): ESTALE, and the lookup
     // the kernel then makes says ENOENT.
