@@ -1,9 +1,10 @@
 //! A model test through a real mount (issue 7): random sequences of open (read-only, read-write,
 //! O_TRUNC, O_APPEND), pwrite, pread, ftruncate, fsync, close, rename and unlink over 3 names and
 //! 3 file descriptors, run with std::fs and libc against a small reference model of the rule: a
-//! handle opened for writing builds its own value (from the committed one unless O_TRUNC), reads
-//! through it see its own writes, flush/fsync/close publish it whole; other handles see committed
-//! values only; an open file follows its inode through rename and keeps its bytes after unlink.
+//! handle opened for writing builds its own value (empty with O_TRUNC or on create, else from the
+//! committed one at its first write or ftruncate), reads through it see its own writes,
+//! flush/fsync/close publish it whole; other handles see committed values only; an open file
+//! follows its inode through rename and keeps its bytes after unlink.
 //! One mount per test; the mount is emptied between cases. Proptest shrinks a failure to a short
 //! sequence, printed with the step that failed. PROPTEST_CASES overrides the case count (32).
 
@@ -110,8 +111,15 @@ struct Inode {
 #[derive(Debug)]
 struct Handle {
     inode: usize,
-    /// The handle's own value (writing handles), built from the committed one.
+    /// Opened for writing.
+    write: bool,
+    /// The handle's own value (writing handles): empty when opened with O_TRUNC or when it
+    /// created the file, else built from the committed one at its first write or ftruncate.
     buf: Option<Vec<u8>>,
+    /// The committed value when a writing handle first read, before it had a value of its own:
+    /// where the daemon holds what the handle read (LevelDB, or a value already loaded), its
+    /// first write builds on that rather than on a value committed since. See [`own_value`].
+    read_before: Option<Vec<u8>>,
     append: bool,
     /// The first version a read-only handle may see (the one committed when it opened).
     since: usize,
@@ -251,16 +259,17 @@ fn step(model: &mut Model, real: &mut Real, i: usize, op: &Op) -> Result<(), Tes
                     ino
                 }
             };
-            let committed = model.committed(ino).cloned().unwrap_or_default();
+            let created = model.inodes[ino].versions.is_empty();
             let buf = match mode {
                 Mode::ReadOnly => None,
                 Mode::Trunc => Some(Vec::new()),
-                Mode::ReadWrite | Mode::Append => Some(committed),
+                Mode::ReadWrite | Mode::Append => created.then(Vec::new),
             };
-            let created = model.inodes[ino].versions.is_empty();
             model.handles[slot] = Some(Handle {
                 inode: ino,
+                write: mode != Mode::ReadOnly,
                 buf,
+                read_before: None,
                 append: mode == Mode::Append,
                 since: model.inodes[ino].versions.len().saturating_sub(1),
                 dirty: mode == Mode::Trunc || (mode != Mode::ReadOnly && created),
@@ -273,31 +282,36 @@ fn step(model: &mut Model, real: &mut Real, i: usize, op: &Op) -> Result<(), Tes
             len,
             seed,
         } => {
-            let Some(h) = model.handles[slot].as_mut() else {
+            let Some(h) = model.handles[slot].as_ref().filter(|h| h.write) else {
                 return Ok(());
             };
-            let Some(buf) = h.buf.as_mut() else {
-                return Ok(());
-            };
+            let append = h.append;
             let bytes = data(seed, len);
             let f = real.files[slot].as_ref().unwrap();
-            let at = if h.append { buf.len() as u64 } else { offset };
             // O_APPEND writes go to the end whatever the offset.
-            f.write_all_at(&bytes, at)
+            f.write_all_at(&bytes, offset)
                 .map_err(|e| fail(i, op, format!("write: {e}")))?;
-            let end = at as usize + len;
-            if buf.len() < end {
-                buf.resize(end, 0);
-            }
-            buf[at as usize..end].copy_from_slice(&bytes);
-            h.dirty = true;
+            change_own_value(model, slot, f, |buf| {
+                let at = if append { buf.len() } else { offset as usize };
+                let end = at + len;
+                if buf.len() < end {
+                    buf.resize(end, 0);
+                }
+                buf[at..end].copy_from_slice(&bytes);
+            })
+            .map_err(|w| fail(i, op, w))?;
         }
         Op::Read { slot, offset, len } => {
-            let Some(h) = model.handles[slot].as_ref() else {
-                return Ok(());
+            let committed = match &model.handles[slot] {
+                Some(h) => model.committed(h.inode).cloned().unwrap_or_default(),
+                None => return Ok(()),
             };
+            let h = model.handles[slot].as_mut().unwrap();
             if h.append {
                 return Ok(()); // opened write-only
+            }
+            if h.write && h.buf.is_none() && h.read_before.is_none() {
+                h.read_before = Some(committed);
             }
             let f = real.files[slot].as_ref().unwrap();
             let mut got = vec![0u8; len];
@@ -326,17 +340,14 @@ fn step(model: &mut Model, real: &mut Real, i: usize, op: &Op) -> Result<(), Tes
             }
         }
         Op::Truncate { slot, size } => {
-            let Some(h) = model.handles[slot].as_mut().filter(|h| h.buf.is_some()) else {
+            if !model.handles[slot].as_ref().is_some_and(|h| h.write) {
                 return Ok(());
-            };
-            h.dirty = true;
-            let buf = h.buf.as_mut().unwrap();
-            real.files[slot]
-                .as_ref()
-                .unwrap()
-                .set_len(size)
+            }
+            let f = real.files[slot].as_ref().unwrap();
+            f.set_len(size)
                 .map_err(|e| fail(i, op, format!("ftruncate: {e}")))?;
-            buf.resize(size as usize, 0);
+            change_own_value(model, slot, f, |buf| buf.resize(size as usize, 0))
+                .map_err(|w| fail(i, op, w))?;
         }
         Op::Fsync { slot } => {
             let Some(h) = model.handles[slot].as_ref() else {
@@ -405,6 +416,53 @@ fn step(model: &mut Model, real: &mut Real, i: usize, op: &Op) -> Result<(), Tes
         }
         Op::ReadWhole { name } => check_name(model, real.m, name).map_err(|w| fail(i, op, w))?,
     }
+    Ok(())
+}
+
+/// Applies `change` (a write or ftruncate that the real handle `f` has just made) to writing
+/// handle `slot`'s own value, building that value first if this is its first change: from the
+/// committed value now, or, for a handle that read before, possibly from what it read (the
+/// daemon builds on the value the handle holds, which LevelDB's whole-value reads and a value
+/// already loaded give it). When the two differ, what the real handle now reads tells which.
+fn change_own_value(
+    model: &mut Model,
+    slot: usize,
+    f: &File,
+    change: impl Fn(&mut Vec<u8>),
+) -> Result<(), String> {
+    let ino = model.handles[slot].as_ref().unwrap().inode;
+    let committed = model.committed(ino).cloned().unwrap_or_default();
+    let h = model.handles[slot].as_mut().unwrap();
+    h.dirty = true;
+    if let Some(buf) = &mut h.buf {
+        change(buf);
+        return Ok(());
+    }
+    let mut now = committed;
+    change(&mut now);
+    let read = h.read_before.take().map(|mut v| {
+        change(&mut v);
+        v
+    });
+    h.buf = Some(match read {
+        Some(read) if read != now => {
+            let mut got = vec![0u8; 4 * SPAN as usize];
+            let n = read_at(f, &mut got, 0).map_err(|e| format!("read back: {e}"))?;
+            got.truncate(n);
+            if got == now {
+                now
+            } else if got == read {
+                read
+            } else {
+                return Err(format!(
+                    "the handle's own value ({} bytes) was built neither on the committed value \
+                     nor on what it read",
+                    got.len()
+                ));
+            }
+        }
+        _ => now,
+    });
     Ok(())
 }
 
@@ -521,4 +579,61 @@ fn model_sequences(m: &mut TestMount) {
     }
 }
 
-mount_suites!([model_sequences]);
+/// A sequence the random ones seldom make: a handle reads, another handle commits, then the
+/// first one writes. Its value builds on what it read (LevelDB) or on the newer committed value;
+/// the model takes what the handle reads back, and fails on anything else.
+fn a_handle_that_read_writes_after_another_commit(m: &mut TestMount) {
+    use Mode::ReadWrite;
+    let ops = [
+        Op::Open {
+            slot: 0,
+            name: 2,
+            mode: ReadWrite,
+        },
+        Op::Write {
+            slot: 0,
+            offset: 0,
+            len: 3,
+            seed: 7,
+        },
+        Op::Close { slot: 0 },
+        Op::Open {
+            slot: 2,
+            name: 2,
+            mode: ReadWrite,
+        },
+        Op::Read {
+            slot: 2,
+            offset: 0,
+            len: 10,
+        },
+        Op::Open {
+            slot: 1,
+            name: 2,
+            mode: ReadWrite,
+        },
+        Op::Write {
+            slot: 1,
+            offset: 0,
+            len: 1,
+            seed: 1,
+        },
+        Op::Close { slot: 1 },
+        Op::Write {
+            slot: 2,
+            offset: 1,
+            len: 1,
+            seed: 0,
+        },
+        Op::Close { slot: 2 },
+        Op::ReadWhole { name: 2 },
+    ];
+    if let Err(e) = run_case(m, &ops) {
+        panic!("{e}");
+    }
+}
+
+mount_suites!([
+    model_sequences,
+    a_handle_that_read_writes_after_another_commit
+]);
