@@ -563,12 +563,9 @@ fn own_value<T: PartialEq + std::fmt::Debug>(
         (None, None) => vec![m.committed(h.inode)],
     };
     bases.dedup();
-    let outcomes: Vec<(Result<T, i32>, Vec<u8>)> = bases
+    let mut fits: Vec<Result<Vec<u8>, i32>> = bases
         .into_iter()
         .map(|mut buf| (change(&mut buf), buf))
-        .collect();
-    let mut fits: Vec<Result<Vec<u8>, i32>> = outcomes
-        .into_iter()
         .filter(|(want, _)| *want == got)
         .map(|(want, buf)| want.map(|_| buf))
         .collect();

@@ -302,17 +302,17 @@ fn step(model: &mut Model, real: &mut Real, i: usize, op: &Op) -> Result<(), Tes
             .map_err(|w| fail(i, op, w))?;
         }
         Op::Read { slot, offset, len } => {
-            let committed = match &model.handles[slot] {
-                Some(h) => model.committed(h.inode).cloned().unwrap_or_default(),
-                None => return Ok(()),
+            let Some(h) = &model.handles[slot] else {
+                return Ok(());
             };
-            let h = model.handles[slot].as_mut().unwrap();
             if h.append {
                 return Ok(()); // opened write-only
             }
             if h.write && h.buf.is_none() && h.read_before.is_none() {
-                h.read_before = Some(committed);
+                let committed = model.committed(h.inode).cloned().unwrap_or_default();
+                model.handles[slot].as_mut().unwrap().read_before = Some(committed);
             }
+            let h = model.handles[slot].as_ref().unwrap();
             let f = real.files[slot].as_ref().unwrap();
             let mut got = vec![0u8; len];
             let n = read_at(f, &mut got, offset).map_err(|e| fail(i, op, format!("read: {e}")))?;
@@ -430,16 +430,16 @@ fn change_own_value(
     f: &File,
     change: impl Fn(&mut Vec<u8>),
 ) -> Result<(), String> {
-    let ino = model.handles[slot].as_ref().unwrap().inode;
-    let committed = model.committed(ino).cloned().unwrap_or_default();
     let h = model.handles[slot].as_mut().unwrap();
     h.dirty = true;
     if let Some(buf) = &mut h.buf {
         change(buf);
         return Ok(());
     }
-    let mut now = committed;
+    let ino = h.inode;
+    let mut now = model.committed(ino).cloned().unwrap_or_default();
     change(&mut now);
+    let h = model.handles[slot].as_mut().unwrap();
     let read = h.read_before.take().map(|mut v| {
         change(&mut v);
         v
