@@ -16,6 +16,9 @@ pub struct FsError {
     pub message: String,
     /// True when the core already wrote a log line for it (the adapter then stays quiet).
     pub logged: bool,
+    /// A failure even where its errno is usually an answer (ESTALE of a read: the kernel does
+    /// not retry it, the program gets it).
+    pub failure: bool,
 }
 
 impl FsError {
@@ -25,6 +28,7 @@ impl FsError {
             errno,
             message: message.into(),
             logged: false,
+            failure: false,
         }
     }
 
@@ -38,6 +42,12 @@ impl FsError {
         FsError::new(err.errno(), format!("{op} {name}: {err}"))
     }
 
+    /// Marks the error as a failure to count and log, whatever its errno.
+    pub fn failure(mut self) -> Self {
+        self.failure = true;
+        self
+    }
+
     /// Marks the error as logged already.
     pub fn logged(mut self) -> Self {
         self.logged = true;
@@ -47,7 +57,8 @@ impl FsError {
     /// Whether this errno is an expected answer rather than a failure: a lookup of a missing
     /// name, an exclusive create of an existing one, a missing xattr, a lookup to redo.
     pub fn is_answer(&self) -> bool {
-        matches!(
+        !self.failure
+            && matches!(
             self.errno,
             libc::ENOENT | libc::EEXIST | libc::ENODATA | libc::ESTALE
         )

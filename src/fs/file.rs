@@ -15,6 +15,11 @@ use super::error::{FsError, FsResult};
 use super::handle::{Handle, HandleState, View};
 use super::name::{self, Name};
 use super::node::{Node, RangedView};
+use crate::store::{StoreError, Version};
+
+/// Bytes an open of a chunk reads with its version: the common chunk (4 to 64 KiB) is then
+/// read whole in that one round trip.
+const OPEN_READ: u64 = 64 << 10;
 use super::value::Value;
 use super::Attr;
 use super::{ChunkFs, SetTime, ROOT_INO};
@@ -74,6 +79,7 @@ impl ChunkFs {
             return Err(FsError::not_found(name.to_string_lossy()));
         }
         let truncate = write && flags & libc::O_TRUNC != 0;
+        let open_read = !write && self.ranged();
         if let (Name::Chunk(key), false) = (&class, truncate) {
             // A value over the maximum (written by another program, or before the maximum was
             // lowered) is refused before anything of it is read: reading it whole could take
@@ -84,12 +90,73 @@ impl ChunkFs {
             }
         }
         let buf = truncate.then(|| Value::empty(&self.budget));
-        if !write {
-            if let Name::Chunk(key) = &class {
+        let mut view = View::Unset;
+        if let (Name::Chunk(key), false) = (&class, write) {
+            if open_read {
+                match self.open_view(&node, key) {
+                    Ok(v) => view = v,
+                    Err(e) => {
+                        self.release_node(ino);
+                        return Err(e);
+                    }
+                }
+            } else {
                 self.load_prefetched(&node, key);
             }
         }
-        Ok(self.add_handle(ino, node, flags, pid, buf))
+        let fh = self.add_handle(ino, node, flags, pid, buf);
+        if !matches!(view, View::Unset) {
+            if let Ok(h) = self.handle(fh) {
+                h.st.lock().view = view;
+            }
+        }
+        Ok(fh)
+    }
+
+    /// Whether open files read ranges straight from the store, each of one version of the
+    /// chunk (a store with versioned ranged reads, which other clients may change: nothing
+    /// read from it is trusted past the open that read it).
+    fn ranged(&self) -> bool {
+        !self.cfg.whole_value_reads
+    }
+
+    /// What an open file reads, decided by one versioned read of its first bytes: a value that
+    /// fits the first read is held by the handle (its reads need no store call); a longer one
+    /// is read by range, every read asserting the version seen here. A chunk that is gone
+    /// (removed or renamed by another client since the kernel looked it up) is ENOENT, never
+    /// an empty file. The node's committed value, if this mount holds one, is not trusted: a
+    /// new open sees the newest committed version (close-to-open).
+    fn open_view(&self, node: &Node, key: &[u8]) -> FsResult<View> {
+        let label = hex::encode(key);
+        let _gate = node.gate.read();
+        {
+            let st = node.state.lock();
+            if st.is_local(false) {
+                return Ok(View::Unset);
+            }
+        }
+        let first = self
+            .store
+            .read_version(key, 0, OPEN_READ, None)
+            .map_err(|e| FsError::store("open", &label, e))?;
+        let Some(first) = first else {
+            self.attrs.forget(key);
+            return Err(FsError::not_found(&label));
+        };
+        self.check_within_maximum("open", key, first.size)?;
+        self.attrs.set_size(key, first.size);
+        if first.bytes.len() as u64 == first.size {
+            let len = first.bytes.capacity() as u64;
+            if self.budget.try_reserve(len) {
+                let value = Value::adopt(first.bytes, len, &self.budget, &label)?;
+                return Ok(View::Pinned(Arc::new(value)));
+            }
+        }
+        let version = node.state.lock().add_ranged();
+        Ok(View::Ranged {
+            version,
+            store: first.version,
+        })
     }
 
     /// EFBIG when the committed value of `key` (by its stored size, nothing read) is larger
@@ -166,8 +233,9 @@ impl ChunkFs {
     }
 
     /// The whole value of `key` from the store, reserved in the budget before it is fetched
-    /// (with room for the store's own transient copy). `None`: the chunk does not exist.
-    pub(super) fn fetch(&self, key: &[u8], age: u64) -> FsResult<Option<Value>> {
+    /// (with room for the store's own transient copy), with its store version where the store
+    /// has versions. `None`: the chunk does not exist.
+    pub(super) fn fetch(&self, key: &[u8], age: u64) -> FsResult<Option<(Value, Option<Version>)>> {
         let label = hex::encode(key);
         let Some(size) = self
             .store
@@ -182,7 +250,14 @@ impl ChunkFs {
             log::warn!("memory held: {}", self.census());
             return Err(e);
         }
-        let fetched = match self.store.get_chunk(key) {
+        let fetched = if self.ranged() {
+            self.store
+                .read_version(key, 0, 0, None)
+                .map(|r| r.map(|r| (r.bytes, Some(r.version))))
+        } else {
+            self.store.get_chunk(key).map(|v| v.map(|v| (v, None)))
+        };
+        let fetched = match fetched {
             Ok(v) => v,
             Err(e) => {
                 self.budget.release(reserved);
@@ -190,7 +265,9 @@ impl ChunkFs {
             }
         };
         match fetched {
-            Some(bytes) => Value::adopt(bytes, reserved, &self.budget, &label).map(Some),
+            Some((bytes, version)) => {
+                Value::adopt(bytes, reserved, &self.budget, &label).map(|v| Some((v, version)))
+            }
             None => {
                 self.budget.release(reserved);
                 Ok(None)
@@ -199,24 +276,36 @@ impl ChunkFs {
     }
 
     /// The committed value of a node, loading it when needed. The caller holds the node's gate.
+    ///
+    /// On a store that others may change, a stored chunk's value is fetched anew each time
+    /// and not kept on the node: another client may have committed since (close-to-open).
     fn committed(&self, node: &Node, ino: u64, age: u64) -> FsResult<Arc<Value>> {
         let mut st = node.state.lock();
-        if let Some(v) = &st.value {
-            return Ok(v.clone());
-        }
-        let key = match self.key_of(ino) {
-            Some(key) if !st.is_local(false) => key,
-            _ => {
+        // None: the value lives in the daemon (a scratch file, a new chunk, a detached file).
+        let key = self.key_of(ino).filter(|_| !st.is_local(false));
+        match (&st.value, &key) {
+            (Some(v), None) => return Ok(v.clone()),
+            (Some(v), Some(_)) if !self.ranged() => return Ok(v.clone()),
+            (None, None) => {
                 let empty = Arc::new(Value::empty(&self.budget));
                 st.value = Some(empty.clone());
                 return Ok(empty);
             }
-        };
+            _ => {}
+        }
+        let key = key.expect("matched above");
+        if self.ranged() {
+            drop(st);
+            let fetched = self.fetch(&key, age)?;
+            return Ok(Arc::new(
+                fetched.map_or_else(|| Value::empty(&self.budget), |(v, _)| v),
+            ));
+        }
         // The node stays locked while the value is fetched, so that it is fetched once for all
         // the handles that want it.
         let value = Arc::new(
             self.fetch(&key, age)?
-                .unwrap_or_else(|| Value::empty(&self.budget)),
+                .map_or_else(|| Value::empty(&self.budget), |(v, _)| v),
         );
         st.value = Some(value.clone());
         Ok(value)
@@ -231,39 +320,80 @@ impl ChunkFs {
         }
         match &hs.view {
             View::Pinned(v) => return Ok(v.slice(offset, size)),
-            View::Ranged(version) => {
-                let version = *version;
-                return self.read_ranged(&h, version, offset, size);
+            View::Ranged { version, store } => {
+                let (version, store) = (*version, *store);
+                return self.read_ranged(&h, version, store, offset, size);
             }
             View::Unset => {}
         }
-        let _gate = h.node.gate.read();
+        let gate = h.node.gate.read();
         let local = {
             let st = h.node.state.lock();
-            st.value.is_some() || st.is_local(self.is_scratch(h.ino))
+            st.is_local(self.is_scratch(h.ino)) || (st.value.is_some() && !self.ranged())
         };
-        if self.cfg.whole_value_reads || local {
+        if !self.ranged() || local {
             let value = self.committed(&h.node, h.ino, h.age)?;
             let out = value.slice(offset, size);
             hs.view = View::Pinned(value);
             return Ok(out);
         }
-        let version = h.node.state.lock().add_ranged();
-        hs.view = View::Ranged(version);
-        drop(_gate);
-        self.read_ranged(&h, version, offset, size)
+        drop(gate);
+        // A handle open for writing that reads before it writes: its view is decided now.
+        let key = self
+            .key_of(h.ino)
+            .ok_or_else(|| FsError::new(libc::ESTALE, format!("read: inode {} has no name", h.ino)))?;
+        hs.view = self.open_view(&h.node, &key)?;
+        match &hs.view {
+            View::Pinned(v) => Ok(v.slice(offset, size)),
+            View::Ranged { version, store } => {
+                let (version, store) = (*version, *store);
+                self.read_ranged(&h, version, store, offset, size)
+            }
+            View::Unset => {
+                let _gate = h.node.gate.read();
+                let value = self.committed(&h.node, h.ino, h.age)?;
+                let out = value.slice(offset, size);
+                hs.view = View::Pinned(value);
+                Ok(out)
+            }
+        }
     }
 
-    /// A read straight from the store, of the version the handle began reading.
-    fn read_ranged(&self, h: &Handle, version: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+    /// A read straight from the store, of the version the handle began reading (`version` of
+    /// the node, `store` of the store's chunk): bytes of that version or an error, never of
+    /// another.
+    fn read_ranged(
+        &self,
+        h: &Handle,
+        version: u64,
+        store: Version,
+        offset: u64,
+        size: u32,
+    ) -> FsResult<Vec<u8>> {
         let _gate = h.node.gate.read();
         let (view, loaded, local) = {
             let st = h.node.state.lock();
             let local = st.is_local(self.is_scratch(h.ino));
-            (st.ranged_view(version), st.value.clone(), local)
+            let loaded = st.value.clone().map(|v| (v, st.value_version));
+            (st.ranged_view(version), loaded, local)
+        };
+        let changed = || {
+            let e = StoreError::Changed {
+                backend: self.store.backend(),
+                key: self.label(h.ino),
+            };
+            log::warn!("{e}");
+            FsError::new(libc::ESTALE, e.to_string()).logged().failure()
         };
         match view {
-            RangedView::Kept(v) => return Ok(v.slice(offset, size)),
+            RangedView::Kept(v, kept) => {
+                // Kept by this mount when it changed the chunk; another client may have
+                // changed it before that.
+                if kept.is_some_and(|k| k != store) {
+                    return Err(changed());
+                }
+                return Ok(v.slice(offset, size));
+            }
             RangedView::Lost => {
                 let label = self.label(h.ino);
                 log::error!(
@@ -274,7 +404,11 @@ impl ChunkFs {
             }
             RangedView::Current => {}
         }
-        if let Some(v) = loaded {
+        if let Some((v, kept)) = loaded {
+            // Loaded when the file lost its name (unlink, rename onto it) while open.
+            if kept.is_some_and(|k| k != store) {
+                return Err(changed());
+            }
             return Ok(v.slice(offset, size));
         }
         let key = match self.key_of(h.ino) {
@@ -282,11 +416,11 @@ impl ChunkFs {
             _ => return Ok(Vec::new()),
         };
         let end = offset.saturating_add(size as u64);
-        Ok(self
-            .store
-            .get_chunk_with_range(&key, offset, end)
-            .map_err(|e| FsError::store("read", hex::encode(&key), e))?
-            .unwrap_or_default())
+        match self.store.read_version(&key, offset, end, Some(store)) {
+            Ok(Some(r)) => Ok(r.bytes),
+            Ok(None) | Err(StoreError::Changed { .. }) => Err(changed()),
+            Err(e) => Err(FsError::store("read", hex::encode(&key), e)),
+        }
     }
 
     /// The handle's new value, made on its first write: a copy of the committed value it read
@@ -663,7 +797,9 @@ impl ChunkFs {
         self.attrs.forget(&key);
         let pending_mtime = {
             let mut st = h.node.state.lock();
-            if result.is_ok() && share {
+            // A store others may change keeps no committed value on the node: the next open
+            // reads the store (close-to-open).
+            if result.is_ok() && share && !self.ranged() {
                 let value = hs.buf.take().expect("a dirty handle has a new value");
                 st.advance(Some(Arc::new(value)));
             } else {
@@ -681,8 +817,13 @@ impl ChunkFs {
         };
         self.invalidate_kernel(h.ino);
         result.map_err(|e| {
+            let unknown = e.outcome_unknown();
             let e = FsError::store("commit", name.to_string_lossy(), e);
-            log::error!("{e}: the chunk keeps its previous value");
+            if unknown {
+                log::error!("{e}");
+            } else {
+                log::error!("{e}: the chunk keeps its previous value");
+            }
             e.logged()
         })?;
         hs.dirty = false;
@@ -708,8 +849,10 @@ impl ChunkFs {
         }
         match self.fetch(key, age) {
             Ok(v) => {
-                let v = v.unwrap_or_else(|| Value::empty(&self.budget));
-                node.state.lock().value = Some(Arc::new(v));
+                let (v, version) = v.unwrap_or_else(|| (Value::empty(&self.budget), None));
+                let mut st = node.state.lock();
+                st.value = Some(Arc::new(v));
+                st.value_version = version;
             }
             Err(e) => log::warn!("keeping {} for its open readers: {e}", hex::encode(key)),
         }
@@ -747,8 +890,8 @@ impl ChunkFs {
             return;
         }
         hs.buf = None;
-        if let View::Ranged(v) = std::mem::take(&mut hs.view) {
-            h.node.state.lock().remove_ranged(v);
+        if let View::Ranged { version, .. } = std::mem::take(&mut hs.view) {
+            h.node.state.lock().remove_ranged(version);
         }
     }
 
@@ -781,8 +924,8 @@ impl ChunkFs {
             } else {
                 Ok(())
             };
-            if let View::Ranged(v) = hs.view {
-                h.node.state.lock().remove_ranged(v);
+            if let View::Ranged { version, .. } = hs.view {
+                h.node.state.lock().remove_ranged(version);
             }
             hs.view = View::Unset;
             hs.buf = None;

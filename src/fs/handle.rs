@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use super::error::FsError;
 use super::node::Node;
 use super::value::Value;
+use crate::store::Version;
 
 /// The process (thread group) of thread `tid`, from /proc: a descriptor belongs to the whole
 /// process, so a close() by any of its threads (Go, Java, thread pools) must publish what it
@@ -35,8 +36,10 @@ pub enum View {
     Unset,
     /// A committed value held in the daemon.
     Pinned(Arc<Value>),
-    /// Reads go to the store, at this version of the node (ranged-read backends).
-    Ranged(u64),
+    /// Reads go to the store (backends with versioned ranged reads): `version` is the node's
+    /// version the handle reads (its value is kept in the daemon if this mount changes it),
+    /// `store` the store's version of it (another client's change fails the read).
+    Ranged { version: u64, store: Version },
 }
 
 /// One open(2) of a file.

@@ -95,6 +95,9 @@ impl FsConfig {
     pub fn new(config: &Config, store: &dyn Cloudstore, read_only: bool) -> Self {
         // SAFETY: getuid/getgid cannot fail and touch no memory.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        // A store with versioned ranged reads is a remote one (each call a round trip) that
+        // other clients may share.
+        let remote = store.capabilities().versioned_ranges;
         FsConfig {
             max_chunk_size: config.max_chunk_size,
             memory_budget: config.memory_budget,
@@ -104,8 +107,8 @@ impl FsConfig {
             uid,
             gid,
             attr_ttl: Duration::from_secs(1),
-            whole_value_reads: store.backend() != "ceph",
-            metadata_parallelism: if store.backend() == "ceph" { 16 } else { 1 },
+            whole_value_reads: !remote,
+            metadata_parallelism: if remote { 16 } else { 1 },
             readahead: ReadAheadConfig {
                 // Prefetched values wait no longer than the sizes the kernel caches.
                 max_age: Duration::from_secs(1),

@@ -210,8 +210,10 @@ impl ChunkFs {
             );
             FsError::new(libc::EBUSY, format!("{name:?}: busy")).logged()
         })?;
-        let value = value.unwrap_or_else(|| Value::empty(&self.budget));
-        node.state.lock().value = Some(Arc::new(value));
+        let (value, version) = value.unwrap_or_else(|| (Value::empty(&self.budget), None));
+        let mut st = node.state.lock();
+        st.value = Some(Arc::new(value));
+        st.value_version = version;
         Ok(())
     }
 

@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use parking_lot::{Mutex, RwLock};
 
 use super::value::Value;
+use crate::store::Version;
 
 /// One file's shared state.
 pub struct Node {
@@ -29,6 +30,8 @@ pub struct NodeState {
     /// The committed value at `version`, when loaded. For a file that lives only in the daemon
     /// (see [`NodeState::is_local`]) this is its content (`None` = empty).
     pub value: Option<Arc<Value>>,
+    /// The store's version of `value`, when it was read from a store with versions.
+    pub value_version: Option<Version>,
     /// A chunk created in the daemon whose first commit has not succeeded: it exists only here,
     /// with an empty committed value, and readdir lists it from the daemon.
     pub new_chunk: bool,
@@ -42,9 +45,9 @@ pub struct NodeState {
     pub writers: usize,
     /// Ranged readers (handles reading straight from the store) by the version they read.
     ranged: HashMap<u64, usize>,
-    /// Values of older versions kept for the ranged readers still on them (`None`: it could not
-    /// be kept, and their reads fail with EIO).
-    retired: HashMap<u64, Option<Arc<Value>>>,
+    /// Values of older versions kept for the ranged readers still on them, with their store
+    /// versions (`None`: it could not be kept, and their reads fail with EIO).
+    retired: HashMap<u64, Option<(Arc<Value>, Option<Version>)>>,
 }
 
 impl Node {
@@ -73,8 +76,8 @@ impl Node {
 pub enum RangedView {
     /// Still the current version: read the store.
     Current,
-    /// An older version, kept in the daemon.
-    Kept(Arc<Value>),
+    /// An older version, kept in the daemon, with its store version.
+    Kept(Arc<Value>, Option<Version>),
     /// An older version that could not be kept.
     Lost,
 }
@@ -108,7 +111,7 @@ impl NodeState {
             return RangedView::Current;
         }
         match self.retired.get(&version) {
-            Some(Some(v)) => RangedView::Kept(v.clone()),
+            Some(Some((v, store))) => RangedView::Kept(v.clone(), *store),
             _ => RangedView::Lost,
         }
     }
@@ -122,8 +125,9 @@ impl NodeState {
     /// The committed value changed (or may have: a failed commit): the current value is kept for
     /// its ranged readers, and the next version starts unloaded (or as `value`).
     pub fn advance(&mut self, value: Option<Arc<Value>>) {
+        let kept_version = self.value_version.take();
         if self.ranged.contains_key(&self.version) {
-            let kept = self.value.take();
+            let kept = self.value.take().map(|v| (v, kept_version));
             if kept.is_none() {
                 log::warn!(
                     "a chunk changed under {} open reader(s) and its old value could not be \

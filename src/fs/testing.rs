@@ -6,7 +6,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::store::{ChunkList, Cloudstore, RawChunk, Result, SpaceInfo, StoreError};
+use crate::store::{
+    Capabilities, ChunkList, Cloudstore, RawChunk, Result, SpaceInfo, StoreError, Version,
+    VersionedRange,
+};
 
 /// Wraps a store; while `fail_writes` is on, every write (set, batch set, rename, delete,
 /// set_mtime) fails with EIO; while `panic_writes` is on, it panics.
@@ -122,6 +125,18 @@ impl Cloudstore for FailingStore {
     }
     fn get_chunk_with_range(&self, key: &[u8], start: u64, end: u64) -> Result<Option<Vec<u8>>> {
         self.inner.get_chunk_with_range(key, start, end)
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    fn read_version(
+        &self,
+        key: &[u8],
+        start: u64,
+        end: u64,
+        expect: Option<Version>,
+    ) -> Result<Option<VersionedRange>> {
+        self.inner.read_version(key, start, end, expect)
     }
     fn set_chunk(&self, key: &[u8], value: &[u8]) -> Result<()> {
         self.check("set_chunk", key)?;
@@ -241,6 +256,19 @@ impl Cloudstore for CountingStore {
     fn get_chunk_with_range(&self, key: &[u8], start: u64, end: u64) -> Result<Option<Vec<u8>>> {
         self.ranged.fetch_add(1, Ordering::SeqCst);
         self.inner.get_chunk_with_range(key, start, end)
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    fn read_version(
+        &self,
+        key: &[u8],
+        start: u64,
+        end: u64,
+        expect: Option<Version>,
+    ) -> Result<Option<VersionedRange>> {
+        self.ranged.fetch_add(1, Ordering::SeqCst);
+        self.inner.read_version(key, start, end, expect)
     }
     fn set_chunk(&self, key: &[u8], value: &[u8]) -> Result<()> {
         self.inner.set_chunk(key, value)

@@ -551,11 +551,17 @@ fn whole_value_backends_fetch_once_per_open_file() {
     );
     assert_eq!(counting.ranged.load(Ordering::SeqCst), 0);
 
-    // Ranged backends read ranges.
+    // Ranged backends: the open reads the first 64 KiB with the version; this value fits, so
+    // the handle holds it and its 50 reads need no store call.
     let fs = fs_over(counting.clone());
     assert_eq!(cat(&fs, "09").unwrap(), value);
     assert_eq!(counting.gets.load(Ordering::SeqCst), 1);
-    assert_eq!(counting.ranged.load(Ordering::SeqCst), 51);
+    assert_eq!(counting.ranged.load(Ordering::SeqCst), 1);
+    // A longer value: the open's read, then one ranged read per read call.
+    let long: Vec<u8> = (0..100_000u32).map(|i| (i / 7) as u8).collect();
+    counting.set_chunk(&[10], &long).unwrap();
+    assert_eq!(cat(&fs, "0a").unwrap(), long);
+    assert_eq!(counting.ranged.load(Ordering::SeqCst), 1 + 1 + 101);
 }
 
 #[test]
@@ -681,7 +687,17 @@ fn counting_fs(counting: &Arc<CountingStore>, whole_value_reads: bool) -> ChunkF
 
 #[test]
 fn reading_in_listing_order_batches_one_call_per_window() {
-    for whole_value_reads in [true, false] {
+    // Ranged backends are shared with other clients: every open reads its chunk's version
+    // (close-to-open), so read-ahead only serves whole-value backends.
+    let counting = Arc::new(CountingStore::new(mem()));
+    let files = many(&*counting, 100, 4096);
+    let fs = counting_fs(&counting, false);
+    for name in &listed(&fs) {
+        let want = &files.iter().find(|(n, _)| n == name).unwrap().1;
+        assert_eq!(&cat(&fs, name).unwrap(), want, "{name}");
+    }
+    assert_eq!(counting.counts(), (0, 100, 0, 0), "one versioned read per open");
+    for whole_value_reads in [true] {
         let counting = Arc::new(CountingStore::new(mem()));
         let files = many(&*counting, 100, 4096);
         let fs = counting_fs(&counting, whole_value_reads);
@@ -709,7 +725,7 @@ fn name_order_and_listing_order_both_batch_when_they_differ() {
     // Like Ceph: the listing is in hash order; a shell glob and rsync open in name order.
     let counting = Arc::new(CountingStore::shuffled(mem()));
     let files = many(&*counting, 200, 1000);
-    let fs = counting_fs(&counting, false);
+    let fs = counting_fs(&counting, true);
     let listing = listed(&fs);
     let mut sorted = listing.clone();
     sorted.sort();
@@ -870,7 +886,13 @@ fn a_write_during_a_batch_drops_that_value() {
         inner,
         hook: std::sync::Mutex::new(None),
     });
-    let fs = Arc::new(ChunkFs::new(racing.clone(), cfg()));
+    let fs = Arc::new(ChunkFs::new(
+        racing.clone(),
+        FsConfig {
+            whole_value_reads: true,
+            ..cfg()
+        },
+    ));
     let names = listed(&fs);
     let (fs2, name2) = (fs.clone(), names[2].clone());
     // The batch has read the old value of file 2 when this write lands.

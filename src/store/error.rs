@@ -45,6 +45,23 @@ pub enum StoreError {
         holder: Option<String>,
     },
 
+    /// The value read is no longer the version a reader began with: another client replaced
+    /// or deleted it.
+    #[error("{backend}: read {key}: the chunk was changed or removed by another client since this file was opened (ESTALE); reopen it to read the new value")]
+    Changed { backend: &'static str, key: String },
+
+    /// No answer within the backend's timeout. For a write the outcome is unknown: the chunk
+    /// holds its previous value or the new one.
+    #[error("{backend}: {op}{}: no answer from the cluster within {secs}s (is it down?){}", key_suffix(.key), if *.write { "; the outcome is unknown: the chunk holds its previous value or the new one" } else { "" })]
+    TimedOut {
+        backend: &'static str,
+        op: &'static str,
+        key: String,
+        secs: u64,
+        /// The operation changes the store.
+        write: bool,
+    },
+
     /// The backend failed; `errno` is what the filesystem reports.
     #[error("{backend}: {op}{}: {message}", key_suffix(.key))]
     Backend {
@@ -74,8 +91,16 @@ impl StoreError {
             StoreError::Closed { .. } => libc::EIO,
             StoreError::Config(_) => libc::EINVAL,
             StoreError::Locked { .. } => libc::EBUSY,
+            StoreError::Changed { .. } => libc::ESTALE,
+            StoreError::TimedOut { .. } => libc::EIO,
             StoreError::Backend { errno, .. } => *errno,
         }
+    }
+
+    /// Whether a write that failed this way may still have been stored (a timeout): the
+    /// chunk holds its previous value or the new one.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, StoreError::TimedOut { write: true, .. })
     }
 
     /// A backend failure for `key` (given raw; shown in hex).

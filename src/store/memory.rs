@@ -3,14 +3,15 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 use std::time::SystemTime;
 
 use super::{
-    check_chunk, clamp_range, ChunkInfo, ChunkList, Cloudstore, RawChunk, Result, StoreError,
+    check_chunk, clamp_range, Capabilities, ChunkInfo, ChunkList, Cloudstore, RawChunk, Result,
+    StoreError, Version, VersionedRange,
 };
 
 const BACKEND: &str = "memory";
@@ -19,11 +20,14 @@ const BACKEND: &str = "memory";
 struct Entry {
     value: Vec<u8>,
     mtime: Option<SystemTime>,
+    /// Unique in the store: every set (and rename onto the key) gives a new one.
+    version: Version,
 }
 
 /// The in-memory backend.
 pub struct MemoryStore {
     map: Arc<RwLock<BTreeMap<Vec<u8>, Entry>>>,
+    versions: Arc<AtomicU64>,
     max_chunk_size: u64,
     closed: AtomicBool,
 }
@@ -33,6 +37,7 @@ impl MemoryStore {
     pub fn new(max_chunk_size: u64) -> Self {
         MemoryStore {
             map: Arc::default(),
+            versions: Arc::new(AtomicU64::new(1)),
             max_chunk_size,
             closed: AtomicBool::new(false),
         }
@@ -42,6 +47,7 @@ impl MemoryStore {
     pub fn reopen(&self) -> MemoryStore {
         MemoryStore {
             map: Arc::clone(&self.map),
+            versions: Arc::clone(&self.versions),
             max_chunk_size: self.max_chunk_size,
             closed: AtomicBool::new(false),
         }
@@ -57,11 +63,52 @@ impl MemoryStore {
     fn check_value(&self, key: &[u8], value: &[u8]) -> Result<()> {
         check_chunk(BACKEND, key, value, self.max_chunk_size)
     }
+
+    fn next_version(&self) -> Version {
+        self.versions.fetch_add(1, Ordering::Relaxed)
+    }
 }
 
 impl Cloudstore for MemoryStore {
     fn backend(&self) -> &'static str {
         BACKEND
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            versioned_ranges: true,
+        }
+    }
+
+    fn read_version(
+        &self,
+        key: &[u8],
+        start: u64,
+        end: u64,
+        expect: Option<Version>,
+    ) -> Result<Option<VersionedRange>> {
+        self.check_open()?;
+        clamp_range(key, start, end, u64::MAX)?;
+        let map = self.map.read();
+        let entry = match (map.get(key), expect) {
+            (Some(e), Some(v)) if e.version != v => None,
+            (found, _) => found,
+        };
+        let Some(entry) = entry else {
+            return match expect {
+                Some(_) => Err(StoreError::Changed {
+                    backend: BACKEND,
+                    key: hex::encode(key),
+                }),
+                None => Ok(None),
+            };
+        };
+        let (s, e) = clamp_range(key, start, end, entry.value.len() as u64)?;
+        Ok(Some(VersionedRange {
+            bytes: entry.value[s..e].to_vec(),
+            size: entry.value.len() as u64,
+            version: entry.version,
+        }))
     }
 
     fn get_chunk(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -99,6 +146,7 @@ impl Cloudstore for MemoryStore {
         let entry = Entry {
             value: value.to_vec(),
             mtime: Some(SystemTime::now()),
+            version: self.next_version(),
         };
         self.map.write().insert(key.to_vec(), entry);
         Ok(())
@@ -115,6 +163,7 @@ impl Cloudstore for MemoryStore {
                 let entry = Entry {
                     value: chunk.value.clone(),
                     mtime: Some(now),
+                    version: self.next_version(),
                 };
                 map.insert(chunk.key.clone(), entry);
             }
@@ -164,9 +213,10 @@ impl Cloudstore for MemoryStore {
     fn rename(&self, from: &[u8], to: &[u8]) -> Result<bool> {
         self.check_open()?;
         let mut map = self.map.write();
-        let Some(entry) = map.remove(from) else {
+        let Some(mut entry) = map.remove(from) else {
             return Ok(false);
         };
+        entry.version = self.next_version();
         map.insert(to.to_vec(), entry);
         Ok(true)
     }

@@ -56,6 +56,32 @@ pub struct ChunkInfo {
 /// keep it between readdir calls.
 pub type ChunkList = Box<dyn Iterator<Item = Result<ChunkInfo>> + Send>;
 
+/// One stored version of a chunk's value: a token that changes whenever the value is replaced,
+/// deleted or created again, by anyone (this mount, another mount, another program).
+pub type Version = u64;
+
+/// Bytes of one version of a value, read together with that version's size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionedRange {
+    /// The bytes asked for, clamped to the value.
+    pub bytes: Vec<u8>,
+    /// The size of the whole value of this version.
+    pub size: u64,
+    pub version: Version,
+}
+
+/// What a backend can do beyond the common operations; the core chooses how to read from it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// A read of part of a value costs only that part, and every read can be tied to one
+    /// version ([`Cloudstore::read_version`]): open files read ranges straight from the store.
+    /// Without it a value is fetched whole, once per open file.
+    /// Such a store may also be changed by other clients while mounted (several mounts of one
+    /// Ceph pool, the `rados` tool): the core trusts nothing read from it past the open that
+    /// read it.
+    pub versioned_ranges: bool,
+}
+
 /// Figures for statfs, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpaceInfo {
@@ -118,6 +144,38 @@ pub trait Cloudstore: Send + Sync {
             self.delete(from)?;
         }
         Ok(true)
+    }
+
+    /// What this backend can do (see [`Capabilities`]).
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
+    /// Reads `[start, end)` (`end == 0`: to the end) of one version of `key`'s value, with that
+    /// version's size, in one round trip. With `expect`, the read is of that version only: a
+    /// value replaced or deleted since is [`StoreError::Changed`], never other bytes. `None`:
+    /// the key is missing (only without `expect`). Backends without versions refuse it.
+    fn read_version(
+        &self,
+        key: &[u8],
+        _start: u64,
+        _end: u64,
+        _expect: Option<Version>,
+    ) -> Result<Option<VersionedRange>> {
+        Err(StoreError::Config(format!(
+            "{}: no versioned reads (read {})",
+            self.backend(),
+            hex::encode(key)
+        )))
+    }
+
+    /// The size and modification time of `key` together (one round trip where the backend
+    /// allows); `None` when missing.
+    fn stat_with_mtime(&self, key: &[u8]) -> Result<Option<(u64, Option<SystemTime>)>> {
+        let Some(size) = self.stat(key)? else {
+            return Ok(None);
+        };
+        Ok(Some((size, self.mtime(key)?)))
     }
 
     /// The modification time of `key`, kept beside the chunk keyspace; `None` when unknown.

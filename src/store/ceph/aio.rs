@@ -13,7 +13,7 @@ use std::ptr;
 
 use ceph::rados as ffi;
 
-use super::rados::{check, Cluster, Errno};
+use super::rados::{aio_version, check, Cluster, Errno};
 
 /// One librados aio completion, released on drop (after waiting for it if still in flight).
 struct Completion {
@@ -29,14 +29,18 @@ impl Completion {
         Ok(Completion { raw, waited: false })
     }
 
-    /// Waits for the operation and returns its return value (negative errno on failure).
-    fn wait(&mut self) -> c_int {
+    /// Waits for the operation and returns its return value (negative errno on failure) and
+    /// the version of the object it read or wrote.
+    fn wait(&mut self) -> (c_int, u64) {
         // SAFETY: a live completion; wait_for_complete is also the durability point for writes
         // (since Luminous "complete" and "safe" are the same ack).
         unsafe {
             ffi::rados_aio_wait_for_complete(self.raw);
             self.waited = true;
-            ffi::rados_aio_get_return_value(self.raw)
+            (
+                ffi::rados_aio_get_return_value(self.raw),
+                aio_version(self.raw),
+            )
         }
     }
 }
@@ -67,8 +71,9 @@ pub trait AioOp {
         completion: ffi::rados_completion_t,
     ) -> c_int;
 
-    /// Records the outcome: `ret` is the completion's return value (or the submit error).
-    fn finish(&mut self, ret: c_int);
+    /// Records the outcome: `ret` is the completion's return value (or the submit error), and
+    /// `version` the object's version after the operation (0 when it did not run).
+    fn finish(&mut self, ret: c_int, version: u64);
 }
 
 /// Runs every operation of `ops`, at most `max_in_flight` at once.
@@ -79,13 +84,13 @@ pub fn pipeline<T: AioOp>(cluster: &Cluster, ops: &mut [T], max_in_flight: usize
     for i in 0..ops.len() {
         if in_flight.len() >= window {
             let (j, mut c) = in_flight.pop_front().expect("window is not empty");
-            let ret = c.wait();
-            ops[j].finish(ret);
+            let (ret, version) = c.wait();
+            ops[j].finish(ret, version);
         }
         let completion = match Completion::new() {
             Ok(c) => c,
             Err(errno) => {
-                ops[i].finish(-errno);
+                ops[i].finish(-errno, 0);
                 continue;
             }
         };
@@ -97,25 +102,30 @@ pub fn pipeline<T: AioOp>(cluster: &Cluster, ops: &mut [T], max_in_flight: usize
             let mut c = completion;
             c.waited = true;
             drop(c);
-            ops[i].finish(ret);
+            ops[i].finish(ret, 0);
         } else {
             in_flight.push_back((i, completion));
         }
     }
     while let Some((j, mut c)) = in_flight.pop_front() {
-        let ret = c.wait();
-        ops[j].finish(ret);
+        let (ret, version) = c.wait();
+        ops[j].finish(ret, version);
     }
 }
 
 /// Reads `[offset, offset + len)` of an object, optionally with a stat in the same operation:
 /// a read shorter than asked means the object ended, a full one needs the size to know whether
-/// more follows (a stat costs the OSD more, so the first read of a batch goes without).
+/// more follows (a stat costs the OSD more, so the first read of a batch goes without). With an
+/// expected version the OSD reads only that version of the object: a changed object fails the
+/// read (ERANGE or EOVERFLOW, ENOENT when deleted) instead of returning other bytes.
 pub struct ReadOp {
     pub oid: CString,
     pub offset: u64,
     pub buf: Vec<u8>,
     with_stat: bool,
+    expect: Option<u64>,
+    /// After `finish`: the version of the object that was read.
+    pub version: u64,
     op: ffi::rados_read_op_t,
     size: u64,
     mtime: libc::time_t,
@@ -139,6 +149,8 @@ impl ReadOp {
             offset,
             buf: Vec::with_capacity(len),
             with_stat: with_stat || len == 0,
+            expect: None,
+            version: 0,
             op: ptr::null_mut(),
             size: 0,
             mtime: 0,
@@ -147,6 +159,13 @@ impl ReadOp {
             read_rval: 0,
             result: None,
         }
+    }
+
+    /// A read with a stat that reads only version `expect` of the object, when given.
+    pub fn versioned(oid: CString, offset: u64, len: usize, expect: Option<u64>) -> ReadOp {
+        let mut op = ReadOp::new(oid, offset, len, true);
+        op.expect = expect;
+        op
     }
 
     fn release(&mut self) {
@@ -180,6 +199,9 @@ impl AioOp for ReadOp {
         if self.op.is_null() {
             return -libc::ENOMEM;
         }
+        if let Some(version) = self.expect {
+            ffi::rados_read_op_assert_version(self.op, version);
+        }
         ffi::rados_read_op_stat(
             self.op,
             &mut self.size,
@@ -199,8 +221,9 @@ impl AioOp for ReadOp {
         ffi::rados_aio_read_op_operate(self.op, ioctx, completion, self.oid.as_ptr(), 0)
     }
 
-    fn finish(&mut self, ret: c_int) {
+    fn finish(&mut self, ret: c_int, version: u64) {
         self.release();
+        self.version = version;
         let outcome = if self.with_stat {
             check(ret)
                 .and_then(|_| check(self.stat_rval))
@@ -235,6 +258,8 @@ pub struct WriteOp<'a> {
     xattr_value: Vec<u8>,
     mtime_secs: libc::time_t,
     op: ffi::rados_write_op_t,
+    /// After `finish`: the version of the object written.
+    pub version: u64,
     /// After `finish`: success or the errno.
     pub result: Option<Result<(), Errno>>,
 }
@@ -257,6 +282,7 @@ impl<'a> WriteOp<'a> {
             xattr_value,
             mtime_secs,
             op: ptr::null_mut(),
+            version: 0,
             result: None,
         }
     }
@@ -275,6 +301,7 @@ impl<'a> WriteOp<'a> {
             xattr_value,
             mtime_secs,
             op: ptr::null_mut(),
+            version: 0,
             result: None,
         }
     }
@@ -321,8 +348,9 @@ impl AioOp for WriteOp<'_> {
         )
     }
 
-    fn finish(&mut self, ret: c_int) {
+    fn finish(&mut self, ret: c_int, version: u64) {
         self.release();
+        self.version = version;
         self.result = Some(check(ret).map(drop));
     }
 }
@@ -369,7 +397,7 @@ impl AioOp for StatOp {
         )
     }
 
-    fn finish(&mut self, ret: c_int) {
+    fn finish(&mut self, ret: c_int, _version: u64) {
         self.result = Some(check(ret).map(|_| self.size));
     }
 }

@@ -105,7 +105,7 @@ impl ChunkListing {
 
     /// The error for a failure of the listing (for one key when `key` is given), logged.
     fn error(&self, op: &'static str, key: Option<&[u8]>, errno: Errno) -> StoreError {
-        let (errno, message) = describe(errno, self.op_timeout, None);
+        let (errno, message) = describe(errno, self.op_timeout, None, &self.location);
         let err = StoreError::Backend {
             backend: BACKEND,
             op,

@@ -6,6 +6,14 @@
 //! - reads (whole or ranged) read only what is asked, at the offset: first a plain read of up
 //!   to 64 KiB, and only for values that fill it a read with a stat in the same op (so a value
 //!   is never stitched from two versions);
+//! - a versioned read ([`Cloudstore::read_version`]) is one op: a stat, the read, and the
+//!   object version it read; later reads of the same open file assert that version, so the OSD
+//!   refuses them once another client replaced or deleted the object (ESTALE, never a mix);
+//! - a full pool (quota) or cluster (full ratio) fails a write at once with EDQUOT or ENOSPC,
+//!   and deletes still go through (the I/O context is in "full try" mode);
+//! - a deleted pool is told from a missing object by the cluster map after every operation:
+//!   every operation then fails naming the pool, and a pool created again under the same name
+//!   is picked up by reconnecting;
 //! - batches are pipelined with librados aio, at most `ceph.max_in_flight` outstanding;
 //! - the mtime lives beside the keyspace: an xattr `cloudstore.mtime` on the chunk's own object
 //!   (nanoseconds), with the object mtime set to the same second; an object written by another
@@ -20,16 +28,18 @@ mod list;
 mod rados;
 
 use std::ffi::{CStr, CString};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aio::{pipeline, ReadOp, WriteOp};
-use rados::{errno_text, Cluster, ConnectParams, Errno};
+use rados::{errno_text, Cluster, ConnectParams, Errno, PoolState};
 
 use super::{
-    check_chunk, clamp_range, ChunkList, Cloudstore, RawChunk, Result, SpaceInfo, StoreError,
+    check_chunk, clamp_range, Capabilities, ChunkList, Cloudstore, RawChunk, Result, SpaceInfo,
+    StoreError, Version, VersionedRange,
 };
-use crate::config::Config;
+use crate::config::{CephConfig, Config};
 
 pub(crate) const BACKEND: &str = "ceph";
 
@@ -49,6 +59,12 @@ const MAX_READ_ROUNDS: usize = 4;
 /// The Ceph RADOS backend.
 pub struct CephStore {
     cluster: RwLock<Option<Arc<Cluster>>>,
+    /// What the connection was made with, to make it again (a pool created anew).
+    params: CephConfig,
+    /// Held while reconnecting, so that one thread does it.
+    reconnecting: Mutex<()>,
+    /// The pool is known to be gone (logged once until it is back).
+    pool_gone: AtomicBool,
     /// "pool P namespace N", for errors that concern no single key.
     location: String,
     max_chunk_size: u64,
@@ -108,9 +124,31 @@ fn from_secs_nanos(secs: i64, nanos: u32) -> SystemTime {
     }
 }
 
-/// The errno the filesystem should see for a RADOS errno, and a message saying what it means.
-pub(crate) fn describe(errno: Errno, op_timeout: Duration, size: Option<usize>) -> (i32, String) {
+/// The errno the filesystem should see for a RADOS errno, and a message saying what it means
+/// (`location`: the pool, and namespace if any).
+pub(crate) fn describe(
+    errno: Errno,
+    op_timeout: Duration,
+    size: Option<usize>,
+    location: &str,
+) -> (i32, String) {
     match errno {
+        libc::EDQUOT => (
+            libc::EDQUOT,
+            format!(
+                "{location} is over its quota (see: ceph osd pool get-quota); the chunk keeps \
+                 its previous value; delete chunks or raise the quota: {}",
+                errno_text(errno)
+            ),
+        ),
+        libc::ENOSPC => (
+            libc::ENOSPC,
+            format!(
+                "the cluster is full (an OSD is past its full ratio; see: ceph health detail); \
+                 the chunk keeps its previous value; delete chunks or add capacity: {}",
+                errno_text(errno)
+            ),
+        ),
         libc::EFBIG | libc::EMSGSIZE => (
             libc::EFBIG,
             format!(
@@ -169,6 +207,9 @@ impl CephStore {
         let cluster = Cluster::connect(&params).map_err(StoreError::Config)?;
         let store = CephStore {
             cluster: RwLock::new(Some(Arc::new(cluster))),
+            params: c.clone(),
+            reconnecting: Mutex::new(()),
+            pool_gone: AtomicBool::new(false),
             location: if c.namespace.is_empty() {
                 format!("pool {}", c.pool)
             } else {
@@ -193,6 +234,94 @@ impl CephStore {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
             .ok_or(StoreError::Closed { backend: BACKEND })
+    }
+
+    /// Runs `f` on the cluster, then makes sure its answer is not the pool's absence in
+    /// disguise: librados answers an operation on a deleted pool like one on a missing object
+    /// (ENOENT, an empty listing). The cluster map, which the client keeps up to date without a
+    /// round trip, tells them apart: a deleted pool fails the operation naming the pool, and a
+    /// pool created again under the same name is picked up by reconnecting, and `f` runs again.
+    fn guarded<T>(&self, op: &'static str, f: impl Fn(&Cluster) -> Result<T>) -> Result<T> {
+        let cluster = self.cluster()?;
+        let out = f(&cluster);
+        match cluster.pool_state() {
+            PoolState::Same => {
+                if self.pool_gone.swap(false, Ordering::Relaxed) {
+                    log::warn!("{BACKEND}: {} is back", self.location);
+                }
+                out
+            }
+            PoolState::Gone => Err(self.gone(op)),
+            PoolState::Recreated => {
+                drop(cluster);
+                let cluster = self.reconnect(op)?;
+                f(&cluster)
+            }
+        }
+    }
+
+    /// The error for any operation while the pool does not exist; logged once.
+    fn gone(&self, op: &'static str) -> StoreError {
+        let err = StoreError::Backend {
+            backend: BACKEND,
+            op,
+            key: self.location.clone(),
+            errno: libc::EIO,
+            message: format!(
+                "the pool no longer exists (deleted?); every operation fails until a pool \
+                 named {:?} is created again, which the mount then picks up",
+                self.params.pool
+            ),
+        };
+        if !self.pool_gone.swap(true, Ordering::Relaxed) {
+            log::error!("{err}");
+        }
+        err
+    }
+
+    /// Connects again (the pool was created anew under its name): later operations use the new
+    /// pool. Several threads may find it at once; one reconnects.
+    fn reconnect(&self, op: &'static str) -> Result<Arc<Cluster>> {
+        let _one = self.reconnecting.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.cluster()?;
+        match current.pool_state() {
+            PoolState::Same => return Ok(current),
+            PoolState::Gone => return Err(self.gone(op)),
+            PoolState::Recreated => {}
+        }
+        let c = &self.params;
+        let params = ConnectParams {
+            conf: &c.conf,
+            user: &c.user,
+            pool: &c.pool,
+            namespace: &c.namespace,
+            connect_timeout: c.connect_timeout(),
+            op_timeout: c.op_timeout(),
+        };
+        let cluster = Arc::new(Cluster::connect(&params).map_err(|message| {
+            let err = StoreError::Backend {
+                backend: BACKEND,
+                op,
+                key: self.location.clone(),
+                errno: libc::EIO,
+                message: format!(
+                    "the pool was created again and reconnecting to it failed: {message}"
+                ),
+            };
+            log::error!("{err}");
+            err
+        })?);
+        let mut slot = self.cluster.write().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            return Err(StoreError::Closed { backend: BACKEND });
+        }
+        *slot = Some(cluster.clone());
+        self.pool_gone.store(false, Ordering::Relaxed);
+        log::warn!(
+            "{BACKEND}: {} was deleted and created again: reconnected to the new pool",
+            self.location
+        );
+        Ok(cluster)
     }
 
     fn check_key(&self, key: &[u8]) -> Result<CString> {
@@ -222,15 +351,25 @@ impl CephStore {
 
     /// The error for a failed RADOS call, logged once here.
     fn error(&self, op: &'static str, key: &[u8], errno: Errno, size: Option<usize>) -> StoreError {
-        let (errno, message) = describe(errno, self.op_timeout, size);
-        let err = StoreError::backend(BACKEND, op, key, errno, message);
+        let err = if errno == libc::ETIMEDOUT {
+            StoreError::TimedOut {
+                backend: BACKEND,
+                op,
+                key: hex::encode(key),
+                secs: self.op_timeout.as_secs(),
+                write: matches!(op, "write" | "delete" | "set-mtime" | "rename"),
+            }
+        } else {
+            let (errno, message) = describe(errno, self.op_timeout, size, &self.location);
+            StoreError::backend(BACKEND, op, key, errno, message)
+        };
         log::warn!("{err}");
         err
     }
 
     /// The error for a failure that concerns no single key (`what` says what it concerns).
     fn error_without_key(&self, op: &'static str, what: String, errno: Errno) -> StoreError {
-        let (errno, message) = describe(errno, self.op_timeout, None);
+        let (errno, message) = describe(errno, self.op_timeout, None, &self.location);
         let err = StoreError::Backend {
             backend: BACKEND,
             op,
@@ -314,12 +453,12 @@ impl CephStore {
     /// One read through [`Self::read_all`].
     fn read_one(
         &self,
+        cluster: &Cluster,
         op: &'static str,
         key: &[u8],
         start: u64,
         end: Option<u64>,
     ) -> Result<Option<Vec<u8>>> {
-        let cluster = self.cluster()?;
         let oid = self.check_key(key)?;
         let mut req = [ReadRequest {
             oid,
@@ -327,10 +466,95 @@ impl CephStore {
             end,
             result: None,
         }];
-        self.read_all(&cluster, &mut req);
+        self.read_all(cluster, &mut req);
         match req[0].result.take().expect("read_all fills every result") {
             Ok(v) => Ok(v),
             Err(e) => Err(self.error(op, key, e, None)),
+        }
+    }
+
+    /// `[start, end)` of one version of an object (see [`Cloudstore::read_version`]): one op
+    /// (stat, read, version) for a value that fits the first read, and for a longer one a
+    /// second op for the rest that asserts the version the first one read.
+    fn read_versioned(
+        &self,
+        cluster: &Cluster,
+        key: &[u8],
+        oid: &CString,
+        start: u64,
+        end: u64,
+        expect: Option<Version>,
+    ) -> Result<Option<VersionedRange>> {
+        let want = if end == 0 { u64::MAX } else { end - start };
+        let mut bytes: Vec<u8> = Vec::new();
+        let mut expect = expect;
+        let mut len = want.min(FIRST_READ as u64);
+        loop {
+            let offset = start + bytes.len() as u64;
+            let mut op = [ReadOp::versioned(oid.clone(), offset, len as usize, expect)];
+            pipeline(cluster, &mut op, 1);
+            let op = &mut op[0];
+            let size = match op.result.take().expect("pipeline finishes every op") {
+                Ok(size) => size.expect("a versioned read has a stat"),
+                // Replaced (the OSD's version is not the one asserted) or deleted since.
+                Err(libc::ERANGE | libc::EOVERFLOW | libc::ENOENT) if expect.is_some() => {
+                    let err = StoreError::Changed {
+                        backend: BACKEND,
+                        key: hex::encode(key),
+                    };
+                    log::info!("{err}");
+                    return Err(err);
+                }
+                Err(libc::ENOENT) => return Ok(None),
+                Err(e) => return Err(self.error("read", key, e, None)),
+            };
+            let version = op.version;
+            if bytes.is_empty() {
+                bytes = std::mem::take(&mut op.buf);
+            } else {
+                bytes.extend_from_slice(&op.buf);
+            }
+            let target = size.min(start.saturating_add(want)).saturating_sub(start);
+            if bytes.len() as u64 >= target || len == 0 {
+                bytes.truncate(target as usize);
+                return Ok(Some(VersionedRange {
+                    bytes,
+                    size,
+                    version,
+                }));
+            }
+            // A value longer than the first read: the rest, of this version only.
+            expect = Some(version);
+            len = target - bytes.len() as u64;
+            bytes.reserve_exact(len as usize);
+        }
+    }
+
+    /// Size and mtime of an object in one round trip (see [`Cloudstore::mtime`] for which
+    /// mtime); `None` when missing.
+    fn attributes(
+        &self,
+        cluster: &Cluster,
+        oid: &CStr,
+    ) -> std::result::Result<Option<(u64, SystemTime)>, Errno> {
+        match cluster.stat_with_xattr(oid, MTIME_XATTR.to_str().expect("ASCII")) {
+            Ok((size, object_secs, xattr)) => {
+                // The xattr is ours only while the object's mtime is still the second we gave
+                // it; a write by another tool moves the object mtime on.
+                let ours = xattr
+                    .as_deref()
+                    .and_then(decode_mtime)
+                    .filter(|(secs, _)| *secs == object_secs);
+                Ok(Some((
+                    size,
+                    match ours {
+                        Some((_, t)) => t,
+                        None => from_secs_nanos(object_secs, 0),
+                    },
+                )))
+            }
+            Err(libc::ENOENT) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -360,8 +584,14 @@ impl Cloudstore for CephStore {
         BACKEND
     }
 
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            versioned_ranges: true,
+        }
+    }
+
     fn get_chunk(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.read_one("get", key, 0, None)
+        self.guarded("get", |c| self.read_one(c, "get", key, 0, None))
     }
 
     fn get_chunk_batch(&self, chunks: &mut [RawChunk]) -> Result<()> {
@@ -386,6 +616,8 @@ impl Cloudstore for CephStore {
             }
         }
         self.read_all(&cluster, &mut requests);
+        // Missing objects in a deleted pool: the batch fails as a whole.
+        self.guarded("get", |_| Ok(()))?;
         for (req, i) in requests.iter_mut().zip(index) {
             let chunk = &mut chunks[i];
             match req.result.take().expect("read_all fills every result") {
@@ -403,18 +635,32 @@ impl Cloudstore for CephStore {
     fn get_chunk_with_range(&self, key: &[u8], start: u64, end: u64) -> Result<Option<Vec<u8>>> {
         // A bad range is an error whether or not the key exists.
         clamp_range(key, start, end, u64::MAX)?;
-        self.read_one("read", key, start, (end != 0).then_some(end))
+        self.guarded("read", |c| {
+            self.read_one(c, "read", key, start, (end != 0).then_some(end))
+        })
+    }
+
+    fn read_version(
+        &self,
+        key: &[u8],
+        start: u64,
+        end: u64,
+        expect: Option<Version>,
+    ) -> Result<Option<VersionedRange>> {
+        clamp_range(key, start, end, u64::MAX)?;
+        let oid = self.check_key(key)?;
+        self.guarded("read", |c| self.read_versioned(c, key, &oid, start, end, expect))
     }
 
     fn set_chunk(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        let cluster = self.cluster()?;
         let oid = self.check_value(key, value)?;
-        let results = self.write_all(&cluster, &[(oid, value)], SystemTime::now());
-        results[0].map_err(|e| self.error("write", key, e, Some(value.len())))
+        self.guarded("write", |c| {
+            let results = self.write_all(c, &[(oid.clone(), value)], SystemTime::now());
+            results[0].map_err(|e| self.error("write", key, e, Some(value.len())))
+        })
     }
 
     fn set_chunk_batch(&self, chunks: &mut [RawChunk]) -> Result<()> {
-        let cluster = self.cluster()?;
         let mut items = Vec::with_capacity(chunks.len());
         let mut index = Vec::with_capacity(chunks.len());
         for (i, chunk) in chunks.iter_mut().enumerate() {
@@ -431,7 +677,7 @@ impl Cloudstore for CephStore {
                 }
             }
         }
-        let results = self.write_all(&cluster, &items, SystemTime::now());
+        let results = self.guarded("write", |c| Ok(self.write_all(c, &items, SystemTime::now())))?;
         drop(items);
         for (result, i) in results.into_iter().zip(index) {
             let chunk = &mut chunks[i];
@@ -456,29 +702,37 @@ impl Cloudstore for CephStore {
     }
 
     fn stat(&self, key: &[u8]) -> Result<Option<u64>> {
-        let cluster = self.cluster()?;
         let oid = self.check_key(key)?;
-        match cluster.stat(&oid) {
+        self.guarded("stat", |c| match c.stat(&oid) {
             Ok((size, _)) => Ok(Some(size)),
             Err(libc::ENOENT) => Ok(None),
             Err(e) => Err(self.error("stat", key, e, None)),
-        }
+        })
+    }
+
+    fn stat_with_mtime(&self, key: &[u8]) -> Result<Option<(u64, Option<SystemTime>)>> {
+        let oid = self.check_key(key)?;
+        self.guarded("stat", |c| match self.attributes(c, &oid) {
+            Ok(found) => Ok(found.map(|(size, t)| (size, Some(t)))),
+            Err(e) => Err(self.error("stat", key, e, None)),
+        })
     }
 
     fn delete(&self, key: &[u8]) -> Result<bool> {
-        let cluster = self.cluster()?;
         let oid = self.check_key(key)?;
-        match cluster.remove(&oid) {
+        self.guarded("delete", |c| match c.remove(&oid) {
             Ok(()) => Ok(true),
             Err(libc::ENOENT) => Ok(false),
             Err(e) => Err(self.error("delete", key, e, None)),
-        }
+        })
     }
 
     /// Lists in RADOS hash order. `after` skips every object up to and including that key, so
     /// resuming costs a listing of what came before it; when `after` no longer exists the
     /// listing is empty (RADOS has no order in which to place a missing name).
     fn list(&self, after: Option<&[u8]>) -> Result<ChunkList> {
+        // A deleted pool lists as empty: ask the cluster map first.
+        self.guarded("list", |_| Ok(()))?;
         let cluster = self.cluster()?;
         let listing = list::ChunkListing::open(
             cluster,
@@ -498,7 +752,6 @@ impl Cloudstore for CephStore {
 
     /// Write the new name (keeping the mtime), then delete the old one: RADOS has no rename.
     fn rename(&self, from: &[u8], to: &[u8]) -> Result<bool> {
-        let cluster = self.cluster()?;
         let Some(value) = self.get_chunk(from)? else {
             return Ok(false);
         };
@@ -507,44 +760,34 @@ impl Cloudstore for CephStore {
         }
         let mtime = self.mtime(from)?.unwrap_or_else(SystemTime::now);
         let oid = self.check_value(to, &value)?;
-        let results = self.write_all(&cluster, &[(oid, &value)], mtime);
-        results[0].map_err(|e| self.error("write", to, e, Some(value.len())))?;
+        self.guarded("write", |c| {
+            let results = self.write_all(c, &[(oid.clone(), &value)], mtime);
+            results[0].map_err(|e| self.error("write", to, e, Some(value.len())))
+        })?;
         self.delete(from)?;
         Ok(true)
     }
 
     fn mtime(&self, key: &[u8]) -> Result<Option<SystemTime>> {
-        let cluster = self.cluster()?;
         let oid = self.check_key(key)?;
-        match cluster.stat_with_xattr(&oid, MTIME_XATTR.to_str().expect("ASCII")) {
-            Ok((_, object_secs, xattr)) => {
-                // The xattr is ours only while the object's mtime is still the second we gave
-                // it; a write by another tool moves the object mtime on.
-                let ours = xattr
-                    .as_deref()
-                    .and_then(decode_mtime)
-                    .filter(|(secs, _)| *secs == object_secs);
-                Ok(Some(match ours {
-                    Some((_, t)) => t,
-                    None => from_secs_nanos(object_secs, 0),
-                }))
-            }
-            Err(libc::ENOENT) => Ok(None),
+        self.guarded("mtime", |c| match self.attributes(c, &oid) {
+            Ok(found) => Ok(found.map(|(_, t)| t)),
             Err(e) => Err(self.error("mtime", key, e, None)),
-        }
+        })
     }
 
     fn set_mtime(&self, key: &[u8], mtime: SystemTime) -> Result<()> {
-        let cluster = self.cluster()?;
         let oid = self.check_key(key)?;
         let (text, secs) = encode_mtime(mtime);
-        let mut op = [WriteOp::set_xattr(oid, MTIME_XATTR, text, secs)];
-        pipeline(&cluster, &mut op, 1);
-        match op[0].result.take().expect("pipeline finishes every op") {
-            // Like the other backends: setting the mtime of a missing key does nothing.
-            Ok(()) | Err(libc::ENOENT) => Ok(()),
-            Err(e) => Err(self.error("set-mtime", key, e, None)),
-        }
+        self.guarded("set-mtime", |c| {
+            let mut op = [WriteOp::set_xattr(oid.clone(), MTIME_XATTR, text.clone(), secs)];
+            pipeline(c, &mut op, 1);
+            match op[0].result.take().expect("pipeline finishes every op") {
+                // Like the other backends: setting the mtime of a missing key does nothing.
+                Ok(()) | Err(libc::ENOENT) => Ok(()),
+                Err(e) => Err(self.error("set-mtime", key, e, None)),
+            }
+        })
     }
 
     /// Cluster-wide figures (RADOS pools have no size of their own, only quotas); `None` when

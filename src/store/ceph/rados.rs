@@ -23,6 +23,33 @@ const ACCESS_PROBE: &CStr = c"cloudstore-fs.access-probe";
 /// A positive errno returned by librados.
 pub type Errno = i32;
 
+// Two librados calls the `ceph` crate does not declare (librados 16 has both).
+#[link(name = "rados", kind = "dylib")]
+extern "C" {
+    fn rados_aio_get_version(c: ffi::rados_completion_t) -> u64;
+    fn rados_set_pool_full_try(io: ffi::rados_ioctx_t);
+}
+
+/// The version of the object an aio operation read or wrote (0 when it failed early).
+///
+/// # Safety
+/// `c` must be a live completion whose operation has completed.
+pub unsafe fn aio_version(c: ffi::rados_completion_t) -> u64 {
+    rados_aio_get_version(c)
+}
+
+/// What became of the pool an I/O context was opened on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolState {
+    /// Still there.
+    Same,
+    /// Deleted: no pool of that name.
+    Gone,
+    /// Deleted and created again under the same name (a new pool id): the context still
+    /// points at the old one.
+    Recreated,
+}
+
 /// Turns a librados return code into the value or a positive errno.
 pub fn check(ret: c_int) -> Result<c_int, Errno> {
     if ret < 0 {
@@ -58,6 +85,8 @@ pub struct ClusterStat {
 pub struct Cluster {
     rados: ffi::rados_t,
     ioctx: ffi::rados_ioctx_t,
+    pool: CString,
+    pool_id: i64,
 }
 
 // librados handles are thread-safe; the one ioctx setting that is not (the namespace) is set
@@ -182,9 +211,21 @@ impl Cluster {
         }
         // SAFETY: fresh ioctx, not yet shared; the string is copied by librados.
         unsafe { ffi::rados_ioctx_set_namespace(ioctx, namespace.as_ptr()) };
+        // A full pool or cluster then fails a write at once with EDQUOT (quota) or ENOSPC
+        // (full ratio) instead of blocking it until the op timeout, and deletes go through,
+        // so that space can be freed through the mount.
+        // SAFETY: fresh ioctx, not yet shared.
+        unsafe { rados_set_pool_full_try(ioctx) };
+        // SAFETY: a valid ioctx.
+        let pool_id = unsafe { ffi::rados_ioctx_get_id(ioctx) };
         let mut handle = handle;
         let rados = std::mem::replace(&mut handle.0, ptr::null_mut());
-        let cluster = Cluster { rados, ioctx };
+        let cluster = Cluster {
+            rados,
+            ioctx,
+            pool,
+            pool_id,
+        };
         cluster.probe_access(p)?;
         Ok(cluster)
     }
@@ -224,6 +265,17 @@ impl Cluster {
                 );
                 Ok(())
             }
+        }
+    }
+
+    /// Whether the pool is still the one this context was opened on, from the cluster map
+    /// the client holds (no round trip).
+    pub fn pool_state(&self) -> PoolState {
+        // SAFETY: connected handle and C string.
+        match unsafe { ffi::rados_pool_lookup(self.rados, self.pool.as_ptr()) } {
+            id if id == self.pool_id => PoolState::Same,
+            id if id >= 0 => PoolState::Recreated,
+            _ => PoolState::Gone,
         }
     }
 
