@@ -489,6 +489,83 @@ pub fn newest_of_600_versions_survives_churn(h: &dyn Harness) {
     check(&*s, "after a reopen");
 }
 
+/// A store with versioned ranged reads ties every read to one version of the value: a read
+/// that asserts a version fails (ESTALE) once anyone replaced, deleted or recreated the value,
+/// never returning another version's bytes. Stores without them refuse such reads.
+pub fn versioned_reads_are_of_one_version(h: &dyn Harness) {
+    let s = h.open();
+    let k = b"versioned".to_vec();
+    if !s.capabilities().versioned_ranges {
+        s.set_chunk(&k, b"v").unwrap();
+        assert!(s.read_version(&k, 0, 0, None).is_err());
+        return;
+    }
+    let changed = |r: Result<Option<_>, StoreError>| match r {
+        Err(e @ StoreError::Changed { .. }) => assert_eq!(e.errno(), libc::ESTALE),
+        other => panic!("expected Changed, got {other:?}"),
+    };
+    assert_eq!(s.read_version(b"no-such-key", 0, 0, None).unwrap(), None);
+    let v1 = bytes(1, 200 << 10);
+    s.set_chunk(&k, &v1).unwrap();
+    let whole = s.read_version(&k, 0, 0, None).unwrap().unwrap();
+    assert_eq!(whole.bytes, v1, "a value longer than one read, read whole");
+    assert_eq!(whole.size, v1.len() as u64);
+    let first = whole.version;
+    let head = s.read_version(&k, 0, 10, None).unwrap().unwrap();
+    assert_eq!(
+        (head.bytes.as_slice(), head.size, head.version),
+        (&v1[..10], v1.len() as u64, first),
+        "the version stays while nobody writes"
+    );
+    let mid = s
+        .read_version(&k, 100_000, 150_000, Some(first))
+        .unwrap()
+        .unwrap();
+    assert_eq!(mid.bytes, v1[100_000..150_000]);
+    let tail = s
+        .read_version(&k, v1.len() as u64 - 5, v1.len() as u64 + 100, Some(first))
+        .unwrap()
+        .unwrap();
+    assert_eq!(tail.bytes, v1[v1.len() - 5..], "clamped at the end");
+    assert!(matches!(
+        s.read_version(&k, 10, 5, None),
+        Err(StoreError::InvalidRange { .. })
+    ));
+    // Another key's write leaves this version alone.
+    s.set_chunk(b"versioned-other", b"x").unwrap();
+    assert_eq!(
+        s.read_version(&k, 0, 1, Some(first)).unwrap().unwrap().bytes,
+        &v1[..1]
+    );
+    // Replaced: even by the same bytes.
+    s.set_chunk(&k, &v1).unwrap();
+    changed(s.read_version(&k, 0, 10, Some(first)));
+    let second = s.read_version(&k, 0, 10, None).unwrap().unwrap().version;
+    assert_ne!(second, first);
+    let v2 = bytes(2, 1000);
+    s.set_chunk(&k, &v2).unwrap();
+    changed(s.read_version(&k, 0, 10, Some(second)));
+    let third = s.read_version(&k, 0, 0, None).unwrap().unwrap();
+    assert_eq!(third.bytes, v2);
+    // Deleted, then created again.
+    assert!(s.delete(&k).unwrap());
+    changed(s.read_version(&k, 0, 10, Some(third.version)));
+    assert_eq!(s.read_version(&k, 0, 10, None).unwrap(), None);
+    s.set_chunk(&k, &v2).unwrap();
+    changed(s.read_version(&k, 0, 10, Some(third.version)));
+    // An empty value is a version too.
+    s.set_chunk(&k, b"").unwrap();
+    let empty = s.read_version(&k, 0, 0, None).unwrap().unwrap();
+    assert_eq!((empty.bytes.len(), empty.size), (0, 0));
+    assert_eq!(
+        s.read_version(&k, 0, 0, Some(empty.version))
+            .unwrap()
+            .unwrap()
+            .size,
+        0
+    );
+}
+
 /// Defines one `#[test]` per contract check. `$make` is an expression of type
 /// `fn() -> Option<H>` with `H: Harness`; `None` means the backend is absent and the harness has
 /// already said SKIPPED (or panicked, under CI=true).
@@ -517,7 +594,8 @@ macro_rules! contract_tests {
             eight_threads_at_once,
             data_survives_close_and_reopen,
             big_value_over_an_old_version_survives_reopen,
-            newest_of_600_versions_survives_churn
+            newest_of_600_versions_survives_churn,
+            versioned_reads_are_of_one_version
         );
     };
     (@each $make:expr; $($name:ident),*) => {
