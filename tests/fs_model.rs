@@ -14,6 +14,12 @@
 //! - rename moves a chunk (open handles follow it); unlink and rename-over leave open handles
 //!   reading the bytes they had.
 //!
+//! With ranged reads (the Ceph mode) a second client writes and deletes chunks behind the
+//! daemon's back (`External`, straight to the store), and the invariant is that of several
+//! mounts of one pool: every read returns bytes of the one committed version its handle
+//! began with, or fails with ESTALE once another client changed that chunk; a new open sees
+//! the newest committed version (close-to-open).
+//!
 //! `PROPTEST_CASES` sets the number of cases (default 1000 here: a run takes about 5 s).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -79,6 +85,33 @@ enum Op {
         name: usize,
     },
     FailWrites(bool),
+    /// Another client sets (or deletes) a chunk straight in the store.
+    External {
+        name: usize,
+        len: usize,
+        seed: u8,
+        delete: bool,
+    },
+}
+
+/// The operations, with another client's writes when `external`.
+fn op_with(external: bool) -> impl Strategy<Value = Op> {
+    let ext = (
+        0..NAMES.len(),
+        0usize..6000,
+        any::<u8>(),
+        prop::bool::weighted(0.2),
+    )
+        .prop_map(|(name, len, seed, delete)| Op::External {
+            name,
+            len,
+            seed,
+            delete,
+        });
+    prop_oneof![
+        (if external { 3 } else { 0 }) => ext,
+        20 => op(),
+    ]
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -132,6 +165,9 @@ struct MHandle {
     buf: Option<Vec<u8>>,
     dirty: bool,
     poisoned: Option<i32>,
+    /// Another client changed the chunk since this handle's view was decided, and the view is
+    /// read by range: its reads may fail with ESTALE (never return other bytes).
+    stale_ok: bool,
 }
 
 #[derive(Debug, Default)]
@@ -233,6 +269,8 @@ impl Model {
 
 struct Sut {
     fs: ChunkFs,
+    /// Bytes a ranged open reads with the version (a view at most this long is held whole).
+    open_read: u64,
     /// Whether a reader always holds the whole value it read (else it may read ranges of the
     /// store, and a writer that read first may build on the committed value of its first write).
     whole_value_reads: bool,
@@ -252,12 +290,20 @@ fn fs_config() -> FsConfig {
         gid: 0,
         attr_ttl: std::time::Duration::from_secs(1),
         whole_value_reads: false,
+        open_read: cloudstore_fs::fs::OPEN_READ,
         metadata_parallelism: 1,
         readahead: ReadAheadConfig::off(),
     }
 }
 
 fn sut(backend: &str, whole_value_reads: bool) -> Sut {
+    sut_with(backend, whole_value_reads, false)
+}
+
+/// With `external`, another client writes the store: attributes are not cached (what the
+/// model checks of sizes is then exact), and opens read only 1 KiB with the version, so that
+/// most values are read by range and another client's change is seen by later reads.
+fn sut_with(backend: &str, whole_value_reads: bool, external: bool) -> Sut {
     let (inner, dir): (Arc<dyn Cloudstore>, _) = match backend {
         "memory" => (Arc::new(MemoryStore::new(MAX)), None),
         "leveldb" => {
@@ -273,11 +319,16 @@ fn sut(backend: &str, whole_value_reads: bool) -> Sut {
         _ => unreachable!(),
     };
     let failing = Arc::new(FailingStore::new(inner.clone()));
-    let cfg = FsConfig {
+    let mut cfg = FsConfig {
         whole_value_reads,
         ..fs_config()
     };
+    if external {
+        cfg.attr_ttl = std::time::Duration::ZERO;
+        cfg.open_read = 1024;
+    }
     Sut {
+        open_read: cfg.open_read,
         fs: ChunkFs::new(failing.clone(), cfg),
         whole_value_reads,
         failing,
@@ -342,15 +393,20 @@ fn step(m: &mut Model, s: &Sut, op: &Op) {
             };
             // create and O_TRUNC both start from an empty, dirty value.
             let fresh = write && (trunc || !exists);
+            // With ranged reads a read-only open of a stored chunk decides its view at once
+            // (the newest committed version); otherwise the first read does.
+            let view = (!write && !s.whole_value_reads && !m.inodes[inode].new)
+                .then(|| m.committed(inode));
             m.slots[slot] = Some(MHandle {
                 fh,
                 inode,
                 write,
                 append: append && write,
-                view: None,
+                view,
                 buf: fresh.then(Vec::new),
                 dirty: fresh,
                 poisoned: None,
+                stale_ok: false,
             });
         }
         Op::Write {
@@ -409,6 +465,13 @@ fn step(m: &mut Model, s: &Sut, op: &Op) {
             let start = (offset as usize).min(source.len());
             let end = start.saturating_add(len as usize).min(source.len());
             let want = source[start..end].to_vec();
+            if got == Err(libc::ESTALE) && h.buf.is_none() {
+                assert!(
+                    h.stale_ok || m.slots[slot].as_ref().unwrap().stale_ok,
+                    "ESTALE from a handle whose chunk no other client changed"
+                );
+                return;
+            }
             let got = got.expect("read");
             assert!(
                 got == want,
@@ -540,6 +603,37 @@ fn step(m: &mut Model, s: &Sut, op: &Op) {
             m.fail_writes = on;
             s.failing.fail_writes(on);
         }
+        Op::External {
+            name,
+            len,
+            seed,
+            delete,
+        } => {
+            let name = NAMES[name];
+            // Behind the daemon's back: a chunk it shows as open and new (uncommitted) is left
+            // alone, and only chunks nobody has open are deleted (a deleted open chunk is the
+            // several-mounts tests' subject, through real mounts).
+            let live = m.names.get(name).copied();
+            if live.is_some_and(|i| m.inodes[i].new) || (delete && live.is_some()) {
+                return;
+            }
+            let key = hex::decode(name).unwrap();
+            if delete {
+                s.inner.delete(&key).unwrap();
+                m.store.remove(name);
+            } else {
+                let value = data(seed, len);
+                s.inner.set_chunk(&key, &value).unwrap();
+                m.store.insert(name.to_string(), value);
+            }
+            let open_read = s.open_read as usize;
+            for h in m.slots.iter_mut().flatten() {
+                let ranged = h.view.as_ref().is_some_and(|v| v.len() > open_read);
+                if live == Some(h.inode) && h.buf.is_none() && ranged {
+                    h.stale_ok = true;
+                }
+            }
+        }
     }
 }
 
@@ -654,7 +748,10 @@ fn list_names(fs: &ChunkFs) -> BTreeSet<String> {
 }
 
 fn run(backend: &str, whole_value_reads: bool, ops: &[Op]) {
-    let s = sut(backend, whole_value_reads);
+    run_with(sut(backend, whole_value_reads), ops)
+}
+
+fn run_with(s: Sut, ops: &[Op]) {
     let mut m = Model::default();
     for op in ops {
         step(&mut m, &s, op);
@@ -701,6 +798,13 @@ proptest! {
     #[test]
     fn model_leveldb(ops in prop::collection::vec(op(), 1..60)) {
         run("leveldb", true, &ops);
+    }
+
+    /// Another client writes and deletes chunks behind the daemon's back (several mounts of
+    /// one Ceph pool, the rados tool): every read is of one committed version, or ESTALE.
+    #[test]
+    fn model_memory_ranged_reads_with_another_client(ops in prop::collection::vec(op_with(true), 1..60)) {
+        run_with(sut_with("memory", false, true), &ops);
     }
 }
 

@@ -16,10 +16,6 @@ use super::handle::{Handle, HandleState, View};
 use super::name::{self, Name};
 use super::node::{Node, RangedView};
 use crate::store::{StoreError, Version};
-
-/// Bytes an open of a chunk reads with its version: the common chunk (4 to 64 KiB) is then
-/// read whole in that one round trip.
-const OPEN_READ: u64 = 64 << 10;
 use super::value::Value;
 use super::Attr;
 use super::{ChunkFs, SetTime, ROOT_INO};
@@ -116,7 +112,7 @@ impl ChunkFs {
     /// Whether open files read ranges straight from the store, each of one version of the
     /// chunk (a store with versioned ranged reads, which other clients may change: nothing
     /// read from it is trusted past the open that read it).
-    fn ranged(&self) -> bool {
+    pub(super) fn ranged(&self) -> bool {
         !self.cfg.whole_value_reads
     }
 
@@ -137,7 +133,7 @@ impl ChunkFs {
         }
         let first = self
             .store
-            .read_version(key, 0, OPEN_READ, None)
+            .read_version(key, 0, self.cfg.open_read.max(1), None)
             .map_err(|e| FsError::store("open", &label, e))?;
         let Some(first) = first else {
             self.attrs.forget(key);
@@ -404,7 +400,7 @@ impl ChunkFs {
             }
             RangedView::Current => {}
         }
-        if let Some((v, kept)) = loaded {
+        if let Some((v, kept)) = loaded.filter(|_| local) {
             // Loaded when the file lost its name (unlink, rename onto it) while open.
             if kept.is_some_and(|k| k != store) {
                 return Err(changed());
@@ -844,8 +840,11 @@ impl ChunkFs {
     /// (they keep reading the version they began with). The caller holds the node's gate
     /// exclusively. Failing that, their reads fail with EIO (never a mix of versions).
     pub(super) fn keep_for_readers(&self, node: &Node, key: &[u8], age: u64) {
-        if !node.state.lock().must_keep_current() {
-            return;
+        {
+            let st = node.state.lock();
+            if !st.must_keep_current(!self.ranged() || st.is_local(false)) {
+                return;
+            }
         }
         match self.fetch(key, age) {
             Ok(v) => {

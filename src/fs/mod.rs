@@ -83,6 +83,9 @@ pub struct FsConfig {
     /// Fetch a whole value once per open file instead of ranged reads (for backends without a
     /// real partial read, such as LevelDB).
     pub whole_value_reads: bool,
+    /// Bytes an open reads with the chunk's version on a ranged store: a value that fits is
+    /// held by the handle, a longer one is read by range.
+    pub open_read: u64,
     /// Metadata lookups (mtimes for readdirplus) in flight at once: more than one pays off on
     /// a remote store where each is a round trip.
     pub metadata_parallelism: usize,
@@ -108,6 +111,7 @@ impl FsConfig {
             gid,
             attr_ttl: Duration::from_secs(1),
             whole_value_reads: !remote,
+            open_read: OPEN_READ,
             metadata_parallelism: if remote { 16 } else { 1 },
             readahead: ReadAheadConfig {
                 // Prefetched values wait no longer than the sizes the kernel caches.
@@ -117,6 +121,10 @@ impl FsConfig {
         }
     }
 }
+
+/// Bytes an open of a chunk on a ranged store reads with its version: the common chunk (4 to
+/// 64 KiB) is then read whole in that one round trip.
+pub const OPEN_READ: u64 = 64 << 10;
 
 /// How many times a lookup or getattr that raced renames asks again before it answers.
 const MAX_RACED: usize = 3;
@@ -413,6 +421,32 @@ impl ChunkFs {
         Ok(t)
     }
 
+    /// The size and mtime of a chunk, from the cache or with one store call for both;
+    /// `None` when it does not exist.
+    fn chunk_attrs(&self, key: &[u8], name: &OsStr) -> FsResult<Option<(u64, SystemTime)>> {
+        if let (Some(size), Some(mtime)) = (self.attrs.size(key), self.attrs.mtime(key)) {
+            return Ok(size.map(|size| (size, mtime)));
+        }
+        if self.attrs.size(key).is_some() {
+            let Some(size) = self.chunk_size(key, name)? else {
+                return Ok(None);
+            };
+            return Ok(Some((size, self.chunk_mtime(key, name)?)));
+        }
+        let since = self.attrs.generation();
+        let found = self
+            .store
+            .stat_with_mtime(key)
+            .map_err(|e| FsError::store("stat", name.to_string_lossy(), e))?;
+        self.attrs.learn_size(key, found.map(|(size, _)| size), since);
+        let Some((size, mtime)) = found else {
+            return Ok(None);
+        };
+        let mtime = mtime.unwrap_or(SystemTime::UNIX_EPOCH);
+        self.attrs.learn_mtime(key, mtime, since);
+        Ok(Some((size, mtime)))
+    }
+
     /// The attributes of an inode that has a node (an open chunk or a scratch file, or a file
     /// that lost its name while open: `name` None): those of its committed value, or, asked
     /// through a handle that has written, of that handle's value.
@@ -440,7 +474,9 @@ impl ChunkFs {
         let (size, mtime, volatile) = {
             let st = node.state.lock();
             let local = st.is_local(chunk.is_none());
-            let size = match st.value.as_ref().map(|v| v.len() as u64) {
+            // On a ranged store a stored chunk's value held here may be another client's past.
+            let held = st.value.as_ref().filter(|_| local || !self.ranged());
+            let size = match held.map(|v| v.len() as u64) {
                 Some(size) => Some(size),
                 None if local => Some(0),
                 None => None,
@@ -499,10 +535,9 @@ impl ChunkFs {
         }
         match name::classify(name) {
             Name::Chunk(key) => {
-                let size = self
-                    .chunk_size(&key, name)?
+                let (size, mtime) = self
+                    .chunk_attrs(&key, name)?
                     .ok_or_else(|| FsError::not_found(name.to_string_lossy()))?;
-                let mtime = self.chunk_mtime(&key, name)?;
                 Ok(self.file_attr(ino, size, mtime))
             }
             _ => Err(FsError::not_found(name.to_string_lossy())),

@@ -108,10 +108,9 @@ impl ChunkFs {
             let writer = self.writer_of(ino, pid);
             return self.node_attr(ino, &node, Some(name), writer.as_deref());
         }
-        let size = self
-            .chunk_size(key, name)?
+        let (size, mtime) = self
+            .chunk_attrs(key, name)?
             .ok_or_else(|| FsError::not_found(name.to_string_lossy()))?;
-        let mtime = self.chunk_mtime(key, name)?;
         Ok(self.file_attr(0, size, mtime))
     }
 
@@ -344,6 +343,11 @@ impl ChunkFs {
         match (src, dst) {
             (Name::Chunk(k_from), Name::Chunk(k_to)) => {
                 let new_chunk = src_node.as_ref().is_some_and(|n| n.state.lock().new_chunk);
+                if let (Some(node), false, true) = (&src_node, new_chunk, self.ranged()) {
+                    // Ranged readers follow the file, but a move makes a new object in the
+                    // store (a new version): they keep reading the one they began with.
+                    self.keep_for_readers(node, &k_from, self.budget.ticket());
+                }
                 self.attrs.forget(&k_from);
                 self.attrs.forget(&k_to);
                 let moved = if new_chunk {
@@ -360,6 +364,9 @@ impl ChunkFs {
                 let moved = moved.map_err(|e| FsError::store("rename", &label, e))?;
                 if !moved {
                     return Err(FsError::not_found(label));
+                }
+                if let (Some(node), false, true) = (&src_node, new_chunk, self.ranged()) {
+                    node.state.lock().advance(None);
                 }
             }
             (Name::Scratch, Name::Chunk(k_to)) => {

@@ -117,9 +117,10 @@ impl NodeState {
     }
 
     /// Whether a change of the committed value must first load it: ranged readers are on the
-    /// current version and it is not loaded.
-    pub fn must_keep_current(&self) -> bool {
-        self.value.is_none() && self.ranged.contains_key(&self.version)
+    /// current version and it is not loaded (`trusted`: a loaded value is the current one; on
+    /// a store other clients change it may not be, and is loaded again).
+    pub fn must_keep_current(&self, trusted: bool) -> bool {
+        (self.value.is_none() || !trusted) && self.ranged.contains_key(&self.version)
     }
 
     /// The committed value changed (or may have: a failed commit): the current value is kept for

@@ -25,6 +25,7 @@ fn cfg() -> FsConfig {
         gid: 1000,
         attr_ttl: Duration::from_secs(1),
         whole_value_reads: false,
+        open_read: crate::fs::OPEN_READ,
         metadata_parallelism: 4,
         readahead: ReadAheadConfig::default(),
     }
