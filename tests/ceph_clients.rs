@@ -335,33 +335,49 @@ fn names_removed_or_renamed_in_another_mount_are_gone_there_at_once() {
 }
 
 /// Close-to-open across mounts: what mount A closed, mount B reads at its next open, also when B
-/// read the old value just before (its kernel has the old size and attributes); sizes grow and
-/// shrink between rounds.
+/// read the old value just before (its kernel has the old size and attributes; sizes grow and
+/// shrink between rounds), both ways; and a name B looked up while it did not exist, once A
+/// created it.
 #[test]
 fn two_mounts_see_each_others_closed_values_at_the_next_open() {
     const TEST: &str = "ceph_clients::two_mounts_see_each_others_closed_values_at_the_next_open";
     let Some((_c, a, b)) = two_mounts(TEST) else {
         return;
     };
+    write_file(&a.path("e101"), &tagged(1, 0, SMALL));
     let sizes = [SMALL, 64 << 10, 100, 3 << 20, SMALL / 2, 1 << 20, 8];
     for (round, &len) in sizes.iter().enumerate() {
         let round = round as u32 + 1;
-        // Both ways: A writes and B reads, then B writes and A reads.
         for (w, r, who) in [(&a, &b, "A -> B"), (&b, &a, "B -> A")] {
             let value = tagged(1, round, len);
-            let before = fs::read(r.path("e101")).ok();
+            let before = read_file(&r.path("e101"));
             write_file(&w.path("e101"), &value);
             let got = read_file(&r.path("e101"));
             assert!(
                 got == value,
-                "round {round} ({who}): the next open reads {} (want w1r{round}, {len} bytes; \
-                 it had read {} before)",
+                "round {round} ({who}): the next open reads {} (want w1r{round}, {} bytes; \
+                 it had read {} just before)",
                 describe(&got),
-                before.map_or("nothing".into(), |v| describe(&v))
+                value.len(),
+                describe(&before)
             );
+            // The open revalidated the attributes too (the kernel clamps cached reads at them).
             let size = fs::metadata(r.path("e101")).unwrap().len();
-            assert_eq!(size, len as u64, "round {round} ({who}): stat size");
+            assert_eq!(
+                size,
+                value.len() as u64,
+                "round {round} ({who}): stat after the open that read the new value"
+            );
         }
+    }
+    // A name B looked up while it did not exist: A creates it, B's next open reads it.
+    let e = fs::metadata(b.path("e102")).expect_err("e102 before it was written");
+    assert_eq!(errno(&e), libc::ENOENT);
+    let value = tagged(2, 1, SMALL);
+    write_file(&a.path("e102"), &value);
+    match fs::read(b.path("e102")) {
+        Ok(got) => assert!(got == value, "e102 in B: {}", describe(&got)),
+        Err(e) => panic!("B's next open of e102, created by A after B looked it up: {e}"),
     }
 }
 
