@@ -238,7 +238,10 @@ fn rados_put_under_an_open_reader_is_an_error_or_the_old_value() {
         }
     }
     // A new open reads the new value.
-    assert!(read_file(&m.path("c201")) == new, "a new open after rados put");
+    assert!(
+        read_file(&m.path("c201")) == new,
+        "a new open after rados put"
+    );
 }
 
 /// `rados rm` while a reader of the mount is 64 KiB into a 16 MiB chunk: the rest of its read
@@ -258,10 +261,7 @@ fn rados_rm_under_an_open_reader_is_an_error() {
         c.rados(&["rm", "c301"]);
     });
     match rest {
-        Ok(()) => panic!(
-            "the read succeeded after rados rm with {}",
-            describe(&got)
-        ),
+        Ok(()) => panic!("the read succeeded after rados rm with {}", describe(&got)),
         Err(e) => assert!(
             stale_or_eio(&e),
             "the read failed with {e}, not ESTALE or EIO"
@@ -526,10 +526,7 @@ fn assert_refused_at_once(m: &TestMount, name: &str, old: Option<&[u8]>, want: i
         "{what}: the refusal of {name} took {took:.2?} (one round trip expected, not a timeout)"
     );
     match old {
-        Some(old) => assert!(
-            read_file(&path) == old,
-            "{what}: {name} lost its old value"
-        ),
+        Some(old) => assert!(read_file(&path) == old, "{what}: {name} lost its old value"),
         None => {
             let e = fs::metadata(&path).expect_err("a refused new chunk exists");
             assert_eq!(errno(&e), libc::ENOENT, "{what}: stat of refused {name}");
@@ -599,7 +596,14 @@ fn a_pool_quota_is_edquot_at_once_and_rm_frees_space() {
     // max_bytes: 3 x 64 KiB stored, quota 128 KiB.
     ceph_ok(
         &pool.conf,
-        &["osd", "pool", "set-quota", &pool.name, "max_bytes", "131072"],
+        &[
+            "osd",
+            "pool",
+            "set-quota",
+            &pool.name,
+            "max_bytes",
+            "131072",
+        ],
     );
     let took = pool.wait_flag("full_quota", true);
     eprintln!("max_bytes 128 KiB: the pool is full_quota after {took:.1?}");

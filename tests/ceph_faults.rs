@@ -816,8 +816,7 @@ fn a_stopped_cluster_fails_cat_cp_and_rm_within_one_timeout() {
     let Some(faults) = Faults::take(TEST) else {
         return;
     };
-    let Some(mut m) =
-        TestMount::on_ceph_cluster(TEST, faults.admin(TEST), ONE_TIMEOUT_CONFIG, &[])
+    let Some(mut m) = TestMount::on_ceph_cluster(TEST, faults.admin(TEST), ONE_TIMEOUT_CONFIG, &[])
     else {
         return;
     };
@@ -856,12 +855,12 @@ fn a_stopped_cluster_fails_cat_cp_and_rm_within_one_timeout() {
 /// wait for the operation, nor run twice (in the parent and again in the daemon).
 #[test]
 fn with_the_osds_stopped_the_cli_and_a_new_mount_wait_one_timeout() {
-    const TEST: &str = "ceph_faults::with_the_osds_stopped_the_cli_and_a_new_mount_wait_one_timeout";
+    const TEST: &str =
+        "ceph_faults::with_the_osds_stopped_the_cli_and_a_new_mount_wait_one_timeout";
     let Some(faults) = Faults::take(TEST) else {
         return;
     };
-    let Some(mut m) =
-        TestMount::on_ceph_cluster(TEST, faults.admin(TEST), ONE_TIMEOUT_CONFIG, &[])
+    let Some(mut m) = TestMount::on_ceph_cluster(TEST, faults.admin(TEST), ONE_TIMEOUT_CONFIG, &[])
     else {
         return;
     };
@@ -1022,8 +1021,7 @@ fn a_full_cluster_is_enospc_at_once_and_rm_still_works() {
     let Some(faults) = Faults::take(TEST) else {
         return;
     };
-    let Some(m) = TestMount::on_ceph_cluster(TEST, faults.admin(TEST), SHORT_TIMEOUTS, &[])
-    else {
+    let Some(m) = TestMount::on_ceph_cluster(TEST, faults.admin(TEST), SHORT_TIMEOUTS, &[]) else {
         return;
     };
     let (conf, pool) = (faults.cluster.conf.clone(), faults.cluster.pool.clone());
@@ -1126,7 +1124,14 @@ fn a_missing_keyring_is_named() {
             let _ = cloudstore_fs::mount::unmount(&mnt);
         }
         assert_eq!(out.status.code(), Some(3), "{cmd}: {stderr}");
-        let want = format!("keyring {} (from {}) does not exist", keyring.display(), conf.display());
-        assert!(stderr.contains(&want), "{cmd}: stderr lacks {want:?}: {stderr}");
+        let want = format!(
+            "keyring {} (from {}) does not exist",
+            keyring.display(),
+            conf.display()
+        );
+        assert!(
+            stderr.contains(&want),
+            "{cmd}: stderr lacks {want:?}: {stderr}"
+        );
     }
 }

@@ -236,7 +236,11 @@ impl StoreArgs {
 
 /// The names of the flags that were given.
 fn given<'a>(flags: &[(&'a str, bool)]) -> Vec<&'a str> {
-    flags.iter().filter(|(_, set)| *set).map(|(name, _)| *name).collect()
+    flags
+        .iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| *name)
+        .collect()
 }
 
 /// Opens the configured store; a store that cannot be opened is a failure (exit 3).
