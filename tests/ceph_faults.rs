@@ -1012,8 +1012,12 @@ fn wait_pool_flag(conf: &Path, pool: &str, flag: &str, present: bool) -> Duratio
     start.elapsed()
 }
 
-/// The cluster past its full ratio: a write + close fails with ENOSPC within 2 s (not after the
-/// op timeout) and the chunk keeps its old value; rm through the mount works while full; once
+/// How long a refusal by a full cluster, or an rm while full, may take on a loaded machine (one
+/// round trip is ~1 ms; the op timeout of the mount is [`ONE_TIMEOUT`]).
+const AT_ONCE: Duration = Duration::from_secs(5);
+
+/// The cluster past its full ratio: a write + close fails with ENOSPC at once (under 5 s, the op
+/// timeout being 8 s) and the chunk keeps its old value; rm through the mount works while full; once
 /// the ratio is back, writes work again.
 #[test]
 fn a_full_cluster_is_enospc_at_once_and_rm_still_works() {
@@ -1021,7 +1025,8 @@ fn a_full_cluster_is_enospc_at_once_and_rm_still_works() {
     let Some(faults) = Faults::take(TEST) else {
         return;
     };
-    let Some(m) = TestMount::on_ceph_cluster(TEST, faults.admin(TEST), SHORT_TIMEOUTS, &[]) else {
+    let Some(m) = TestMount::on_ceph_cluster(TEST, faults.admin(TEST), ONE_TIMEOUT_CONFIG, &[])
+    else {
         return;
     };
     let (conf, pool) = (faults.cluster.conf.clone(), faults.cluster.pool.clone());
@@ -1053,8 +1058,8 @@ fn a_full_cluster_is_enospc_at_once_and_rm_still_works() {
         "write + close with the cluster full failed with {e} after {took:.2?}"
     );
     assert!(
-        took < Duration::from_secs(2),
-        "the refusal took {took:.2?} (one round trip expected, not a timeout)"
+        took < AT_ONCE,
+        "the refusal took {took:.2?} (one round trip expected, not the {ONE_TIMEOUT:?} timeout)"
     );
     assert!(read_file(&m.path("af01")) == old, "af01 lost its old value");
     let start = Instant::now();
@@ -1062,7 +1067,7 @@ fn a_full_cluster_is_enospc_at_once_and_rm_still_works() {
     let took = start.elapsed();
     eprintln!("rm with the cluster full: {removed:?} after {took:.2?}");
     removed.unwrap_or_else(|e| panic!("rm with the cluster full: {e} after {took:.2?}"));
-    assert!(took < Duration::from_secs(2), "rm took {took:.2?}");
+    assert!(took < AT_ONCE, "rm took {took:.2?}");
 
     drop(ratios);
     let took = wait_pool_flag(&conf, &pool, "full", false);
