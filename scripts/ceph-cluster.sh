@@ -2,13 +2,15 @@
 # A throwaway Ceph cluster for tests and benchmarks: 1 monitor + 1 OSD on memstore, auth none,
 # 127.0.0.1, no systemd, everything (data, logs, sockets, pids, crash dumps) inside DIR. The fault
 # mode (--osds 3) runs 3 OSDs, pools of size 3 / min_size 2; --cephx adds cephx auth and a
-# restricted client. Memstore keeps an OSD's objects in its memory: an OSD killed with -9 comes
+# restricted client; --mgr adds a ceph-mgr (mgr.x), which pool quotas need (the monitor sets a
+# pool's full_quota flag from the manager's pool statistics). Memstore keeps an OSD's objects in its memory: an OSD killed with -9 comes
 # back (start-osd) as an empty store with the same id, uuid and key, and the cluster backfills it.
 #
 #   scripts/ceph-cluster.sh install      install the Debian packages when they are missing
-#   scripts/ceph-cluster.sh start DIR [--osds N] [--cephx]
+#   scripts/ceph-cluster.sh start DIR [--osds N] [--cephx] [--mgr]
 #                                        start a cluster in DIR; prints DIR/ceph.conf as its last line
-#   scripts/ceph-cluster.sh stop DIR     stop the OSDs, then the monitor, by the PIDs recorded in DIR
+#   scripts/ceph-cluster.sh stop DIR     stop the OSDs and the manager, then the monitor, by the PIDs
+#                                        recorded in DIR
 #   scripts/ceph-cluster.sh status DIR   is it up? (exit status 0 when every daemon runs)
 #   scripts/ceph-cluster.sh kill-osd DIR ID     kill -9 osd.ID (and wait until it is gone)
 #   scripts/ceph-cluster.sh start-osd DIR ID    start osd.ID again (after kill-osd), empty
@@ -35,7 +37,7 @@ POOL="${CEPH_POOL:-cloudstore-test}"
 OTHER_POOL="${CEPH_OTHER_POOL:-cloudstore-other}"
 LIMITED_USER=cloudstore-limited
 START_TIMEOUT="${CEPH_START_TIMEOUT:-90}"
-PACKAGES=(ceph-mon ceph-osd ceph-common librados-dev)
+PACKAGES=(ceph-mon ceph-osd ceph-mgr ceph-common librados-dev)
 
 say() { echo "ceph-cluster: $*" >&2; }
 die() {
@@ -51,7 +53,7 @@ usage() {
 # Installs the packages when a binary or the librados header is missing (needs root or sudo).
 install_packages() {
     if command -v ceph-mon >/dev/null && command -v ceph-osd >/dev/null &&
-        command -v rados >/dev/null && command -v ceph >/dev/null &&
+        command -v ceph-mgr >/dev/null && command -v rados >/dev/null && command -v ceph >/dev/null &&
         [ -e /usr/include/rados/librados.h ]; then
         return 0
     fi
@@ -126,13 +128,14 @@ spawn() {
     echo $! >"$dir/pids/$name.pid"
 }
 
-# The daemons of the cluster in DIR, OSDs first (the order they are stopped in).
+# The daemons of the cluster in DIR, OSDs first (the order they are stopped in), the monitor last.
 daemons() {
     local dir="$1" n=1 i
     [ -s "$dir/osds" ] && n="$(cat "$dir/osds")"
     for ((i = 0; i < n; i++)); do
         echo "osd.$i"
     done
+    [ -e "$dir/mgr" ] && echo mgr.x
     echo mon.a
 }
 
@@ -175,12 +178,26 @@ wait_for() {
 # ceph.conf. Fault mode (more than one OSD): pools of size 3 / min_size 2, and a dead OSD noticed
 # within seconds although every OSD lives on one host.
 write_conf() {
-    local dir="$1" port="$2" fsid="$3" osds="$4" cephx="$5"
+    local dir="$1" port="$2" fsid="$3" osds="$4" cephx="$5" mgr="$6"
     local auth=none size=1 min_size=1
     [ "$cephx" = 1 ] && auth=cephx
     if [ "$osds" -gt 1 ]; then
         size=3
         min_size=2
+    fi
+    # Pool quotas: the OSDs report usage to the manager, the manager a digest to the monitor,
+    # which sets a pool's full_quota flag at its tick. With a manager, every step each second
+    # instead of every 5, so a quota shows within seconds. It loads no python module: none is
+    # needed for that, together they cost ~250 MB, and devicehealth would create a pool.
+    local mgr_global="" mgr_section=""
+    if [ "$mgr" = 1 ]; then
+        mgr_global="mon tick interval = 1
+mon mgr digest period = 1
+osd mon report interval = 1"
+        mgr_section="mgr stats period = 1
+mgr tick period = 1
+mgr initial modules =
+mgr disabled modules = $(ls /usr/share/ceph/mgr 2>/dev/null | grep -v '\.py$' | tr '\n' ' ')"
     fi
     cat >"$dir/ceph.conf" <<EOF
 # Throwaway test cluster made by scripts/ceph-cluster.sh; delete with: scripts/ceph-cluster.sh stop $dir
@@ -212,6 +229,13 @@ keyring = $dir/keyring
 client mount timeout = 10
 rados osd op timeout = 30
 rados mon op timeout = 30
+$mgr_global
+
+[mgr]
+mgr data = $dir/\$name
+pid file = $dir/run/\$name.pid
+admin socket = $dir/run/\$name.asok
+$mgr_section
 
 [mon]
 mon data = $dir/\$name
@@ -314,9 +338,25 @@ mkfs_and_spawn_osd() {
     spawn "osd.$id" "$dir" ceph-osd -c "$conf" -f -i "$id"
 }
 
+# The manager, mgr.x: its key (also without cephx: the monitor keeps one), then the daemon in
+# the foreground (-f: without it, it daemonizes and the recorded pid is not its own). Run in the
+# background: it must not exit the script (fail_with_logs) from there, so it returns 1 instead.
+spawn_mgr() {
+    local dir="$1"
+    shift
+    local ceph=("$@")
+    mkdir -p "$dir/mgr.x"
+    "${ceph[@]}" auth get-or-create mgr.x mon 'allow profile mgr' osd 'allow *' mds 'allow *' \
+        -o "$dir/mgr.x/keyring" >>"$dir/log/setup.log" 2>&1 || return 1
+    spawn mgr.x "$dir" ceph-mgr -c "$dir/ceph.conf" -f -i x --mgr-data "$dir/mgr.x" \
+        --keyring "$dir/mgr.x/keyring"
+    # The always-on python modules it does not load are a health error: muted.
+    "${ceph[@]}" health mute MGR_MODULE_ERROR --sticky >>"$dir/log/setup.log" 2>&1 || true
+}
+
 start_cluster() {
     [ $# -ge 1 ] || usage
-    local dir_arg="$1" osds=1 cephx=0
+    local dir_arg="$1" osds=1 cephx=0 mgr=0
     shift
     while [ $# -gt 0 ]; do
         case "$1" in
@@ -327,6 +367,10 @@ start_cluster() {
             ;;
         --cephx)
             cephx=1
+            shift
+            ;;
+        --mgr)
+            mgr=1
             shift
             ;;
         *) usage ;;
@@ -345,16 +389,18 @@ start_cluster() {
     done
     rm -rf "$dir"/osd.* "$dir/mon.a" "$dir/run" "$dir/pids" "$dir/log" "$dir/crash" "$dir/monmap" \
         "$dir/ceph.conf" "$dir/limited.conf" "$dir/wrong-key.conf" "$dir"/*.keyring "$dir/keyring" \
-        "$dir/osds" "$dir/cephx"
+        "$dir/osds" "$dir/cephx" "$dir/mgr" "$dir/mgr.x"
     mkdir -p "$dir/run" "$dir/pids" "$dir/log" "$dir/crash" "$dir/mon.a"
     echo "$osds" >"$dir/osds"
     [ "$cephx" = 1 ] && touch "$dir/cephx"
+    [ "$mgr" = 1 ] && touch "$dir/mgr"
     local conf="$dir/ceph.conf" port fsid
     port="$(free_port)"
     fsid="$(cat /proc/sys/kernel/random/uuid)"
-    write_conf "$dir" "$port" "$fsid" "$osds" "$cephx"
+    write_conf "$dir" "$port" "$fsid" "$osds" "$cephx" "$mgr"
     local mode="$osds OSD(s)"
     [ "$cephx" = 1 ] && mode="$mode, cephx"
+    [ "$mgr" = 1 ] && mode="$mode, a manager"
     say "starting in $dir (monitor on 127.0.0.1:$port, pool $POOL, $mode)"
 
     local mon_keyring=()
@@ -371,6 +417,13 @@ start_cluster() {
     local ceph=(timeout 20 ceph -c "$conf" --connect-timeout 15)
     wait_for "$dir" "$START_TIMEOUT" "the monitor" "${ceph[@]}" mon stat
 
+    # The manager beside the OSDs (its key and health mute are two more `ceph` calls). Nothing
+    # waits for it to be active (~3 s more): a test of a quota waits for the pool's flag anyway.
+    local mgr_pid=""
+    if [ "$mgr" = 1 ]; then
+        spawn_mgr "$dir" "${ceph[@]}" &
+        mgr_pid=$!
+    fi
     local id
     for ((id = 0; id < osds; id++)); do
         create_osd "$dir" "$id" "${ceph[@]}"
@@ -400,6 +453,9 @@ start_cluster() {
         bash -c "[ \$(${ceph[*]} osd dump | grep -c '^osd\.[0-9]* up') = $osds ]"
     wait_for "$dir" "$START_TIMEOUT" "a first object write" \
         bash -c "echo probe | timeout 20 rados -c '$conf' -p '$POOL' put cluster-probe - && timeout 20 rados -c '$conf' -p '$POOL' rm cluster-probe"
+    if [ "$mgr" = 1 ]; then
+        wait "$mgr_pid" || fail_with_logs "$dir" "starting mgr.x failed"
+    fi
     local up=()
     for d in $(daemons "$dir"); do
         up+=("$d pid $(pid_of "$dir" "$d")")

@@ -64,7 +64,8 @@ say "cargo clippy --no-default-features (the LevelDB-only build)"
 cargo clippy --all-targets --no-default-features -- -D warnings
 
 # 3. Two throwaway Ceph clusters, started in parallel and always stopped on exit: the single-node
-# one for the Ceph suites, and the fault cluster (3 OSDs, pools of size 3 / min_size 2, cephx)
+# one for the Ceph suites, with a ceph-mgr for the pool quotas of tests/ceph_clients.rs (34 MB,
+# no longer start), and the fault cluster (3 OSDs, pools of size 3 / min_size 2, cephx)
 # that tests/ceph_faults.rs kills, freezes and restarts.
 cluster=$(mktemp -d /tmp/cloudstore-ceph.XXXXXX)
 fault_cluster=$(mktemp -d /tmp/cloudstore-ceph-fault.XXXXXX)
@@ -79,7 +80,7 @@ trap stop_clusters EXIT
 say "starting a Ceph cluster in $cluster and a 3-OSD cephx cluster in $fault_cluster"
 scripts/ceph-cluster.sh start "$fault_cluster" --osds 3 --cephx >"$fault_cluster.out" 2>&1 &
 fault_pid=$!
-conf=$(scripts/ceph-cluster.sh start "$cluster" | tail -n 1)
+conf=$(scripts/ceph-cluster.sh start "$cluster" --mgr | tail -n 1)
 if ! wait "$fault_pid"; then
     cat "$fault_cluster.out" >&2
     rm -f "$fault_cluster.out"

@@ -99,6 +99,12 @@ pub struct CephConfig {
     pub op_timeout_secs: u64,
     /// Batch operations in flight at once.
     pub max_in_flight: usize,
+    /// Check at connect that this client may use the pool (one stat the OSDs answer), so that
+    /// a refused pool fails a mount at once. Not a configuration key: the one-shot commands
+    /// turn it off, their operation is the check (a probe first would double what a stopped
+    /// cluster makes them wait).
+    #[serde(skip)]
+    pub probe_access: bool,
 }
 
 impl Default for Config {
@@ -127,6 +133,7 @@ impl Default for CephConfig {
             connect_timeout_secs: 10,
             op_timeout_secs: 30,
             max_in_flight: 128,
+            probe_access: true,
         }
     }
 }

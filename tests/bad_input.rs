@@ -473,6 +473,63 @@ fn config_values_out_of_range_are_refused() {
     );
 }
 
+/// Store flags of another backend than the one used: a forgotten `--backend ceph` (`--ceph-conf`
+/// and `--pool` with the LevelDB default), and `--data-dir` with `--backend ceph`, are refused
+/// (exit 2) naming the flags, by `ls` and by `mount`, before anything is opened or created: no
+/// empty LevelDB store in ./cloudstore-data, no mount.
+#[test]
+fn flags_of_another_backend_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let conf = dir.path().join("ceph.conf");
+    fs::write(&conf, "[global]\n").unwrap();
+    let conf = conf.to_str().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let cases: [(&[&str], &str); 2] = [
+        (
+            &["--ceph-conf", conf, "--pool", "p"],
+            "--ceph-conf, --pool are options of the ceph backend, but the backend is leveldb \
+             (the default, or `backend` in the config file); choose the backend with --backend",
+        ),
+        (
+            &["--backend", "ceph", "--data-dir", data, "--pool", "p"],
+            "--data-dir is an option of the leveldb backend, but the backend is ceph (--backend); \
+             choose the backend with --backend",
+        ),
+    ];
+    for (flags, want) in cases {
+        for cmd in ["ls", "mount"] {
+            let mut args: Vec<&std::ffi::OsStr> = vec![cmd.as_ref()];
+            args.extend(flags.iter().map(std::ffi::OsStr::new));
+            if cmd == "mount" {
+                args.extend(["--daemon".as_ref(), mnt.as_os_str()]);
+            }
+            let out = Command::new(BIN)
+                .args(&args)
+                .current_dir(dir.path())
+                .output()
+                .unwrap();
+            if cmd == "mount" && out.status.success() {
+                let _ = cloudstore_fs::mount::unmount(&mnt);
+            }
+            assert_fails(
+                &out,
+                2,
+                &[&format!("cloudstore-fs: {want}\n")],
+                &format!("{cmd} {flags:?}"),
+            );
+            assert!(!is_mounted(&mnt), "{cmd} {flags:?} mounted");
+        }
+    }
+    let made: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(made.len(), 2, "files made by refused commands: {made:?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // A damaged LevelDB directory: the open fails with a clear error, nothing panics, no repair
 // runs, and the files are left as they were (putting the damaged file back gives every chunk).

@@ -11,7 +11,10 @@
 //! - a write whose outcome is unknown (its replicas frozen after the primary applied it) is
 //!   reported by close() as an error, never as success;
 //! - cephx: a client whose key may use one pool mounts that pool and works; another pool and a
-//!   wrong key are refused at mount with a clear message.
+//!   wrong key are refused at mount with a clear message; a missing keyring is named;
+//! - one op timeout per call: with the cluster frozen, cat, cp and rm each fail within one op
+//!   timeout; with the OSDs frozen, the CLI's get and ls and a new mount wait one, not two;
+//! - the cluster past its full ratio: a write + close is ENOSPC at once, rm still works.
 //!
 //! The tests break the cluster they share, so they take turns (a static mutex), and each leaves
 //! it thawed with every OSD running, also when it fails. They need root and /dev/fuse.
@@ -22,7 +25,7 @@ mod common;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread;
@@ -760,4 +763,380 @@ fn cephx_client_works_in_its_pool_and_is_refused_elsewhere() {
         "the refusal does not name the client, the key and the reason: {stderr}"
     );
     assert!(took <= bound, "the refusal took {took:?}");
+}
+
+/// The op timeout of the one-timeout tests: long enough that two of them (8 s + 8 s) are told
+/// apart from one plus the slack of a loaded machine.
+const ONE_TIMEOUT: Duration = Duration::from_secs(8);
+/// What one operation may take beyond one op timeout.
+const ONE_SLACK: Duration = Duration::from_secs(3);
+/// A configuration with [`ONE_TIMEOUT`].
+const ONE_TIMEOUT_CONFIG: &str = "[ceph]\nop_timeout_secs = 8\nconnect_timeout_secs = 8\n";
+
+/// Runs every command at once on threads of its own; returns each one's output and duration.
+fn run_together(commands: Vec<(&'static str, Command)>) -> Vec<(&'static str, Output, Duration)> {
+    let handles: Vec<_> = commands
+        .into_iter()
+        .map(|(what, mut cmd)| {
+            thread::spawn(move || {
+                let start = Instant::now();
+                let out = cmd.output().unwrap();
+                (what, out, start.elapsed())
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+/// What is wrong with a command that had to fail within one op timeout (plus slack), not two or
+/// three: `None` when it did.
+fn late_or_successful(what: &str, out: &Output, took: Duration) -> Option<String> {
+    eprintln!(
+        "{what}: {} after {took:.2?} (op timeout {ONE_TIMEOUT:?}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim_end()
+    );
+    if out.status.success() {
+        Some(format!("{what} succeeded with the cluster stopped"))
+    } else if took > ONE_TIMEOUT + ONE_SLACK {
+        Some(format!(
+            "{what} took {took:.2?}: more than one op timeout ({ONE_TIMEOUT:?}) + {ONE_SLACK:?}"
+        ))
+    } else {
+        None
+    }
+}
+
+/// The whole cluster frozen: `cat` of a chunk the mount has not looked up, `cp` onto a new name
+/// and `rm` of a chunk each fail within ONE op timeout (a failed lookup is not asked again, an
+/// unlink does not wait a second time), all three at once.
+#[test]
+fn a_stopped_cluster_fails_cat_cp_and_rm_within_one_timeout() {
+    const TEST: &str = "ceph_faults::a_stopped_cluster_fails_cat_cp_and_rm_within_one_timeout";
+    let Some(faults) = Faults::take(TEST) else {
+        return;
+    };
+    let Some(mut m) = TestMount::on_ceph_cluster(TEST, faults.admin(TEST), ONE_TIMEOUT_CONFIG, &[])
+    else {
+        return;
+    };
+    // Chunks the daemon has never seen (stored by the CLI): its kernel knows no name.
+    let local = m.outside("local");
+    fs::write(&local, tagged(1, 1, 64 << 10)).unwrap();
+    for key in ["ab11", "ab13"] {
+        let out = m.cli(&["put", key, local.to_str().unwrap()]);
+        assert!(out.status.success(), "put {key}: {out:?}");
+    }
+    let command = |program: &str, args: &[&Path]| {
+        let mut c = Command::new(program);
+        c.args(args);
+        c
+    };
+    let (cat_path, cp_path, rm_path) = (m.path("ab11"), m.path("ab12"), m.path("ab13"));
+    faults.cluster.freeze(&[]);
+    let results = run_together(vec![
+        ("cat of a chunk not looked up", command("cat", &[&cat_path])),
+        ("cp onto a new name", command("cp", &[&local, &cp_path])),
+        ("rm of a chunk not looked up", command("rm", &[&rm_path])),
+    ]);
+    let wrong: Vec<String> = results
+        .iter()
+        .filter_map(|(what, out, took)| late_or_successful(what, out, *took))
+        .collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    faults.cluster.thaw();
+    faults.cluster.wait_clean(CLEAN_BOUND);
+    assert!(read_file(&m.path("ab11")) == tagged(1, 1, 64 << 10));
+    m.unmount();
+}
+
+/// Every OSD frozen, the monitors answering: the CLI's `get` and `ls` and a new `mount --daemon`
+/// each give up (or mount) within ONE op timeout: the access probe is not followed by a second
+/// wait for the operation, nor run twice (in the parent and again in the daemon).
+#[test]
+fn with_the_osds_stopped_the_cli_and_a_new_mount_wait_one_timeout() {
+    const TEST: &str =
+        "ceph_faults::with_the_osds_stopped_the_cli_and_a_new_mount_wait_one_timeout";
+    let Some(faults) = Faults::take(TEST) else {
+        return;
+    };
+    let Some(mut m) = TestMount::on_ceph_cluster(TEST, faults.admin(TEST), ONE_TIMEOUT_CONFIG, &[])
+    else {
+        return;
+    };
+    let local = m.outside("local");
+    fs::write(&local, tagged(1, 1, 64 << 10)).unwrap();
+    let out = m.cli(&["put", "ab21", local.to_str().unwrap()]);
+    assert!(out.status.success(), "put: {out:?}");
+    m.unmount();
+    let cli = |args: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.args(args).args(m.store_args());
+        c
+    };
+    let second = m.outside("mnt2");
+    fs::create_dir(&second).unwrap();
+    let mut mount = cli(&["mount", "--daemon"]);
+    mount
+        .arg(&second)
+        .env("CLOUDSTORE_FS_LOG", m.outside("second-mount.log"));
+    let osds: Vec<String> = (0..3).map(|i| format!("osd.{i}")).collect();
+    let osds: Vec<&str> = osds.iter().map(String::as_str).collect();
+    faults.cluster.freeze(&osds);
+    let results = run_together(vec![
+        ("cloudstore-fs get", cli(&["get", "ab21"])),
+        ("cloudstore-fs ls", cli(&["ls"])),
+        ("cloudstore-fs mount --daemon", mount),
+    ]);
+    let mut wrong = Vec::new();
+    for (what, out, took) in &results {
+        if *what == "cloudstore-fs mount --daemon" {
+            // With the OSDs down a mount may go ahead (its operations fail until they are
+            // back): what counts is that it did not wait twice.
+            eprintln!(
+                "{what}: {} after {took:.2?}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim_end()
+            );
+            if out.status.success() {
+                let opts = cloudstore_fs::mount::UnmountOptions {
+                    lazy: true,
+                    timeout: Duration::from_secs(30),
+                };
+                let _ = cloudstore_fs::mount::unmount_with(&second, &opts);
+            }
+            if *took > ONE_TIMEOUT + ONE_SLACK {
+                wrong.push(format!(
+                    "{what} took {took:.2?}: more than one op timeout ({ONE_TIMEOUT:?}) + \
+                     {ONE_SLACK:?}"
+                ));
+            }
+        } else {
+            wrong.extend(late_or_successful(what, out, *took));
+            if out.status.code() != Some(3) {
+                wrong.push(format!("{what}: {}, not exit status 3", out.status));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// The fault cluster's full ratios, set very low (the OSDs are then full) and restored when
+/// dropped.
+struct FullRatios {
+    conf: std::path::PathBuf,
+    /// (command, value before), in the order that keeps nearfull <= backfillfull <= full when
+    /// raising them again.
+    old: Vec<(&'static str, String)>,
+}
+
+impl FullRatios {
+    fn lower(conf: &Path) -> FullRatios {
+        let dump = ceph_text(conf, &["osd", "dump"]);
+        let value = |key: &str| {
+            dump.lines()
+                .find_map(|l| l.strip_prefix(&format!("{key} ")))
+                .unwrap_or_else(|| panic!("no {key} in ceph osd dump:\n{dump}"))
+                .trim()
+                .to_string()
+        };
+        let ratios = FullRatios {
+            conf: conf.to_path_buf(),
+            old: vec![
+                ("set-full-ratio", value("full_ratio")),
+                ("set-backfillfull-ratio", value("backfillfull_ratio")),
+                ("set-nearfull-ratio", value("nearfull_ratio")),
+            ],
+        };
+        // Lowest first, so that they never are out of order (the OSDs would use the highest).
+        for (cmd, v) in [
+            ("set-nearfull-ratio", "0.00005"),
+            ("set-backfillfull-ratio", "0.00008"),
+            ("set-full-ratio", "0.0001"),
+        ] {
+            ceph_text(conf, &["osd", cmd, v]);
+        }
+        ratios
+    }
+}
+
+impl Drop for FullRatios {
+    fn drop(&mut self) {
+        for (cmd, v) in &self.old {
+            let _ = Command::new("ceph")
+                .arg("-c")
+                .arg(&self.conf)
+                .args(["osd", cmd, v])
+                .output();
+        }
+    }
+}
+
+/// `ceph -c CONF ARGS`, asserting success; its stdout.
+fn ceph_text(conf: &Path, args: &[&str]) -> String {
+    let out = Command::new("ceph")
+        .arg("-c")
+        .arg(conf)
+        .args(args)
+        .output()
+        .expect("run ceph");
+    assert!(
+        out.status.success(),
+        "ceph {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether `pool` has `flag` (`ceph osd pool ls detail`: "... flags hashpspool,full ...").
+fn pool_has_flag(conf: &Path, pool: &str, flag: &str) -> bool {
+    let text = ceph_text(conf, &["osd", "pool", "ls", "detail"]);
+    let quoted = format!("'{pool}'");
+    text.lines()
+        .find(|l| l.split_whitespace().nth(2) == Some(quoted.as_str()))
+        .and_then(|l| l.split_whitespace().skip_while(|w| *w != "flags").nth(1))
+        .is_some_and(|flags| flags.split(',').any(|f| f == flag))
+}
+
+/// Waits (up to 90 s) until `pool` has `flag`, or has not when `present` is false.
+fn wait_pool_flag(conf: &Path, pool: &str, flag: &str, present: bool) -> Duration {
+    let start = Instant::now();
+    while pool_has_flag(conf, pool, flag) != present {
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "pool {pool}: flag {flag} {} after 90 s",
+            if present { "never set" } else { "still set" }
+        );
+        thread::sleep(Duration::from_millis(250));
+    }
+    start.elapsed()
+}
+
+/// How long a refusal by a full cluster, or an rm while full, may take on a loaded machine (one
+/// round trip is ~1 ms; the op timeout of the mount is [`ONE_TIMEOUT`]).
+const AT_ONCE: Duration = Duration::from_secs(5);
+
+/// The cluster past its full ratio: a write + close fails with ENOSPC at once (under 5 s, the op
+/// timeout being 8 s) and the chunk keeps its old value; rm through the mount works while full; once
+/// the ratio is back, writes work again.
+#[test]
+fn a_full_cluster_is_enospc_at_once_and_rm_still_works() {
+    const TEST: &str = "ceph_faults::a_full_cluster_is_enospc_at_once_and_rm_still_works";
+    let Some(faults) = Faults::take(TEST) else {
+        return;
+    };
+    let Some(m) = TestMount::on_ceph_cluster(TEST, faults.admin(TEST), ONE_TIMEOUT_CONFIG, &[])
+    else {
+        return;
+    };
+    let (conf, pool) = (faults.cluster.conf.clone(), faults.cluster.pool.clone());
+    let old = tagged(1, 1, 1 << 20);
+    write_file(&m.path("af01"), &old);
+    write_file(&m.path("af02"), &old);
+    let ratios = FullRatios::lower(&conf);
+    let took = wait_pool_flag(&conf, &pool, "full", true);
+    eprintln!("full ratio 0.0001: pool {pool} is full after {took:.1?}");
+
+    let start = Instant::now();
+    let result = {
+        let p = m.path("af01");
+        OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(p)
+            .and_then(|mut f| {
+                f.write_all(&tagged(2, 2, 1 << 20))?;
+                close(f)
+            })
+    };
+    let took = start.elapsed();
+    eprintln!("write + close with the cluster full: {result:?} after {took:.2?}");
+    let e = result.expect_err("a write + close succeeded with the cluster full");
+    assert_eq!(
+        errno(&e),
+        libc::ENOSPC,
+        "write + close with the cluster full failed with {e} after {took:.2?}"
+    );
+    assert!(
+        took < AT_ONCE,
+        "the refusal took {took:.2?} (one round trip expected, not the {ONE_TIMEOUT:?} timeout)"
+    );
+    assert!(read_file(&m.path("af01")) == old, "af01 lost its old value");
+    let start = Instant::now();
+    let removed = fs::remove_file(m.path("af02"));
+    let took = start.elapsed();
+    eprintln!("rm with the cluster full: {removed:?} after {took:.2?}");
+    removed.unwrap_or_else(|e| panic!("rm with the cluster full: {e} after {took:.2?}"));
+    assert!(took < AT_ONCE, "rm took {took:.2?}");
+
+    drop(ratios);
+    let took = wait_pool_flag(&conf, &pool, "full", false);
+    eprintln!("ratios restored: pool {pool} not full after {took:.1?}");
+    let newer = tagged(3, 3, 64 << 10);
+    write_file(&m.path("af01"), &newer);
+    assert!(read_file(&m.path("af01")) == newer);
+}
+
+/// cephx with the keyring the conf names missing: `ls` and `mount` fail (exit 3) with a message
+/// naming the keyring's path, not just "No such file or directory".
+#[test]
+fn a_missing_keyring_is_named() {
+    const TEST: &str = "ceph_faults::a_missing_keyring_is_named";
+    let Some(faults) = Faults::take(TEST) else {
+        return;
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("cloudstore-ceph-faults.")
+        .tempdir()
+        .unwrap();
+    let keyring = dir.path().join("no-such.keyring");
+    let conf_text = fs::read_to_string(&faults.cluster.conf).unwrap();
+    let conf = dir.path().join("ceph.conf");
+    let replaced: Vec<String> = conf_text
+        .lines()
+        .map(|l| {
+            if l.starts_with("keyring = ") {
+                format!("keyring = {}", keyring.display())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    fs::write(&conf, replaced.join("\n") + "\n").unwrap();
+    let mnt = dir.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    for cmd in ["ls", "mount"] {
+        let mut c = Command::new(BIN);
+        c.args([cmd, "--backend", "ceph", "--ceph-conf"])
+            .arg(&conf)
+            .args(["--pool", &faults.cluster.pool])
+            .env("CLOUDSTORE_FS_LOG", dir.path().join("daemon.log"));
+        if cmd == "mount" {
+            if !fuse_available(TEST) {
+                continue;
+            }
+            c.arg("--daemon").arg(&mnt);
+        }
+        let start = Instant::now();
+        let out = c.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        eprintln!(
+            "{cmd} without its keyring: {} after {:.2?}: {stderr}",
+            out.status,
+            start.elapsed()
+        );
+        if cmd == "mount" && out.status.success() {
+            let _ = cloudstore_fs::mount::unmount(&mnt);
+        }
+        assert_eq!(out.status.code(), Some(3), "{cmd}: {stderr}");
+        let want = format!(
+            "keyring {} (from {}) does not exist",
+            keyring.display(),
+            conf.display()
+        );
+        assert!(
+            stderr.contains(&want),
+            "{cmd}: stderr lacks {want:?}: {stderr}"
+        );
+    }
 }

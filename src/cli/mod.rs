@@ -182,6 +182,7 @@ impl StoreArgs {
         if let Some(budget) = self.memory_budget {
             config.memory_budget = budget;
         }
+        self.check_backend_flags(config.backend)?;
         config
             .validate()
             .map_err(|e| CliError::Invalid(e.to_string()))?;
@@ -190,6 +191,56 @@ impl StoreArgs {
         }
         Ok(config)
     }
+}
+
+impl StoreArgs {
+    /// Flags of another backend than the one used are refused, naming them: a forgotten
+    /// `--backend ceph` would otherwise open an empty LevelDB store and ignore the Ceph options.
+    fn check_backend_flags(&self, backend: Backend) -> CliResult<()> {
+        let leveldb = [
+            ("--data-dir", self.data_dir.is_some()),
+            ("--cache-size", self.cache_size.is_some()),
+        ];
+        let ceph = [
+            ("--ceph-conf", self.ceph_conf.is_some()),
+            ("--pool", self.pool.is_some()),
+            ("--ceph-user", self.ceph_user.is_some()),
+            ("--namespace", self.namespace.is_some()),
+        ];
+        let (other, misfits): (&str, Vec<&str>) = match backend {
+            Backend::Leveldb => ("ceph", given(&ceph)),
+            Backend::Ceph => ("leveldb", given(&leveldb)),
+            Backend::Memory => ("leveldb or ceph", [given(&leveldb), given(&ceph)].concat()),
+        };
+        if misfits.is_empty() {
+            return Ok(());
+        }
+        let used = format!("{backend:?}").to_lowercase();
+        let how = if self.backend.is_some() {
+            "--backend"
+        } else {
+            "the default, or `backend` in the config file"
+        };
+        Err(CliError::Invalid(format!(
+            "{} {} of the {other} backend, but the backend is {used} ({how}); \
+             choose the backend with --backend",
+            misfits.join(", "),
+            if misfits.len() == 1 {
+                "is an option"
+            } else {
+                "are options"
+            },
+        )))
+    }
+}
+
+/// The names of the flags that were given.
+fn given<'a>(flags: &[(&'a str, bool)]) -> Vec<&'a str> {
+    flags
+        .iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| *name)
+        .collect()
 }
 
 /// Opens the configured store; a store that cannot be opened is a failure (exit 3).
@@ -220,7 +271,9 @@ pub fn run(cli: Cli) -> CliResult {
         // Asks the mount's daemon; needs no store.
         return mount::stats(mountpoint);
     }
-    let config = cli.store.load_config()?;
+    let mut config = cli.store.load_config()?;
+    // A one-shot command's operation tells whether the pool may be used: no probe before it.
+    config.ceph.probe_access = matches!(cli.command, Command::Mount { .. });
     if let Command::Mount {
         mountpoint,
         nonempty,
@@ -231,7 +284,25 @@ pub fn run(cli: Cli) -> CliResult {
         // of a dead daemon is cleared here.
         crate::mount::check_mountpoint(mountpoint, *nonempty).map_err(CliError::Failed)?;
     }
-    let store = open_store(&config)?;
+    if let Command::Mount {
+        mountpoint,
+        daemon: true,
+        nonempty,
+        ..
+    } = &cli.command
+    {
+        if !crate::mount::is_daemon_child() {
+            // The daemon opens the store: opening it here too would connect (and on Ceph wait
+            // for the access probe) twice.
+            return mount::start_daemon(&config, mountpoint, *nonempty);
+        }
+    }
+    let store = open_store(&config).inspect_err(|e| {
+        if matches!(cli.command, Command::Mount { .. }) {
+            // A daemon's parent waits for this answer.
+            crate::mount::report_failure(&e.to_string());
+        }
+    })?;
     let result = match cli.command {
         Command::Put { key, file } => chunk::put(&*store, &config, &key.0, file.as_deref()),
         Command::Get { key, range, output } => {
@@ -291,6 +362,8 @@ mod tests {
         .unwrap();
         let cli = Cli::try_parse_from([
             "cloudstore-fs",
+            "--backend",
+            "ceph",
             "--pool",
             "p1",
             "--config",
@@ -315,7 +388,34 @@ mod tests {
         assert_eq!(config.ceph.namespace, "ns");
         assert_eq!(config.max_chunk_size, 1 << 20);
         assert_eq!(config.memory_budget, 128 << 20);
-        assert_eq!(config.backend, Backend::Leveldb);
+        assert_eq!(config.backend, Backend::Ceph);
+    }
+
+    #[test]
+    fn flags_of_another_backend_are_invalid_input() {
+        let load = |args: &[&str]| {
+            let mut argv = vec!["cloudstore-fs"];
+            argv.extend(args);
+            argv.push("ls");
+            Cli::try_parse_from(argv).unwrap().store.load_config()
+        };
+        let e = load(&["--ceph-conf", "c", "--pool", "p"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert_eq!(
+            e.to_string(),
+            "--ceph-conf, --pool are options of the ceph backend, but the backend is leveldb \
+             (the default, or `backend` in the config file); choose the backend with --backend"
+        );
+        let e = load(&["--backend", "ceph", "--data-dir", "d"]).unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "--data-dir is an option of the leveldb backend, but the backend is ceph \
+                 (--backend)"
+            ),
+            "{e}"
+        );
+        assert!(load(&["--backend", "ceph", "--pool", "p"]).is_ok());
+        assert!(load(&["--data-dir", "d", "--cache-size", "1M"]).is_ok());
     }
 
     #[test]

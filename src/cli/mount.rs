@@ -17,6 +17,14 @@ pub fn mount(store: Arc<dyn Cloudstore>, config: &Config, opts: &MountOptions) -
     })
 }
 
+/// `mount --daemon`: starts the daemon, which opens the store, and returns once it serves.
+pub fn start_daemon(config: &Config, mountpoint: &Path, nonempty: bool) -> CliResult {
+    crate::mount::start_daemon(config, mountpoint, nonempty).map_err(|e| {
+        log::error!("mount at {}: {e}", mountpoint.display());
+        CliError::Failed(e)
+    })
+}
+
 /// Prints what the daemon of the mount at `mountpoint` reports about itself.
 pub fn stats(mountpoint: &Path) -> CliResult {
     let text = crate::mount::stats(mountpoint).map_err(|e| {

@@ -11,11 +11,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::files::{log_tail, open_log};
-use crate::store::Cloudstore;
 
 /// The environment variable through which a `--daemon` child learns its readiness pipe.
 const NOTIFY_ENV: &str = "CLOUDSTORE_FS_NOTIFY_FD";
@@ -49,16 +47,15 @@ pub(super) fn report_ready(notify: Option<File>) {
     }
 }
 
-/// Re-executes this command line detached, waits for its mount, returns.
-pub(super) fn daemonize(store: Arc<dyn Cloudstore>, mountpoint: &Path) -> Result<(), String> {
-    let backend = store.backend();
-    // The log first: a refused log path must not cost the store a close and reopen.
+/// Whether this process is a `--daemon` child (started by [`daemonize`]).
+pub(super) fn is_child() -> bool {
+    std::env::var_os(NOTIFY_ENV).is_some()
+}
+
+/// Re-executes this command line detached, waits for its mount, returns. The store must not be
+/// open in this process: the child opens it (LevelDB allows one opener).
+pub(super) fn daemonize(backend: &str, mountpoint: &Path) -> Result<(), String> {
     let (log, log_path) = open_log(mountpoint)?;
-    // The child opens the store itself: let go of it (LevelDB allows one opener).
-    store
-        .close()
-        .map_err(|e| format!("closing the store before starting the daemon: {e}"))?;
-    drop(store);
     let mut fds = [0; 2];
     // SAFETY: pipe2 fills two fds on success.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {

@@ -57,9 +57,37 @@ pub fn run(store: Arc<dyn Cloudstore>, config: &Config, opts: &MountOptions) -> 
         Err(e) => return Err(report(notify, e)),
     };
     if opts.daemon && notify.is_none() {
-        return daemonize(store, &mountpoint);
+        // The daemon opens the store itself.
+        store
+            .close()
+            .map_err(|e| format!("closing the store before starting the daemon: {e}"))?;
+        drop(store);
+        return daemonize(&backend_name(config), &mountpoint);
     }
     serve(store, config, opts, &mountpoint, notify)
+}
+
+/// `--daemon` without a store opened here: starts the daemon (this command line again, detached),
+/// which opens the store and mounts, and returns once it serves or says why it cannot.
+pub fn start_daemon(config: &Config, mountpoint: &Path, nonempty: bool) -> Result<(), String> {
+    let mountpoint = check_mountpoint(mountpoint, nonempty)?;
+    daemonize(&backend_name(config), &mountpoint)
+}
+
+/// Whether this process is a `--daemon` child (its parent waits for its readiness report).
+pub fn is_daemon_child() -> bool {
+    daemon::is_child()
+}
+
+/// In a `--daemon` child, tells the waiting parent that the mount failed with `msg`.
+pub fn report_failure(msg: &str) {
+    if let Some(notify) = notify_pipe_from_env() {
+        report(Some(notify), msg.to_string());
+    }
+}
+
+fn backend_name(config: &Config) -> String {
+    format!("{:?}", config.backend).to_lowercase()
 }
 
 fn new_core(store: Arc<dyn Cloudstore>, config: &Config, opts: &MountOptions) -> Arc<ChunkFs> {

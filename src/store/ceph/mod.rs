@@ -202,6 +202,7 @@ impl CephStore {
             namespace: &c.namespace,
             connect_timeout: c.connect_timeout(),
             op_timeout: c.op_timeout(),
+            probe_access: c.probe_access,
         };
         // Not logged here: the caller reports the error once.
         let cluster = Cluster::connect(&params).map_err(StoreError::Config)?;
@@ -297,6 +298,7 @@ impl CephStore {
             namespace: &c.namespace,
             connect_timeout: c.connect_timeout(),
             op_timeout: c.op_timeout(),
+            probe_access: false,
         };
         let cluster = Arc::new(Cluster::connect(&params).map_err(|message| {
             let err = StoreError::Backend {

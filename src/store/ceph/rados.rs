@@ -72,6 +72,8 @@ pub struct ConnectParams<'a> {
     pub namespace: &'a str,
     pub connect_timeout: Duration,
     pub op_timeout: Duration,
+    /// Stat the probe object after connecting (see [`Cluster::probe_access`]).
+    pub probe_access: bool,
 }
 
 /// Cluster-wide space figures in bytes (from `rados_cluster_stat`).
@@ -180,6 +182,17 @@ impl Cluster {
                     errno_text(e),
                     p.user
                 )
+            } else if let Some(keyring) = (e == libc::ENOENT)
+                .then(|| missing_keyring(handle.0))
+                .flatten()
+            {
+                // cephx without a key file: librados says only "No such file or directory".
+                format!(
+                    "ceph: cannot connect as client.{}: keyring {keyring} (from {conf_shown}) \
+                     does not exist: {}",
+                    p.user,
+                    errno_text(e)
+                )
             } else {
                 format!(
                     "ceph: cannot connect to the monitors ({mons}, from {conf_shown}) as \
@@ -226,7 +239,9 @@ impl Cluster {
             pool,
             pool_id,
         };
-        cluster.probe_access(p)?;
+        if p.probe_access {
+            cluster.probe_access(p)?;
+        }
         Ok(cluster)
     }
 
@@ -405,6 +420,14 @@ fn set_conf(rados: ffi::rados_t, name: &str, value: &str) -> Result<(), String> 
     check(unsafe { ffi::rados_conf_set(rados, n.as_ptr(), v.as_ptr()) })
         .map(drop)
         .map_err(|e| format!("ceph: cannot set {name} = {value}: {}", errno_text(e)))
+}
+
+/// The `keyring` setting when none of the files it names exists (cephx cannot authenticate).
+fn missing_keyring(rados: ffi::rados_t) -> Option<String> {
+    let keyring = get_conf(rados, "keyring")?;
+    let mut files = keyring.split(',').map(str::trim).filter(|f| !f.is_empty());
+    let none_exists = files.clone().count() > 0 && files.all(|f| !Path::new(f).exists());
+    none_exists.then_some(keyring)
 }
 
 fn get_conf(rados: ffi::rados_t, name: &str) -> Option<String> {
