@@ -102,6 +102,12 @@ impl AttrCache {
             .map(|(s, _)| s)
     }
 
+    /// The last size learned for `key`, however old: what the kernel may still hold.
+    pub fn last_size(&self, key: &[u8]) -> Option<Option<u64>> {
+        let map = self.map.lock();
+        map.get(key)?.size.map(|(s, _)| s)
+    }
+
     /// The cached mtime of `key`, if fresh.
     pub fn mtime(&self, key: &[u8]) -> Option<SystemTime> {
         let map = self.map.lock();

@@ -136,10 +136,18 @@ impl ChunkFs {
             .read_version(key, 0, self.cfg.open_read.max(1), None)
             .map_err(|e| FsError::store("open", &label, e))?;
         let Some(first) = first else {
+            // Removed or renamed by another client since the kernel looked it up.
             self.attrs.forget(key);
+            self.invalidate_kernel_attrs(node.ino);
             return Err(FsError::not_found(&label));
         };
         self.check_within_maximum("open", key, first.size)?;
+        if self.attrs.last_size(key) != Some(Some(first.size)) {
+            // Another client changed it: the kernel's attributes (its idea of the size, by
+            // which it clamps reads) are dropped along with the daemon's.
+            self.attrs.forget(key);
+            self.invalidate_kernel_attrs(node.ino);
+        }
         self.attrs.set_size(key, first.size);
         if first.bytes.len() as u64 == first.size {
             let len = first.bytes.capacity() as u64;
@@ -379,6 +387,10 @@ impl ChunkFs {
                 key: self.label(h.ino),
             };
             log::warn!("{e}");
+            if let Some(key) = self.key_of(h.ino) {
+                self.attrs.forget(&key);
+            }
+            self.invalidate_kernel_attrs(h.ino);
             FsError::new(libc::ESTALE, e.to_string()).logged().failure()
         };
         match view {

@@ -178,6 +178,8 @@ pub struct ChunkFs {
     errors: ErrorCounts,
     /// Tells the kernel to drop what it caches of an inode (pages, attributes) after a change.
     invalidator: OnceLock<Box<dyn Fn(u64) + Send + Sync>>,
+    /// Tells the kernel, at once, to drop its attributes of an inode (no pages).
+    attr_invalidator: OnceLock<Box<dyn Fn(u64) + Send + Sync>>,
 }
 
 impl ChunkFs {
@@ -198,6 +200,7 @@ impl ChunkFs {
             started: SystemTime::now(),
             errors: ErrorCounts::default(),
             invalidator: OnceLock::new(),
+            attr_invalidator: OnceLock::new(),
         }
     }
 
@@ -205,6 +208,18 @@ impl ChunkFs {
     /// called after commits, renames and unlinks, and must not block on a FUSE request.
     pub fn set_invalidator(&self, f: Box<dyn Fn(u64) + Send + Sync>) {
         let _ = self.invalidator.set(f);
+    }
+
+    /// Sets what tells the kernel to drop its attributes of an inode at once (no pages: safe
+    /// from a request handler).
+    pub fn set_attr_invalidator(&self, f: Box<dyn Fn(u64) + Send + Sync>) {
+        let _ = self.attr_invalidator.set(f);
+    }
+
+    fn invalidate_kernel_attrs(&self, ino: u64) {
+        if let Some(f) = self.attr_invalidator.get() {
+            f(ino);
+        }
     }
 
     fn invalidate_kernel(&self, ino: u64) {
@@ -402,7 +417,11 @@ impl ChunkFs {
             .store
             .stat(key)
             .map_err(|e| FsError::store("stat", name.to_string_lossy(), e))?;
-        self.attrs.learn_size(key, size, since);
+        // On a store other clients share, a missing name is not remembered: another mount
+        // may create it, and the next open here must find it (close-to-open).
+        if size.is_some() || !self.ranged() {
+            self.attrs.learn_size(key, size, since);
+        }
         Ok(size)
     }
 
@@ -438,10 +457,13 @@ impl ChunkFs {
             .store
             .stat_with_mtime(key)
             .map_err(|e| FsError::store("stat", name.to_string_lossy(), e))?;
-        self.attrs.learn_size(key, found.map(|(size, _)| size), since);
         let Some((size, mtime)) = found else {
+            if !self.ranged() {
+                self.attrs.learn_size(key, None, since);
+            }
             return Ok(None);
         };
+        self.attrs.learn_size(key, Some(size), since);
         let mtime = mtime.unwrap_or(SystemTime::UNIX_EPOCH);
         self.attrs.learn_mtime(key, mtime, since);
         Ok(Some((size, mtime)))

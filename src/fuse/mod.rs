@@ -41,6 +41,13 @@ fn guard<T>(op: &str, f: impl FnOnce() -> Result<T, FsError>) -> Result<T, FsErr
 /// by mmap, and its attributes). The notifications go out from a thread of their own: one sent
 /// from a request handler could wait on a page that a pending read of ours holds locked.
 pub fn wire_invalidation(core: &ChunkFs, notifier: fuser::Notifier) {
+    // Attributes alone (offset -1: no page is touched) are dropped at once, from the request
+    // handler: an open that found a newer version than the kernel's attributes must not be
+    // followed by a stat of the old size.
+    let attrs = notifier.clone();
+    core.set_attr_invalidator(Box::new(move |ino| {
+        let _ = attrs.inval_inode(INodeNo(ino), -1, 0);
+    }));
     let (tx, rx) = std::sync::mpsc::channel::<u64>();
     let spawned = std::thread::Builder::new()
         .name("inval".into())
@@ -208,7 +215,14 @@ impl fuser::Filesystem for FuseAdapter {
                     gid: 0,
                     volatile: false,
                 });
-                reply.entry(&self.ttl, &none, Generation(0));
+                // Not on a store that other clients share: a name another mount creates must
+                // be found by the next open here (close-to-open).
+                let ttl = if self.core.config().whole_value_reads {
+                    self.ttl
+                } else {
+                    Duration::ZERO
+                };
+                reply.entry(&ttl, &none, Generation(0));
             }
             Err(e) => reply.error(self.fail("lookup", e)),
         }

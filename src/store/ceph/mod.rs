@@ -733,8 +733,12 @@ impl Cloudstore for CephStore {
     /// resuming costs a listing of what came before it; when `after` no longer exists the
     /// listing is empty (RADOS has no order in which to place a missing name).
     fn list(&self, after: Option<&[u8]>) -> Result<ChunkList> {
-        // A deleted pool lists as empty: ask the cluster map first.
-        self.guarded("list", |_| Ok(()))?;
+        // A deleted pool lists as empty: ask the newest cluster map first (a listing, unlike
+        // other operations, would not tell a deleted pool from an empty one).
+        self.guarded("list", |c| {
+            c.refresh_map()
+                .map_err(|e| self.error_without_key("list", self.location.clone(), e))
+        })?;
         let cluster = self.cluster()?;
         let listing = list::ChunkListing::open(
             cluster,
