@@ -925,13 +925,15 @@ fn with_the_osds_stopped_the_cli_and_a_new_mount_wait_one_timeout() {
 /// dropped.
 struct FullRatios {
     conf: std::path::PathBuf,
+    /// The pool whose `full` flag must be gone again before the next test takes the cluster.
+    pool: String,
     /// (command, value before), in the order that keeps nearfull <= backfillfull <= full when
     /// raising them again.
     old: Vec<(&'static str, String)>,
 }
 
 impl FullRatios {
-    fn lower(conf: &Path) -> FullRatios {
+    fn lower(conf: &Path, pool: &str) -> FullRatios {
         let dump = ceph_text(conf, &["osd", "dump"]);
         let value = |key: &str| {
             dump.lines()
@@ -942,6 +944,7 @@ impl FullRatios {
         };
         let ratios = FullRatios {
             conf: conf.to_path_buf(),
+            pool: pool.to_string(),
             old: vec![
                 ("set-full-ratio", value("full_ratio")),
                 ("set-backfillfull-ratio", value("backfillfull_ratio")),
@@ -968,6 +971,27 @@ impl Drop for FullRatios {
                 .arg(&self.conf)
                 .args(["osd", cmd, v])
                 .output();
+        }
+        // Also when the test failed: the next test on this cluster must not find it full.
+        // (No assertion here: a panic while unwinding would abort.)
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) {
+            let detail = Command::new("ceph")
+                .arg("-c")
+                .arg(&self.conf)
+                .args(["osd", "pool", "ls", "detail"])
+                .output();
+            let quoted = format!("'{}'", self.pool);
+            let full = detail.is_ok_and(|out| {
+                String::from_utf8_lossy(&out.stdout).lines().any(|l| {
+                    l.split_whitespace().nth(2) == Some(quoted.as_str())
+                        && l.contains("full")
+                })
+            });
+            if !full {
+                break;
+            }
+            thread::sleep(Duration::from_millis(250));
         }
     }
 }
@@ -1033,7 +1057,9 @@ fn a_full_cluster_is_enospc_at_once_and_rm_still_works() {
     let old = tagged(1, 1, 1 << 20);
     write_file(&m.path("af01"), &old);
     write_file(&m.path("af02"), &old);
-    let ratios = FullRatios::lower(&conf);
+    // Ceph refuses only what would grow a full pool (a same-size rewrite goes through): the
+    // new value is larger.
+    let ratios = FullRatios::lower(&conf, &pool);
     let took = wait_pool_flag(&conf, &pool, "full", true);
     eprintln!("full ratio 0.0001: pool {pool} is full after {took:.1?}");
 
@@ -1045,7 +1071,7 @@ fn a_full_cluster_is_enospc_at_once_and_rm_still_works() {
             .truncate(true)
             .open(p)
             .and_then(|mut f| {
-                f.write_all(&tagged(2, 2, 1 << 20))?;
+                f.write_all(&tagged(2, 2, 2 << 20))?;
                 close(f)
             })
     };

@@ -117,6 +117,14 @@ impl ChunkListing {
         err
     }
 
+    /// Reads the first page now: whether the listing is empty. (An empty listing is also what a
+    /// deleted pool gives; its operations meanwhile brought the client's cluster map up to
+    /// date, so the caller can tell the two apart.)
+    pub(super) fn is_empty(&mut self) -> bool {
+        while self.ready.is_empty() && self.fill() {}
+        self.ready.is_empty()
+    }
+
     /// Reads up to one page of names and stats them; false at the end of the listing.
     fn fill(&mut self) -> bool {
         let Some(names) = self.names.as_mut() else {

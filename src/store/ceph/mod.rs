@@ -65,6 +65,10 @@ pub struct CephStore {
     reconnecting: Mutex<()>,
     /// The pool is known to be gone (logged once until it is back).
     pool_gone: AtomicBool,
+    /// A call ran into the op timeout and the cluster has not answered since: calls fail at
+    /// once (a program's system call waits one timeout, not one per store call it makes),
+    /// while a thread asks the cluster until it answers.
+    unreachable: Arc<AtomicBool>,
     /// "pool P namespace N", for errors that concern no single key.
     location: String,
     max_chunk_size: u64,
@@ -211,6 +215,7 @@ impl CephStore {
             params: c.clone(),
             reconnecting: Mutex::new(()),
             pool_gone: AtomicBool::new(false),
+            unreachable: Arc::new(AtomicBool::new(false)),
             location: if c.namespace.is_empty() {
                 format!("pool {}", c.pool)
             } else {
@@ -244,7 +249,23 @@ impl CephStore {
     /// pool created again under the same name is picked up by reconnecting, and `f` runs again.
     fn guarded<T>(&self, op: &'static str, f: impl Fn(&Cluster) -> Result<T>) -> Result<T> {
         let cluster = self.cluster()?;
+        if self.unreachable.load(Ordering::Acquire) {
+            return Err(StoreError::Backend {
+                backend: BACKEND,
+                op,
+                key: self.location.clone(),
+                errno: libc::EIO,
+                message: format!(
+                    "the cluster gave no answer within {}s to an earlier call and has not \
+                     answered since: failing at once (nothing was sent) until it does",
+                    self.op_timeout.as_secs()
+                ),
+            });
+        }
         let out = f(&cluster);
+        if matches!(out, Err(StoreError::TimedOut { .. })) {
+            self.watch_until_it_answers(&cluster);
+        }
         match cluster.pool_state() {
             PoolState::Same => {
                 if self.pool_gone.swap(false, Ordering::Relaxed) {
@@ -258,6 +279,32 @@ impl CephStore {
                 let cluster = self.reconnect(op)?;
                 f(&cluster)
             }
+        }
+    }
+
+    /// After a timeout: calls fail at once until the cluster answers a probe again (a thread
+    /// asks it, one timeout at a time, then every 250 ms).
+    fn watch_until_it_answers(&self, cluster: &Arc<Cluster>) {
+        if self.unreachable.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        log::warn!(
+            "{BACKEND}: no answer within {}s: operations fail at once until the cluster \
+             answers again",
+            self.op_timeout.as_secs()
+        );
+        let (cluster, flag) = (cluster.clone(), self.unreachable.clone());
+        let spawned = std::thread::Builder::new()
+            .name("ceph-probe".into())
+            .spawn(move || {
+                while !cluster.answers() {
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                flag.store(false, Ordering::Release);
+                log::warn!("{BACKEND}: the cluster answers again");
+            });
+        if spawned.is_err() {
+            self.unreachable.store(false, Ordering::Release);
         }
     }
 
@@ -733,14 +780,9 @@ impl Cloudstore for CephStore {
     /// resuming costs a listing of what came before it; when `after` no longer exists the
     /// listing is empty (RADOS has no order in which to place a missing name).
     fn list(&self, after: Option<&[u8]>) -> Result<ChunkList> {
-        // A deleted pool lists as empty: ask the newest cluster map first (a listing, unlike
-        // other operations, would not tell a deleted pool from an empty one).
-        self.guarded("list", |c| {
-            c.refresh_map()
-                .map_err(|e| self.error_without_key("list", self.location.clone(), e))
-        })?;
+        self.guarded("list", |_| Ok(()))?;
         let cluster = self.cluster()?;
-        let listing = list::ChunkListing::open(
+        let mut listing = list::ChunkListing::open(
             cluster,
             after,
             self.max_in_flight,
@@ -748,6 +790,12 @@ impl Cloudstore for CephStore {
             self.op_timeout,
         )
         .map_err(|e| self.error_without_key("list", self.location.clone(), e))?;
+        // A deleted pool lists as empty, and an idle client may not know of the deletion yet:
+        // the listing's own operations bring its cluster map up to date, so an empty listing
+        // asks the map again.
+        if listing.is_empty() {
+            self.guarded("list", |_| Ok(()))?;
+        }
         Ok(Box::new(listing))
     }
 

@@ -294,12 +294,10 @@ impl Cluster {
         }
     }
 
-    /// Fetches the newest cluster map from the monitors (one round trip): the map a client
-    /// holds is brought up to date by its operations, and an idle one may not know yet that
-    /// its pool was deleted.
-    pub fn refresh_map(&self) -> Result<(), Errno> {
-        // SAFETY: connected handle.
-        check(unsafe { ffi::rados_wait_for_latest_osdmap(self.rados) }).map(drop)
+    /// Whether the OSDs answer: one stat of an object that is never a chunk (waits up to the
+    /// op timeout).
+    pub fn answers(&self) -> bool {
+        matches!(self.stat(ACCESS_PROBE), Ok(_) | Err(libc::ENOENT))
     }
 
     /// The raw I/O context, for the aio and listing code of this module's siblings.
