@@ -382,3 +382,105 @@ fn leveldb_kill_9_rounds() {
 fn ceph_kill_9_rounds() {
     crash_rounds(Store::Ceph, "ceph_kill_9_rounds");
 }
+
+/// The 64 MiB value of round `round`: every 4 KiB block names the round and its index, so a
+/// value mixed from two writes or cut short is told apart from a whole one.
+fn big_value(round: u64) -> Vec<u8> {
+    let mut v = vec![round as u8; BIG];
+    for (i, block) in v.chunks_mut(4096).enumerate() {
+        block[..8].copy_from_slice(&round.to_le_bytes());
+        block[8..16].copy_from_slice(&(i as u64).to_le_bytes());
+    }
+    v
+}
+
+const BIG: usize = 64 << 20;
+
+/// What a chunk holds, for messages: its length and the round stamped in its first block.
+fn describe(v: &[u8]) -> String {
+    let round = v.get(..8).map(|b| u64::from_le_bytes(b.try_into().unwrap()));
+    format!("{} bytes, first block of round {round:?}", v.len())
+}
+
+/// kill -9 of the daemon during a 64 MiB write (or during its close, which commits it), and
+/// at once a new `mount`: it must succeed every round. The killed daemon may still be exiting
+/// and hold LevelDB's lock; the mount waits for it (bounded) instead of failing "locked". The
+/// chunk then holds the old value or the new one, whole (the new one if close() returned 0).
+#[test]
+fn leveldb_mount_right_after_kill_9_of_a_64_mib_write() {
+    const ROUNDS: u64 = 8;
+    let test = "leveldb_mount_right_after_kill_9_of_a_64_mib_write";
+    let Some(mut m) = TestMount::new(Store::Leveldb, test) else {
+        return;
+    };
+    let started = Instant::now();
+    let path = m.path("b16");
+    let mut old = b"round 0".to_vec();
+    fs::write(&path, &old).unwrap();
+    let mut rng = Rng(0x5eed);
+    for round in 1..=ROUNDS {
+        let new = Arc::new(big_value(round));
+        let written = Arc::new(AtomicU64::new(0));
+        let writer = {
+            let (path, new, written) = (path.clone(), new.clone(), written.clone());
+            std::thread::spawn(move || -> bool {
+                let Ok(mut f) = fs::File::create(&path) else {
+                    return false;
+                };
+                for piece in new.chunks(1 << 20) {
+                    if f.write_all(piece).is_err() {
+                        return false;
+                    }
+                    written.fetch_add(piece.len() as u64, Ordering::SeqCst);
+                }
+                // SAFETY: the fd is ours (taken from the File), closed once.
+                unsafe { libc::close(f.into_raw_fd()) == 0 }
+            })
+        };
+        // Odd rounds: killed in the middle of the writes; even rounds: after the last write,
+        // while close() commits the 64 MiB.
+        let target = if round % 2 == 1 {
+            (1 + rng.below(56)) << 20
+        } else {
+            BIG as u64
+        };
+        let t = Instant::now();
+        while written.load(Ordering::SeqCst) < target && !writer.is_finished() {
+            assert!(t.elapsed() < Duration::from_secs(60), "round {round}: the writer stalled");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if round % 2 == 0 {
+            std::thread::sleep(Duration::from_millis(rng.below(60)));
+        }
+        m.kill_daemon_now();
+        let acked = writer.join().unwrap();
+        let t = Instant::now();
+        let out = m.mount_output();
+        let mount_secs = t.elapsed().as_secs_f64();
+        let now = fs::read(&path).unwrap();
+        let whole = if now == old {
+            "the old value"
+        } else if now[..] == new[..] {
+            "the new value"
+        } else {
+            panic!(
+                "round {round}: the chunk holds neither value whole: {} (old: {}, new: {})",
+                describe(&now),
+                describe(&old),
+                describe(&new)
+            );
+        };
+        assert!(
+            !acked || now[..] == new[..],
+            "round {round}: close() returned 0 but the chunk holds the old value"
+        );
+        println!(
+            "round {round}: killed after {} MiB written (close acknowledged: {acked}); mount took \
+             {mount_secs:.2} s and said {:?}; the chunk holds {whole}",
+            written.load(Ordering::SeqCst) >> 20,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        old = now;
+    }
+    println!("{test}: {ROUNDS} rounds in {:?}", started.elapsed());
+}
