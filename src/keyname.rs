@@ -139,7 +139,9 @@ mod tests {
     fn keys_without_names() {
         assert!(why_not_a_name(b"").is_some());
         assert_eq!(why_not_a_name(&[1; 127]), None);
-        assert!(why_not_a_name(&[1; 128]).unwrap().contains("256 characters"));
+        assert!(why_not_a_name(&[1; 128])
+            .unwrap()
+            .contains("256 characters"));
         assert_eq!(display_key(b""), "\"\"");
         assert_eq!(display_key(&[0xab]), "ab");
     }

@@ -131,7 +131,11 @@ fn put_get_stat_ls_rm_round_trip_binary_data() {
     assert_eq!(lines, ["00 1", "00ab 4096", "ffee01 300000"]);
 
     // Keys are lowercase hex everywhere, on the command line too.
-    assert_fails(&env.run(&["get", "00AB"]), 2, "keys are written in lowercase hex (00ab)");
+    assert_fails(
+        &env.run(&["get", "00AB"]),
+        2,
+        "keys are written in lowercase hex (00ab)",
+    );
 
     // A shorter put replaces the whole value.
     env.run_stdin(&["put", "ffee01"], b"short");

@@ -104,13 +104,20 @@ fn reading_commands_never_create_a_store() {
     for args in reads {
         let out = env.run(args);
         assert_fails_with(&out, 3, &no_store(&env.data, "does not exist"));
-        assert!(!env.data.exists(), "{args:?} created {}", env.data.display());
+        assert!(
+            !env.data.exists(),
+            "{args:?} created {}",
+            env.data.display()
+        );
     }
     fs::create_dir(&env.data).unwrap();
     for args in reads {
         let out = env.run(args);
         assert_fails_with(&out, 3, &no_store(&env.data, "is empty"));
-        assert!(listing(&env.data).is_empty(), "{args:?} wrote into the empty directory");
+        assert!(
+            listing(&env.data).is_empty(),
+            "{args:?} wrote into the empty directory"
+        );
     }
     // A bare `ls` with no --data-dir does not leave ./cloudstore-data behind.
     let out = Command::new(BIN)
@@ -251,8 +258,16 @@ fn a_read_only_directory_is_reported_as_read_only() {
     let out = run_in(env.tmp.path(), &["get", "01"], &ro);
     let put = run_in(env.tmp.path(), &["put", "02", input.to_str().unwrap()], &ro);
     sh(&format!("umount {}", ro.display()));
-    assert_fails_with(&out, 3, &read_only_message(&ro, "Read-only file system (os error 30)"));
-    assert_fails_with(&put, 3, &read_only_message(&ro, "Read-only file system (os error 30)"));
+    assert_fails_with(
+        &out,
+        3,
+        &read_only_message(&ro, "Read-only file system (os error 30)"),
+    );
+    assert_fails_with(
+        &put,
+        3,
+        &read_only_message(&ro, "Read-only file system (os error 30)"),
+    );
 
     // A 0555 directory, for a user who is not root (root may write anyway).
     fs::set_permissions(env.tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
@@ -267,7 +282,11 @@ fn a_read_only_directory_is_reported_as_read_only() {
         .output()
         .unwrap();
     fs::set_permissions(&env.data, fs::Permissions::from_mode(0o755)).unwrap();
-    assert_fails_with(&out, 3, &read_only_message(&env.data, "Permission denied (os error 13)"));
+    assert_fails_with(
+        &out,
+        3,
+        &read_only_message(&env.data, "Permission denied (os error 13)"),
+    );
     // Nothing changed: the store still reads.
     assert_eq!(stdout(&env.run(&["get", "01"])), "kept");
 }
@@ -292,7 +311,13 @@ fn every_error_is_printed_once() {
     let manifest = fs::read_dir(&env.data)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("MANIFEST"))
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("MANIFEST")
+        })
         .unwrap();
     let saved = fs::read(&manifest).unwrap();
     fs::write(&manifest, vec![0x5a; saved.len()]).unwrap();
@@ -300,7 +325,8 @@ fn every_error_is_printed_once() {
     fs::write(&manifest, saved).unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
-    assert!(stderr(&out).starts_with("cloudstore-fs: cannot open the store: leveldb: cannot open database"));
+    assert!(stderr(&out)
+        .starts_with("cloudstore-fs: cannot open the store: leveldb: cannot open database"));
     assert_eq!(stdout(&env.run(&["get", "01"])), "x");
 }
 
@@ -415,9 +441,8 @@ fn keys_that_cannot_be_names_in_ls_get_and_export() {
              or longer than 127 bytes); read them with `cloudstore-fs get`\n"
         )
     );
-    assert!(stdout(&out).starts_with(
-        "exported 1 chunks (3 bytes), 2 skipped (keys that cannot be file names)"
-    ));
+    assert!(stdout(&out)
+        .starts_with("exported 1 chunks (3 bytes), 2 skipped (keys that cannot be file names)"));
     assert_eq!(listing(&dst), ["01"]);
 }
 
@@ -492,11 +517,13 @@ fn a_clean_unmount_logs_no_error() {
     m.signal_daemon(libc::SIGTERM);
     m.mark_unmounted();
     let log = fs::read_to_string(m.log_path()).unwrap();
-    for bad in ["ERROR", "Unmount failed", "Failed to umount", "Invalid argument"] {
-        assert!(
-            !log.contains(bad),
-            "a clean unmount logged {bad:?}:\n{log}"
-        );
+    for bad in [
+        "ERROR",
+        "Unmount failed",
+        "Failed to umount",
+        "Invalid argument",
+    ] {
+        assert!(!log.contains(bad), "a clean unmount logged {bad:?}:\n{log}");
     }
     // Both ways out were taken: `unmount` and SIGTERM.
     assert_eq!(log.matches("unmounted").count(), 2, "{log}");

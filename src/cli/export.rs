@@ -150,7 +150,9 @@ pub fn run(store: &dyn Cloudstore, dir: &Path) -> CliResult {
             "{n} chunks were not exported: their keys cannot be file names (empty, or longer \
              than 127 bytes); read them with `cloudstore-fs get`"
         ))),
-        (n, 0) => Err(CliError::Failed(format!("{n} chunks could not be exported"))),
+        (n, 0) => Err(CliError::Failed(format!(
+            "{n} chunks could not be exported"
+        ))),
         (n, u) => Err(CliError::Failed(format!(
             "{n} chunks could not be exported, and {u} were not: their keys cannot be file names"
         ))),

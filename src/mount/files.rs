@@ -265,11 +265,17 @@ mod tests {
     #[test]
     fn log_names_are_flat_and_one_per_mountpoint() {
         assert_eq!(flat_name(Path::new("/tmp/a b/m_n")), "tmp_a%20b_m%5fn");
-        assert_ne!(flat_name(Path::new("/a/b_c")), flat_name(Path::new("/a_b/c")));
+        assert_ne!(
+            flat_name(Path::new("/a/b_c")),
+            flat_name(Path::new("/a_b/c"))
+        );
         assert_ne!(flat_name(Path::new("/a%5fb")), flat_name(Path::new("/a_b")));
         assert_eq!(flat_name(Path::new("/")), "_");
         let long = |c: &str| format!("/{}/{c}", "d".repeat(300));
-        let (a, b) = (flat_name(Path::new(&long("x"))), flat_name(Path::new(&long("y"))));
+        let (a, b) = (
+            flat_name(Path::new(&long("x"))),
+            flat_name(Path::new(&long("y"))),
+        );
         assert!(a.len() <= MAX_FLAT_NAME && b.len() <= MAX_FLAT_NAME, "{a}");
         assert_ne!(a, b);
     }

@@ -86,8 +86,8 @@ fn holder_pid(locks: &str, dev: u64, ino: u64) -> Option<u32> {
         if i.parse::<u64>() != Ok(ino) {
             continue;
         }
-        let on_dev = u64::from_str_radix(ma, 16) == Ok(major)
-            && u64::from_str_radix(mi, 16) == Ok(minor);
+        let on_dev =
+            u64::from_str_radix(ma, 16) == Ok(major) && u64::from_str_radix(mi, 16) == Ok(minor);
         if on_dev {
             return Some(pid);
         }
@@ -205,7 +205,9 @@ mod tests {
         let holder = find_holder(&path).expect("holder");
         assert_eq!(holder.pid, std::process::id());
         assert_eq!(holder.state, HolderState::Alive);
-        assert!(holder.describe().starts_with(&format!("process {} (`", holder.pid)));
+        assert!(holder
+            .describe()
+            .starts_with(&format!("process {} (`", holder.pid)));
         drop(file);
         assert_eq!(find_holder(&path), None);
     }

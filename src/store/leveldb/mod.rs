@@ -35,11 +35,11 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use db::{Db, Iter, WriteBatch};
-use lock::{HolderState, LOCK_WAIT};
 pub use index::STATE_FILE;
 use index::{
     encode_mtime, fingerprint, read_state, rebuild_index, sync_dir, write_state, Entry, NO_MTIME,
 };
+use lock::{HolderState, LOCK_WAIT};
 
 use super::{
     check_chunk, clamp_range, ChunkInfo, ChunkList, Cloudstore, RawChunk, Result, SpaceInfo,
@@ -248,12 +248,12 @@ pub fn inspect_data_dir(dir: &Path) -> Result<DataDir> {
     let state = if dir.join("CURRENT").exists() {
         DataDir::Store
     } else {
-        let entries = std::fs::read_dir(dir).map_err(|e| {
-            StoreError::Config(format!("{BACKEND}: data directory {shown}: {e}"))
-        })?;
-        let other = entries.flatten().map(|e| e.file_name()).find(|name| {
-            !matches!(name.to_str(), Some("LOCK" | "LOG" | "LOG.old"))
-        });
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| StoreError::Config(format!("{BACKEND}: data directory {shown}: {e}")))?;
+        let other = entries
+            .flatten()
+            .map(|e| e.file_name())
+            .find(|name| !matches!(name.to_str(), Some("LOCK" | "LOG" | "LOG.old")));
         if let Some(name) = other {
             return Err(StoreError::Config(format!(
                 "{BACKEND}: {shown} is not empty and holds no LevelDB store (no CURRENT file; \
@@ -268,7 +268,10 @@ pub fn inspect_data_dir(dir: &Path) -> Result<DataDir> {
     // SAFETY: a NUL-terminated path; access only checks.
     if unsafe { libc::access(c.as_ptr(), libc::W_OK) } != 0 {
         let e = std::io::Error::last_os_error();
-        if matches!(e.raw_os_error(), Some(libc::EROFS | libc::EACCES | libc::EPERM)) {
+        if matches!(
+            e.raw_os_error(),
+            Some(libc::EROFS | libc::EACCES | libc::EPERM)
+        ) {
             return Err(read_only(dir, &e.to_string()));
         }
     }
