@@ -38,6 +38,9 @@ pub enum HolderState {
 impl Holder {
     /// "process PID (`COMMAND LINE`)", for messages.
     pub fn describe(&self) -> String {
+        if self.pid == 0 {
+            return "a process outside this pid namespace".into();
+        }
         let cmdline = std::fs::read(format!("/proc/{}/cmdline", self.pid)).unwrap_or_default();
         let args: Vec<String> = cmdline
             .split(|&b| b == 0)
@@ -58,10 +61,12 @@ pub fn find_holder(lock: &Path) -> Option<Holder> {
     let meta = std::fs::metadata(lock).ok()?;
     let locks = std::fs::read_to_string("/proc/locks").ok()?;
     let pid = holder_pid(&locks, meta.dev(), meta.ino())?;
-    Some(Holder {
-        pid,
-        state: process_state(pid),
-    })
+    // A process we cannot look at (another pid namespace) is taken as alive: not waited for.
+    let state = match pid {
+        0 => HolderState::Alive,
+        pid => process_state(pid),
+    };
+    Some(Holder { pid, state })
 }
 
 /// The pid holding a POSIX lock on the file (`dev`, `ino`) in the text of /proc/locks. Lines
@@ -76,9 +81,11 @@ fn holder_pid(locks: &str, dev: u64, ino: u64) -> Option<u32> {
         if fields.len() < 6 || fields[1] == "->" || fields[1] != "POSIX" {
             continue;
         }
-        let Ok(pid) = fields[4].parse::<u32>() else {
+        // A holder outside our pid namespace shows as 0 (or -1): kept as pid 0, "unknown".
+        let Ok(pid) = fields[4].parse::<i64>() else {
             continue;
         };
+        let pid = u32::try_from(pid).unwrap_or(0);
         let mut id = fields[5].split(':');
         let (Some(ma), Some(mi), Some(i)) = (id.next(), id.next(), id.next()) else {
             continue;
@@ -164,6 +171,8 @@ mod tests {
         // Same inode, other device only: taken.
         assert_eq!(holder_pid(locks, libc::makedev(7, 7), 99), Some(14));
         assert_eq!(holder_pid(locks, dev, 5), None);
+        let elsewhere = "1: POSIX  ADVISORY  WRITE -1 fe:00:5 0 EOF\n";
+        assert_eq!(holder_pid(elsewhere, dev, 5), Some(0));
     }
 
     #[test]
