@@ -506,3 +506,115 @@ fn leveldb_mount_right_after_kill_9_of_a_64_mib_write() {
         started.elapsed()
     );
 }
+
+/// A process holding LevelDB's lock on `data` (a POSIX lock, as LevelDB takes it), in Python.
+fn lock_holder(data: &Path) -> std::process::Child {
+    let mut child = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import fcntl, sys, time\n\
+             f = open(sys.argv[1] + '/LOCK', 'a')\n\
+             fcntl.lockf(f, fcntl.LOCK_EX)\n\
+             print('locked', flush=True)\n\
+             time.sleep(120)\n",
+        )
+        .arg(data)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "locked\n");
+    child
+}
+
+/// A holder of the store that is exiting (killed, but held in its exit for a second: ptrace
+/// stops it at PTRACE_EVENT_EXIT, before its files are closed) is waited for: `mount` succeeds
+/// once it has let go, and says what it waited for. A live holder is refused at once, named.
+#[test]
+fn mount_waits_for_a_dying_holder_of_the_store_and_refuses_a_live_one() {
+    let test = "mount_waits_for_a_dying_holder_of_the_store_and_refuses_a_live_one";
+    let Some(mut m) = TestMount::new(Store::Leveldb, test) else {
+        return;
+    };
+    fs::write(m.path("01"), b"kept").unwrap();
+    m.unmount();
+    let data = m.outside("data");
+
+    // Alive: refused at once, naming it.
+    let mut holder = lock_holder(&data);
+    let t = Instant::now();
+    let out = m.try_mount(&m.mnt, &[]);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    assert!(
+        said.contains(&format!("is locked by process {} (`", holder.id()))
+            && said.contains("python3 -c"),
+        "{said}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+
+    // Dying: ptrace holds it at its exit, with the lock, for a second after kill -9.
+    let pid = holder.id() as libc::pid_t;
+    // SAFETY: ptrace and waitpid on our own child, from this thread only (a tracer is a thread).
+    unsafe {
+        assert_eq!(
+            libc::ptrace(
+                libc::PTRACE_SEIZE,
+                pid,
+                std::ptr::null_mut::<libc::c_void>(),
+                libc::PTRACE_O_TRACEEXIT as usize as *mut libc::c_void,
+            ),
+            0,
+            "PTRACE_SEIZE: {}",
+            std::io::Error::last_os_error()
+        );
+        assert_eq!(libc::kill(pid, libc::SIGKILL), 0);
+        let mut status = 0;
+        assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
+        assert_eq!(status >> 8, libc::SIGTRAP | (libc::PTRACE_EVENT_EXIT << 8));
+    }
+    let mnt = m.mnt.clone();
+    let (early, (out, took)) = std::thread::scope(|s| {
+        let mount = s.spawn(|| {
+            let t = Instant::now();
+            (m.try_mount(&mnt, &[]), t.elapsed())
+        });
+        std::thread::sleep(Duration::from_secs(1));
+        let early = mount.is_finished();
+        // SAFETY: the tracee is stopped at its exit; continuing lets it finish exiting.
+        let rc = unsafe {
+            libc::ptrace(
+                libc::PTRACE_CONT,
+                pid,
+                std::ptr::null_mut::<libc::c_void>(),
+                std::ptr::null_mut::<libc::c_void>(),
+            )
+        };
+        assert_eq!(rc, 0, "PTRACE_CONT: {}", std::io::Error::last_os_error());
+        (early, mount.join().unwrap())
+    });
+    let _ = holder.wait();
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !early,
+        "the mount did not wait for the dying holder: {said}"
+    );
+    assert!(out.status.success(), "mount failed after {took:?}: {said}");
+    m.mark_mounted();
+    assert!(
+        said.contains(&format!("is locked by process {pid} (`"))
+            && said.contains("which is exiting (killed?): waiting up to 10 s for it to let go")
+            && said.contains(&format!("process {pid} let go of the lock after")),
+        "{said}"
+    );
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    assert_eq!(fs::read(m.path("01")).unwrap(), b"kept");
+}

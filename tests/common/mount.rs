@@ -310,6 +310,13 @@ impl TestMount {
         }
     }
 
+    /// Records that a mount made by [`TestMount::try_mount`] at `mnt` succeeded: it is this
+    /// mount's now (unmounted on drop).
+    pub fn mark_mounted(&mut self) {
+        self.mounted = true;
+        self.maybe_stale = false;
+    }
+
     /// Records that the mount went away by other means (a signal to the daemon).
     pub fn mark_unmounted(&mut self) {
         self.mounted = false;
