@@ -265,8 +265,9 @@ pub fn inspect_data_dir(dir: &Path) -> Result<DataDir> {
     };
     let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
         .map_err(|_| StoreError::Config(format!("{BACKEND}: bad path {shown}")))?;
-    // SAFETY: a NUL-terminated path; access only checks.
-    if unsafe { libc::access(c.as_ptr(), libc::W_OK) } != 0 {
+    // As this process's effective user (AT_EACCESS), as LevelDB's writes will be.
+    // SAFETY: a NUL-terminated path; faccessat only checks.
+    if unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::W_OK, libc::AT_EACCESS) } != 0 {
         let e = std::io::Error::last_os_error();
         if matches!(
             e.raw_os_error(),
