@@ -80,6 +80,29 @@ pub fn name_of_key(key: &[u8]) -> String {
     hex::encode(key)
 }
 
+/// Why `key` has no chunk name (it is empty, or longer than 127 bytes), or `None` when it has.
+pub fn why_not_a_name(key: &[u8]) -> Option<String> {
+    match key.len() {
+        0 => Some("the empty key cannot be a file name".into()),
+        n if n * 2 > MAX_NAME_LEN => Some(format!(
+            "a key of {n} bytes cannot be a file name (its name would have {} characters, \
+             more than {MAX_NAME_LEN})",
+            n * 2
+        )),
+        _ => None,
+    }
+}
+
+/// `key` for messages and listings: its hex, or `""` for the empty key (so that it is never an
+/// empty field).
+pub fn display_key(key: &[u8]) -> String {
+    if key.is_empty() {
+        "\"\"".into()
+    } else {
+        hex::encode(key)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +133,17 @@ mod tests {
             key_from_name(&"ab".repeat(128)),
             Err(InvalidName::TooLong(256))
         );
+    }
+
+    #[test]
+    fn keys_without_names() {
+        assert!(why_not_a_name(b"").is_some());
+        assert_eq!(why_not_a_name(&[1; 127]), None);
+        assert!(why_not_a_name(&[1; 128])
+            .unwrap()
+            .contains("256 characters"));
+        assert_eq!(display_key(b""), "\"\"");
+        assert_eq!(display_key(&[0xab]), "ab");
     }
 
     #[test]

@@ -3,12 +3,19 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use cloudstore_fs::cli::{self, Cli};
+use cloudstore_fs::cli::{self, Cli, Command};
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     // Usage errors exit 2 (clap's default), --help and --version 0.
     let cli = Cli::parse();
+    // A command's failure is printed once, as its message below. The mount daemon's log keeps
+    // warnings and errors (it runs for long, and its failures reach programs as errno); the
+    // other commands log nothing unless RUST_LOG asks.
+    let default_log = match cli.command {
+        Command::Mount { .. } => "warn",
+        _ => "off",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_log)).init();
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

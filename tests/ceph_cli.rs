@@ -71,7 +71,7 @@ fn put_get_stat_rm_ls_with_backend_ceph() {
     assert!(fs::read(&out).unwrap() == value);
 
     assert!(ok(&c, &["get", "00ff10"], None) == value);
-    assert!(ok(&c, &["get", "00FF10", "--range", "10..20"], None) == value[10..20]);
+    assert!(ok(&c, &["get", "00ff10", "--range", "10..20"], None) == value[10..20]);
     assert!(ok(&c, &["get", "00ff10", "--range", "99990.."], None) == value[99_990..]);
     assert_eq!(ok(&c, &["get", "0a0b"], None), b"from stdin");
     assert_eq!(ok(&c, &["get", "ee"], None), b"");

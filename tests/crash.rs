@@ -382,3 +382,244 @@ fn leveldb_kill_9_rounds() {
 fn ceph_kill_9_rounds() {
     crash_rounds(Store::Ceph, "ceph_kill_9_rounds");
 }
+
+/// The 64 MiB value of round `round`: every 4 KiB block names the round and its index, so a
+/// value mixed from two writes or cut short is told apart from a whole one.
+fn big_value(round: u64) -> Vec<u8> {
+    let mut v = vec![round as u8; BIG];
+    for (i, block) in v.chunks_mut(4096).enumerate() {
+        block[..8].copy_from_slice(&round.to_le_bytes());
+        block[8..16].copy_from_slice(&(i as u64).to_le_bytes());
+    }
+    v
+}
+
+const BIG: usize = 64 << 20;
+
+/// What a chunk holds, for messages: its length and the round stamped in its first block.
+fn describe(v: &[u8]) -> String {
+    let round = v
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap()));
+    format!("{} bytes, first block of round {round:?}", v.len())
+}
+
+/// kill -9 of the daemon during a 64 MiB write (or during its close, which commits it), and
+/// at once a new `mount`: it must succeed every round. The killed daemon may still be exiting
+/// and hold LevelDB's lock; the mount waits for it (bounded) instead of failing "locked". The
+/// chunk then holds the old value or the new one, whole (the new one if close() returned 0).
+#[test]
+fn leveldb_mount_right_after_kill_9_of_a_64_mib_write() {
+    const ROUNDS: u64 = 8;
+    let test = "leveldb_mount_right_after_kill_9_of_a_64_mib_write";
+    let Some(mut m) = TestMount::new(Store::Leveldb, test) else {
+        return;
+    };
+    let started = Instant::now();
+    let path = m.path("b160");
+    let mut old = b"round 0".to_vec();
+    fs::write(&path, &old).unwrap();
+    let mut rng = Rng(0x5eed);
+    let mut waited = 0;
+    for round in 1..=ROUNDS {
+        let new = Arc::new(big_value(round));
+        let written = Arc::new(AtomicU64::new(0));
+        let writer = {
+            let (path, new, written) = (path.clone(), new.clone(), written.clone());
+            std::thread::spawn(move || -> bool {
+                let Ok(mut f) = fs::File::create(&path) else {
+                    return false;
+                };
+                for piece in new.chunks(1 << 20) {
+                    if f.write_all(piece).is_err() {
+                        return false;
+                    }
+                    written.fetch_add(piece.len() as u64, Ordering::SeqCst);
+                }
+                // SAFETY: the fd is ours (taken from the File), closed once.
+                unsafe { libc::close(f.into_raw_fd()) == 0 }
+            })
+        };
+        // Rounds 1 and 2: killed in the middle of the writes. The others: once close() has
+        // returned, within 40 ms, while LevelDB writes the 64 MiB out of its memtable into a
+        // table and syncs it: the thread doing that can outlive the daemon's main thread by a
+        // long moment, holding the lock (what made a mount after kill -9 fail "locked").
+        let target = if round <= 2 {
+            (1 + rng.below(56)) << 20
+        } else {
+            u64::MAX
+        };
+        let t = Instant::now();
+        while written.load(Ordering::SeqCst) < target && !writer.is_finished() {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "round {round}: the writer stalled"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if round > 2 {
+            std::thread::sleep(Duration::from_millis(rng.below(40)));
+        }
+        // At once, as soon as the daemon's main thread is gone (a zombie; as a restart loop or
+        // a script sees it): its other threads may still be exiting, holding LevelDB's lock.
+        let pid = m.kill_daemon_now();
+        assert!(cloudstore_fs::mount::wait_for_exit(
+            pid,
+            Duration::from_secs(30)
+        ));
+        let t = Instant::now();
+        let out = m.mount_output();
+        let mount_secs = t.elapsed().as_secs_f64();
+        let acked = writer.join().unwrap();
+        let now = fs::read(&path).unwrap();
+        let whole = if now == old {
+            "the old value"
+        } else if now[..] == new[..] {
+            "the new value"
+        } else {
+            panic!(
+                "round {round}: the chunk holds neither value whole: {} (old: {}, new: {})",
+                describe(&now),
+                describe(&old),
+                describe(&new)
+            );
+        };
+        assert!(
+            !acked || now[..] == new[..],
+            "round {round}: close() returned 0 but the chunk holds the old value"
+        );
+        let said = String::from_utf8_lossy(&out.stderr);
+        if said.contains("which is exiting (killed?): waiting") {
+            waited += 1;
+        }
+        println!(
+            "round {round}: killed after {} MiB written (close acknowledged: {acked}); mount took \
+             {mount_secs:.2} s and said {:?}; the chunk holds {whole}",
+            written.load(Ordering::SeqCst) >> 20,
+            said.trim()
+        );
+        old = now;
+    }
+    println!(
+        "{test}: {ROUNDS} rounds in {:?}; {waited} mounts found the killed daemon still holding \
+         the store and waited for it",
+        started.elapsed()
+    );
+}
+
+/// A process holding LevelDB's lock on `data` (a POSIX lock, as LevelDB takes it), in Python.
+fn lock_holder(data: &Path) -> std::process::Child {
+    let mut child = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import fcntl, sys, time\n\
+             f = open(sys.argv[1] + '/LOCK', 'a')\n\
+             fcntl.lockf(f, fcntl.LOCK_EX)\n\
+             print('locked', flush=True)\n\
+             time.sleep(120)\n",
+        )
+        .arg(data)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "locked\n");
+    child
+}
+
+/// A holder of the store that is exiting (killed, but held in its exit for a second: ptrace
+/// stops it at PTRACE_EVENT_EXIT, before its files are closed) is waited for: `mount` succeeds
+/// once it has let go, and says what it waited for. A live holder is refused at once, named.
+#[test]
+fn mount_waits_for_a_dying_holder_of_the_store_and_refuses_a_live_one() {
+    let test = "mount_waits_for_a_dying_holder_of_the_store_and_refuses_a_live_one";
+    let python = std::process::Command::new("python3").arg("-V").output();
+    if !python.is_ok_and(|o| o.status.success()) {
+        ceph_support::skip_or_fail(&format!("{test} needs python3 (to hold the lock)"));
+        return;
+    }
+    let Some(mut m) = TestMount::new(Store::Leveldb, test) else {
+        return;
+    };
+    fs::write(m.path("01"), b"kept").unwrap();
+    m.unmount();
+    let data = m.outside("data");
+
+    // Alive: refused at once, naming it.
+    let mut holder = lock_holder(&data);
+    let t = Instant::now();
+    let out = m.try_mount(&m.mnt, &[]);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    assert!(
+        said.contains(&format!("is locked by process {} (`", holder.id()))
+            && said.contains("python3 -c"),
+        "{said}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+
+    // Dying: ptrace holds it at its exit, with the lock, for a second after kill -9.
+    let pid = holder.id() as libc::pid_t;
+    // SAFETY: ptrace and waitpid on our own child, from this thread only (a tracer is a thread).
+    unsafe {
+        assert_eq!(
+            libc::ptrace(
+                libc::PTRACE_SEIZE,
+                pid,
+                std::ptr::null_mut::<libc::c_void>(),
+                libc::PTRACE_O_TRACEEXIT as usize as *mut libc::c_void,
+            ),
+            0,
+            "PTRACE_SEIZE: {}",
+            std::io::Error::last_os_error()
+        );
+        assert_eq!(libc::kill(pid, libc::SIGKILL), 0);
+        let mut status = 0;
+        assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
+        assert_eq!(status >> 8, libc::SIGTRAP | (libc::PTRACE_EVENT_EXIT << 8));
+    }
+    let mnt = m.mnt.clone();
+    let (early, (out, took)) = std::thread::scope(|s| {
+        let mount = s.spawn(|| {
+            let t = Instant::now();
+            (m.try_mount(&mnt, &[]), t.elapsed())
+        });
+        std::thread::sleep(Duration::from_secs(1));
+        let early = mount.is_finished();
+        // SAFETY: the tracee is stopped at its exit; continuing lets it finish exiting.
+        let rc = unsafe {
+            libc::ptrace(
+                libc::PTRACE_CONT,
+                pid,
+                std::ptr::null_mut::<libc::c_void>(),
+                std::ptr::null_mut::<libc::c_void>(),
+            )
+        };
+        assert_eq!(rc, 0, "PTRACE_CONT: {}", std::io::Error::last_os_error());
+        (early, mount.join().unwrap())
+    });
+    let _ = holder.wait();
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !early,
+        "the mount did not wait for the dying holder: {said}"
+    );
+    assert!(out.status.success(), "mount failed after {took:?}: {said}");
+    m.mark_mounted();
+    assert!(
+        said.contains(&format!("is locked by process {pid} (`"))
+            && said.contains("which is exiting (killed?): waiting up to 10 s for it to let go")
+            && said.contains(&format!("process {pid} let go of the lock after")),
+        "{said}"
+    );
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    assert_eq!(fs::read(m.path("01")).unwrap(), b"kept");
+}

@@ -4,14 +4,29 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// Parses a key given in hex on the command line (either case, even length, not empty).
+/// Parses a key given in hex on the command line: lowercase, even length, not empty (the empty
+/// key is written `""`, as `ls` prints it). Keys are
+/// spelled one way everywhere (a chunk's file name in the mount and in `import`/`export` is the
+/// same lowercase hex), so `ABCD` is refused with the spelling to use instead.
 pub fn parse_key_arg(s: &str) -> Result<Vec<u8>, String> {
+    if s == "\"\"" {
+        // The empty key, as `ls` prints it (a store written by another program may hold it).
+        return Ok(Vec::new());
+    }
     if s.is_empty() {
-        return Err("empty key: give the key in hex, e.g. 00ab".into());
+        return Err(
+            "empty key: give the key in hex, e.g. 00ab (the empty key is written \"\")".into(),
+        );
     }
     // The first bad character is the more useful message, so it is looked for before the length.
     if let Some((index, c)) = s.char_indices().find(|(_, c)| !c.is_ascii_hexdigit()) {
         return Err(format!("{c:?} at position {index} is not a hex digit"));
+    }
+    if let Some((index, c)) = s.char_indices().find(|(_, c)| c.is_ascii_uppercase()) {
+        return Err(format!(
+            "{c:?} at position {index} is upper case: keys are written in lowercase hex ({})",
+            s.to_ascii_lowercase()
+        ));
     }
     if !s.len().is_multiple_of(2) {
         return Err(format!(
@@ -112,9 +127,14 @@ mod tests {
 
     #[test]
     fn keys() {
-        assert_eq!(parse_key_arg("00aB"), Ok(vec![0, 0xab]));
+        assert_eq!(parse_key_arg("00ab"), Ok(vec![0, 0xab]));
+        assert_eq!(
+            parse_key_arg("00aB").unwrap_err(),
+            "'B' at position 3 is upper case: keys are written in lowercase hex (00ab)"
+        );
         assert!(parse_key_arg("").unwrap_err().contains("empty"));
         assert!(parse_key_arg("abc").unwrap_err().contains("odd"));
+        assert_eq!(parse_key_arg("\"\""), Ok(vec![]));
         assert!(parse_key_arg("zz").unwrap_err().contains("'z'"));
         assert!(parse_key_arg("0g1")
             .unwrap_err()

@@ -6,16 +6,18 @@ use std::path::Path;
 
 use super::{ByteRange, CliError, CliResult};
 use crate::config::Config;
+use crate::keyname;
 use crate::store::{Cloudstore, StoreError};
 
-/// Logs a store failure on `key` (naming the backend) and turns it into the command's error.
+/// Turns a store failure on `key` into the command's error (printed once, by `main`; the
+/// store's messages name the backend and the key). Logged at debug level with the operation.
 pub(super) fn store_failure(
     store: &dyn Cloudstore,
     op: &str,
     key: &[u8],
     err: StoreError,
 ) -> CliError {
-    log::error!(
+    log::debug!(
         "{} {op} of chunk {} failed: {err}",
         store.backend(),
         hex::encode(key)
@@ -118,7 +120,8 @@ pub fn rm(store: &dyn Cloudstore, key: &[u8]) -> CliResult {
     Ok(())
 }
 
-/// `ls`: one `KEYHEX SIZE` line per chunk, streamed from the listing.
+/// `ls`: one `KEYHEX SIZE` line per chunk, streamed from the listing (`"" SIZE` for the empty
+/// key).
 pub fn ls(store: &dyn Cloudstore) -> CliResult {
     let list = store
         .list(None)
@@ -127,14 +130,13 @@ pub fn ls(store: &dyn Cloudstore) -> CliResult {
     let mut last_key = Vec::new();
     for item in list {
         let info = item.map_err(|e| {
-            log::error!(
-                "{} list failed after chunk {}: {e}",
-                store.backend(),
+            CliError::Failed(format!(
+                "listing failed after chunk {}: {e}",
                 hex::encode(&last_key)
-            );
-            CliError::from(e)
+            ))
         })?;
-        let line = writeln!(out, "{} {}", hex::encode(&info.key), info.size);
+        // The empty key prints as `""`, never as an empty field.
+        let line = writeln!(out, "{} {}", keyname::display_key(&info.key), info.size);
         if line.is_err() {
             return stdout_result(line);
         }

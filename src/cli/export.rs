@@ -23,13 +23,24 @@ struct Export<'a> {
     batch: Vec<RawChunk>,
     batch_bytes: u64,
     vanished: u64,
+    /// Chunks whose keys cannot be file names (empty, or longer than 127 bytes).
+    unnamed: u64,
     failed: u64,
 }
 
 impl Export<'_> {
+    /// Reports a chunk whose key cannot be a file name; its value is not fetched.
+    fn skip_unnamed(&mut self, key: &[u8]) {
+        self.unnamed += 1;
+        self.progress.report(&format!(
+            "skipping the chunk with key {}: {}",
+            keyname::display_key(key),
+            keyname::why_not_a_name(key).unwrap_or_default()
+        ));
+    }
+
     fn fail(&mut self, what: String) {
         self.failed += 1;
-        log::error!("{}: export: {what}", self.store.backend());
         self.progress.report(&what);
     }
 
@@ -53,12 +64,6 @@ impl Export<'_> {
         let mut batch = std::mem::take(&mut self.batch);
         self.batch_bytes = 0;
         if let Err(e) = self.store.get_chunk_batch(&mut batch) {
-            log::error!(
-                "{}: export: batch of {} chunks from {} failed: {e}",
-                self.store.backend(),
-                batch.len(),
-                hex::encode(&batch[0].key)
-            );
             return Err(CliError::Failed(format!(
                 "export stopped after {} chunks: a batch of {} failed: {e}",
                 self.progress.chunks,
@@ -92,10 +97,9 @@ impl Export<'_> {
 pub fn run(store: &dyn Cloudstore, dir: &Path) -> CliResult {
     fs::create_dir_all(dir)
         .map_err(|e| CliError::io(format_args!("creating {}", dir.display()), e))?;
-    let list = store.list(None).map_err(|e| {
-        log::error!("{}: export: listing failed: {e}", store.backend());
-        CliError::from(e)
-    })?;
+    let list = store
+        .list(None)
+        .map_err(|e| CliError::Failed(format!("export: listing failed: {e}")))?;
     let mut export = Export {
         store,
         dir,
@@ -103,16 +107,20 @@ pub fn run(store: &dyn Cloudstore, dir: &Path) -> CliResult {
         batch: Vec::with_capacity(BATCH_CHUNKS),
         batch_bytes: 0,
         vanished: 0,
+        unnamed: 0,
         failed: 0,
     };
     for item in list {
         let info = item.map_err(|e| {
-            log::error!("{}: export: listing failed: {e}", store.backend());
             CliError::Failed(format!(
                 "export stopped after {} chunks: listing failed: {e}",
                 export.progress.chunks
             ))
         })?;
+        if keyname::why_not_a_name(&info.key).is_some() {
+            export.skip_unnamed(&info.key);
+            continue;
+        }
         export.push(info.key, info.size)?;
     }
     export.flush()?;
@@ -120,6 +128,12 @@ pub fn run(store: &dyn Cloudstore, dir: &Path) -> CliResult {
     let mut extra = String::new();
     if export.vanished > 0 {
         extra += &format!(", {} vanished", export.vanished);
+    }
+    if export.unnamed > 0 {
+        extra += &format!(
+            ", {} skipped (keys that cannot be file names)",
+            export.unnamed
+        );
     }
     if export.failed > 0 {
         extra += &format!(", {} failed", export.failed);
@@ -130,10 +144,17 @@ pub fn run(store: &dyn Cloudstore, dir: &Path) -> CliResult {
         export.progress.chunks,
         export.progress.bytes,
     ))?;
-    match export.failed {
-        0 => Ok(()),
-        n => Err(CliError::Failed(format!(
+    match (export.failed, export.unnamed) {
+        (0, 0) => Ok(()),
+        (0, n) => Err(CliError::Failed(format!(
+            "{n} chunks were not exported: their keys cannot be file names (empty, or longer \
+             than 127 bytes); read them with `cloudstore-fs get`"
+        ))),
+        (n, 0) => Err(CliError::Failed(format!(
             "{n} chunks could not be exported"
+        ))),
+        (n, u) => Err(CliError::Failed(format!(
+            "{n} chunks could not be exported, and {u} were not: their keys cannot be file names"
         ))),
     }
 }

@@ -1,5 +1,6 @@
 //! `import DIR`: stores every regular file of DIR named by a chunk name, through
-//! `set_chunk_batch` in batches bounded by count and bytes; other names are reported and skipped.
+//! `set_chunk_batch` in batches bounded by count and bytes; other names, symlinks (never
+//! followed) and other kinds of files are reported and skipped.
 
 use std::fs;
 use std::io::{self, Write};
@@ -35,7 +36,6 @@ impl Import<'_> {
 
     fn fail(&mut self, what: String) {
         self.failed += 1;
-        log::error!("{}: import: {what}", self.store.backend());
         self.progress.report(&what);
     }
 
@@ -60,12 +60,6 @@ impl Import<'_> {
         let mut batch = std::mem::take(&mut self.batch);
         self.batch_bytes = 0;
         if let Err(e) = self.store.set_chunk_batch(&mut batch) {
-            log::error!(
-                "{}: import: batch of {} chunks from {} failed: {e}",
-                self.store.backend(),
-                batch.len(),
-                hex::encode(&batch[0].key)
-            );
             return Err(CliError::Failed(format!(
                 "import stopped after {} chunks: a batch of {} failed: {e}",
                 self.progress.chunks,
@@ -98,6 +92,20 @@ fn count_chunk_names(dir: &Path) -> u64 {
     })
 }
 
+/// Reads a file, refusing a symlink (O_NOFOLLOW) or a FIFO (O_NONBLOCK: no waiting for a
+/// writer) put in its place since it was looked at.
+fn read_no_follow(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let mut value = Vec::new();
+    file.read_to_end(&mut value)?;
+    Ok(value)
+}
+
 /// Runs `import DIR`.
 pub fn run(store: &dyn Cloudstore, config: &Config, dir: &Path) -> CliResult {
     let entries = fs::read_dir(dir)
@@ -116,21 +124,36 @@ pub fn run(store: &dyn Cloudstore, config: &Config, dir: &Path) -> CliResult {
     for entry in entries {
         let entry = entry.map_err(|e| CliError::io(format!("reading {}", dir.display()), e))?;
         let path = entry.path();
-        let key = match keyname::key_from_os_name(&entry.file_name()) {
+        let name = entry.file_name();
+        let key = match keyname::key_from_os_name(&name) {
             Ok(key) => key,
             Err(why) => {
-                import.skip(&path, format_args!("not a chunk name ({why})"));
+                // Upper case hex is another spelling of a chunk name: say which one.
+                let lower = name.to_str().map(str::to_ascii_lowercase);
+                match lower.filter(|l| keyname::parse_key_name(l).is_some()) {
+                    Some(l) => import.skip(
+                        &path,
+                        format_args!(
+                            "not a chunk name ({why}; chunk names are lowercase: rename it to {l})"
+                        ),
+                    ),
+                    None => import.skip(&path, format_args!("not a chunk name ({why})")),
+                }
                 continue;
             }
         };
-        // Follows symlinks: a link to a regular file imports its target.
-        let meta = match fs::metadata(&path) {
+        // Symlinks are not followed: a link could bring in any file of the system.
+        let meta = match fs::symlink_metadata(&path) {
             Ok(meta) => meta,
             Err(e) => {
                 import.fail(format!("cannot stat {}: {e}", path.display()));
                 continue;
             }
         };
+        if meta.file_type().is_symlink() {
+            import.skip(&path, "a symlink (not followed)");
+            continue;
+        }
         if !meta.is_file() {
             import.skip(&path, "not a regular file");
             continue;
@@ -144,7 +167,7 @@ pub fn run(store: &dyn Cloudstore, config: &Config, dir: &Path) -> CliResult {
             ));
             continue;
         }
-        match fs::read(&path) {
+        match read_no_follow(&path) {
             Ok(value) => import.push(key, value)?,
             Err(e) => import.fail(format!("cannot read {}: {e}", path.display())),
         }

@@ -187,7 +187,7 @@ impl StoreArgs {
             .validate()
             .map_err(|e| CliError::Invalid(e.to_string()))?;
         for warning in config.warnings() {
-            log::warn!("configuration: {warning}");
+            eprintln!("cloudstore-fs: warning: configuration: {warning}");
         }
         Ok(config)
     }
@@ -243,13 +243,51 @@ fn given<'a>(flags: &[(&'a str, bool)]) -> Vec<&'a str> {
         .collect()
 }
 
-/// Opens the configured store; a store that cannot be opened is a failure (exit 3).
-fn open_store(config: &Config) -> CliResult<Arc<dyn Cloudstore>> {
-    store::open(config).map_err(|e| {
-        let backend = format!("{:?}", config.backend).to_lowercase();
-        log::error!("{backend}: cannot open the store: {e}");
-        CliError::Failed(format!("cannot open the store: {e}"))
-    })
+/// Whether a command may create the store it opens: `put`, `import` and a writable `mount`
+/// do; commands that only read (and `rm`) never do.
+fn creates_store(command: &Command) -> bool {
+    match command {
+        Command::Put { .. } | Command::Import { .. } => true,
+        Command::Mount { read_only, .. } => !read_only,
+        _ => false,
+    }
+}
+
+/// Opens the configured store; a store that cannot be opened is a failure (exit 3). A LevelDB
+/// directory that is missing or empty is a new store for commands that create one (said once,
+/// on stderr) and an error naming the path for the others.
+fn open_store(config: &Config, create: bool) -> CliResult<Arc<dyn Cloudstore>> {
+    let failed = |e: store::StoreError| CliError::Failed(format!("cannot open the store: {e}"));
+    let new_dir = match config.backend {
+        Backend::Leveldb => {
+            use store::leveldb::DataDir;
+            let dir = &config.data_dir;
+            let what = match store::leveldb::inspect_data_dir(dir).map_err(failed)? {
+                DataDir::Store => None,
+                DataDir::Missing => Some("does not exist"),
+                DataDir::Empty => Some("is empty"),
+            };
+            match what {
+                Some(what) if !create => {
+                    return Err(CliError::Failed(format!(
+                        "cannot open the store: no LevelDB store in {}: the directory {what} \
+                         (check --data-dir; put, import and mount create a store)",
+                        dir.display()
+                    )))
+                }
+                other => other.is_some(),
+            }
+        }
+        _ => false,
+    };
+    let store = store::open(config).map_err(failed)?;
+    if new_dir {
+        eprintln!(
+            "cloudstore-fs: created a new LevelDB store in {}",
+            config.data_dir.display()
+        );
+    }
+    Ok(store)
 }
 
 /// Runs a parsed command line.
@@ -297,7 +335,7 @@ pub fn run(cli: Cli) -> CliResult {
             return mount::start_daemon(&config, mountpoint, *nonempty);
         }
     }
-    let store = open_store(&config).inspect_err(|e| {
+    let store = open_store(&config, creates_store(&cli.command)).inspect_err(|e| {
         if matches!(cli.command, Command::Mount { .. }) {
             // A daemon's parent waits for this answer.
             crate::mount::report_failure(&e.to_string());
@@ -333,10 +371,9 @@ pub fn run(cli: Cli) -> CliResult {
     };
     // Close even after a failure, so that whatever did succeed (part of an import) is flushed;
     // the command's own error is the one reported.
-    let closed = store.close().map_err(|e| {
-        log::error!("{}: close: {e}", store.backend());
-        CliError::Failed(format!("closing the store: {e}"))
-    });
+    let closed = store
+        .close()
+        .map_err(|e| CliError::Failed(format!("closing the store: {e}")));
     result.and(closed)
 }
 
@@ -369,7 +406,7 @@ mod tests {
             "--config",
             file.to_str().unwrap(),
             "get",
-            "00AB",
+            "00ab",
             "--namespace",
             "ns",
             "--max-chunk-size",

@@ -10,11 +10,7 @@ use crate::store::Cloudstore;
 
 /// Mounts `store` and serves it until it is unmounted.
 pub fn mount(store: Arc<dyn Cloudstore>, config: &Config, opts: &MountOptions) -> CliResult {
-    let backend = store.backend();
-    crate::mount::run(store, config, opts).map_err(|e| {
-        log::error!("{backend}: mount at {}: {e}", opts.mountpoint.display());
-        CliError::Failed(e)
-    })
+    crate::mount::run(store, config, opts).map_err(CliError::Failed)
 }
 
 /// `mount --daemon`: starts the daemon, which opens the store, and returns once it serves.
@@ -27,18 +23,12 @@ pub fn start_daemon(config: &Config, mountpoint: &Path, nonempty: bool) -> CliRe
 
 /// Prints what the daemon of the mount at `mountpoint` reports about itself.
 pub fn stats(mountpoint: &Path) -> CliResult {
-    let text = crate::mount::stats(mountpoint).map_err(|e| {
-        log::error!("stats {}: {e}", mountpoint.display());
-        CliError::Failed(e)
-    })?;
+    let text = crate::mount::stats(mountpoint).map_err(CliError::Failed)?;
     print!("{text}");
     Ok(())
 }
 
 /// Unmounts the cloudstore-fs mount at `mountpoint`.
 pub fn unmount(mountpoint: &Path, opts: &UnmountOptions) -> CliResult {
-    crate::mount::unmount_with(mountpoint, opts).map_err(|e| {
-        log::error!("unmount {}: {e}", mountpoint.display());
-        CliError::Failed(e)
-    })
+    crate::mount::unmount_with(mountpoint, opts).map_err(CliError::Failed)
 }

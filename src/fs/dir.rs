@@ -208,12 +208,7 @@ impl ChunkFs {
                                     page.push((info.key, info.size));
                                     added += 1;
                                 }
-                                None => log::warn!(
-                                    "readdir: key {} ({} bytes) cannot be shown as a file name \
-                                     (keys are 1 to 127 bytes)",
-                                    hex::encode(&info.key),
-                                    info.key.len()
-                                ),
+                                None => log_unnamed_key(&info.key),
                             },
                             Some(Err(e)) => {
                                 self.readahead.listed(s.readahead_id, page);
@@ -374,5 +369,23 @@ impl ChunkFs {
             kind: FileKind::File,
             attr,
         }))
+    }
+}
+
+/// Whether a key that cannot be a file name was logged (one daemon serves one mount).
+static UNNAMED_KEY_LOGGED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Logs, once per daemon, that the store holds a key the listing cannot show (see README,
+/// "Keys that cannot be file names"): a line per key per readdir would grow the log with each `ls`.
+fn log_unnamed_key(key: &[u8]) {
+    if !UNNAMED_KEY_LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        log::warn!(
+            "readdir: the store holds chunks whose keys cannot be file names (keys must be 1 to \
+             127 bytes), so the mount does not show them; the first: key {} ({} bytes); \
+             `cloudstore-fs ls` lists them and `cloudstore-fs get` reads them (logged once)",
+            crate::keyname::display_key(key),
+            key.len()
+        );
     }
 }

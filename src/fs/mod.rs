@@ -647,11 +647,13 @@ impl ChunkFs {
             .space()
             .map_err(|e| FsError::store("statfs", self.store.backend(), e))?;
         // Without figures, say 1 PiB free rather than 0 so that tools that check space proceed.
-        let (total, free) = space.map_or((1 << 50, 1 << 50), |s| (s.total, s.free));
+        let (total, free, available) = space.map_or((1 << 50, 1 << 50, 1 << 50), |s| {
+            (s.total, s.free, s.available)
+        });
         Ok(StatFs {
             blocks: total / BSIZE,
             bfree: free / BSIZE,
-            bavail: free / BSIZE,
+            bavail: available / BSIZE,
             // Used inodes (files - ffree, `df -i`) are the numbers live in the daemon.
             files: u32::MAX as u64,
             ffree: (u32::MAX as u64).saturating_sub(self.inode_count() as u64),

@@ -105,20 +105,38 @@ pub fn default_log_path(mountpoint: &Path) -> Result<PathBuf, String> {
     Ok(runtime_dir()?.join(format!("{}.log", flat_name(mountpoint))))
 }
 
-/// The mountpoint's path as one file name ("/tmp/a b/mnt" -> "tmp_a_b_mnt").
+/// Longest escaped mountpoint kept whole in a log file name (NAME_MAX is 255).
+const MAX_FLAT_NAME: usize = 200;
+
+/// The mountpoint's path as one file name, one name per path: `/` becomes `_`, and every byte
+/// other than ASCII letters, digits, `.` and `-` (`_` and `%` included) becomes `%XX`
+/// ("/tmp/a b/m_n" -> "tmp_a%20b_m%5fn"), so /a/b_c and /a_b/c get different names. A name
+/// longer than 200 bytes keeps its last 160 bytes after a hash of the whole path.
 fn flat_name(mountpoint: &Path) -> String {
-    mountpoint
-        .to_string_lossy()
-        .trim_start_matches('/')
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    use std::fmt::Write;
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = mountpoint.as_os_str().as_bytes();
+    let trimmed = bytes.strip_prefix(b"/").unwrap_or(bytes);
+    let mut name = String::with_capacity(trimmed.len());
+    for &b in trimmed {
+        match b {
+            b'/' => name.push('_'),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' => name.push(b as char),
+            _ => write!(name, "%{b:02x}").expect("writing to a String"),
+        }
+    }
+    if name.is_empty() {
+        return "_".into();
+    }
+    if name.len() > MAX_FLAT_NAME {
+        // FNV-1a of the whole path: a long name stays one per mountpoint.
+        let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
+        let tail = &name[name.len() - 160..];
+        name = format!("{hash:016x}-{tail}");
+    }
+    name
 }
 
 /// Opens the daemon's log for appending: `$CLOUDSTORE_FS_LOG`, or the default path.
@@ -245,8 +263,21 @@ mod tests {
     }
 
     #[test]
-    fn log_names_are_flat() {
-        assert_eq!(flat_name(Path::new("/tmp/a b/mnt")), "tmp_a_b_mnt");
+    fn log_names_are_flat_and_one_per_mountpoint() {
+        assert_eq!(flat_name(Path::new("/tmp/a b/m_n")), "tmp_a%20b_m%5fn");
+        assert_ne!(
+            flat_name(Path::new("/a/b_c")),
+            flat_name(Path::new("/a_b/c"))
+        );
+        assert_ne!(flat_name(Path::new("/a%5fb")), flat_name(Path::new("/a_b")));
+        assert_eq!(flat_name(Path::new("/")), "_");
+        let long = |c: &str| format!("/{}/{c}", "d".repeat(300));
+        let (a, b) = (
+            flat_name(Path::new(&long("x"))),
+            flat_name(Path::new(&long("y"))),
+        );
+        assert!(a.len() <= MAX_FLAT_NAME && b.len() <= MAX_FLAT_NAME, "{a}");
+        assert_ne!(a, b);
     }
 
     #[test]

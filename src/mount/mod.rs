@@ -168,7 +168,7 @@ fn serve(
             ))
         }
     };
-    let mut session = match Session::new(
+    let session = match Session::new(
         FuseAdapter::new(core.clone()),
         mountpoint,
         &fuse_config(opts, backend),
@@ -180,7 +180,8 @@ fn serve(
     raise_read_ahead(mountpoint);
     let pid_file = PidFile::create(mountpoint);
     let stats_server = start_stats(&core, mountpoint);
-    let waiter = match signals.spawn_waiter(core.clone(), session.unmount_callable(), mountpoint) {
+    let dev = mountinfo::find_mount(mountpoint).map(|m| m.dev);
+    let waiter = match signals.spawn_waiter(core.clone(), mountpoint, dev) {
         Ok(w) => w,
         Err(e) => {
             let _ = umount2(mountpoint, libc::MNT_DETACH);
@@ -200,7 +201,9 @@ fn serve(
             shown = mountpoint.display()
         );
     }
-    let result = session.run();
+    // In a thread of its own (which inherits the blocked signals), so that its end is joined
+    // without fuser's second unmount (see `join_session`).
+    let result = session.spawn().and_then(join_session);
     // destroy() committed and dropped the scratch files; anything a lost connection left behind
     // is committed here. The caller closes the store; `unmount` waits for this process to exit.
     let late = core.commit_all();
@@ -210,6 +213,19 @@ fn serve(
     log::info!("{backend}: unmounted {}", mountpoint.display());
     result.map_err(|e| format!("FUSE session at {}: {e}", mountpoint.display()))?;
     late.map_err(|e| format!("commit at unmount: {e}"))
+}
+
+/// Waits for a FUSE session to end (it ends when the kernel has unmounted the filesystem, or
+/// on a lost connection). fuser would then unmount the mountpoint once more, which fails
+/// ("Unmount failed: Invalid argument" in the log of every clean unmount) or, worse, unmounts a
+/// newer mount made at the same path meanwhile. Its mount record is let go without that: it only
+/// holds the dead connection's descriptor, which the process's exit (or the kernel) closes.
+fn join_session(mut session: BackgroundSession) -> std::io::Result<()> {
+    let thread = std::mem::replace(&mut session.guard, std::thread::spawn(|| Ok(())));
+    std::mem::forget(session);
+    thread
+        .join()
+        .map_err(|_| std::io::Error::other("the FUSE session thread panicked"))?
 }
 
 /// A mount served by threads of this process (for tests and programs that embed the
@@ -276,8 +292,7 @@ impl BackgroundMount {
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
             Err(e) => return Err(format!("unmount {}: {e}", self.mountpoint.display())),
         }
-        session
-            .join()
+        join_session(session)
             .map_err(|e| format!("FUSE session at {}: {e}", self.mountpoint.display()))?;
         committed.map_err(|e| e.to_string())
     }

@@ -15,7 +15,8 @@ use std::thread::JoinHandle;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle, Signals};
 
-use super::unmount::detach;
+use super::mountinfo::find_mount;
+use super::unmount::{detach, umount2};
 use crate::fs::ChunkFs;
 
 /// Signals that stop the mount.
@@ -52,12 +53,14 @@ impl StopSignals {
         Ok(StopSignals(signals))
     }
 
-    /// Starts the thread that commits and unmounts on the first stop signal.
+    /// Starts the thread that commits and unmounts on the first stop signal. `dev` is our
+    /// mount's device ("major:minor"): a mount found at the mountpoint with another device (the
+    /// user unmounted ours and mounted something else there) is not touched.
     pub fn spawn_waiter(
         self,
         core: Arc<ChunkFs>,
-        mut unmounter: fuser::SessionUnmounter,
         mountpoint: &Path,
+        dev: Option<String>,
     ) -> io::Result<Waiter> {
         let mut signals = self.0;
         let handle = signals.handle();
@@ -80,7 +83,16 @@ impl StopSignals {
                     if let Err(e) = core.commit_all() {
                         log::error!("commit before unmount: {e}");
                     }
-                    match unmounter.unmount() {
+                    let ours = find_mount(&mountpoint)
+                        .is_some_and(|m| m.is_ours() && dev.as_ref().is_none_or(|d| *d == m.dev));
+                    if !ours {
+                        log::info!(
+                            "{}: already unmounted; the session ends",
+                            mountpoint.display()
+                        );
+                        continue;
+                    }
+                    match umount2(&mountpoint, 0) {
                         Ok(()) => {}
                         Err(e) if e.raw_os_error() == Some(libc::EBUSY) => detach(&mountpoint),
                         Err(e) => {

@@ -86,7 +86,11 @@ pub struct Capabilities {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpaceInfo {
     pub total: u64,
+    /// Not in use (`total - free` is what `df` shows as used).
     pub free: u64,
+    /// What this process may still write (less than `free` where the filesystem reserves
+    /// blocks, or a thin-provisioned disk has less behind it).
+    pub available: u64,
 }
 
 /// A chunk store. Implementations are safe to call from many threads at once.

@@ -233,6 +233,18 @@ impl TestMount {
         pid
     }
 
+    /// Sends SIGKILL to the daemon and returns at once, without waiting for it to exit: a mount
+    /// made right after meets the dying daemon (its stale mount, its LevelDB lock). Returns the
+    /// daemon's pid.
+    pub fn kill_daemon_now(&mut self) -> u32 {
+        let pid = self.daemon_pid().expect("daemon pid");
+        // SAFETY: signalling the daemon this test started.
+        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+        self.mounted = false;
+        self.maybe_stale = true;
+        pid
+    }
+
     /// Mounts again (after [`TestMount::unmount`]) with extra `mount` flags (`--read-only`,
     /// `--allow-other`), asserting success. A later [`TestMount::remount`] mounts without them.
     pub fn mount_with_flags(&mut self, flags: &[&str]) {
@@ -296,6 +308,13 @@ impl TestMount {
                 self.log_tail()
             );
         }
+    }
+
+    /// Records that a mount made by [`TestMount::try_mount`] at `mnt` succeeded: it is this
+    /// mount's now (unmounted on drop).
+    pub fn mark_mounted(&mut self) {
+        self.mounted = true;
+        self.maybe_stale = false;
     }
 
     /// Records that the mount went away by other means (a signal to the daemon).

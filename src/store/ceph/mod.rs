@@ -854,6 +854,7 @@ impl Cloudstore for CephStore {
             Ok(st) => Ok(Some(SpaceInfo {
                 total: st.total,
                 free: st.avail,
+                available: st.avail,
             })),
             Err(e) => Err(self.error_without_key("statfs", self.location.clone(), e)),
         }

@@ -20,10 +20,17 @@ use leveldb_sys as sys;
 pub struct Error(pub String);
 
 impl Error {
-    /// Whether this is LevelDB's "lock held by another process" error.
+    /// Whether this is LevelDB's "lock held by another process" error: "IO error: lock
+    /// DIR/LOCK: Resource temporarily unavailable" (or "already held by process"). Failing to
+    /// create the lock file ("IO error: DIR/LOCK: Read-only file system") is not.
     pub fn is_lock(&self) -> bool {
-        // "IO error: lock DIR/LOCK: Resource temporarily unavailable"
-        self.0.contains("/LOCK")
+        self.0.contains("lock ") && self.0.contains("/LOCK:")
+    }
+
+    /// Whether LevelDB could not write its files because the directory is read-only (a
+    /// read-only mount, or no write permission).
+    pub fn is_read_only(&self) -> bool {
+        self.0.contains("Read-only file system") || self.0.contains("Permission denied")
     }
 
     /// The errno the filesystem should see.

@@ -27,6 +27,7 @@
 
 pub mod db;
 mod index;
+pub mod lock;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -38,6 +39,7 @@ pub use index::STATE_FILE;
 use index::{
     encode_mtime, fingerprint, read_state, rebuild_index, sync_dir, write_state, Entry, NO_MTIME,
 };
+use lock::{HolderState, LOCK_WAIT};
 
 use super::{
     check_chunk, clamp_range, ChunkInfo, ChunkList, Cloudstore, RawChunk, Result, SpaceInfo,
@@ -132,27 +134,157 @@ fn io_err(op: &'static str, path: &Path, e: std::io::Error) -> StoreError {
     )
 }
 
+/// Opens one database. LevelDB's lock held by a process that is exiting (a daemon just killed)
+/// is waited for, up to [`LOCK_WAIT`]; held by a live process it is an error at once, naming it.
 fn open_db(path: &Path, opts: &db::Options) -> Result<Db> {
-    Db::open(path, opts).map_err(|e| {
-        if e.is_lock() {
-            StoreError::Locked {
-                backend: BACKEND,
-                dir: path.display().to_string(),
-                holder: lock_holder(&path.join("LOCK")),
+    let lock = path.join("LOCK");
+    let start = Instant::now();
+    let mut waited_for = None;
+    loop {
+        let e = match Db::open(path, opts) {
+            Ok(db) => {
+                if let Some(pid) = waited_for {
+                    log::warn!(
+                        "{BACKEND}: {}: process {pid} let go of the lock after {:.1} s",
+                        path.display(),
+                        start.elapsed().as_secs_f64()
+                    );
+                }
+                return Ok(db);
             }
-        } else {
-            StoreError::Config(format!(
+            Err(e) => e,
+        };
+        if e.is_read_only() {
+            return Err(read_only(path, &e.0));
+        }
+        if !e.is_lock() {
+            return Err(StoreError::Config(format!(
                 "{BACKEND}: cannot open database {}: {e}",
                 path.display()
-            ))
+            )));
         }
-    })
+        let holder = lock::find_holder(&lock);
+        let locked = |holder: String| StoreError::Locked {
+            backend: BACKEND,
+            dir: path.display().to_string(),
+            holder: Some(holder),
+        };
+        match holder {
+            Some(h) if h.state == HolderState::Alive => return Err(locked(h.describe())),
+            Some(h) if start.elapsed() >= LOCK_WAIT => {
+                return Err(locked(format!(
+                    "{}, which has been exiting for over {} s and still holds it",
+                    h.describe(),
+                    LOCK_WAIT.as_secs()
+                )))
+            }
+            // Released between LevelDB's try and our look (or held from outside our view).
+            None if start.elapsed() >= LOCK_WAIT => {
+                return Err(StoreError::Locked {
+                    backend: BACKEND,
+                    dir: path.display().to_string(),
+                    holder: None,
+                })
+            }
+            Some(h) => {
+                if waited_for.is_none() {
+                    log::warn!(
+                        "{BACKEND}: {} is locked by {}, which is exiting (killed?): waiting up \
+                         to {} s for it to let go",
+                        path.display(),
+                        h.describe(),
+                        LOCK_WAIT.as_secs()
+                    );
+                }
+                waited_for = Some(h.pid);
+            }
+            None => {}
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The error for a data directory LevelDB cannot write to.
+fn read_only(dir: &Path, why: &str) -> StoreError {
+    StoreError::Config(format!(
+        "{BACKEND}: the data directory {} is read-only ({why}): LevelDB writes its lock file \
+         and log even to read, so it cannot open a store there; remount it read-write or copy \
+         the store to a writable directory",
+        dir.display()
+    ))
+}
+
+/// What a data directory holds before it is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataDir {
+    /// Nothing at that path.
+    Missing,
+    /// An empty directory (or one with only the files LevelDB writes before its first
+    /// CURRENT: LOCK, LOG, LOG.old).
+    Empty,
+    /// A LevelDB database (it has a CURRENT file).
+    Store,
+}
+
+/// Looks at the data directory `dir` before opening it. A path that is not a directory, a
+/// non-empty directory without a LevelDB database, and a directory this process cannot write to
+/// (LevelDB writes even to read) are errors naming the path.
+pub fn inspect_data_dir(dir: &Path) -> Result<DataDir> {
+    let shown = dir.display();
+    let meta = match std::fs::metadata(dir) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(DataDir::Missing),
+        Err(e) => {
+            return Err(StoreError::Config(format!(
+                "{BACKEND}: data directory {shown}: {e}"
+            )))
+        }
+    };
+    if !meta.is_dir() {
+        return Err(StoreError::Config(format!(
+            "{BACKEND}: data directory {shown} is not a directory"
+        )));
+    }
+    let state = if dir.join("CURRENT").exists() {
+        DataDir::Store
+    } else {
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| StoreError::Config(format!("{BACKEND}: data directory {shown}: {e}")))?;
+        let other = entries
+            .flatten()
+            .map(|e| e.file_name())
+            .find(|name| !matches!(name.to_str(), Some("LOCK" | "LOG" | "LOG.old")));
+        if let Some(name) = other {
+            return Err(StoreError::Config(format!(
+                "{BACKEND}: {shown} is not empty and holds no LevelDB store (no CURRENT file; \
+                 it holds {name:?}): refusing to write a store into it; give the store's \
+                 directory, or a new or empty one"
+            )));
+        }
+        DataDir::Empty
+    };
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+        .map_err(|_| StoreError::Config(format!("{BACKEND}: bad path {shown}")))?;
+    // As this process's effective user (AT_EACCESS), as LevelDB's writes will be.
+    // SAFETY: a NUL-terminated path; faccessat only checks.
+    if unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::W_OK, libc::AT_EACCESS) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if matches!(
+            e.raw_os_error(),
+            Some(libc::EROFS | libc::EACCES | libc::EPERM)
+        ) {
+            return Err(read_only(dir, &e.to_string()));
+        }
+    }
+    Ok(state)
 }
 
 impl LevelDbStore {
-    /// Opens (creating if needed) the database in `config.data_dir`.
+    /// Opens the database in `config.data_dir`, creating it where the directory is missing or
+    /// empty (see [`inspect_data_dir`] for what is refused).
     pub fn open(config: &Config) -> Result<Self> {
         let dir = config.data_dir.clone();
+        inspect_data_dir(&dir)?;
         std::fs::create_dir_all(&dir).map_err(|e| {
             StoreError::Config(format!(
                 "{BACKEND}: cannot create data directory {}: {e}",
@@ -509,9 +641,12 @@ impl Cloudstore for LevelDbStore {
             return Ok(None);
         }
         let frsize = st.f_frsize as u64;
+        // The data directory's filesystem as it is: df of the mount shows what df of the
+        // directory shows.
         Ok(Some(SpaceInfo {
             total: st.f_blocks as u64 * frsize,
-            free: st.f_bavail as u64 * frsize,
+            free: st.f_bfree as u64 * frsize,
+            available: st.f_bavail as u64 * frsize,
         }))
     }
 }
@@ -558,31 +693,4 @@ impl Iterator for Listing {
         }
         None
     }
-}
-
-/// The process holding LevelDB's lock file `lock` open, as "process PID (COMMAND LINE)", found
-/// through /proc (None when no process we may look into has it open).
-fn lock_holder(lock: &Path) -> Option<String> {
-    let lock = std::fs::canonicalize(lock).ok()?;
-    let me = std::process::id();
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|proc| {
-        let pid: u32 = proc.file_name().to_str()?.parse().ok()?;
-        if pid == me {
-            return None;
-        }
-        let holds = std::fs::read_dir(proc.path().join("fd"))
-            .ok()?
-            .flatten()
-            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == lock));
-        if !holds {
-            return None;
-        }
-        let cmdline = std::fs::read(proc.path().join("cmdline")).unwrap_or_default();
-        let args: Vec<String> = cmdline
-            .split(|&b| b == 0)
-            .filter(|a| !a.is_empty())
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        Some(format!("process {pid} (`{}`)", args.join(" ")))
-    })
 }
