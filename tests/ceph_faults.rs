@@ -656,6 +656,14 @@ fn a_write_with_an_unknown_outcome_is_an_error() {
         .find(|l| l.contains("cd01") && l.contains("no answer from the cluster within 4s"))
         .unwrap_or_else(|| panic!("no log line names cd01 and the timeout:\n{}", m.log_tail()));
     eprintln!("daemon log: {line}");
+    let commit = log
+        .lines()
+        .find(|l| l.contains("commit cd01"))
+        .unwrap_or_else(|| panic!("no log line for the commit of cd01:\n{}", m.log_tail()));
+    assert!(
+        commit.contains("the outcome is unknown") && !commit.contains("keeps its previous value"),
+        "the failed commit's log line must say its outcome is unknown: {commit}"
+    );
 
     // Thawed, the chunk holds one whole value: the old one or the unacknowledged new one.
     faults.cluster.thaw();
@@ -984,8 +992,7 @@ impl Drop for FullRatios {
             let quoted = format!("'{}'", self.pool);
             let full = detail.is_ok_and(|out| {
                 String::from_utf8_lossy(&out.stdout).lines().any(|l| {
-                    l.split_whitespace().nth(2) == Some(quoted.as_str())
-                        && l.contains("full")
+                    l.split_whitespace().nth(2) == Some(quoted.as_str()) && l.contains("full")
                 })
             });
             if !full {

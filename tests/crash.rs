@@ -604,7 +604,12 @@ fn mount_waits_for_a_dying_holder_of_the_store_and_refuses_a_live_one() {
         (early, mount.join().unwrap())
     });
     let _ = holder.wait();
-    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    // `mount --daemon` opens the store in the daemon: what it waited for is in its log.
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(m.log_path()).unwrap_or_default()
+    );
     assert!(
         !early,
         "the mount did not wait for the dying holder: {said}"

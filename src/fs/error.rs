@@ -59,9 +59,9 @@ impl FsError {
     pub fn is_answer(&self) -> bool {
         !self.failure
             && matches!(
-            self.errno,
-            libc::ENOENT | libc::EEXIST | libc::ENODATA | libc::ESTALE
-        )
+                self.errno,
+                libc::ENOENT | libc::EEXIST | libc::ENODATA | libc::ESTALE
+            )
     }
 
     /// Whether it needs no log line: an expected answer, or logged by the core already.

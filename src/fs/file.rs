@@ -15,10 +15,10 @@ use super::error::{FsError, FsResult};
 use super::handle::{Handle, HandleState, View};
 use super::name::{self, Name};
 use super::node::{Node, RangedView};
-use crate::store::{StoreError, Version};
 use super::value::Value;
 use super::Attr;
 use super::{ChunkFs, SetTime, ROOT_INO};
+use crate::store::{StoreError, Version};
 
 impl ChunkFs {
     /// Registers an open handle on a node already acquired (`buf`: the new value an O_TRUNC or
@@ -343,9 +343,9 @@ impl ChunkFs {
         }
         drop(gate);
         // A handle open for writing that reads before it writes: its view is decided now.
-        let key = self
-            .key_of(h.ino)
-            .ok_or_else(|| FsError::new(libc::ESTALE, format!("read: inode {} has no name", h.ino)))?;
+        let key = self.key_of(h.ino).ok_or_else(|| {
+            FsError::new(libc::ESTALE, format!("read: inode {} has no name", h.ino))
+        })?;
         hs.view = self.open_view(&h.node, &key)?;
         match &hs.view {
             View::Pinned(v) => Ok(v.slice(offset, size)),

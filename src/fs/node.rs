@@ -47,7 +47,7 @@ pub struct NodeState {
     ranged: HashMap<u64, usize>,
     /// Values of older versions kept for the ranged readers still on them, with their store
     /// versions (`None`: it could not be kept, and their reads fail with EIO).
-    retired: HashMap<u64, Option<(Arc<Value>, Option<Version>)>>,
+    retired: HashMap<u64, Option<Kept>>,
 }
 
 impl Node {
@@ -71,6 +71,10 @@ impl Node {
         node
     }
 }
+
+/// An older value kept for its ranged readers, with its store version (when the store has
+/// versions).
+type Kept = (Arc<Value>, Option<Version>);
 
 /// What a ranged reader finds for the version it reads.
 pub enum RangedView {

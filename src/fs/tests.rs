@@ -697,28 +697,27 @@ fn reading_in_listing_order_batches_one_call_per_window() {
         let want = &files.iter().find(|(n, _)| n == name).unwrap().1;
         assert_eq!(&cat(&fs, name).unwrap(), want, "{name}");
     }
-    assert_eq!(counting.counts(), (0, 100, 0, 0), "one versioned read per open");
-    for whole_value_reads in [true] {
-        let counting = Arc::new(CountingStore::new(mem()));
-        let files = many(&*counting, 100, 4096);
-        let fs = counting_fs(&counting, whole_value_reads);
-        let names = listed(&fs);
-        assert_eq!(names.len(), 100);
-        for name in &names {
-            let want = &files.iter().find(|(n, _)| n == name).unwrap().1;
-            assert_eq!(&cat(&fs, name).unwrap(), want, "{name}");
-        }
-        let (gets, ranged, batches, batched) = counting.counts();
-        assert_eq!(
-            (gets, ranged),
-            (0, 0),
-            "no per-file read (whole={whole_value_reads})"
-        );
-        assert_eq!(batches, 100usize.div_ceil(WINDOW), "one batch per window");
-        assert_eq!(batched, 100);
-        assert_eq!(fs.readahead_stats().served, 100);
-        assert_eq!(fs.memory_in_use(), 0, "every prefetched value was used");
+    assert_eq!(
+        counting.counts(),
+        (0, 100, 0, 0),
+        "one versioned read per open"
+    );
+    // Whole-value backends: one batch per window of opens in listing order.
+    let counting = Arc::new(CountingStore::new(mem()));
+    let files = many(&*counting, 100, 4096);
+    let fs = counting_fs(&counting, true);
+    let names = listed(&fs);
+    assert_eq!(names.len(), 100);
+    for name in &names {
+        let want = &files.iter().find(|(n, _)| n == name).unwrap().1;
+        assert_eq!(&cat(&fs, name).unwrap(), want, "{name}");
     }
+    let (gets, ranged, batches, batched) = counting.counts();
+    assert_eq!((gets, ranged), (0, 0), "no per-file read");
+    assert_eq!(batches, 100usize.div_ceil(WINDOW), "one batch per window");
+    assert_eq!(batched, 100);
+    assert_eq!(fs.readahead_stats().served, 100);
+    assert_eq!(fs.memory_in_use(), 0, "every prefetched value was used");
 }
 
 #[test]

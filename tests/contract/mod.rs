@@ -534,7 +534,10 @@ pub fn versioned_reads_are_of_one_version(h: &dyn Harness) {
     // Another key's write leaves this version alone.
     s.set_chunk(b"versioned-other", b"x").unwrap();
     assert_eq!(
-        s.read_version(&k, 0, 1, Some(first)).unwrap().unwrap().bytes,
+        s.read_version(&k, 0, 1, Some(first))
+            .unwrap()
+            .unwrap()
+            .bytes,
         &v1[..1]
     );
     // Replaced: even by the same bytes.

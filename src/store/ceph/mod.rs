@@ -698,7 +698,9 @@ impl Cloudstore for CephStore {
     ) -> Result<Option<VersionedRange>> {
         clamp_range(key, start, end, u64::MAX)?;
         let oid = self.check_key(key)?;
-        self.guarded("read", |c| self.read_versioned(c, key, &oid, start, end, expect))
+        self.guarded("read", |c| {
+            self.read_versioned(c, key, &oid, start, end, expect)
+        })
     }
 
     fn set_chunk(&self, key: &[u8], value: &[u8]) -> Result<()> {
@@ -726,16 +728,23 @@ impl Cloudstore for CephStore {
                 }
             }
         }
-        let results = self.guarded("write", |c| Ok(self.write_all(c, &items, SystemTime::now())))?;
+        let results = self.guarded("write", |c| {
+            Ok(self.write_all(c, &items, SystemTime::now()))
+        })?;
         drop(items);
+        let mut timed_out = false;
         for (result, i) in results.into_iter().zip(index) {
             let chunk = &mut chunks[i];
             match result {
                 Ok(()) => chunk.ok = true,
                 Err(e) => {
+                    timed_out |= e == libc::ETIMEDOUT;
                     chunk.error = Some(self.error("write", &chunk.key, e, Some(chunk.value.len())))
                 }
             }
+        }
+        if timed_out {
+            self.watch_until_it_answers(&self.cluster()?);
         }
         Ok(())
     }
@@ -834,7 +843,12 @@ impl Cloudstore for CephStore {
         let oid = self.check_key(key)?;
         let (text, secs) = encode_mtime(mtime);
         self.guarded("set-mtime", |c| {
-            let mut op = [WriteOp::set_xattr(oid.clone(), MTIME_XATTR, text.clone(), secs)];
+            let mut op = [WriteOp::set_xattr(
+                oid.clone(),
+                MTIME_XATTR,
+                text.clone(),
+                secs,
+            )];
             pipeline(c, &mut op, 1);
             match op[0].result.take().expect("pipeline finishes every op") {
                 // Like the other backends: setting the mtime of a missing key does nothing.
