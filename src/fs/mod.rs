@@ -53,8 +53,8 @@ use name::Name;
 use node::Node;
 use readahead::ReadAhead;
 pub use readahead::{ReadAheadConfig, ReadAheadStats};
-use stats::ErrorCounts;
 pub use stats::StatsSnapshot;
+use stats::{ErrorCounts, RequestCounts};
 
 use crate::config::Config;
 use crate::store::Cloudstore;
@@ -176,6 +176,8 @@ pub struct ChunkFs {
     started: SystemTime,
     /// Failures answered to programs, for `cloudstore-fs stats`.
     errors: ErrorCounts,
+    /// Requests answered, by kind, for `cloudstore-fs stats`.
+    requests: RequestCounts,
     /// Tells the kernel to drop what it caches of an inode (pages, attributes) after a change.
     invalidator: OnceLock<Box<dyn Fn(u64) + Send + Sync>>,
     /// Tells the kernel, at once, to drop its attributes of an inode (no pages).
@@ -199,6 +201,7 @@ impl ChunkFs {
             next_fh: AtomicU64::new(1),
             started: SystemTime::now(),
             errors: ErrorCounts::default(),
+            requests: RequestCounts::default(),
             invalidator: OnceLock::new(),
             attr_invalidator: OnceLock::new(),
         }
@@ -256,6 +259,7 @@ impl ChunkFs {
             (t.handles.len(), writers)
         };
         let (errors, last_error) = self.errors.snapshot();
+        let (requests, bytes_read, bytes_written) = self.requests.snapshot();
         StatsSnapshot {
             backend: self.store.backend(),
             uptime: self.started.elapsed().unwrap_or_default(),
@@ -266,7 +270,20 @@ impl ChunkFs {
             memory_budget: self.budget.limit(),
             errors,
             last_error,
+            requests,
+            bytes_read,
+            bytes_written,
         }
+    }
+
+    /// Counts a FUSE request of `kind` for `stats`.
+    pub fn count_request(&self, kind: &'static str) {
+        self.requests.count(kind);
+    }
+
+    /// Counts file bytes moved by a read (`read`) or a write, for `stats`.
+    pub fn count_bytes(&self, read: bool, bytes: u64) {
+        self.requests.add_bytes(read, bytes);
     }
 
     /// What read-ahead has done so far.
