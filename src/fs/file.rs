@@ -15,7 +15,7 @@ use super::error::{FsError, FsResult};
 use super::handle::{Handle, HandleState, View};
 use super::name::{self, Name};
 use super::node::{Node, RangedView};
-use super::value::Value;
+use super::value::{ReadData, Value};
 use super::Attr;
 use super::{ChunkFs, SetTime, ROOT_INO};
 use crate::store::{StoreError, Version};
@@ -317,13 +317,19 @@ impl ChunkFs {
 
     /// read: up to `size` bytes at `offset` (fewer at the end of the file).
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        self.read_data(fh, offset, size).map(|d| d.to_vec())
+    }
+
+    /// read, without copying bytes the daemon holds as a shared value (the reply is made
+    /// straight from them).
+    pub fn read_data(&self, fh: u64, offset: u64, size: u32) -> FsResult<ReadData> {
         let h = self.handle(fh)?;
         let mut hs = h.st.lock();
         if let Some(buf) = &hs.buf {
-            return Ok(buf.slice(offset, size));
+            return Ok(ReadData::Owned(buf.slice(offset, size)));
         }
         match &hs.view {
-            View::Pinned(v) => return Ok(v.slice(offset, size)),
+            View::Pinned(v) => return Ok(ReadData::held(v, offset, size)),
             View::Ranged { version, store } => {
                 let (version, store) = (*version, *store);
                 return self.read_ranged(&h, version, store, offset, size);
@@ -337,7 +343,7 @@ impl ChunkFs {
         };
         if !self.ranged() || local {
             let value = self.committed(&h.node, h.ino, h.age)?;
-            let out = value.slice(offset, size);
+            let out = ReadData::held(&value, offset, size);
             hs.view = View::Pinned(value);
             return Ok(out);
         }
@@ -348,7 +354,7 @@ impl ChunkFs {
         })?;
         hs.view = self.open_view(&h.node, &key)?;
         match &hs.view {
-            View::Pinned(v) => Ok(v.slice(offset, size)),
+            View::Pinned(v) => Ok(ReadData::held(v, offset, size)),
             View::Ranged { version, store } => {
                 let (version, store) = (*version, *store);
                 self.read_ranged(&h, version, store, offset, size)
@@ -356,7 +362,7 @@ impl ChunkFs {
             View::Unset => {
                 let _gate = h.node.gate.read();
                 let value = self.committed(&h.node, h.ino, h.age)?;
-                let out = value.slice(offset, size);
+                let out = ReadData::held(&value, offset, size);
                 hs.view = View::Pinned(value);
                 Ok(out)
             }
@@ -373,7 +379,7 @@ impl ChunkFs {
         store: Version,
         offset: u64,
         size: u32,
-    ) -> FsResult<Vec<u8>> {
+    ) -> FsResult<ReadData> {
         let _gate = h.node.gate.read();
         let (view, loaded, local) = {
             let st = h.node.state.lock();
@@ -400,7 +406,7 @@ impl ChunkFs {
                 if kept.is_some_and(|k| k != store) {
                     return Err(changed());
                 }
-                return Ok(v.slice(offset, size));
+                return Ok(ReadData::held(&v, offset, size));
             }
             RangedView::Lost => {
                 let label = self.label(h.ino);
@@ -417,15 +423,15 @@ impl ChunkFs {
             if kept.is_some_and(|k| k != store) {
                 return Err(changed());
             }
-            return Ok(v.slice(offset, size));
+            return Ok(ReadData::held(&v, offset, size));
         }
         let key = match self.key_of(h.ino) {
             Some(key) if !local => key,
-            _ => return Ok(Vec::new()),
+            _ => return Ok(ReadData::Owned(Vec::new())),
         };
         let end = offset.saturating_add(size as u64);
         match self.store.read_version(&key, offset, end, Some(store)) {
-            Ok(Some(r)) => Ok(r.bytes),
+            Ok(Some(r)) => Ok(ReadData::Owned(r.bytes)),
             Ok(None) | Err(StoreError::Changed { .. }) => Err(changed()),
             Err(e) => Err(FsError::store("read", hex::encode(&key), e)),
         }

@@ -381,7 +381,7 @@ impl fuser::Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.guard("read", || self.core.read(fh.0, offset, size)) {
+        match self.guard("read", || self.core.read_data(fh.0, offset, size)) {
             Ok(data) => {
                 self.core.count_bytes(true, data.len() as u64);
                 reply.data(&data)
