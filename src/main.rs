@@ -6,7 +6,7 @@ use clap::Parser;
 use cloudstore_fs::cli::{self, Cli};
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    cloudstore_fs::fuse::DaemonLogger::init();
     // Usage errors exit 2 (clap's default), --help and --version 0.
     let cli = Cli::parse();
     match cli::run(cli) {

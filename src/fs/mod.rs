@@ -22,6 +22,7 @@ pub mod name;
 mod namespace;
 mod node;
 pub mod readahead;
+pub mod side;
 pub mod stats;
 pub mod testing;
 mod value;
@@ -167,13 +168,18 @@ pub struct ChunkFs {
     errors: ErrorCounts,
     /// Tells the kernel to drop what it caches of an inode (pages, attributes) after a change.
     invalidator: OnceLock<Box<dyn Fn(u64) + Send + Sync>>,
+    /// The directory's mtime, kept beside the keyspace (`side`).
+    dir_mtime: Mutex<side::DirMtime>,
+    /// Scratch files saved by an earlier unmount could not be loaded: they are not replaced.
+    scratch_unloaded: std::sync::atomic::AtomicBool,
 }
 
 impl ChunkFs {
-    /// A filesystem showing `store`.
+    /// A filesystem showing `store`, with the scratch files the last unmount saved.
     pub fn new(store: Arc<dyn Cloudstore>, cfg: FsConfig) -> Self {
         let budget = Arc::new(Budget::new(cfg.memory_budget, cfg.budget_wait));
-        ChunkFs {
+        let started = SystemTime::now();
+        let fs = ChunkFs {
             committer: Committer::new(store.clone()),
             attrs: AttrCache::new(cfg.attr_ttl),
             readahead: ReadAhead::new(cfg.readahead.clone(), budget.clone()),
@@ -184,10 +190,18 @@ impl ChunkFs {
             ns: RwLock::new(()),
             ns_changes: AtomicU64::new(0),
             next_fh: AtomicU64::new(1),
-            started: SystemTime::now(),
+            started,
             errors: ErrorCounts::default(),
             invalidator: OnceLock::new(),
-        }
+            dir_mtime: Mutex::new(side::DirMtime {
+                mtime: started,
+                dirty: false,
+                written: None,
+            }),
+            scratch_unloaded: Default::default(),
+        };
+        fs.load_side();
+        fs
     }
 
     /// Sets what tells the kernel to drop its cache of an inode (the mount's notifier). It is
@@ -358,7 +372,7 @@ impl ChunkFs {
             ino: ROOT_INO,
             kind: FileKind::Directory,
             size: 4096,
-            mtime: self.started,
+            mtime: self.dir_mtime(),
             perm: 0o755,
             nlink: 2,
             uid: self.cfg.uid,
@@ -627,6 +641,7 @@ impl ChunkFs {
     /// fsyncdir: a barrier for every pending commit, then durable.
     pub fn fsyncdir(&self) -> FsResult<()> {
         self.commit_all()?;
+        self.write_dir_mtime()?;
         self.store
             .sync()
             .map_err(|e| FsError::store("sync", self.store.backend(), e))
@@ -645,27 +660,20 @@ impl ChunkFs {
                 ra.served
             );
         }
-        let scratch: Vec<OsString> = {
-            let mut t = self.tables();
-            let names: Vec<(u64, OsString)> = t
-                .nodes
-                .keys()
-                .filter_map(|&ino| Some((ino, t.inodes.name_of(ino)?.to_owned())))
-                .filter(|(_, n)| name::classify(n) == Name::Scratch)
-                .collect();
-            for (ino, n) in &names {
-                t.nodes.remove(ino);
-                t.inodes.remove(n);
+        // Scratch files are kept for the next mount; a failure to save them fails the unmount
+        // (the daemon's exit status) and names them.
+        let saved = self.save_scratch();
+        if let Ok(names) = &saved {
+            if !names.is_empty() {
+                log::warn!(
+                    "unmount: kept {} scratch file(s) for the next mount, beside the chunks \
+                     ({}): {names:?}",
+                    names.len(),
+                    self.scratch_location()
+                );
             }
-            names.into_iter().map(|(_, n)| n).collect()
-        };
-        if !scratch.is_empty() {
-            log::warn!(
-                "unmount: dropping {} scratch file(s) that never reach the store: {:?}",
-                scratch.len(),
-                scratch
-            );
         }
+        let dir_mtime = self.write_dir_mtime();
         log::info!(
             "unmount: {} inode(s) live, {} byte(s) of the memory budget in use",
             self.inode_count(),
@@ -674,12 +682,26 @@ impl ChunkFs {
         if let Err(e) = self.store.sync() {
             log::error!("unmount: sync of {} failed: {e}", self.store.backend());
         }
-        result
+        if let Err(e) = &dir_mtime {
+            log::warn!("unmount: {e}");
+        }
+        result.and(saved.map(drop))
+    }
+
+    /// Where the store keeps saved scratch files, for the log.
+    fn scratch_location(&self) -> String {
+        match self.store.backend() {
+            "leveldb" => "LevelDB: the file cloudstore-meta/cloudstore-side-scratch of the data \
+                          directory"
+                .into(),
+            "ceph" => "Ceph: the object cloudstore-fs.side.scratch of the pool".into(),
+            other => format!("the {other} store's side record \"scratch\""),
+        }
     }
 
     /// mkdir, symlink, link, mknod: refused, this is one flat directory of chunks.
     pub fn refuse(&self, op: &str, name: &OsStr) -> FsError {
-        log::info!("{op} {name:?}: refused (EPERM): the mount is one flat directory of chunks");
+        log::warn!("{op} {name:?}: refused (EPERM): the mount is one flat directory of chunks");
         FsError::new(libc::EPERM, format!("{op}: not supported")).logged()
     }
 }

@@ -24,6 +24,8 @@ struct Entry {
 /// The in-memory backend.
 pub struct MemoryStore {
     map: Arc<RwLock<BTreeMap<Vec<u8>, Entry>>>,
+    /// Records beside the keyspace (`Cloudstore::side_get`).
+    side: Arc<RwLock<BTreeMap<String, Vec<u8>>>>,
     max_chunk_size: u64,
     closed: AtomicBool,
 }
@@ -33,6 +35,7 @@ impl MemoryStore {
     pub fn new(max_chunk_size: u64) -> Self {
         MemoryStore {
             map: Arc::default(),
+            side: Arc::default(),
             max_chunk_size,
             closed: AtomicBool::new(false),
         }
@@ -42,6 +45,7 @@ impl MemoryStore {
     pub fn reopen(&self) -> MemoryStore {
         MemoryStore {
             map: Arc::clone(&self.map),
+            side: Arc::clone(&self.side),
             max_chunk_size: self.max_chunk_size,
             closed: AtomicBool::new(false),
         }
@@ -180,6 +184,22 @@ impl Cloudstore for MemoryStore {
         self.check_open()?;
         if let Some(e) = self.map.write().get_mut(key) {
             e.mtime = Some(mtime);
+        }
+        Ok(())
+    }
+
+    fn side_get(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.check_open()?;
+        Ok(self.side.read().get(name).cloned())
+    }
+
+    fn side_put(&self, name: &str, value: &[u8]) -> Result<()> {
+        self.check_open()?;
+        let mut side = self.side.write();
+        if value.is_empty() {
+            side.remove(name);
+        } else {
+            side.insert(name.to_owned(), value.to_vec());
         }
         Ok(())
     }

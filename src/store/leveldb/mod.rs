@@ -500,6 +500,40 @@ impl Cloudstore for LevelDbStore {
         d.write_index(&index, key)
     }
 
+    /// Side records are files `cloudstore-meta/cloudstore-side-NAME` (LevelDB leaves files it
+    /// does not know alone): never in either database, so no other program sees them as keys.
+    fn side_get(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.dbs()?;
+        let path = self.side_path(name);
+        match std::fs::read(&path) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("read side record", &path, e)),
+        }
+    }
+
+    fn side_put(&self, name: &str, value: &[u8]) -> Result<()> {
+        self.dbs()?;
+        let path = self.side_path(name);
+        let meta_dir = self.dir.join(META_DIR);
+        if value.is_empty() {
+            match std::fs::remove_file(&path) {
+                Ok(()) => return sync_dir(&meta_dir),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(io_err("remove side record", &path, e)),
+            }
+        }
+        let tmp = path.with_extension("tmp");
+        let written = std::fs::File::create(&tmp).and_then(|mut f| {
+            use std::io::Write;
+            f.write_all(value)?;
+            f.sync_all()
+        });
+        written.map_err(|e| io_err("write side record", &tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| io_err("write side record", &path, e))?;
+        sync_dir(&meta_dir)
+    }
+
     fn space(&self) -> Result<Option<SpaceInfo>> {
         let path = std::ffi::CString::new(self.dir.as_os_str().as_encoded_bytes())
             .map_err(|_| StoreError::Config(format!("bad path {}", self.dir.display())))?;
@@ -513,6 +547,13 @@ impl Cloudstore for LevelDbStore {
             total: st.f_blocks as u64 * frsize,
             free: st.f_bavail as u64 * frsize,
         }))
+    }
+}
+
+impl LevelDbStore {
+    /// Where the side record `name` lives.
+    fn side_path(&self, name: &str) -> PathBuf {
+        self.dir.join(META_DIR).join(format!("cloudstore-side-{name}"))
     }
 }
 
