@@ -702,6 +702,6 @@ impl ChunkFs {
     /// mkdir, symlink, link, mknod: refused, this is one flat directory of chunks.
     pub fn refuse(&self, op: &str, name: &OsStr) -> FsError {
         log::warn!("{op} {name:?}: refused (EPERM): the mount is one flat directory of chunks");
-        FsError::new(libc::EPERM, format!("{op}: not supported")).logged()
+        FsError::new(libc::EPERM, format!("{op} {name:?}: not supported")).logged()
     }
 }

@@ -209,6 +209,10 @@ impl ChunkFs {
     pub(super) fn save_scratch(&self) -> FsResult<Vec<OsString>> {
         let files = self.scratch_files();
         let names: Vec<OsString> = files.iter().map(|f| f.0.clone()).collect();
+        if self.cfg.read_only {
+            // Nothing changed them (every change was refused): the store keeps what it has.
+            return Ok(names);
+        }
         if self
             .scratch_unloaded
             .load(std::sync::atomic::Ordering::SeqCst)
@@ -275,6 +279,9 @@ impl ChunkFs {
 
     /// Writes the directory's mtime to the store if it changed since last written.
     pub(super) fn write_dir_mtime(&self) -> FsResult<()> {
+        if self.cfg.read_only {
+            return Ok(());
+        }
         let t = {
             let mut d = self.dir_mtime.lock();
             if !d.dirty {
