@@ -172,6 +172,8 @@ pub struct ChunkFs {
     dir_mtime: Mutex<side::DirMtime>,
     /// Scratch files saved by an earlier unmount could not be loaded: they are not replaced.
     scratch_unloaded: std::sync::atomic::AtomicBool,
+    /// What saving the scratch files at shutdown gave (`None`: not saved yet).
+    scratch_saved: Mutex<Option<FsResult<()>>>,
 }
 
 impl ChunkFs {
@@ -199,6 +201,7 @@ impl ChunkFs {
                 written: None,
             }),
             scratch_unloaded: Default::default(),
+            scratch_saved: Mutex::new(None),
         };
         fs.load_side();
         fs
@@ -663,6 +666,7 @@ impl ChunkFs {
         // Scratch files are kept for the next mount; a failure to save them fails the unmount
         // (the daemon's exit status) and names them.
         let saved = self.save_scratch();
+        *self.scratch_saved.lock() = Some(saved.as_ref().map(drop).map_err(Clone::clone));
         if let Ok(names) = &saved {
             if !names.is_empty() {
                 log::warn!(
@@ -686,6 +690,27 @@ impl ChunkFs {
             log::warn!("unmount: {e}");
         }
         result.and(saved.map(drop))
+    }
+
+    /// After the FUSE session ended (however it ended): commits what a lost connection left
+    /// behind and saves the scratch files if `shutdown` did not run (an unmount that never
+    /// reached destroy); returns the first failure, a failed save included, so that the
+    /// daemon's exit status tells.
+    pub fn finish_unmount(&self) -> FsResult<()> {
+        let late = self.commit_all();
+        let saved = self.scratch_saved.lock().clone();
+        let saved = match saved {
+            Some(result) => result,
+            None => {
+                if let Err(e) = self.write_dir_mtime() {
+                    log::warn!("unmount: {e}");
+                }
+                let result = self.save_scratch().map(drop);
+                *self.scratch_saved.lock() = Some(result.clone());
+                result
+            }
+        };
+        late.and(saved)
     }
 
     /// Where the store keeps saved scratch files, for the log.
