@@ -136,11 +136,20 @@ fn mistyped_names_on_create_are_logged_scratch_files(m: &mut TestMount) {
     let ls = m.cli(&["ls"]);
     let listed = String::from_utf8_lossy(&ls.stdout).into_owned();
     for (name, _) in bad_names() {
-        assert!(!listed.contains(&name), "{} is a chunk: {listed}", short(&name));
+        assert!(
+            !listed.contains(&name),
+            "{} is a chunk: {listed}",
+            short(&name)
+        );
     }
     m.remount();
     for (name, _) in bad_names() {
-        assert_eq!(read_file(&m.path(&name)), name.as_bytes(), "{}", short(&name));
+        assert_eq!(
+            read_file(&m.path(&name)),
+            name.as_bytes(),
+            "{}",
+            short(&name)
+        );
         fs::remove_file(m.path(&name)).unwrap();
     }
     m.assert_unchanged(&before, "scratch files made and removed");

@@ -67,7 +67,10 @@ EOF"#);
     assert_eq!(read_file(&m.path("bb02")), b"from NamedTemporaryFile\n");
     assert_eq!(listing(m), set(&["bb01", "bb02"]));
     let log = fs::read_to_string(m.log_path()).unwrap();
-    assert!(!log.contains("ioctl"), "ioctls are not worth a log line:\n{log}");
+    assert!(
+        !log.contains("ioctl"),
+        "ioctls are not worth a log line:\n{log}"
+    );
 }
 
 /// mktemp in the mount, then mv onto a chunk name; install(1) onto a chunk name.
@@ -183,7 +186,10 @@ EOF"#);
     m.remount();
     assert_eq!(read_file(&m.path("ff01")), vec![0u8; 8192]);
     assert_eq!(read_file(&m.path("ff02")), b"abc\0\0\0\0\0\0\0");
-    assert!(!m.path("ff03").exists(), "a refused fallocate created a file");
+    assert!(
+        !m.path("ff03").exists(),
+        "a refused fallocate created a file"
+    );
 }
 
 /// Appenders in separate processes: shell `>>` loops (an open, a write, a close per line) and
@@ -263,7 +269,10 @@ fn stats_count_commits_by_rename(m: &mut TestMount) {
         .trim()
         .parse()
         .unwrap();
-    assert!(done >= 6, "commits_done {done} after 6 commits by rename:\n{text}");
+    assert!(
+        done >= 6,
+        "commits_done {done} after 6 commits by rename:\n{text}"
+    );
 }
 
 mount_suites!([

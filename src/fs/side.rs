@@ -139,7 +139,10 @@ impl ChunkFs {
         let mut names = Vec::new();
         for f in saved {
             if name::classify(&f.name) != Name::Scratch {
-                log::warn!("saved scratch file {:?}: not a scratch name, skipped", f.name);
+                log::warn!(
+                    "saved scratch file {:?}: not a scratch name, skipped",
+                    f.name
+                );
                 continue;
             }
             let len = f.value.capacity() as u64;

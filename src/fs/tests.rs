@@ -217,7 +217,17 @@ fn touch_makes_an_empty_chunk_and_sets_mtimes() {
 fn names_that_are_not_chunk_names_are_scratch_files() {
     let store = mem();
     let fs = fs_over(store.clone());
-    for name in ["hello", "ABCD", "abc", "0", "zz", "ab cd", "sedAb12Cd", "#aa#", "aa~"] {
+    for name in [
+        "hello",
+        "ABCD",
+        "abc",
+        "0",
+        "zz",
+        "ab cd",
+        "sedAb12Cd",
+        "#aa#",
+        "aa~",
+    ] {
         assert_eq!(
             fs.lookup(ROOT_INO, n(name), 0).unwrap_err().errno,
             libc::ENOENT,
@@ -226,7 +236,10 @@ fn names_that_are_not_chunk_names_are_scratch_files() {
         put(&fs, name, name.as_bytes()).unwrap();
         assert_eq!(cat(&fs, name).unwrap(), name.as_bytes(), "{name}");
     }
-    assert!(store.list(None).unwrap().next().is_none(), "none is a chunk");
+    assert!(
+        store.list(None).unwrap().next().is_none(),
+        "none is a chunk"
+    );
     for bad in [".", ".."] {
         let e = fs.create(ROOT_INO, n(bad), CREATE, 0).unwrap_err();
         assert_eq!(e.errno, libc::EINVAL, "create {bad}");
@@ -390,7 +403,10 @@ fn scratch_files_stay_in_the_daemon_until_renamed() {
     drop(fs);
     let fs = fs_over(store.clone());
     let listed = names(&ls(&fs, false));
-    assert_eq!(listed, vec![OsString::from("."), "..".into(), "beef".into()]);
+    assert_eq!(
+        listed,
+        vec![OsString::from("."), "..".into(), "beef".into()]
+    );
     assert_eq!(fs.memory_in_use(), 0);
 }
 
@@ -1231,7 +1247,10 @@ fn forget_after_rename_and_unlink() {
     fs.forget(a, 1);
     assert_eq!(fs.inode_count(), 1);
     let c = fs.lookup(ROOT_INO, n("02"), 0).unwrap().ino;
-    assert_eq!(c, b, "the name's own number once the moved one is forgotten");
+    assert_eq!(
+        c, b,
+        "the name's own number once the moved one is forgotten"
+    );
     fs.forget(c, 1);
     // Renaming a name the kernel never looked up leaves nothing behind.
     fs.rename(ROOT_INO, n("02"), ROOT_INO, n("04"), 0).unwrap();

@@ -14,8 +14,9 @@ const INTERRUPTED: &str = "Failed to send FUSE reply: No such file or directory"
 impl DaemonLogger {
     /// Installs the logger: `RUST_LOG` as env_logger reads it, `warn` by default.
     pub fn init() {
-        let inner = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-            .build();
+        let inner =
+            env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+                .build();
         let max = inner.filter();
         if log::set_boxed_logger(Box::new(DaemonLogger(inner))).is_ok() {
             log::set_max_level(max);

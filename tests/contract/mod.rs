@@ -396,7 +396,11 @@ pub fn side_records_are_kept_beside_the_chunks(h: &dyn Harness) {
     s.side_put(SIDE_DIR_MTIME, b"twelve bytes").unwrap();
     s.side_put(SIDE_DIR_MTIME, b"other bytes!").unwrap();
     let listed: Vec<Vec<u8>> = s.list(None).unwrap().map(|c| c.unwrap().key).collect();
-    assert_eq!(listed, vec![b"\x01".to_vec()], "side records are not chunks");
+    assert_eq!(
+        listed,
+        vec![b"\x01".to_vec()],
+        "side records are not chunks"
+    );
     s.close().unwrap();
     drop(s);
     let s = h.open();

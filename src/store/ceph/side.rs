@@ -40,6 +40,7 @@ impl CephStore {
             };
         }
         let results = self.write_all(&cluster, &[(oid, value)], SystemTime::now());
-        results[0].map_err(|e| self.error("write side record", name.as_bytes(), e, Some(value.len())))
+        results[0]
+            .map_err(|e| self.error("write side record", name.as_bytes(), e, Some(value.len())))
     }
 }

@@ -553,7 +553,9 @@ impl Cloudstore for LevelDbStore {
 impl LevelDbStore {
     /// Where the side record `name` lives.
     fn side_path(&self, name: &str) -> PathBuf {
-        self.dir.join(META_DIR).join(format!("cloudstore-side-{name}"))
+        self.dir
+            .join(META_DIR)
+            .join(format!("cloudstore-side-{name}"))
     }
 }
 
