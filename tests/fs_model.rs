@@ -249,7 +249,8 @@ impl Model {
         }
         let h = self.slots[slot].as_mut().unwrap();
         let value = h.buf.clone().unwrap();
-        if h.append_base.is_some() {
+        if h.append {
+            // Later appends go after what it committed (a truncation it made is committed).
             h.append_base = Some(value.len());
         }
         h.dirty = false;

@@ -776,8 +776,9 @@ impl ChunkFs {
             e.logged()
         })?;
         hs.dirty = false;
-        if hs.append_base.is_some() {
-            // Later appends through this handle go after what it committed.
+        if h.append {
+            // Later appends through this handle go after what it committed (a truncation it
+            // made is committed now).
             hs.append_base = hs.buf.as_ref().map(|b| b.len());
         }
         self.attrs.set_size(&key, len);

@@ -169,9 +169,11 @@ pub struct ChunkFs {
     /// Tells the kernel to drop what it caches of an inode (pages, attributes) after a change.
     invalidator: OnceLock<Box<dyn Fn(u64) + Send + Sync>>,
     /// The directory's mtime, kept beside the keyspace (`side`).
-    dir_mtime: Mutex<side::DirMtime>,
+    dir_mtime: Arc<side::DirState>,
     /// Scratch files saved by an earlier unmount could not be loaded: they are not replaced.
     scratch_unloaded: std::sync::atomic::AtomicBool,
+    /// The store may hold saved scratch files (it did at mount, or this mount saved some).
+    scratch_record: std::sync::atomic::AtomicBool,
     /// What saving the scratch files at shutdown gave (`None`: not saved yet).
     scratch_saved: Mutex<Option<FsResult<()>>>,
 }
@@ -195,12 +197,9 @@ impl ChunkFs {
             started,
             errors: ErrorCounts::default(),
             invalidator: OnceLock::new(),
-            dir_mtime: Mutex::new(side::DirMtime {
-                mtime: started,
-                dirty: false,
-                written: None,
-            }),
+            dir_mtime: Arc::new(side::DirState::new(started)),
             scratch_unloaded: Default::default(),
+            scratch_record: Default::default(),
             scratch_saved: Mutex::new(None),
         };
         fs.load_side();
@@ -677,7 +676,7 @@ impl ChunkFs {
                 );
             }
         }
-        let dir_mtime = self.write_dir_mtime();
+        let dir_mtime = self.write_dir_mtime_at_unmount();
         log::info!(
             "unmount: {} inode(s) live, {} byte(s) of the memory budget in use",
             self.inode_count(),
@@ -702,7 +701,7 @@ impl ChunkFs {
         let saved = match saved {
             Some(result) => result,
             None => {
-                if let Err(e) = self.write_dir_mtime() {
+                if let Err(e) = self.write_dir_mtime_at_unmount() {
                     log::warn!("unmount: {e}");
                 }
                 let result = self.save_scratch().map(drop);

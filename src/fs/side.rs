@@ -12,7 +12,9 @@ use super::name::{self, Name};
 use super::node::Node;
 use super::value::Value;
 use super::{ChunkFs, NodeEntry};
-use crate::store::{SIDE_DIR_MTIME, SIDE_SCRATCH};
+use parking_lot::Mutex;
+
+use crate::store::{Cloudstore, SIDE_DIR_MTIME, SIDE_SCRATCH};
 
 /// The first bytes of the saved scratch files.
 const SCRATCH_MAGIC: &[u8] = b"cloudstore-fs scratch 1\n";
@@ -94,8 +96,63 @@ pub struct DirMtime {
     pub mtime: SystemTime,
     /// Changed since it was last written to the store.
     pub dirty: bool,
-    /// When it was last written.
+    /// When a write last began.
     pub written: Option<Instant>,
+    /// A background write is running.
+    pub in_flight: bool,
+    /// The last write failed (the store is unreachable): an unmount does not wait on another.
+    pub failed: bool,
+}
+
+/// The directory's mtime, shared with the background writer.
+pub struct DirState {
+    pub state: Mutex<DirMtime>,
+    /// Held while the mtime is written to the store, so writes land in order.
+    write: Mutex<()>,
+}
+
+impl DirState {
+    pub fn new(mtime: SystemTime) -> Self {
+        DirState {
+            state: Mutex::new(DirMtime {
+                mtime,
+                dirty: false,
+                written: None,
+                in_flight: false,
+                failed: false,
+            }),
+            write: Mutex::new(()),
+        }
+    }
+
+    /// Writes the mtime to `store` if it changed since last written. The value is read under
+    /// the write lock, so a later write never stores an older value.
+    fn write_to(&self, store: &dyn Cloudstore) -> FsResult<()> {
+        let _write = self.write.lock();
+        self.write_locked(store)
+    }
+
+    fn write_locked(&self, store: &dyn Cloudstore) -> FsResult<()> {
+        let t = {
+            let mut d = self.state.lock();
+            if !d.dirty {
+                return Ok(());
+            }
+            d.dirty = false;
+            d.written = Some(Instant::now());
+            d.mtime
+        };
+        let (secs, nanos) = encode_time(t);
+        let mut b = secs.to_le_bytes().to_vec();
+        b.extend_from_slice(&nanos.to_le_bytes());
+        let result = store.side_put(SIDE_DIR_MTIME, &b);
+        let mut d = self.state.lock();
+        d.failed = result.is_err();
+        result.map_err(|e| {
+            d.dirty = true;
+            FsError::store("set the directory's mtime", store.backend(), e)
+        })
+    }
 }
 
 impl ChunkFs {
@@ -107,7 +164,7 @@ impl ChunkFs {
             Ok(Some(b)) if b.len() == 12 => {
                 let secs = u64::from_le_bytes(b[..8].try_into().unwrap());
                 let nanos = u32::from_le_bytes(b[8..].try_into().unwrap());
-                let mut d = self.dir_mtime.lock();
+                let mut d = self.dir_mtime.state.lock();
                 d.mtime = decode_time(secs, nanos);
                 d.dirty = false;
             }
@@ -116,10 +173,15 @@ impl ChunkFs {
                 b.len()
             ),
             // First mount of this store: the mount time, kept from now on.
-            Ok(None) => self.dir_mtime.lock().dirty = true,
+            Ok(None) => self.dir_mtime.state.lock().dirty = true,
             Err(e) => log::warn!("the directory's saved mtime: {e}; using the mount time"),
         }
-        let saved = match self.store.side_get(SIDE_SCRATCH) {
+        let saved = self.store.side_get(SIDE_SCRATCH);
+        if !matches!(saved, Ok(None)) {
+            self.scratch_record
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        let saved = match saved {
             Ok(None) => return,
             Ok(Some(b)) => decode_scratch(&b).map_err(|e| format!("{e} ({} bytes)", b.len())),
             Err(e) => Err(e.to_string()),
@@ -146,8 +208,17 @@ impl ChunkFs {
                 continue;
             }
             let len = f.value.capacity() as u64;
-            // Loaded whatever the budget: they were in memory when they were saved.
-            let _ = self.budget.try_reserve(len);
+            if !self.budget.try_reserve(len) {
+                // Left in the store as saved (never replaced by this mount's unmount).
+                self.scratch_unloaded
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                log::error!(
+                    "saved scratch file {:?} ({len} bytes) does not fit in the memory budget: \
+                     not loaded; the saved scratch files stay in the store as they are",
+                    f.name
+                );
+                continue;
+            }
             let value = match Value::adopt(f.value, len, &self.budget, &"saved scratch file") {
                 Ok(v) => v,
                 Err(e) => {
@@ -234,13 +305,26 @@ impl ChunkFs {
             log::error!("{}", e.message);
             return Err(e.logged());
         }
+        let record_kept = self
+            .scratch_record
+            .load(std::sync::atomic::Ordering::SeqCst);
+        if files.is_empty() && !record_kept {
+            // Nothing to save and nothing saved: no store call (an unmount with the store
+            // unreachable stays quick).
+            return Ok(names);
+        }
         let record = if files.is_empty() {
             Vec::new()
         } else {
             encode_scratch(&files)
         };
         drop(files);
-        self.store.side_put(SIDE_SCRATCH, &record).map_err(|e| {
+        let saved = self.store.side_put(SIDE_SCRATCH, &record);
+        if saved.is_ok() {
+            self.scratch_record
+                .store(!record.is_empty(), std::sync::atomic::Ordering::SeqCst);
+        }
+        saved.map_err(|e| {
             let e = FsError::new(
                 e.errno(),
                 format!(
@@ -255,57 +339,74 @@ impl ChunkFs {
     }
 
     /// The set of names changed (a create, unlink or rename): the directory's mtime is now,
-    /// written to the store at most once a second (and at unmount).
+    /// written to the store at most once a second by a background thread (never in the way of
+    /// the request, also when the store hangs), and at unmount.
     pub(super) fn names_changed(&self) {
-        let write = {
-            let mut d = self.dir_mtime.lock();
+        let spawn = {
+            let mut d = self.dir_mtime.state.lock();
             d.mtime = SystemTime::now();
             d.dirty = true;
-            d.written.is_none_or(|w| w.elapsed() >= DIR_MTIME_EVERY)
+            let due = d.written.is_none_or(|w| w.elapsed() >= DIR_MTIME_EVERY);
+            let spawn = due && !d.in_flight && !self.cfg.read_only;
+            d.in_flight |= spawn;
+            spawn
         };
-        if write {
-            if let Err(e) = self.write_dir_mtime() {
-                log::warn!("{e}");
-            }
+        if !spawn {
+            return;
+        }
+        let (store, dir) = (self.store.clone(), self.dir_mtime.clone());
+        let spawned = std::thread::Builder::new()
+            .name("dir-mtime".into())
+            .spawn(move || {
+                if let Err(e) = dir.write_to(&*store) {
+                    log::warn!("{e}");
+                }
+                dir.state.lock().in_flight = false;
+            });
+        if let Err(e) = spawned {
+            log::warn!("the directory's mtime: cannot start its writer ({e}); kept at unmount");
+            self.dir_mtime.state.lock().in_flight = false;
         }
     }
 
     /// utimes on the directory: kept, and written to the store at once.
     pub(super) fn set_dir_mtime(&self, t: SystemTime) -> FsResult<()> {
         {
-            let mut d = self.dir_mtime.lock();
+            let mut d = self.dir_mtime.state.lock();
             d.mtime = t;
             d.dirty = true;
         }
         self.write_dir_mtime()
     }
 
-    /// Writes the directory's mtime to the store if it changed since last written.
+    /// Writes the directory's mtime to the store if it changed since last written (fsyncdir,
+    /// utimes).
     pub(super) fn write_dir_mtime(&self) -> FsResult<()> {
         if self.cfg.read_only {
             return Ok(());
         }
-        let t = {
-            let mut d = self.dir_mtime.lock();
-            if !d.dirty {
-                return Ok(());
+        self.dir_mtime.write_to(&*self.store)
+    }
+
+    /// At unmount: like [`Self::write_dir_mtime`], but it never waits behind a write in flight,
+    /// nor tries again when the last write failed (the store does not answer): an unmount stays
+    /// within one operation timeout.
+    pub(super) fn write_dir_mtime_at_unmount(&self) -> FsResult<()> {
+        if self.cfg.read_only || self.dir_mtime.state.lock().failed {
+            return Ok(());
+        }
+        match self.dir_mtime.write.try_lock() {
+            Some(_write) => self.dir_mtime.write_locked(&*self.store),
+            None => {
+                log::info!("unmount: the directory's mtime is being written already");
+                Ok(())
             }
-            d.dirty = false;
-            d.written = Some(Instant::now());
-            d.mtime
-        };
-        let (secs, nanos) = encode_time(t);
-        let mut b = secs.to_le_bytes().to_vec();
-        b.extend_from_slice(&nanos.to_le_bytes());
-        self.store.side_put(SIDE_DIR_MTIME, &b).map_err(|e| {
-            self.dir_mtime.lock().dirty = true;
-            FsError::store("set the directory's mtime", self.store.backend(), e)
-        })
+        }
     }
 
     /// The directory's mtime.
     pub(super) fn dir_mtime(&self) -> SystemTime {
-        self.dir_mtime.lock().mtime
+        self.dir_mtime.state.lock().mtime
     }
 
     /// Logs a scratch file made under a name that looks like a mistyped chunk name.
