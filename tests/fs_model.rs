@@ -807,3 +807,42 @@ fn a_handle_that_read_writes_after_another_commit() {
         run(backend, whole, &ops);
     }
 }
+
+/// Two appenders of one chunk and of a scratch file, each committing after the other wrote:
+/// both handles' bytes land, the later commit's after the earlier's.
+#[test]
+fn two_appenders_both_land() {
+    let open = |slot, name| Op::Open {
+        slot,
+        name,
+        write: true,
+        create: true,
+        trunc: false,
+        append: true,
+    };
+    let write = |slot, seed| Op::Write {
+        slot,
+        offset: 0,
+        len: 3,
+        seed,
+    };
+    for name in [0, 3] {
+        let ops = [
+            open(0, name),
+            write(0, 1),
+            Op::Close { slot: 0 },
+            open(1, name),
+            open(2, name),
+            write(1, 2),
+            write(2, 3),
+            Op::Close { slot: 2 },
+            write(1, 4),
+            Op::Fsync { slot: 1 },
+            write(1, 5),
+            Op::Close { slot: 1 },
+        ];
+        for (backend, whole) in [("memory", false), ("memory", true), ("leveldb", true)] {
+            run(backend, whole, &ops);
+        }
+    }
+}

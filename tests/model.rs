@@ -662,7 +662,44 @@ fn a_handle_that_read_writes_after_another_commit(m: &mut TestMount) {
     }
 }
 
+/// Two appenders of one chunk and of a scratch file, each committing after the other wrote:
+/// both handles' bytes land, the later commit's after the earlier's.
+fn two_appenders_both_land(m: &mut TestMount) {
+    let write = |slot, seed| Op::Write {
+        slot,
+        offset: 0,
+        len: 3,
+        seed,
+    };
+    for name in [0, 3] {
+        let open = |slot| Op::Open {
+            slot,
+            name,
+            mode: Mode::Append,
+        };
+        let ops = [
+            open(0),
+            write(0, 1),
+            Op::Close { slot: 0 },
+            open(1),
+            open(2),
+            write(1, 2),
+            write(2, 3),
+            Op::Close { slot: 2 },
+            write(1, 4),
+            Op::Fsync { slot: 1 },
+            write(1, 5),
+            Op::Close { slot: 1 },
+            Op::ReadWhole { name },
+        ];
+        if let Err(e) = run_case(m, &ops) {
+            panic!("{e}");
+        }
+    }
+}
+
 mount_suites!([
     model_sequences,
-    a_handle_that_read_writes_after_another_commit
+    a_handle_that_read_writes_after_another_commit,
+    two_appenders_both_land
 ]);
