@@ -512,6 +512,14 @@ fn step(m: &mut Model, s: &Sut, op: &Op) {
             };
             let want = if h.write { m.publish(slot) } else { Ok(()) };
             assert_eq!(got, want, "{op:?}");
+            let scratch_file = m.inodes[h.inode].name.as_deref().is_some_and(scratch);
+            if let (Op::Fsync { .. }, Ok(()), true, true) = (op, &want, h.dirty, scratch_file) {
+                // A scratch file's commit hands the handle's value over to the file (the
+                // daemon keeps no second copy): the handle reads it as what it read, and a
+                // later write builds on it.
+                let hm = m.slots[slot].as_mut().unwrap();
+                hm.view = hm.buf.take();
+            }
             if let (Op::Flush { .. }, Ok(())) = (op, &want) {
                 // A close by the opener: the handle lets go of its view and its (clean) value;
                 // a descriptor still open on it reads the committed value of then.
@@ -844,5 +852,52 @@ fn two_appenders_both_land() {
         for (backend, whole) in [("memory", false), ("memory", true), ("leveldb", true)] {
             run(backend, whole, &ops);
         }
+    }
+}
+
+/// Found at PROPTEST_CASES=5000: a scratch file's fsync hands the handle's value to the file;
+/// the handle, poisoned by a later write past the maximum, still reads that value, not what
+/// another handle committed since.
+#[test]
+fn a_scratch_file_fsync_then_a_failed_write() {
+    let ops = [
+        Op::Open {
+            slot: 3,
+            name: 3,
+            write: true,
+            create: true,
+            trunc: false,
+            append: false,
+        },
+        Op::Write {
+            slot: 3,
+            offset: 0,
+            len: 2733,
+            seed: 0,
+        },
+        Op::Fsync { slot: 3 },
+        Op::Open {
+            slot: 2,
+            name: 3,
+            write: true,
+            create: false,
+            trunc: true,
+            append: false,
+        },
+        Op::Write {
+            slot: 3,
+            offset: 46439,
+            len: 2714,
+            seed: 0,
+        },
+        Op::Fsync { slot: 2 },
+        Op::Read {
+            slot: 3,
+            offset: 0,
+            len: 1,
+        },
+    ];
+    for (backend, whole) in [("memory", false), ("memory", true), ("leveldb", true)] {
+        run(backend, whole, &ops);
     }
 }
