@@ -1,8 +1,9 @@
 //! The filesystem core: one flat directory whose files are the chunks of a [`Cloudstore`].
 //! Plain Rust with no FUSE types, so it is tested directly; `crate::fuse` adapts it to fuser.
 //!
-//! - `name`: chunk names (lowercase hex of the key) and scratch names ('.'-prefixed);
-//! - `inode`: stable inode numbers per name;
+//! - `name`: chunk names (lowercase hex of the key) and scratch names (every other name);
+//! - `inode`: inode numbers derived from names, stable across forgets and remounts;
+//! - `side`: what is kept beside the keyspace: saved scratch files, the directory's mtime;
 //! - `node`: a file's in-daemon state (write buffer, fetched value, scratch content);
 //! - `commit`: group commit of buffered writes into SetChunk / SetChunkBatch;
 //! - `attr`: attributes and the short-lived size/mtime cache;
