@@ -72,6 +72,37 @@ fn forgets_shrink_the_inode_table(m: &mut TestMount) {
     m.mount();
 }
 
+/// restic (a backup client that keys its cache on inode, size and times) backs the mount up
+/// twice with the kernel's caches dropped in between: the second run finds every file
+/// unmodified and reads none of them again.
+fn restic_sees_an_unchanged_mount_as_unchanged(m: &mut TestMount) {
+    if !m.sh_output("command -v restic").status.success() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "restic is not installed (scripts/test.sh installs it)"
+        );
+        println!("*** SKIPPED: restic is not installed ***");
+        return;
+    }
+    m.sh("for i in $(seq 1 300); do printf 'chunk %d' $i > \"$MNT\"/$(printf '%04x' $i); done");
+    let backup =
+        "export RESTIC_REPOSITORY=$PWD/repo RESTIC_PASSWORD=test RESTIC_CACHE_DIR=$PWD/cache
+        restic backup \"$MNT\" 2>&1";
+    m.sh("RESTIC_REPOSITORY=$PWD/repo RESTIC_PASSWORD=test restic init -q");
+    let first = m.sh(backup);
+    assert!(first.contains("300 new"), "{first}");
+    m.sh("sync && echo 2 > /proc/sys/vm/drop_caches");
+    let second = m.sh(backup);
+    let files = second
+        .lines()
+        .find(|l| l.trim_start().starts_with("Files:"))
+        .unwrap_or_else(|| panic!("no Files: line in\n{second}"));
+    assert!(
+        files.contains("0 new") && files.contains("0 changed") && files.contains("300 unmodified"),
+        "the second backup saw changes: {files}\n{second}"
+    );
+}
+
 macro_rules! serial_suite {
     ($backend:ident, $store:expr, [$($case:ident),* $(,)?]) => {
         mod $backend {
@@ -92,10 +123,16 @@ macro_rules! serial_suite {
 serial_suite!(
     leveldb,
     super::common::mount::Store::Leveldb,
-    [forgets_shrink_the_inode_table]
+    [
+        forgets_shrink_the_inode_table,
+        restic_sees_an_unchanged_mount_as_unchanged
+    ]
 );
 serial_suite!(
     ceph,
     super::common::mount::Store::Ceph,
-    [forgets_shrink_the_inode_table]
+    [
+        forgets_shrink_the_inode_table,
+        restic_sees_an_unchanged_mount_as_unchanged
+    ]
 );
