@@ -69,7 +69,7 @@ impl ChunkFs {
         let acc = flags & libc::O_ACCMODE;
         let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
         if write {
-            self.check_writable("open")?;
+            self.check_writable(format_args!("open of {} for writing", self.label(ino)))?;
         }
         let class = name::classify(name);
         let (node, created) = self.acquire_node(ino, || Node::stored(ino));

@@ -278,7 +278,7 @@ impl ChunkFs {
         self.next_fh.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn check_writable(&self, op: &str) -> FsResult<()> {
+    fn check_writable(&self, op: impl std::fmt::Display) -> FsResult<()> {
         if self.cfg.read_only {
             return Err(FsError::new(
                 libc::EROFS,

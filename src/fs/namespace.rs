@@ -131,7 +131,7 @@ impl ChunkFs {
     /// opens it; an existing file is opened instead (EEXIST with O_EXCL).
     pub fn create(&self, parent: u64, name: &OsStr, flags: i32, pid: u32) -> FsResult<(Attr, u64)> {
         self.check_parent(parent)?;
-        self.check_writable("create")?;
+        self.check_writable(format_args!("create {name:?}"))?;
         if let Name::Invalid(reason) = name::classify(name) {
             return Err(refuse_name("create", name, &reason));
         }
@@ -229,7 +229,7 @@ impl ChunkFs {
     /// keep reading its bytes.
     pub fn unlink(&self, parent: u64, name: &OsStr) -> FsResult<()> {
         self.check_parent(parent)?;
-        self.check_writable("unlink")?;
+        self.check_writable(format_args!("unlink {name:?}"))?;
         let class = name::classify(name);
         if let Name::Invalid(_) = class {
             return Err(FsError::not_found(name.to_string_lossy()));
@@ -293,7 +293,7 @@ impl ChunkFs {
     ) -> FsResult<()> {
         self.check_parent(parent)?;
         self.check_parent(newparent)?;
-        self.check_writable("rename")?;
+        self.check_writable(format_args!("rename {from:?} -> {to:?}"))?;
         if flags & RENAME_EXCHANGE != 0 {
             return Err(FsError::new(
                 libc::EINVAL,
