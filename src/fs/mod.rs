@@ -173,8 +173,8 @@ pub struct ChunkFs {
     dir_mtime: Arc<side::DirState>,
     /// Scratch files saved by an earlier unmount could not be loaded: they are not replaced.
     scratch_unloaded: std::sync::atomic::AtomicBool,
-    /// The store may hold saved scratch files (it did at mount, or this mount saved some).
-    scratch_record: std::sync::atomic::AtomicBool,
+    /// The saved scratch files this mount loaded (or saved): its own to replace at unmount.
+    scratch_loaded: Mutex<std::collections::BTreeSet<OsString>>,
     /// What saving the scratch files at shutdown gave (`None`: not saved yet).
     scratch_saved: Mutex<Option<FsResult<()>>>,
 }
@@ -200,7 +200,7 @@ impl ChunkFs {
             invalidator: OnceLock::new(),
             dir_mtime: Arc::new(side::DirState::new(started)),
             scratch_unloaded: Default::default(),
-            scratch_record: Default::default(),
+            scratch_loaded: Default::default(),
             scratch_saved: Mutex::new(None),
         };
         fs.load_side();

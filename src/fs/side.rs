@@ -44,12 +44,12 @@ fn decode_time(secs: u64, nanos: u32) -> SystemTime {
 /// The saved form of scratch files: the magic, then per file the name's length (u32), the
 /// name, the mtime (u64 seconds, u32 nanoseconds) and the value's length (u64) and bytes, all
 /// little-endian.
-pub fn encode_scratch(files: &[(OsString, SystemTime, Arc<Value>)]) -> Vec<u8> {
-    let total: usize = files.iter().map(|(n, _, v)| n.len() + v.len() + 24).sum();
-    let mut out = Vec::with_capacity(SCRATCH_MAGIC.len() + total);
-    out.extend_from_slice(SCRATCH_MAGIC);
+pub fn encode_scratch<'a>(
+    files: impl IntoIterator<Item = (&'a OsStr, SystemTime, &'a [u8])>,
+) -> Vec<u8> {
+    let mut out = SCRATCH_MAGIC.to_vec();
     for (name, mtime, value) in files {
-        let (secs, nanos) = encode_time(*mtime);
+        let (secs, nanos) = encode_time(mtime);
         out.extend_from_slice(&(name.len() as u32).to_le_bytes());
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(&secs.to_le_bytes());
@@ -176,12 +176,7 @@ impl ChunkFs {
             Ok(None) => self.dir_mtime.state.lock().dirty = true,
             Err(e) => log::warn!("the directory's saved mtime: {e}; using the mount time"),
         }
-        let saved = self.store.side_get(SIDE_SCRATCH);
-        if !matches!(saved, Ok(None)) {
-            self.scratch_record
-                .store(true, std::sync::atomic::Ordering::SeqCst);
-        }
-        let saved = match saved {
+        let saved = match self.store.side_get(SIDE_SCRATCH) {
             Ok(None) => return,
             Ok(Some(b)) => decode_scratch(&b).map_err(|e| format!("{e} ({} bytes)", b.len())),
             Err(e) => Err(e.to_string()),
@@ -244,6 +239,7 @@ impl ChunkFs {
                     open: 0,
                 },
             );
+            self.scratch_loaded.lock().insert(f.name.clone());
             names.push(f.name);
         }
         log::info!(
@@ -305,36 +301,57 @@ impl ChunkFs {
             log::error!("{}", e.message);
             return Err(e.logged());
         }
-        let record_kept = self
-            .scratch_record
-            .load(std::sync::atomic::Ordering::SeqCst);
-        if files.is_empty() && !record_kept {
-            // Nothing to save and nothing saved: no store call (an unmount with the store
-            // unreachable stays quick).
+        let loaded = self.scratch_loaded.lock().clone();
+        if files.is_empty() && loaded.is_empty() {
+            // Nothing to save and nothing of ours saved: no store call (an unmount with the
+            // store unreachable stays quick).
             return Ok(names);
         }
-        let record = if files.is_empty() {
-            Vec::new()
-        } else {
-            encode_scratch(&files)
-        };
-        drop(files);
-        let saved = self.store.side_put(SIDE_SCRATCH, &record);
-        if saved.is_ok() {
-            self.scratch_record
-                .store(!record.is_empty(), std::sync::atomic::Ordering::SeqCst);
-        }
-        saved.map_err(|e| {
+        let fail = |why: String| {
             let e = FsError::new(
-                e.errno(),
+                libc::EIO,
                 format!(
-                    "unmount: cannot save {} scratch file(s) {names:?} beside the chunks: {e}",
+                    "unmount: cannot save {} scratch file(s) {names:?} beside the chunks: {why}",
                     names.len()
                 ),
             );
             log::error!("{}", e.message);
             e.logged()
-        })?;
+        };
+        // Another mount of the same store (two mounts of one Ceph pool) may have saved its
+        // own since this one loaded: those are kept. The ones this mount loaded are its own,
+        // replaced by what it has now (gone if they were removed or renamed).
+        let stored = match self.store.side_get(SIDE_SCRATCH) {
+            Ok(None) => Vec::new(),
+            Ok(Some(b)) => decode_scratch(&b)
+                .map_err(|e| fail(format!("the saved record is unreadable ({e})")))?,
+            Err(e) => return Err(fail(e.to_string())),
+        };
+        let ours: std::collections::BTreeSet<&OsStr> =
+            names.iter().map(OsString::as_os_str).collect();
+        let others: Vec<&SavedScratch> = stored
+            .iter()
+            .filter(|f| !loaded.contains(&f.name) && !ours.contains(f.name.as_os_str()))
+            .collect();
+        let record = if files.is_empty() && others.is_empty() {
+            Vec::new()
+        } else {
+            encode_scratch(
+                files
+                    .iter()
+                    .map(|(n, t, v)| (n.as_os_str(), *t, &v[..]))
+                    .chain(
+                        others
+                            .iter()
+                            .map(|f| (f.name.as_os_str(), f.mtime, &f.value[..])),
+                    ),
+            )
+        };
+        drop(files);
+        self.store
+            .side_put(SIDE_SCRATCH, &record)
+            .map_err(|e| fail(e.to_string()))?;
+        *self.scratch_loaded.lock() = names.iter().cloned().collect();
         Ok(names)
     }
 
@@ -431,17 +448,17 @@ mod tests {
         let budget = Arc::new(Budget::new(1 << 20, Duration::from_secs(1)));
         let v = |b: &[u8]| Arc::new(Value::copy_of(b, &budget, 0, &"t").unwrap());
         let t = UNIX_EPOCH + Duration::new(1_600_000_000, 123);
-        let files = vec![
+        let files = [
             (OsString::from("sed0aB1c"), t, v(b"hello")),
             (OsString::from(".x"), UNIX_EPOCH, v(b"")),
         ];
-        let back = decode_scratch(&encode_scratch(&files)).unwrap();
+        let enc = encode_scratch(files.iter().map(|(n, t, v)| (n.as_os_str(), *t, &v[..])));
+        let back = decode_scratch(&enc).unwrap();
         assert_eq!(back.len(), 2);
         assert_eq!(back[0].name, "sed0aB1c");
         assert_eq!(back[0].mtime, t);
         assert_eq!(back[0].value, b"hello");
         assert_eq!(back[1].value, b"");
-        let enc = encode_scratch(&files);
         assert!(decode_scratch(&enc[..enc.len() - 1]).is_err());
         assert!(decode_scratch(b"junk").is_err());
     }

@@ -411,6 +411,28 @@ fn scratch_files_stay_in_the_daemon_until_renamed() {
 }
 
 #[test]
+fn two_mounts_of_one_store_keep_each_others_scratch_files() {
+    // Two mounts of one Ceph pool: each unmount replaces only its own scratch files.
+    let store = mem();
+    let first = fs_over(store.clone());
+    put(&first, "old1", b"from before").unwrap();
+    first.shutdown().unwrap();
+    drop(first);
+    let a = fs_over(store.clone());
+    let b = fs_over(store.clone());
+    put(&a, "tmpA", b"a").unwrap();
+    put(&b, "tmpB", b"b").unwrap();
+    a.unlink(ROOT_INO, n("old1")).unwrap();
+    a.shutdown().unwrap();
+    b.shutdown().unwrap();
+    let c = fs_over(store);
+    assert_eq!(cat(&c, "tmpA").unwrap(), b"a");
+    assert_eq!(cat(&c, "tmpB").unwrap(), b"b");
+    // b loaded old1 too and kept it: its unmount saved it again (it never removed it).
+    assert_eq!(cat(&c, "old1").unwrap(), b"from before");
+}
+
+#[test]
 fn saved_scratch_files_that_cannot_be_loaded_are_never_replaced() {
     let store = mem();
     store
