@@ -15,7 +15,7 @@ fn main() -> ExitCode {
         Command::Mount { .. } => "warn",
         _ => "off",
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_log)).init();
+    cloudstore_fs::fuse::DaemonLogger::init(default_log);
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

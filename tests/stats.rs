@@ -80,15 +80,15 @@ fn stats_show_commits_errors_and_memory(m: &mut TestMount) {
     let e = f.write_all(&vec![1u8; 5 * MIB]).unwrap_err();
     assert_eq!(errno(&e), libc::EFBIG);
     drop(f);
-    // A name that is not a chunk name: EINVAL.
-    let e = fs::File::create(m.path("not-hex")).unwrap_err();
-    assert_eq!(errno(&e), libc::EINVAL);
+    // A directory: EPERM, and the last error names it.
+    let e = fs::create_dir(m.path("subdir")).unwrap_err();
+    assert_eq!(errno(&e), libc::EPERM);
     let s = stats(m);
     assert!(number(&s, "errors_EFBIG") >= 1, "{s:?}");
-    assert_eq!(number(&s, "errors_EINVAL"), 1, "{s:?}");
+    assert_eq!(number(&s, "errors_EPERM"), 1, "{s:?}");
     assert!(number(&s, "errors_total") >= 2, "{s:?}");
     assert!(
-        s["last_error"].starts_with("EINVAL create") && s["last_error"].contains("not-hex"),
+        s["last_error"].starts_with("EPERM mkdir") && s["last_error"].contains("subdir"),
         "{s:?}"
     );
     // The EFBIG poisoned its handle: nothing of it was committed.

@@ -10,12 +10,15 @@ use std::time::{Duration, SystemTime};
 
 use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation,
-    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::fs::{Attr, ChunkFs, FileKind, FsError, SetTime};
+
+mod logging;
+pub use logging::DaemonLogger;
 
 /// The largest write the kernel may send (it clamps to 1 MiB anyway: fs.fuse.max_pages_limit).
 pub const MAX_WRITE: u32 = 1 << 20;
@@ -361,6 +364,41 @@ impl fuser::Filesystem for FuseAdapter {
         reply: ReplyEntry,
     ) {
         reply.error(self.fail("link", self.core.refuse("link", newname)));
+    }
+
+    /// No ioctl is supported: ENOTTY, as a local filesystem answers one it does not know
+    /// (Python's isatty on every open, borg's FS_IOC_GETFLAGS). Not worth a log line.
+    fn ioctl(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        log::debug!("ioctl {cmd:#x} on inode {}: ENOTTY", ino.0);
+        reply.error(Errno::from_i32(libc::ENOTTY));
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        match guard("fallocate", || {
+            self.core.fallocate(fh.0, offset, length, mode)
+        }) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(self.fail("fallocate", e)),
+        }
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {

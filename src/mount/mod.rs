@@ -204,9 +204,9 @@ fn serve(
     // In a thread of its own (which inherits the blocked signals), so that its end is joined
     // without fuser's second unmount (see `join_session`).
     let result = session.spawn().and_then(join_session);
-    // destroy() committed and dropped the scratch files; anything a lost connection left behind
-    // is committed here. The caller closes the store; `unmount` waits for this process to exit.
-    let late = core.commit_all();
+    // destroy() committed and saved the scratch files; anything a lost connection left behind
+    // is committed here, and a failed save of the scratch files fails the exit status. The caller closes the store; `unmount` waits for this process to exit.
+    let late = core.finish_unmount();
     waiter.stop();
     drop(stats_server);
     drop(pid_file);
