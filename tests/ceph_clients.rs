@@ -577,10 +577,29 @@ fn a_pool_quota_is_edquot_at_once_and_rm_frees_space() {
         write_file(&m.path(&format!("f1{i:02x}")), v);
     }
 
-    // max_objects: 3 objects, quota 3.
+    // max_objects: the pool's objects (the 3 chunks and the mount's records beside the
+    // keyspace, such as the directory's mtime: an fsync of the directory writes it now), quota
+    // that many.
+    File::open(&m.mnt).unwrap().sync_all().unwrap();
+    let listed = Command::new("rados")
+        .arg("-c")
+        .arg(&pool.conf)
+        .args(["-p", &pool.name, "ls", "--all"])
+        .output()
+        .expect("rados ls");
+    assert!(listed.status.success(), "rados ls: {listed:?}");
+    let objects = String::from_utf8_lossy(&listed.stdout).lines().count();
+    assert!(objects >= 3, "{objects} objects in pool {}", pool.name);
     ceph_ok(
         &pool.conf,
-        &["osd", "pool", "set-quota", &pool.name, "max_objects", "3"],
+        &[
+            "osd",
+            "pool",
+            "set-quota",
+            &pool.name,
+            "max_objects",
+            &objects.to_string(),
+        ],
     );
     let took = pool.wait_flag("full_quota", true);
     eprintln!("max_objects 3: the pool is full_quota after {took:.1?}");

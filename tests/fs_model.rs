@@ -430,7 +430,9 @@ fn step(m: &mut Model, s: &Sut, op: &Op) {
             let fresh = write && (trunc || !exists);
             // With ranged reads a read-only open of a stored chunk decides its view at once
             // (the newest committed version); otherwise the first read does.
-            let view = (!write && !s.whole_value_reads && !m.inodes[inode].new)
+            // (A scratch file lives in the daemon: its first read decides.)
+            let chunk = hex::decode(name).is_ok();
+            let view = (!write && !s.whole_value_reads && !m.inodes[inode].new && chunk)
                 .then(|| m.committed(inode));
             m.slots[slot] = Some(MHandle {
                 fh,
@@ -677,7 +679,10 @@ fn step(m: &mut Model, s: &Sut, op: &Op) {
             if live.is_some_and(|i| m.inodes[i].new) || (delete && live.is_some()) {
                 return;
             }
-            let key = hex::decode(name).unwrap();
+            // Another client writes chunks; the scratch names live in this daemon only.
+            let Ok(key) = hex::decode(name) else {
+                return;
+            };
             if delete {
                 s.inner.delete(&key).unwrap();
                 m.store.remove(name);
