@@ -298,7 +298,10 @@ impl ChunkFs {
         if flags & RENAME_EXCHANGE != 0 {
             return Err(FsError::new(
                 libc::EINVAL,
-                "rename: RENAME_EXCHANGE is not supported",
+                format!(
+                    "rename {from:?} <-> {to:?}: RENAME_EXCHANGE is not supported (EINVAL): a \
+                     chunk store has no atomic swap"
+                ),
             ));
         }
         let src = name::classify(from);

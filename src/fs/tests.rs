@@ -596,6 +596,11 @@ fn rename_moves_and_replaces_chunks() {
         .rename(ROOT_INO, n("01"), ROOT_INO, n("02"), RENAME_EXCHANGE)
         .unwrap_err();
     assert_eq!(e.errno, libc::EINVAL);
+    assert!(
+        e.message.contains("\"01\"") && e.message.contains("\"02\""),
+        "the refusal names both files: {}",
+        e.message
+    );
     fs.rename(ROOT_INO, n("01"), ROOT_INO, n("02"), 0).unwrap();
     assert_eq!(store.get_chunk(&[1]).unwrap(), None);
     assert_eq!(store.get_chunk(&[2]).unwrap().unwrap(), b"one");
