@@ -109,7 +109,9 @@ impl Dbs {
         self.value_reads.fetch_add(1, Ordering::Relaxed);
         // Uncached: the block cache would hold a copy of every value read (up to cache_size of
         // RSS); the table's pages stay in the kernel's page cache instead (issue 14).
-        self.data.get_uncached(key).map_err(|e| ldb_err("get", key, e))
+        self.data
+            .get_uncached(key)
+            .map_err(|e| ldb_err("get", key, e))
     }
 }
 
