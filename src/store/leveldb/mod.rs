@@ -329,7 +329,7 @@ impl LevelDbStore {
             log::info!("{BACKEND}: opened {}", dir.display());
         } else {
             let t = Instant::now();
-            let (chunks, changed) = rebuild_index(&data, &meta)?;
+            let (chunks, changed) = rebuild_index(&dir, &data, &meta)?;
             log::info!(
                 "{BACKEND}: opened {}; no clean close recorded for these files (a new database, \
                  a crash, or another writer): size index checked over {chunks} chunks, \
