@@ -658,7 +658,6 @@ fn leveldb_truncated_table_is_an_error_and_nothing_is_repaired() {
 
     // LevelDB opens (tables are read lazily); the scan that checks our size index meets the
     // damage and the open fails, naming the file.
-    let table_name = table.file_name().unwrap().to_str().unwrap().to_string();
     assert_open_fails(
         dir.path(),
         &data,
