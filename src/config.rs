@@ -67,7 +67,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Largest value accepted, in bytes.
     pub max_chunk_size: u64,
-    /// LevelDB: block cache size in bytes.
+    /// LevelDB: block cache size in bytes. Values read do not fill it (issue 14: a copy of every
+    /// value read stayed in the daemon); the kernel's page cache keeps the table files.
     pub cache_size: u64,
     /// LevelDB: write buffer (memtable) size in bytes.
     pub write_buffer_size: u64,

@@ -119,9 +119,49 @@ pub fn write_state(meta_dir: &Path, fp: u64) -> Result<()> {
     sync_dir(meta_dir)
 }
 
-/// Makes the index exact again with one scan of the data: every data key gets an entry with its
-/// size (keeping its mtime), entries without data go. Returns (chunks, entries changed).
-pub fn rebuild_index(data: &Arc<Db>, meta: &Arc<Db>) -> Result<(u64, u64)> {
+/// LevelDB's table magic number (table/format.h `kTableMagicNumber`): the last 8 bytes of every
+/// table file, little-endian.
+const TABLE_MAGIC: u64 = 0xdb47_7524_8b80_fb57;
+
+/// The table files of `dir` (`*.ldb`, `*.sst`) that do not end with LevelDB's table magic number:
+/// cut short or overwritten.
+fn tables_without_footer(dir: &Path) -> Vec<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut bad: Vec<String> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "ldb" || x == "sst"))
+        .filter(|p| {
+            let mut tail = [0u8; 8];
+            let whole = File::open(p).and_then(|mut f| {
+                f.seek(SeekFrom::End(-8))?;
+                f.read_exact(&mut tail)
+            });
+            whole.is_err() || u64::from_le_bytes(tail) != TABLE_MAGIC
+        })
+        .map(|p| p.display().to_string())
+        .collect();
+    bad.sort();
+    bad
+}
+
+/// LevelDB's error for a damaged table read with pread ("Corruption: not an sstable (bad magic
+/// number)") does not say which file; this adds the table files of `dir` that are damaged so.
+fn name_damaged_tables(dir: &Path, mut e: super::db::Error) -> super::db::Error {
+    if e.0.starts_with("Corruption") {
+        let bad = tables_without_footer(dir);
+        if !bad.is_empty() {
+            e.0 = format!("{} (damaged table files: {})", e.0, bad.join(", "));
+        }
+    }
+    e
+}
+
+/// Makes the index exact again with one scan of the data in `dir`: every data key gets an entry
+/// with its size (keeping its mtime), entries without data go. Returns (chunks, entries changed).
+pub fn rebuild_index(dir: &Path, data: &Arc<Db>, meta: &Arc<Db>) -> Result<(u64, u64)> {
     let mut d = data.iter(data.snapshot(), false);
     let mut m = meta.iter(meta.snapshot(), false);
     d.seek_to_first();
@@ -159,7 +199,8 @@ pub fn rebuild_index(data: &Arc<Db>, meta: &Arc<Db>) -> Result<(u64, u64)> {
             flush(&mut batch, false)?;
         }
     }
-    d.status().map_err(|e| ldb_err("rebuild index", b"", e))?;
+    d.status()
+        .map_err(|e| ldb_err("rebuild index", b"", name_damaged_tables(dir, e)))?;
     while m.valid() {
         batch.delete(m.key());
         changed += 1;

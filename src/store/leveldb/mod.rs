@@ -107,7 +107,11 @@ impl Dbs {
 
     fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.value_reads.fetch_add(1, Ordering::Relaxed);
-        self.data.get(key).map_err(|e| ldb_err("get", key, e))
+        // Uncached: the block cache would hold a copy of every value read (up to cache_size of
+        // RSS); the table's pages stay in the kernel's page cache instead (issue 14).
+        self.data
+            .get_uncached(key)
+            .map_err(|e| ldb_err("get", key, e))
     }
 }
 
@@ -325,7 +329,7 @@ impl LevelDbStore {
             log::info!("{BACKEND}: opened {}", dir.display());
         } else {
             let t = Instant::now();
-            let (chunks, changed) = rebuild_index(&data, &meta)?;
+            let (chunks, changed) = rebuild_index(&dir, &data, &meta)?;
             log::info!(
                 "{BACKEND}: opened {}; no clean close recorded for these files (a new database, \
                  a crash, or another writer): size index checked over {chunks} chunks, \
