@@ -5,6 +5,7 @@ mod args;
 mod chunk;
 mod error;
 mod export;
+pub mod helper;
 mod import;
 mod mount;
 mod progress;

@@ -1,0 +1,240 @@
+//! How the mount fits the system: `mount -t cloudstore-fs` and fstab lines through the
+//! `mount.cloudstore-fs` helper, `umount` through `umount.fuse.cloudstore-fs`, with the real
+//! mount(8) and umount(8) of util-linux.
+//!
+//! mount(8) looks for helpers only in /sbin (util-linux 2.38: "/sbin:/sbin/fs.d:/sbin/fs", no
+//! other search path). So that nothing is installed on the host, each test runs its script in a
+//! private mount namespace (`unshare --mount`) in which a read-only overlay puts the helper links
+//! (to the binary under test) over /sbin; the host's /sbin is never touched, and parallel tests
+//! (or other checkouts) cannot see each other's links. Needs root and /dev/fuse (SKIPPED
+//! otherwise; a failure under CI=true).
+
+mod ceph_support;
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ceph_support::skip_or_fail;
+use common::mount::{fuse_available, BIN};
+use tempfile::TempDir;
+
+/// A test directory with `sbin/` holding the helper links, `mnt/` and `fstab`.
+struct System {
+    dir: TempDir,
+}
+
+impl System {
+    /// `None` (after SKIPPED) without root, /dev/fuse or unshare.
+    fn new(test: &str, helpers: &[&str]) -> Option<System> {
+        if !fuse_available(test) {
+            return None;
+        }
+        if Command::new("unshare").arg("--version").output().is_err() {
+            skip_or_fail(&format!("{test} needs unshare (util-linux)"));
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("cloudstore-system-test.")
+            .tempdir()
+            .unwrap();
+        std::fs::create_dir(dir.path().join("sbin")).unwrap();
+        std::fs::create_dir(dir.path().join("mnt")).unwrap();
+        for name in helpers {
+            std::os::unix::fs::symlink(BIN, dir.path().join("sbin").join(name)).unwrap();
+        }
+        Some(System { dir })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Runs `script` (sh -eu) in a private mount namespace whose /sbin shows the helper links.
+    /// `$T` is the test directory, `$MNT` its mountpoint, `$BIN` the binary under test; the
+    /// mount is cleared on exit whatever happened (lazily, in that namespace only).
+    fn run(&self, script: &str) -> Output {
+        let prelude = r#"
+            sbin=$(readlink -f /sbin)
+            mount -t overlay overlay -o "lowerdir=$T/sbin:$sbin" "$sbin"
+            cleanup() { if grep -q " $MNT " /proc/self/mountinfo; then umount -l "$MNT"; fi; }
+            trap cleanup EXIT
+        "#;
+        let out = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-euc"])
+            .arg(format!("{prelude}\n{script}"))
+            .env("T", self.dir.path())
+            .env("MNT", self.path("mnt"))
+            .env("BIN", BIN)
+            .env("CLOUDSTORE_FS_LOG", self.path("daemon.log"))
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            eprintln!("daemon log:\n{}", self.log());
+        }
+        out
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.path("daemon.log")).unwrap_or_default()
+    }
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn assert_ok(out: &Output) -> String {
+    let (stdout, stderr) = text(out);
+    assert!(
+        out.status.success(),
+        "script failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    stdout
+}
+
+/// Whether anything is mounted at `path` in this (the host's) namespace.
+fn mounted_here(path: &Path) -> bool {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    text.lines()
+        .any(|l| l.split(' ').nth(4) == Some(path.to_str().unwrap()))
+}
+
+/// An fstab line mounted with `mount -T FSTAB MOUNTPOINT` (standard options among ours) and
+/// unmounted with `umount`: the values written are in the store as soon as umount returns
+/// (the daemon has committed, closed the store and exited: a CLI command opens it at once), and
+/// a second mount from the same line reads them back.
+#[test]
+fn an_fstab_line_mounts_and_umount_commits() {
+    let Some(sys) = System::new(
+        "an_fstab_line_mounts_and_umount_commits",
+        &["mount.cloudstore-fs", "umount.fuse.cloudstore-fs"],
+    ) else {
+        return;
+    };
+    std::fs::write(
+        sys.path("fstab"),
+        format!(
+            "# a comment\nleveldb:{data} {mnt} cloudstore-fs \
+             rw,nosuid,nodev,noatime,_netdev,nofail,x-systemd.automount,memory_budget=256M,max_chunk_size=8M 0 0\n",
+            data = sys.path("data").display(),
+            mnt = sys.path("mnt").display(),
+        ),
+    )
+    .unwrap();
+    let out = sys.run(
+        r#"
+        mount -T "$T/fstab" "$MNT" > "$T/mount.out"
+        echo "type: $(awk -v m="$MNT" '$5 == m { for (i = 7; $i != "-"; i++); print $(i+1) }' /proc/self/mountinfo)"
+        head -c 3000000 /dev/urandom > "$T/big"
+        cp "$T/big" "$MNT/00ab"
+        printf 'hello fstab' > "$MNT/01"
+        umount "$MNT"
+        echo "after umount: $(grep -c " $MNT " /proc/self/mountinfo || true) mounts"
+        # The daemon is gone and the store closed: the CLI opens it at once.
+        "$BIN" get 01 --data-dir "$T/data"; echo
+        "$BIN" get 00ab --data-dir "$T/data" | cmp - "$T/big"
+        mount -T "$T/fstab" "$MNT" > "$T/mount.out"
+        echo "remounted: $(cat "$MNT/01")"
+        cmp "$MNT/00ab" "$T/big"
+        umount "$MNT"
+        "#,
+    );
+    let stdout = assert_ok(&out);
+    assert!(stdout.contains("type: fuse.cloudstore-fs\n"), "{stdout}");
+    assert!(stdout.contains("after umount: 0 mounts\n"), "{stdout}");
+    assert!(
+        stdout.contains("hello fstab\nremounted: hello fstab\n"),
+        "{stdout}"
+    );
+    assert!(!sys.log().contains("ERROR"), "{}", sys.log());
+    assert!(!mounted_here(&sys.path("mnt")));
+}
+
+/// Without the umount helper, `umount` is the kernel's unmount under the daemon: its FUSE session
+/// ends, and it still commits what is pending, closes the store and exits cleanly (no error in
+/// its log); the values are in the store once it has exited.
+#[test]
+fn a_kernel_unmount_under_the_daemon_commits_and_it_exits() {
+    let Some(sys) = System::new(
+        "a_kernel_unmount_under_the_daemon_commits_and_it_exits",
+        &["mount.cloudstore-fs"],
+    ) else {
+        return;
+    };
+    let out = sys.run(
+        r#"
+        mount -t cloudstore-fs "leveldb:$T/data" "$MNT" -o rw > "$T/mount.out" 2>&1
+        pid=$(sed -n 's/.*daemon pid \([0-9]*\).*/\1/p' "$T/mount.out")
+        test -n "$pid"
+        printf 'kernel unmount' > "$MNT/0a0b"
+        ls -a "$MNT" > /dev/null
+        umount "$MNT"
+        i=0
+        while kill -0 "$pid" 2>/dev/null; do i=$((i + 1)); test $i -lt 600; sleep 0.05; done
+        echo "daemon $pid exited"
+        "$BIN" get 0a0b --data-dir "$T/data"; echo
+        "#,
+    );
+    let stdout = assert_ok(&out);
+    assert!(stdout.contains("exited\nkernel unmount\n"), "{stdout}");
+    let log = sys.log();
+    assert!(!log.contains("ERROR") && !log.contains("panic"), "{log}");
+}
+
+/// `mount -t cloudstore-fs` with an unknown option fails with a message naming it (exit 2 from
+/// the helper), mounts nothing and creates no store; the standard options mount(8) and fstab
+/// pass are accepted, and `ro` among them makes the mount read-only.
+#[test]
+fn mount_t_refuses_unknown_options_and_accepts_the_standard_ones() {
+    let Some(sys) = System::new(
+        "mount_t_refuses_unknown_options_and_accepts_the_standard_ones",
+        &["mount.cloudstore-fs", "umount.fuse.cloudstore-fs"],
+    ) else {
+        return;
+    };
+    let out = sys.run(
+        r#"
+        if mount -t cloudstore-fs "leveldb:$T/data" "$MNT" -o rw,noatime_typo 2> "$T/err"; then
+            echo "mounted with an unknown option"; exit 1
+        else
+            echo "status $?"
+        fi
+        cat "$T/err"
+        echo "mounts: $(grep -c " $MNT " /proc/self/mountinfo || true)"
+        test ! -e "$T/data" && echo "no store created"
+        mount -t cloudstore-fs "leveldb:$T/data" "$MNT" -o config="$T/missing.toml" 2> "$T/err2" || echo "bad config: $(cat "$T/err2")"
+        printf 'before' > "$T/v"
+        "$BIN" put 0c "$T/v" --data-dir "$T/data" 2> /dev/null
+        mount -t cloudstore-fs "leveldb:$T/data" "$MNT" > "$T/mount.out" \
+            -o defaults,ro,nosuid,nodev,noexec,noatime,nofail,_netdev,users,auto,x-systemd.requires=a.service,comment=x
+        echo "read: $(cat "$MNT/0c")"
+        if (printf 'after' > "$MNT/0c") 2> "$T/werr"; then echo "wrote on ro"; fi
+        cat "$T/werr"
+        umount "$MNT"
+        echo "mounts: $(grep -c " $MNT " /proc/self/mountinfo || true)"
+        "#,
+    );
+    let stdout = assert_ok(&out);
+    // mount(8) passes the helper's exit status on.
+    assert!(stdout.contains("status 2\n"), "{stdout}");
+    assert!(
+        stdout.contains("mount.cloudstore-fs: mount option \"noatime_typo\": unknown option"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("nothing was mounted"), "{stdout}");
+    assert!(stdout.contains("mounts: 0\nno store created\n"), "{stdout}");
+    assert!(
+        stdout.contains("bad config: ") && stdout.contains("missing.toml"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("read: before\n"), "{stdout}");
+    assert!(stdout.contains("Read-only file system"), "{stdout}");
+    assert!(!stdout.contains("wrote on ro"), "{stdout}");
+    assert!(stdout.ends_with("mounts: 0\n"), "{stdout}");
+}
