@@ -238,3 +238,145 @@ fn mount_t_refuses_unknown_options_and_accepts_the_standard_ones() {
     assert!(!stdout.contains("wrote on ro"), "{stdout}");
     assert!(stdout.ends_with("mounts: 0\n"), "{stdout}");
 }
+
+/// A foreground `cloudstore-fs mount` (as systemd's Type=notify runs it), stopped on drop.
+struct Foreground {
+    child: std::process::Child,
+    mnt: PathBuf,
+}
+
+impl Foreground {
+    fn start(data: &Path, mnt: &Path, socket: &Path, log: &Path) -> Foreground {
+        let child = Command::new(BIN)
+            .args(["mount", "--foreground", "--data-dir"])
+            .arg(data)
+            .arg(mnt)
+            .env("NOTIFY_SOCKET", socket)
+            .env("RUST_LOG", "info")
+            .stdout(std::fs::File::create(log).unwrap())
+            .stderr(std::fs::File::options().append(true).open(log).unwrap())
+            .spawn()
+            .unwrap();
+        Foreground {
+            child,
+            mnt: mnt.to_path_buf(),
+        }
+    }
+
+    /// Waits for the daemon to exit; its exit status.
+    fn wait(&mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the daemon did not exit"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Foreground {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let opts = cloudstore_fs::mount::UnmountOptions {
+                lazy: true,
+                timeout: std::time::Duration::from_secs(30),
+            };
+            let _ = cloudstore_fs::mount::unmount_with(&self.mnt, &opts);
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The datagrams received on `socket` until one holds `want` (each datagram one entry).
+fn notifications_until(socket: &std::os::unix::net::UnixDatagram, want: &str) -> Vec<String> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = socket
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no {want:?} within 60 s (got {got:?}): {e}"));
+        let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let done = msg.lines().any(|l| l == want);
+        got.push(msg);
+        if done {
+            return got;
+        }
+    }
+}
+
+/// With `$NOTIFY_SOCKET` set (systemd's Type=notify), a foreground mount sends `READY=1` only
+/// once the mount answers (it is in mountinfo and a stat of the mountpoint is the FUSE
+/// filesystem's root when the datagram arrives), with a `STATUS=` line saying what it serves;
+/// `STOPPING=1` when it starts draining, on SIGTERM and on `cloudstore-fs unmount`; it then
+/// exits 0 with everything committed.
+#[test]
+fn systemd_hears_ready_once_the_mount_answers_and_stopping_at_unmount() {
+    let test = "systemd_hears_ready_once_the_mount_answers_and_stopping_at_unmount";
+    if !fuse_available(test) {
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("cloudstore-system-test.")
+        .tempdir()
+        .unwrap();
+    let (data, mnt, log) = (
+        dir.path().join("data"),
+        dir.path().join("mnt"),
+        dir.path().join("daemon.log"),
+    );
+    std::fs::create_dir(&mnt).unwrap();
+    let socket_path = dir.path().join("notify");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let parent_dev = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(dir.path()).unwrap());
+    for stop in ["SIGTERM", "unmount"] {
+        let mut daemon = Foreground::start(&data, &mnt, &socket_path, &log);
+        let before = notifications_until(&socket, "READY=1");
+        // Checked the moment READY=1 arrives: the mount is there and answers.
+        assert!(mounted_here(&mnt), "READY=1 before the mount: {before:?}");
+        let root = std::fs::metadata(&mnt).unwrap();
+        assert_ne!(std::os::unix::fs::MetadataExt::dev(&root), parent_dev);
+        let ready = before.last().unwrap();
+        assert!(
+            ready.contains("STATUS=serving the leveldb store at "),
+            "{ready:?}"
+        );
+        std::fs::write(mnt.join("0a"), stop).unwrap();
+        match stop {
+            "SIGTERM" => {
+                // SAFETY: kill sends a signal to the child we started.
+                assert_eq!(
+                    unsafe { libc::kill(daemon.child.id() as i32, libc::SIGTERM) },
+                    0
+                );
+            }
+            _ => {
+                let out = Command::new(BIN).arg("unmount").arg(&mnt).output().unwrap();
+                assert!(out.status.success(), "{}", text(&out).1);
+            }
+        }
+        let stopping = notifications_until(&socket, "STOPPING=1");
+        assert!(stopping.last().unwrap().contains("STATUS="), "{stopping:?}");
+        let status = daemon.wait();
+        assert!(
+            status.success(),
+            "{stop}: {status}\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        assert!(!mounted_here(&mnt));
+        let out = Command::new(BIN)
+            .args(["get", "0a", "--data-dir"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), stop);
+    }
+}

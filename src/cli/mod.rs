@@ -119,8 +119,11 @@ pub enum Command {
         #[arg(long)]
         allow_other: bool,
         /// Return once the mount is ready and keep serving in the background.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "foreground")]
         daemon: bool,
+        /// Serve in this process until unmounted (the default; systemd's Type=notify).
+        #[arg(long)]
+        foreground: bool,
         /// Mount over a directory that holds files (they are hidden while mounted).
         #[arg(long)]
         nonempty: bool,
@@ -358,6 +361,7 @@ pub fn run(cli: Cli) -> CliResult {
             daemon,
             nonempty,
             mountpoint,
+            ..
         } => {
             let opts = crate::mount::MountOptions {
                 mountpoint,

@@ -5,7 +5,7 @@
 //! One file a job: `mountpoint` (checks and stale-mount takeover), `mountinfo` (what is mounted
 //! where), `options` (fuser settings), `signals` (clean stop), `daemon` (`--daemon`), `files`
 //! (runtime directory, log and pid files), `unmount` (unmount and wait for the daemon), `stats`
-//! (the socket `cloudstore-fs stats` asks).
+//! (the socket `cloudstore-fs stats` asks), `systemd` (readiness notifications).
 
 mod daemon;
 mod files;
@@ -14,6 +14,7 @@ mod mountpoint;
 mod options;
 mod signals;
 mod stats;
+pub mod systemd;
 mod unmount;
 
 use std::fs::File;
@@ -192,18 +193,35 @@ fn serve(
         }
     };
     let daemon = notify.is_some();
+    let shown = mountpoint.display();
+    // In a thread of its own (which inherits the blocked signals), so that its end is joined
+    // without fuser's second unmount (see `join_session`).
+    let session = match session.spawn() {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = umount2(mountpoint, libc::MNT_DETACH);
+            waiter.stop();
+            return Err(report(notify, format!("FUSE session at {shown}: {e}")));
+        }
+    };
+    // Ready once the mount answers: this stat of its root goes through the kernel to the
+    // session just started (and waits for the FUSE handshake).
+    if let Err(e) = std::fs::metadata(mountpoint) {
+        log::warn!("{shown}: the new mount does not answer a stat: {e}");
+    }
     report_ready(notify);
-    log::info!("{backend}: mounted at {}", mountpoint.display());
+    systemd::ready(&format!("serving the {backend} store at {shown}"));
+    log::info!("{backend}: mounted at {shown}");
     if !daemon {
         eprintln!(
             "cloudstore-fs: serving the {backend} store at {shown}; stop with Ctrl-C or \
-             `cloudstore-fs unmount {shown}`",
-            shown = mountpoint.display()
+             `cloudstore-fs unmount {shown}`"
         );
     }
-    // In a thread of its own (which inherits the blocked signals), so that its end is joined
-    // without fuser's second unmount (see `join_session`).
-    let result = session.spawn().and_then(join_session);
+    let result = join_session(session);
+    systemd::stopping(&format!(
+        "{shown} unmounted: committing what is pending, then closing the {backend} store"
+    ));
     // destroy() committed and dropped the scratch files; anything a lost connection left behind
     // is committed here. The caller closes the store; `unmount` waits for this process to exit.
     let late = core.commit_all();
