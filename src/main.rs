@@ -23,7 +23,10 @@ fn main() -> ExitCode {
         Command::Mount { .. } => "warn",
         _ => "off",
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_log)).init();
+    if let Err(e) = cli::logging::init(&cli.log, default_log) {
+        eprintln!("cloudstore-fs: {e}");
+        return ExitCode::from(e.exit_code());
+    }
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -380,3 +380,145 @@ fn systemd_hears_ready_once_the_mount_answers_and_stopping_at_unmount() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), stop);
     }
 }
+
+fn run(args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut c = Command::new(BIN);
+    c.args(args).env_remove("RUST_LOG");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+/// Every store and mount option is also a `CLOUDSTORE_FS_*` variable (clap's env), and a flag
+/// wins over its variable: `CLOUDSTORE_FS_DATA_DIR`, `CLOUDSTORE_FS_MAX_CHUNK_SIZE`, and
+/// `CLOUDSTORE_FS_READ_ONLY=true` makes a mount read-only.
+#[test]
+fn options_come_from_cloudstore_fs_variables_and_flags_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let value = dir.path().join("value");
+    std::fs::write(&value, b"0123456789").unwrap();
+    let v = value.to_str().unwrap();
+    let out = run(&["put", "00ab", v], &[("CLOUDSTORE_FS_DATA_DIR", &data)]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let out = run(
+        &["get", "00ab", "--data-dir", data.to_str().unwrap()],
+        &[("CLOUDSTORE_FS_DATA_DIR", Path::new("/nonexistent"))],
+    );
+    assert_eq!(text(&out).0, "0123456789", "{}", text(&out).1);
+    let out = run(
+        &["put", "01", v],
+        &[
+            ("CLOUDSTORE_FS_DATA_DIR", &data),
+            ("CLOUDSTORE_FS_MAX_CHUNK_SIZE", Path::new("4")),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out).1);
+    if !fuse_available("options_come_from_cloudstore_fs_variables_and_flags_win (mount)") {
+        return;
+    }
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let out = run(
+        &["mount", "--daemon", mnt.to_str().unwrap()],
+        &[
+            ("CLOUDSTORE_FS_DATA_DIR", &data),
+            ("CLOUDSTORE_FS_READ_ONLY", Path::new("true")),
+            ("CLOUDSTORE_FS_LOG", &dir.path().join("daemon.log")),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    let written = std::fs::write(mnt.join("00ab"), b"x");
+    let read = std::fs::read(mnt.join("00ab"));
+    let out = run(&["unmount", mnt.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert_eq!(written.unwrap_err().raw_os_error(), Some(libc::EROFS));
+    assert_eq!(read.unwrap(), b"0123456789");
+}
+
+/// The configuration file: `--config`, else `$CLOUDSTORE_FS_CONFIG`, else
+/// /etc/cloudstore-fs/config.toml when present (shown by an overlay on /etc in a private mount
+/// namespace: the host's /etc is not touched).
+#[test]
+fn the_config_file_is_the_flag_else_the_variable_else_etc() {
+    let Some(sys) = System::new(
+        "the_config_file_is_the_flag_else_the_variable_else_etc",
+        &[],
+    ) else {
+        return;
+    };
+    std::fs::create_dir_all(sys.path("etc/cloudstore-fs")).unwrap();
+    for (file, data) in [
+        ("etc/cloudstore-fs/config.toml", "etcdata"),
+        ("env.toml", "envdata"),
+        ("flag.toml", "flagdata"),
+    ] {
+        let data = sys.path(data);
+        std::fs::write(sys.path(file), format!("data_dir = {:?}\n", data)).unwrap();
+    }
+    let out = sys.run(
+        r#"
+        printf x > "$T/v"
+        for d in etcdata envdata flagdata; do "$BIN" put "$(printf %s $d | od -An -tx1 | tr -d ' \n' | cut -c1-4)" "$T/v" --data-dir "$T/$d" 2>/dev/null; done
+        mount -t overlay overlay -o "lowerdir=$T/etc:/etc" /etc
+        echo "etc: $("$BIN" ls)"
+        echo "env: $(CLOUDSTORE_FS_CONFIG="$T/env.toml" "$BIN" ls)"
+        echo "flag: $(CLOUDSTORE_FS_CONFIG="$T/env.toml" "$BIN" ls --config "$T/flag.toml")"
+        "#,
+    );
+    let stdout = assert_ok(&out);
+    // The first two bytes of each directory's name, in hex: "et", "en", "fl".
+    assert!(stdout.contains("etc: 6574 1\n"), "{stdout}");
+    assert!(stdout.contains("env: 656e 1\n"), "{stdout}");
+    assert!(stdout.contains("flag: 666c 1\n"), "{stdout}");
+}
+
+/// `--log-file FILE` takes the log (also a `--daemon` mount's), `--log-level` sets how much and
+/// wins over RUST_LOG, which still works alone; a bad level is exit 2, naming it.
+#[test]
+fn log_file_and_log_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = run(&["ls", "--log-level", "loud"], &[]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        text(&bad).1.contains("--log-level \"loud\""),
+        "{}",
+        text(&bad).1
+    );
+    if !fuse_available("log_file_and_log_level") {
+        return;
+    }
+    let data = dir.path().join("data");
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let (d, m) = (data.to_str().unwrap(), mnt.to_str().unwrap());
+    for (case, level, rust_log, info_logged) in [
+        ("flag", Some("info"), None, true),
+        ("rust_log", None, Some("info"), true),
+        ("flag_over_rust_log", Some("warn"), Some("info"), false),
+    ] {
+        let log = dir.path().join(format!("{case}.log"));
+        let mut args = vec!["mount", "--daemon", "--data-dir", d, "--log-file"];
+        args.push(log.to_str().unwrap());
+        if let Some(level) = level {
+            args.extend(["--log-level", level]);
+        }
+        args.push(m);
+        let mut c = Command::new(BIN);
+        c.args(&args).env_remove("RUST_LOG");
+        if let Some(r) = rust_log {
+            c.env("RUST_LOG", r);
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{case}: {}", text(&out).1);
+        let out = run(&["unmount", m], &[]);
+        assert!(out.status.success(), "{case}: {}", text(&out).1);
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(
+            text.contains("mounted at"),
+            info_logged,
+            "{case}: the log file holds:\n{text}"
+        );
+    }
+}

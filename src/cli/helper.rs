@@ -217,6 +217,8 @@ pub fn translate(args: &[OsString]) -> CliResult<HelperCall> {
             ("memory_budget", Some(v)) => Some(("--memory-budget", Some(v))),
             ("max_chunk_size", Some(v)) => Some(("--max-chunk-size", Some(v))),
             ("cache_size", Some(v)) => Some(("--cache-size", Some(v))),
+            ("log_file", Some(v)) => Some(("--log-file", Some(v))),
+            ("log_level", Some(v)) => Some(("--log-level", Some(v))),
             _ if value.is_none() && IGNORED.contains(&name) => None,
             _ if IGNORED_PREFIXES.iter().any(|p| option.starts_with(p)) => None,
             _ if sloppy => {
@@ -341,6 +343,8 @@ fn unknown_option(option: &str, name: &str, value: Option<&str>) -> CliError {
         "memory_budget",
         "max_chunk_size",
         "cache_size",
+        "log_file",
+        "log_level",
     ];
     let why = if value.is_some() && known_without_value.contains(&name) {
         format!("{name} takes no value")
