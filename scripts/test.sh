@@ -24,13 +24,16 @@ fi
 
 # 1. Packages. The Ceph ones (librados-dev among them) are installed by the cluster script; the
 # rest here: the C++ LevelDB build (clang, cmake: Debian's GCC 12 rejects a flag of its CMake),
-# the tools the tests drive (rsync, cmp, tar, strace) and plyvel (C++ LevelDB for Python) for
-# the interop tests.
+# the tools the tests drive (rsync, cmp, tar, strace, vim for tests/everyday.rs, restic for
+# tests/serial.rs) and plyvel
+# (C++ LevelDB for Python) for the interop tests.
 need=()
 command -v rsync >/dev/null || need+=(rsync)
 command -v cmp >/dev/null || need+=(diffutils)
 command -v tar >/dev/null || need+=(tar)
 command -v strace >/dev/null || need+=(strace)
+command -v vim >/dev/null || command -v vim.tiny >/dev/null || need+=(vim-tiny)
+command -v restic >/dev/null || need+=(restic)
 command -v clang++ >/dev/null || need+=(clang)
 command -v cmake >/dev/null || need+=(cmake)
 command -v python3 >/dev/null || need+=(python3 python3-pip)

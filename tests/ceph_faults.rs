@@ -1045,9 +1045,9 @@ fn wait_pool_flag(conf: &Path, pool: &str, flag: &str, present: bool) -> Duratio
 
 /// How long a refusal by a full cluster, or an rm while full, may take on a loaded machine (one
 /// round trip is ~1 ms; the op timeout of the mount is [`ONE_TIMEOUT`]).
-const AT_ONCE: Duration = Duration::from_secs(5);
+const AT_ONCE: Duration = Duration::from_secs(2);
 
-/// The cluster past its full ratio: a write + close fails with ENOSPC at once (under 5 s, the op
+/// The cluster past its full ratio: a write + close fails with ENOSPC at once (under 2 s, the op
 /// timeout being 8 s) and the chunk keeps its old value; rm through the mount works while full; once
 /// the ratio is back, writes work again.
 #[test]

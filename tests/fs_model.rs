@@ -12,7 +12,12 @@
 //! - a failed write (EFBIG), fetch or commit poisons the handle: it fails from then on and
 //!   commits nothing;
 //! - rename moves a chunk (open handles follow it); unlink and rename-over leave open handles
-//!   reading the bytes they had.
+//!   reading the bytes they had;
+//! - an O_APPEND handle that only appended commits its own bytes after the value as it stands
+//!   at its commit (every appender's bytes land, each writer's contiguous);
+//! - a name that is not a chunk name (`tmpX`) is a scratch file: it never reaches the store,
+//!   lives in the daemon from its create until unlinked or renamed onto a chunk name (then it
+//!   is committed), and a chunk renamed onto it leaves the store.
 //!
 //! With ranged reads (the Ceph mode) a second client writes and deletes chunks behind the
 //! daemon's back (`External`, straight to the store), and the invariant is that of several
@@ -35,8 +40,13 @@ use cloudstore_fs::store::{self, memory::MemoryStore, Cloudstore};
 
 /// The maximum chunk size of the model runs: small, so that EFBIG is reached often.
 const MAX: u64 = 48 << 10;
-/// The names the operations pick from.
-const NAMES: [&str; 3] = ["0a", "0b", "0c"];
+/// The names the operations pick from: three chunk names and a scratch name.
+const NAMES: [&str; 4] = ["0a", "0b", "0c", "tmpX"];
+
+/// Whether `name` is a scratch name (not a chunk name).
+fn scratch(name: &str) -> bool {
+    cloudstore_fs::keyname::parse_key_name(name).is_none()
+}
 /// Handle slots.
 const SLOTS: usize = 4;
 /// The process the model's handles belong to; stat as "another process" uses another pid.
@@ -168,10 +178,14 @@ struct MHandle {
     /// Another client changed the chunk since this handle's view was decided, and the view is
     /// read by range: its reads may fail with ESTALE (never return other bytes).
     stale_ok: bool,
+    /// An appender that has only appended: `buf` is a base of this many bytes, then its own.
+    append_base: Option<usize>,
 }
 
 #[derive(Debug, Default)]
 struct Model {
+    /// The committed value of every name: chunks (in the store) and scratch files (in the
+    /// daemon only).
     store: BTreeMap<String, Vec<u8>>,
     inodes: Vec<Inode>,
     /// Live inodes by name (those with open handles).
@@ -249,7 +263,20 @@ impl Model {
             self.slots[slot].as_mut().unwrap().dirty = false;
             return Ok(());
         };
-        if self.fail_writes {
+        if let Some(base) = h.append_base {
+            // Its own bytes go after the value as it stands now.
+            let mut value = self.committed(inode);
+            value.extend_from_slice(&h.buf.as_ref().unwrap()[base..]);
+            let h = self.slots[slot].as_mut().unwrap();
+            if value.len() as u64 > MAX {
+                h.poisoned = Some(libc::EFBIG);
+                h.dirty = false;
+                h.buf = None;
+                return Err(libc::EFBIG);
+            }
+            h.buf = Some(value);
+        }
+        if self.fail_writes && !scratch(&name) {
             let h = self.slots[slot].as_mut().unwrap();
             h.poisoned = Some(libc::EIO);
             h.dirty = false;
@@ -258,6 +285,10 @@ impl Model {
         }
         let h = self.slots[slot].as_mut().unwrap();
         let value = h.buf.clone().unwrap();
+        if h.append {
+            // Later appends go after what it committed (a truncation it made is committed).
+            h.append_base = Some(value.len());
+        }
         h.dirty = false;
         self.store.insert(name, value);
         self.inodes[inode].new = false;
@@ -378,12 +409,16 @@ fn step(m: &mut Model, s: &Sut, op: &Op) {
                 return;
             }
             let fh = got.expect("open");
+            if !exists && scratch(name) {
+                // A scratch file exists from its create (empty) until unlinked.
+                m.store.insert(name.to_string(), Vec::new());
+            }
             let inode = match m.names.get(name) {
                 Some(&i) => i,
                 None => {
                     m.inodes.push(Inode {
                         name: Some(name.to_string()),
-                        new: !exists,
+                        new: !exists && !scratch(name),
                         frozen: None,
                     });
                     let i = m.inodes.len() - 1;
@@ -395,7 +430,9 @@ fn step(m: &mut Model, s: &Sut, op: &Op) {
             let fresh = write && (trunc || !exists);
             // With ranged reads a read-only open of a stored chunk decides its view at once
             // (the newest committed version); otherwise the first read does.
-            let view = (!write && !s.whole_value_reads && !m.inodes[inode].new)
+            // (A scratch file lives in the daemon: its first read decides.)
+            let chunk = hex::decode(name).is_ok();
+            let view = (!write && !s.whole_value_reads && !m.inodes[inode].new && chunk)
                 .then(|| m.committed(inode));
             m.slots[slot] = Some(MHandle {
                 fh,
@@ -407,6 +444,8 @@ fn step(m: &mut Model, s: &Sut, op: &Op) {
                 dirty: fresh,
                 poisoned: None,
                 stale_ok: false,
+                // A file created by an appender takes what others committed first.
+                append_base: (append && write && fresh && !trunc).then_some(0),
             });
         }
         Op::Write {
@@ -446,7 +485,13 @@ fn step(m: &mut Model, s: &Sut, op: &Op) {
                 },
                 got,
             );
+            let first = h.buf.is_none();
             m.set_own_value(slot, outcome);
+            if let Some(hm) = m.slots[slot].as_mut() {
+                if h.append && first {
+                    hm.append_base = hm.buf.as_ref().map(|b| b.len() - len);
+                }
+            }
         }
         Op::Read { slot, offset, len } => {
             let Some(h) = m.slots[slot].clone() else {
@@ -518,6 +563,9 @@ fn step(m: &mut Model, s: &Sut, op: &Op) {
                 got,
             );
             m.set_own_value(slot, outcome);
+            if let Some(hm) = m.slots[slot].as_mut() {
+                hm.append_base = None;
+            }
         }
         Op::Flush { slot } | Op::Fsync { slot } | Op::Close { slot } => {
             let Some(h) = m.slots[slot].clone() else {
@@ -529,6 +577,14 @@ fn step(m: &mut Model, s: &Sut, op: &Op) {
             };
             let want = if h.write { m.publish(slot) } else { Ok(()) };
             assert_eq!(got, want, "{op:?}");
+            let scratch_file = m.inodes[h.inode].name.as_deref().is_some_and(scratch);
+            if let (Op::Fsync { .. }, Ok(()), true, true) = (op, &want, h.dirty, scratch_file) {
+                // A scratch file's commit hands the handle's value over to the file (the
+                // daemon keeps no second copy): the handle reads it as what it read, and a
+                // later write builds on it.
+                let hm = m.slots[slot].as_mut().unwrap();
+                hm.view = hm.buf.take();
+            }
             if let (Op::Flush { .. }, Ok(())) = (op, &want) {
                 // A close by the opener: the handle lets go of its view and its (clean) value;
                 // a descriptor still open on it reads the committed value of then.
@@ -554,7 +610,7 @@ fn step(m: &mut Model, s: &Sut, op: &Op) {
                 assert_eq!(got, Ok(()));
                 return;
             }
-            if m.fail_writes {
+            if m.fail_writes && !(scratch(from) && scratch(to)) {
                 assert_eq!(got, Err(libc::EIO), "rename with failing writes");
                 return;
             }
@@ -567,13 +623,19 @@ fn step(m: &mut Model, s: &Sut, op: &Op) {
                 m.names.remove(to);
             }
             let src_new = m.names.get(from).is_some_and(|&i| m.inodes[i].new);
-            if src_new {
+            if src_new && scratch(to) {
+                // A new chunk becomes a scratch file, empty, that lives on.
+                m.store.insert(to.to_string(), Vec::new());
+            } else if src_new {
                 m.store.remove(to);
             } else if let Some(v) = m.store.remove(from) {
                 m.store.insert(to.to_string(), v);
             }
             if let Some(i) = m.names.remove(from) {
                 m.inodes[i].name = Some(to.to_string());
+                if scratch(to) {
+                    m.inodes[i].new = false;
+                }
                 m.names.insert(to.to_string(), i);
             }
         }
@@ -586,7 +648,7 @@ fn step(m: &mut Model, s: &Sut, op: &Op) {
                 assert!(got == Err(libc::ENOENT) || failed, "{got:?}");
                 return;
             }
-            if m.fail_writes {
+            if m.fail_writes && !scratch(name) {
                 assert_eq!(got, Err(libc::EIO), "unlink with failing writes");
                 return;
             }
@@ -617,7 +679,10 @@ fn step(m: &mut Model, s: &Sut, op: &Op) {
             if live.is_some_and(|i| m.inodes[i].new) || (delete && live.is_some()) {
                 return;
             }
-            let key = hex::decode(name).unwrap();
+            // Another client writes chunks; the scratch names live in this daemon only.
+            let Ok(key) = hex::decode(name) else {
+                return;
+            };
             if delete {
                 s.inner.delete(&key).unwrap();
                 m.store.remove(name);
@@ -687,14 +752,17 @@ fn check(m: &Model, s: &Sut) {
             (hex::encode(&c.key), v)
         })
         .collect();
+    let chunks: BTreeMap<String, Vec<u8>> = m
+        .store
+        .iter()
+        .filter(|(k, _)| !scratch(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     assert!(
-        stored == m.store,
+        stored == chunks,
         "store differs: has {:?}, model {:?}",
         stored.iter().map(|(k, v)| (k, v.len())).collect::<Vec<_>>(),
-        m.store
-            .iter()
-            .map(|(k, v)| (k, v.len()))
-            .collect::<Vec<_>>()
+        chunks.iter().map(|(k, v)| (k, v.len())).collect::<Vec<_>>()
     );
     for name in NAMES {
         let got = s.fs.lookup(ROOT_INO, OsStr::new(name), OTHER_PID);
@@ -763,6 +831,13 @@ fn run_with(s: Sut, ops: &[Op]) {
     for slot in 0..SLOTS {
         step(&mut m, &s, &Op::Close { slot });
         check(&m, &s);
+    }
+    // Scratch files hold their bytes in the daemon as long as they have a name.
+    for (name, n) in NAMES.iter().enumerate() {
+        if scratch(n) {
+            step(&mut m, &s, &Op::Unlink { name });
+            check(&m, &s);
+        }
     }
     assert_eq!(
         s.fs.memory_in_use(),
@@ -843,6 +918,92 @@ fn a_handle_that_read_writes_after_another_commit() {
             offset: 1,
             len: 0,
             seed: 0,
+        },
+    ];
+    for (backend, whole) in [("memory", false), ("memory", true), ("leveldb", true)] {
+        run(backend, whole, &ops);
+    }
+}
+
+/// Two appenders of one chunk and of a scratch file, each committing after the other wrote:
+/// both handles' bytes land, the later commit's after the earlier's.
+#[test]
+fn two_appenders_both_land() {
+    let open = |slot, name| Op::Open {
+        slot,
+        name,
+        write: true,
+        create: true,
+        trunc: false,
+        append: true,
+    };
+    let write = |slot, seed| Op::Write {
+        slot,
+        offset: 0,
+        len: 3,
+        seed,
+    };
+    for name in [0, 3] {
+        let ops = [
+            open(0, name),
+            write(0, 1),
+            Op::Close { slot: 0 },
+            open(1, name),
+            open(2, name),
+            write(1, 2),
+            write(2, 3),
+            Op::Close { slot: 2 },
+            write(1, 4),
+            Op::Fsync { slot: 1 },
+            write(1, 5),
+            Op::Close { slot: 1 },
+        ];
+        for (backend, whole) in [("memory", false), ("memory", true), ("leveldb", true)] {
+            run(backend, whole, &ops);
+        }
+    }
+}
+
+/// Found at PROPTEST_CASES=5000: a scratch file's fsync hands the handle's value to the file;
+/// the handle, poisoned by a later write past the maximum, still reads that value, not what
+/// another handle committed since.
+#[test]
+fn a_scratch_file_fsync_then_a_failed_write() {
+    let ops = [
+        Op::Open {
+            slot: 3,
+            name: 3,
+            write: true,
+            create: true,
+            trunc: false,
+            append: false,
+        },
+        Op::Write {
+            slot: 3,
+            offset: 0,
+            len: 2733,
+            seed: 0,
+        },
+        Op::Fsync { slot: 3 },
+        Op::Open {
+            slot: 2,
+            name: 3,
+            write: true,
+            create: false,
+            trunc: true,
+            append: false,
+        },
+        Op::Write {
+            slot: 3,
+            offset: 46439,
+            len: 2714,
+            seed: 0,
+        },
+        Op::Fsync { slot: 2 },
+        Op::Read {
+            slot: 3,
+            offset: 0,
+            len: 1,
         },
     ];
     for (backend, whole) in [("memory", false), ("memory", true), ("leveldb", true)] {

@@ -708,16 +708,22 @@ fn rename_behind_a_long_commit(m: &mut TestMount) {
     assert_chunk(m, "bb", None, "at the end");
 }
 
-/// A chunk is never renamed onto a scratch ('.') name: EINVAL, and it stays where it was.
-fn rename_onto_a_scratch_name_is_refused(m: &mut TestMount) {
+/// A chunk renamed onto a scratch name leaves the store for a scratch file with its bytes
+/// (never lost: kept across the unmount), and renamed back it is the same chunk.
+fn rename_onto_a_scratch_name_keeps_the_bytes(m: &mut TestMount) {
     let v = tagged(5, 0, 10_000);
     write_file(&m.path("ee"), &v);
-    let e = fs::rename(m.path("ee"), m.path(".ee.swp")).unwrap_err();
-    assert_eq!(errno(&e), libc::EINVAL, "rename ee -> .ee.swp: {e}");
-    assert!(absent(&m.path(".ee.swp")));
-    assert_chunk(m, "ee", Some(&v), "after the refused rename");
+    fs::rename(m.path("ee"), m.path(".ee.swp")).unwrap();
+    assert!(absent(&m.path("ee")));
+    assert_eq!(read_file(&m.path(".ee.swp")), v);
+    m.remount();
+    assert!(absent(&m.path("ee")));
+    assert_eq!(read_file(&m.path(".ee.swp")), v);
+    fs::rename(m.path(".ee.swp"), m.path("ee")).unwrap();
+    assert_chunk(m, "ee", Some(&v), "after the rename back");
     m.remount();
     assert_chunk(m, "ee", Some(&v), "after a remount");
+    assert!(absent(&m.path(".ee.swp")));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1064,7 +1070,7 @@ mount_suites!([
     rename_with_writers_open,
     rename_during_commits,
     rename_behind_a_long_commit,
-    rename_onto_a_scratch_name_is_refused,
+    rename_onto_a_scratch_name_keeps_the_bytes,
     unlinked_open_file_reads_its_bytes,
     a_new_open_sees_the_committed_value,
     a_killed_writer_publishes_what_it_wrote,

@@ -4,7 +4,8 @@
 //! handle opened for writing builds its own value (empty with O_TRUNC or on create, else from the
 //! committed one at its first write or ftruncate), reads through it see its own writes,
 //! flush/fsync/close publish it whole; other handles see committed values only; an open file
-//! follows its inode through rename and keeps its bytes after unlink.
+//! follows its inode through rename and keeps its bytes after unlink. O_APPEND handles (several
+//! at once on a file) append their own bytes at commit to the value as it then stands.
 //! One mount per test; the mount is emptied between cases. Proptest shrinks a failure to a short
 //! sequence, printed with the step that failed. PROPTEST_CASES overrides the case count (32).
 
@@ -21,7 +22,8 @@ use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 use common::files::{close, errno};
 use common::mount::TestMount;
 
-const NAMES: [&str; 3] = ["aa", "bb", "cc"];
+/// Three chunk names and a scratch name (a temporary file's: never in the store).
+const NAMES: [&str; 4] = ["aa", "bb", "cc", "tmpX"];
 const SLOTS: usize = 3;
 /// Offsets and lengths stay within this, so that values stay small and steps quick.
 const SPAN: u64 = 300_000;
@@ -121,6 +123,9 @@ struct Handle {
     /// first write builds on that rather than on a value committed since. See [`own_value`].
     read_before: Option<Vec<u8>>,
     append: bool,
+    /// An appender that has only appended: its value is a base of this many bytes, then its
+    /// own bytes, which its commit appends to the committed value of then.
+    append_base: Option<usize>,
     /// The first version a read-only handle may see (the one committed when it opened).
     since: usize,
     /// Changed since it opened or last published: written, truncated, opened with O_TRUNC, or
@@ -170,7 +175,21 @@ impl Model {
         if !self.inodes[ino].linked {
             return Ok(());
         }
-        let buf = buf.clone();
+        let mut buf = buf.clone();
+        if let (true, Some(base)) = (dirty, h.append_base) {
+            let mut value = self.inodes[ino]
+                .versions
+                .last()
+                .cloned()
+                .unwrap_or_default();
+            value.extend_from_slice(&buf[base..]);
+            h.buf = Some(value.clone());
+            buf = value;
+        }
+        if dirty && h.append {
+            // Later appends go after what it committed (a truncation it made is committed).
+            h.append_base = Some(buf.len());
+        }
         let committed = self.inodes[ino].versions.last();
         if dirty || committed.is_none() {
             self.inodes[ino].versions.push(buf);
@@ -217,16 +236,18 @@ fn step(model: &mut Model, real: &mut Real, i: usize, op: &Op) -> Result<(), Tes
                 return Ok(());
             }
             // The kernel picks an O_APPEND write's offset from its own idea of the size, which
-            // other writers of the file change: an appending handle has its file to itself.
+            // other writers of the file change: appending handles share their file only with
+            // other appenders.
             if let Some(&ino) = model.names.get(&name) {
                 let open_on = |append: bool| {
                     model
                         .handles
                         .iter()
                         .flatten()
-                        .any(|h| h.inode == ino && (h.append || !append))
+                        .any(|h| h.inode == ino && h.append == append)
                 };
-                if (mode == Mode::Append && open_on(false)) || open_on(true) {
+                let appending = mode == Mode::Append;
+                if open_on(!appending) {
                     return Ok(());
                 }
             }
@@ -271,6 +292,7 @@ fn step(model: &mut Model, real: &mut Real, i: usize, op: &Op) -> Result<(), Tes
                 buf,
                 read_before: None,
                 append: mode == Mode::Append,
+                append_base: (mode == Mode::Append && created).then_some(0),
                 since: model.inodes[ino].versions.len().saturating_sub(1),
                 dirty: mode == Mode::Trunc || (mode != Mode::ReadOnly && created),
             });
@@ -286,6 +308,7 @@ fn step(model: &mut Model, real: &mut Real, i: usize, op: &Op) -> Result<(), Tes
                 return Ok(());
             };
             let append = h.append;
+            let first = h.buf.is_none();
             let bytes = data(seed, len);
             let f = real.files[slot].as_ref().unwrap();
             // O_APPEND writes go to the end whatever the offset.
@@ -300,6 +323,10 @@ fn step(model: &mut Model, real: &mut Real, i: usize, op: &Op) -> Result<(), Tes
                 buf[at..end].copy_from_slice(&bytes);
             })
             .map_err(|w| fail(i, op, w))?;
+            if append && first {
+                let h = model.handles[slot].as_mut().unwrap();
+                h.append_base = h.buf.as_ref().map(|b| b.len() - len);
+            }
         }
         Op::Read { slot, offset, len } => {
             let Some(h) = &model.handles[slot] else {
@@ -348,6 +375,8 @@ fn step(model: &mut Model, real: &mut Real, i: usize, op: &Op) -> Result<(), Tes
                 .map_err(|e| fail(i, op, format!("ftruncate: {e}")))?;
             change_own_value(model, slot, f, |buf| buf.resize(size as usize, 0))
                 .map_err(|w| fail(i, op, w))?;
+            // From now on the handle replaces the value whole.
+            model.handles[slot].as_mut().unwrap().append_base = None;
         }
         Op::Fsync { slot } => {
             let Some(h) = model.handles[slot].as_ref() else {
@@ -633,7 +662,44 @@ fn a_handle_that_read_writes_after_another_commit(m: &mut TestMount) {
     }
 }
 
+/// Two appenders of one chunk and of a scratch file, each committing after the other wrote:
+/// both handles' bytes land, the later commit's after the earlier's.
+fn two_appenders_both_land(m: &mut TestMount) {
+    let write = |slot, seed| Op::Write {
+        slot,
+        offset: 0,
+        len: 3,
+        seed,
+    };
+    for name in [0, 3] {
+        let open = |slot| Op::Open {
+            slot,
+            name,
+            mode: Mode::Append,
+        };
+        let ops = [
+            open(0),
+            write(0, 1),
+            Op::Close { slot: 0 },
+            open(1),
+            open(2),
+            write(1, 2),
+            write(2, 3),
+            Op::Close { slot: 2 },
+            write(1, 4),
+            Op::Fsync { slot: 1 },
+            write(1, 5),
+            Op::Close { slot: 1 },
+            Op::ReadWhole { name },
+        ];
+        if let Err(e) = run_case(m, &ops) {
+            panic!("{e}");
+        }
+    }
+}
+
 mount_suites!([
     model_sequences,
-    a_handle_that_read_writes_after_another_commit
+    a_handle_that_read_writes_after_another_commit,
+    two_appenders_both_land
 ]);

@@ -200,45 +200,51 @@ fn rsync_out_twice(m: &mut TestMount) {
     );
 }
 
-fn invalid_names_and_eperm(m: &mut TestMount) {
-    let errno = |r: std::io::Result<fs::File>| r.unwrap_err().raw_os_error();
-    for bad in ["hello", "ABCD", "abc", "0", "x.txt"] {
-        assert_eq!(
-            errno(fs::File::create(m.path(bad))),
-            Some(libc::EINVAL),
-            "{bad}"
-        );
-        assert_eq!(
-            fs::metadata(m.path(bad)).unwrap_err().raw_os_error(),
-            Some(libc::ENOENT)
-        );
+fn other_names_are_scratch_and_eperm(m: &mut TestMount) {
+    // Every name that is not a chunk name is a scratch file, a mistyped chunk name included.
+    for name in ["hello", "ABCD", "abc", "0", "x.txt"] {
+        write_file(&m.path(name), name.as_bytes());
+        assert_eq!(read_file(&m.path(name)), name.as_bytes());
     }
-    let out = m.sh_output("touch \"$MNT\"/NotHex");
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Invalid argument"));
+    m.sh("touch \"$MNT\"/NotHex");
     write_file(&m.path("aa"), b"x");
-    let e = fs::rename(m.path("aa"), m.path("not-hex")).unwrap_err();
-    assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+    // A chunk renamed onto a scratch name leaves the store (cp --backup does it).
+    fs::rename(m.path("aa"), m.path("not-hex")).unwrap();
+    assert_eq!(read_file(&m.path("not-hex")), b"x");
+    let ls = m.cli(&["ls"]);
+    assert!(ls.status.success());
+    assert_eq!(String::from_utf8_lossy(&ls.stdout), "", "no chunk");
     assert_eq!(
         fs::create_dir(m.path("d1")).unwrap_err().raw_os_error(),
         Some(libc::EPERM)
     );
     assert_eq!(
-        std::os::unix::fs::symlink("aa", m.path("bb"))
+        std::os::unix::fs::symlink("not-hex", m.path("bb"))
             .unwrap_err()
             .raw_os_error(),
         Some(libc::EPERM)
     );
     assert_eq!(
-        fs::hard_link(m.path("aa"), m.path("cc"))
+        fs::hard_link(m.path("not-hex"), m.path("cc"))
             .unwrap_err()
             .raw_os_error(),
         Some(libc::EPERM)
     );
-    // The refusals were logged with the reason.
-    std::thread::sleep(Duration::from_millis(100));
-    let log = fs::read_to_string(m.log_path()).unwrap();
-    assert!(log.contains("invalid name"), "{log}");
+    // A mistyped chunk name and each refusal are logged with the name and the reason.
+    for line in [
+        "create \"ABCD\": not a chunk name ('A' at offset 0 is not a lowercase hex digit)",
+        "create \"abc\": not a chunk name (odd number of characters (3))",
+        "mkdir \"d1\": refused (EPERM)",
+        "symlink \"bb\": refused (EPERM)",
+    ] {
+        m.assert_logged(&[line]);
+    }
+    // All are kept across the unmount.
+    m.remount();
+    for name in ["hello", "ABCD", "abc", "0", "x.txt"] {
+        assert_eq!(read_file(&m.path(name)), name.as_bytes());
+    }
+    assert_eq!(read_file(&m.path("not-hex")), b"x");
 }
 
 fn scratch_files(m: &mut TestMount) {
@@ -253,10 +259,15 @@ fn scratch_files(m: &mut TestMount) {
     let listed = String::from_utf8_lossy(&ls.stdout).into_owned();
     assert!(listed.contains("f0 19"), "{listed}");
     assert!(!listed.contains("scratch"), "{listed}");
-    // Scratch files vanish at unmount (LevelDB's cli() remounted; Ceph's did not).
+    // Scratch files are kept across unmounts, beside the chunks, never as chunks.
+    m.remount();
+    assert_eq!(read_file(&m.path(".scratch.swp")), b"editor state");
+    assert_eq!(read_file(&m.path("f0")), b"committed by rename");
+    assert!(!m.path(".f0.tmp").exists());
+    m.assert_logged(&["kept 1 scratch file(s) for the next mount"]);
+    fs::remove_file(m.path(".scratch.swp")).unwrap();
     m.remount();
     assert!(!m.path(".scratch.swp").exists());
-    assert_eq!(read_file(&m.path("f0")), b"committed by rename");
 }
 
 fn cli_put_visible_in_mount_and_reverse(m: &mut TestMount) {
@@ -546,7 +557,7 @@ mount_suites!([
     tar_round_trip,
     rsync_in_twice,
     rsync_out_twice,
-    invalid_names_and_eperm,
+    other_names_are_scratch_and_eperm,
     scratch_files,
     cli_put_visible_in_mount_and_reverse,
     remount_keeps_everything,

@@ -19,7 +19,8 @@ static ALONE: Mutex<()> = Mutex::new(());
 /// The kernel's forgets shrink the daemon's inode table: `df -i`'s used inodes (statfs files -
 /// ffree) are the numbers live in the daemon, and the daemon logs the count at unmount. After
 /// `ls -l` of 5,000 files the kernel holds them all; `drop_caches` makes it forget them; then
-/// every file still reads back (under new numbers).
+/// every file still reads back, under the same inode numbers (restic, borg and tar
+/// --listed-incremental key their caches on them).
 fn forgets_shrink_the_inode_table(m: &mut TestMount) {
     m.sh(
         "mkdir src && cd src && for i in $(seq 1 5000); do printf 'file %d' $i > $(printf '%04x' $i); done
@@ -32,6 +33,8 @@ fn forgets_shrink_the_inode_table(m: &mut TestMount) {
     };
     let ls = m.sh("ls -l \"$MNT\" | tail -n +2");
     assert_eq!(ls.lines().count(), 5000);
+    let numbers = "ls -i \"$MNT\" | sort -k2 && stat -c '%i %n' \"$MNT\"/0001 \"$MNT\"/1388";
+    let inos = m.sh(numbers);
     let held = used(m);
     assert!(
         held > 5000,
@@ -50,6 +53,10 @@ fn forgets_shrink_the_inode_table(m: &mut TestMount) {
         after < 100,
         "the inode table did not shrink: {held} -> {after}"
     );
+    assert!(
+        m.sh(numbers) == inos,
+        "inode numbers changed after the kernel forgot them"
+    );
     m.sh(
         "cat src/* > all.src && cat \"$MNT\"/* > all.mnt && cmp all.src all.mnt
           test \"$(ls \"$MNT\" | wc -l)\" = 5000
@@ -63,6 +70,37 @@ fn forgets_shrink_the_inode_table(m: &mut TestMount) {
         m.log_tail()
     );
     m.mount();
+}
+
+/// restic (a backup client that keys its cache on inode, size and times) backs the mount up
+/// twice with the kernel's caches dropped in between: the second run finds every file
+/// unmodified and reads none of them again.
+fn restic_sees_an_unchanged_mount_as_unchanged(m: &mut TestMount) {
+    if !m.sh_output("command -v restic").status.success() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "restic is not installed (scripts/test.sh installs it)"
+        );
+        println!("*** SKIPPED: restic is not installed ***");
+        return;
+    }
+    m.sh("for i in $(seq 1 300); do printf 'chunk %d' $i > \"$MNT\"/$(printf '%04x' $i); done");
+    let backup =
+        "export RESTIC_REPOSITORY=$PWD/repo RESTIC_PASSWORD=test RESTIC_CACHE_DIR=$PWD/cache
+        restic backup \"$MNT\" 2>&1";
+    m.sh("RESTIC_REPOSITORY=$PWD/repo RESTIC_PASSWORD=test restic init -q");
+    let first = m.sh(backup);
+    assert!(first.contains("300 new"), "{first}");
+    m.sh("sync && echo 2 > /proc/sys/vm/drop_caches");
+    let second = m.sh(backup);
+    let files = second
+        .lines()
+        .find(|l| l.trim_start().starts_with("Files:"))
+        .unwrap_or_else(|| panic!("no Files: line in\n{second}"));
+    assert!(
+        files.contains("0 new") && files.contains("0 changed") && files.contains("300 unmodified"),
+        "the second backup saw changes: {files}\n{second}"
+    );
 }
 
 macro_rules! serial_suite {
@@ -85,10 +123,16 @@ macro_rules! serial_suite {
 serial_suite!(
     leveldb,
     super::common::mount::Store::Leveldb,
-    [forgets_shrink_the_inode_table]
+    [
+        forgets_shrink_the_inode_table,
+        restic_sees_an_unchanged_mount_as_unchanged
+    ]
 );
 serial_suite!(
     ceph,
     super::common::mount::Store::Ceph,
-    [forgets_shrink_the_inode_table]
+    [
+        forgets_shrink_the_inode_table,
+        restic_sees_an_unchanged_mount_as_unchanged
+    ]
 );

@@ -72,7 +72,8 @@ pub fn init(args: &LogArgs, default_level: &str) -> CliResult {
             writeln!(buf, "<{priority}>{}: {}", record.target(), record.args())
         });
     }
-    builder.init();
+    // fuser's report of an interrupted request is put in its place (see `fuse::DaemonLogger`).
+    crate::fuse::DaemonLogger::install(builder.build());
     Ok(())
 }
 

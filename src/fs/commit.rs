@@ -107,6 +107,12 @@ impl Committer {
         }
     }
 
+    /// Counts a commit made outside the queue (a scratch file renamed onto a chunk name).
+    pub fn record(&self, ok: bool) {
+        let counter = if ok { &self.done } else { &self.failed };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Stores `value` under `key`; gives the value back (it is moved, not copied) with the result.
     pub fn commit(&self, key: Vec<u8>, value: Vec<u8>) -> Outcome {
         self.pending.fetch_add(1, Ordering::Relaxed);

@@ -15,7 +15,7 @@ use super::error::{FsError, FsResult};
 use super::handle::{Handle, HandleState, View};
 use super::name::{self, Name};
 use super::node::{Node, RangedView};
-use super::value::Value;
+use super::value::{ReadData, Value};
 use super::Attr;
 use super::{ChunkFs, SetTime, ROOT_INO};
 use crate::store::{StoreError, Version};
@@ -51,6 +51,11 @@ impl ChunkFs {
         {
             let mut hs = handle.st.lock();
             hs.dirty = buf.is_some();
+            // A file created by an O_APPEND open: its bytes are appended to whatever another
+            // appender committed first. O_TRUNC replaces the value.
+            if handle.append && buf.is_some() && flags & libc::O_TRUNC == 0 {
+                hs.append_base = Some(0);
+            }
             hs.buf = buf;
             if hs.dirty {
                 hs.mtime = None;
@@ -65,7 +70,7 @@ impl ChunkFs {
         let acc = flags & libc::O_ACCMODE;
         let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
         if write {
-            self.check_writable("open")?;
+            self.check_writable(format_args!("open of {} for writing", self.label(ino)))?;
         }
         let class = name::classify(name);
         let (node, created) = self.acquire_node(ino, || Node::stored(ino));
@@ -317,13 +322,19 @@ impl ChunkFs {
 
     /// read: up to `size` bytes at `offset` (fewer at the end of the file).
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        self.read_data(fh, offset, size).map(|d| d.to_vec())
+    }
+
+    /// read, without copying bytes the daemon holds as a shared value (the reply is made
+    /// straight from them).
+    pub fn read_data(&self, fh: u64, offset: u64, size: u32) -> FsResult<ReadData> {
         let h = self.handle(fh)?;
         let mut hs = h.st.lock();
         if let Some(buf) = &hs.buf {
-            return Ok(buf.slice(offset, size));
+            return Ok(ReadData::Owned(buf.slice(offset, size)));
         }
         match &hs.view {
-            View::Pinned(v) => return Ok(v.slice(offset, size)),
+            View::Pinned(v) => return Ok(ReadData::held(v, offset, size)),
             View::Ranged { version, store } => {
                 let (version, store) = (*version, *store);
                 return self.read_ranged(&h, version, store, offset, size);
@@ -337,7 +348,7 @@ impl ChunkFs {
         };
         if !self.ranged() || local {
             let value = self.committed(&h.node, h.ino, h.age)?;
-            let out = value.slice(offset, size);
+            let out = ReadData::held(&value, offset, size);
             hs.view = View::Pinned(value);
             return Ok(out);
         }
@@ -348,7 +359,7 @@ impl ChunkFs {
         })?;
         hs.view = self.open_view(&h.node, &key)?;
         match &hs.view {
-            View::Pinned(v) => Ok(v.slice(offset, size)),
+            View::Pinned(v) => Ok(ReadData::held(v, offset, size)),
             View::Ranged { version, store } => {
                 let (version, store) = (*version, *store);
                 self.read_ranged(&h, version, store, offset, size)
@@ -356,7 +367,7 @@ impl ChunkFs {
             View::Unset => {
                 let _gate = h.node.gate.read();
                 let value = self.committed(&h.node, h.ino, h.age)?;
-                let out = value.slice(offset, size);
+                let out = ReadData::held(&value, offset, size);
                 hs.view = View::Pinned(value);
                 Ok(out)
             }
@@ -373,7 +384,7 @@ impl ChunkFs {
         store: Version,
         offset: u64,
         size: u32,
-    ) -> FsResult<Vec<u8>> {
+    ) -> FsResult<ReadData> {
         let _gate = h.node.gate.read();
         let (view, loaded, local) = {
             let st = h.node.state.lock();
@@ -400,7 +411,7 @@ impl ChunkFs {
                 if kept.is_some_and(|k| k != store) {
                     return Err(changed());
                 }
-                return Ok(v.slice(offset, size));
+                return Ok(ReadData::held(&v, offset, size));
             }
             RangedView::Lost => {
                 let label = self.label(h.ino);
@@ -417,15 +428,15 @@ impl ChunkFs {
             if kept.is_some_and(|k| k != store) {
                 return Err(changed());
             }
-            return Ok(v.slice(offset, size));
+            return Ok(ReadData::held(&v, offset, size));
         }
         let key = match self.key_of(h.ino) {
             Some(key) if !local => key,
-            _ => return Ok(Vec::new()),
+            _ => return Ok(ReadData::Owned(Vec::new())),
         };
         let end = offset.saturating_add(size as u64);
         match self.store.read_version(&key, offset, end, Some(store)) {
-            Ok(Some(r)) => Ok(r.bytes),
+            Ok(Some(r)) => Ok(ReadData::Owned(r.bytes)),
             Ok(None) | Err(StoreError::Changed { .. }) => Err(changed()),
             Err(e) => Err(FsError::store("read", hex::encode(&key), e)),
         }
@@ -445,7 +456,12 @@ impl ChunkFs {
             let label = self.label(h.ino);
             let copy = base.and_then(|v| Value::copy_of(&v, &self.budget, h.age, &label));
             match copy {
-                Ok(v) => hs.buf = Some(v),
+                Ok(v) => {
+                    if h.append {
+                        hs.append_base = Some(v.len());
+                    }
+                    hs.buf = Some(v)
+                }
                 Err(e) => {
                     hs.poison(&e);
                     return Err(e);
@@ -621,6 +637,11 @@ impl ChunkFs {
         mtime: Option<SetTime>,
     ) -> FsResult<Attr> {
         if ino == ROOT_INO {
+            if let Some(t) = mtime {
+                // rsync -a, touch -d: the directory's mtime is kept beside the keyspace.
+                self.check_writable("setattr")?;
+                self.set_dir_mtime(t.resolve())?;
+            }
             return Ok(self.root_attr());
         }
         if size.is_some() || mtime.is_some() {
@@ -661,6 +682,7 @@ impl ChunkFs {
             );
             Err(FsError::new(libc::EFBIG, "truncate: file too large").logged())
         } else if size == 0 {
+            hs.append_base = None;
             hs.buf = Some(Value::empty(&self.budget));
             Ok(())
         } else {
@@ -669,6 +691,8 @@ impl ChunkFs {
         };
         match result {
             Ok(()) => {
+                // From now on the handle's value replaces the chunk's whole.
+                hs.append_base = None;
                 hs.dirty = true;
                 hs.mtime = None;
                 Ok(())
@@ -678,6 +702,75 @@ impl ChunkFs {
                 Err(e)
             }
         }
+    }
+
+    /// An appending handle's commit: its own bytes (after `base`) go after the committed value
+    /// as it stands now, which another handle may have changed since this one began. The
+    /// caller holds the node's gate exclusively, so no other commit of the chunk runs meanwhile.
+    fn rebase_appends(&self, h: &Handle, hs: &mut HandleState, base: usize) -> FsResult<()> {
+        let current = self.committed(&h.node, h.ino, h.age)?;
+        let buf = hs.buf.as_ref().expect("a dirty handle has a new value");
+        if current.len() == base && current[..] == buf[..base] {
+            return Ok(());
+        }
+        let label = self.label(h.ino);
+        let tail_len = buf.len() - base;
+        let len = current.len() + tail_len;
+        let max = self.cfg.max_chunk_size;
+        if len as u64 > max {
+            log::warn!(
+                "append to {label}: {len} bytes with what was committed since this file was \
+                 opened would exceed the maximum chunk size of {max} (EFBIG); nothing of this \
+                 file is committed"
+            );
+            return Err(FsError::new(libc::EFBIG, "append: file too large").logged());
+        }
+        let mut value = Value::copy_of(&current, &self.budget, h.age, &label)?;
+        value.resize(len, max, &label)?;
+        value.write_at(current.len(), &buf[base..]);
+        hs.buf = Some(value);
+        Ok(())
+    }
+
+    /// fallocate: mode 0 makes the handle's value at least `offset + length` bytes, the new
+    /// bytes zeros (like an ftruncate that grows it; it never shrinks). Other modes (keep size,
+    /// punch or zero a range) are EOPNOTSUPP, and a file this handle created and has not
+    /// written is then not created at all (no empty chunk is left behind).
+    pub fn fallocate(&self, fh: u64, offset: u64, length: u64, mode: i32) -> FsResult<()> {
+        let h = self.handle(fh)?;
+        if !h.write {
+            return Err(FsError::new(
+                libc::EBADF,
+                "fallocate: file not open for writing",
+            ));
+        }
+        self.check_writable("fallocate")?;
+        let label = self.label(h.ino);
+        if mode != 0 {
+            let mut hs = h.st.lock();
+            let untouched = hs.dirty
+                && hs.buf.as_ref().is_some_and(|b| b.is_empty())
+                && h.node.state.lock().new_chunk;
+            if untouched {
+                hs.dirty = false;
+            }
+            log::warn!(
+                "fallocate {label} mode {mode:#x}: only mode 0 (extend with zeros) is supported \
+                 (EOPNOTSUPP){}",
+                if untouched {
+                    "; the file it created is not kept unless written"
+                } else {
+                    ""
+                }
+            );
+            return Err(FsError::new(libc::EOPNOTSUPP, "fallocate: mode not supported").logged());
+        }
+        let end = offset.saturating_add(length);
+        let size = self.getattr(h.ino, Some(fh), h.pid)?.size;
+        if end > size {
+            self.truncate_handle(&h, end)?;
+        }
+        Ok(())
     }
 
     /// truncate(2) on a path: takes effect at once, as if the file were opened, truncated and
@@ -782,6 +875,9 @@ impl ChunkFs {
             hs.dirty = false;
             return Ok(());
         };
+        if let Some(base) = hs.append_base {
+            self.rebase_appends(h, hs, base)?;
+        }
         let Name::Chunk(key) = name::classify(&name) else {
             // A scratch file: its committed value is the buffer, in the daemon.
             let value = Arc::new(hs.buf.take().expect("a dirty handle has a new value"));
@@ -835,6 +931,11 @@ impl ChunkFs {
             e.logged()
         })?;
         hs.dirty = false;
+        if h.append {
+            // Later appends through this handle go after what it committed (a truncation it
+            // made is committed now).
+            hs.append_base = hs.buf.as_ref().map(|b| b.len());
+        }
         self.attrs.set_size(&key, len);
         match hs.mtime.take().or(pending_mtime) {
             Some(t) => {

@@ -67,6 +67,10 @@ pub struct HandleState {
     pub poisoned: Option<FsError>,
     /// An mtime set through this handle, stored after its commit.
     pub mtime: Option<SystemTime>,
+    /// An O_APPEND handle that has only appended: `buf` is a base value of this many bytes
+    /// followed by its own bytes, which its commit appends to the value as it then stands
+    /// (`None`: the handle replaces the value whole, as any writer after an ftruncate).
+    pub append_base: Option<usize>,
 }
 
 impl HandleState {

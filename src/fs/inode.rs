@@ -1,9 +1,17 @@
 //! The inode table: which inode number stands for which name, and how many lookups the kernel
-//! holds on each number. A number is never reused; a rename carries the number to the new name,
-//! as the kernel expects, and an unlinked name loses it (the number lives on while the kernel
-//! still holds lookups on it). Once the kernel forgot every lookup and the core holds nothing
-//! else on a number, the caller drops it ([`InodeTable::drop_if_unused`]): a later lookup of the
-//! same name gets a new number, so memory follows what the kernel caches, not every name ever seen.
+//! holds on each number.
+//!
+//! A name's number is derived from the name ([`stable_ino`], a 63-bit hash), so a chunk has the
+//! same number whenever it is looked up: after the kernel forgot it (drop_caches, memory
+//! pressure) and after a remount, as backup tools (restic, borg, tar --listed-incremental)
+//! need. When that number is taken by another live name (a hash collision, or the same name
+//! unlinked while the kernel still holds its old inode), the name gets a number from a counter
+//! above 2^63 for as long as it stays in the table. A rename carries the number to the new
+//! name, as the kernel expects (the new name gets its own number once the kernel forgot the
+//! moved inode), and an unlinked name loses it (the number lives on while the kernel still
+//! holds lookups on it). Once the kernel forgot every lookup and the core holds nothing else on
+//! a number, the caller drops it ([`InodeTable::drop_if_unused`]), so memory follows what the
+//! kernel caches, not every name ever seen.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -27,25 +35,58 @@ pub struct InodeTable {
     next: u64,
 }
 
+/// Numbers given when a name's own number is taken start here (above every [`stable_ino`]).
+const FALLBACK_START: u64 = 1 << 63;
+
+/// The number a name has whenever it is free: FNV-1a over the name's bytes, mixed
+/// (splitmix64's finalizer), in 2..2^63. Fixed forever: changing it changes every inode number.
+pub fn stable_ino(name: &OsStr) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for &b in name.as_bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+    }
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
+    let ino = h & (FALLBACK_START - 1);
+    if ino <= ROOT_INO {
+        ino + 2
+    } else {
+        ino
+    }
+}
+
 impl Default for InodeTable {
     fn default() -> Self {
         InodeTable {
             by_name: HashMap::new(),
             by_ino: HashMap::new(),
-            next: ROOT_INO + 1,
+            next: FALLBACK_START,
         }
     }
 }
 
 impl InodeTable {
-    /// The number of `name`, assigning a new one the first time it is seen (no lookup counted:
+    /// The number `name` gets now: its own when free, else the next fallback number.
+    fn number_for(&mut self, name: &OsStr) -> u64 {
+        let own = stable_ino(name);
+        if !self.by_ino.contains_key(&own) {
+            return own;
+        }
+        log::debug!("inode {own} of {name:?} is taken: a number from the fallback range");
+        let ino = self.next;
+        self.next += 1;
+        ino
+    }
+
+    /// The number of `name`, assigning one the first time it is seen (no lookup counted:
     /// the caller drops it with `drop_if_unused` when nothing ends up holding it).
     pub fn get_or_assign(&mut self, name: &OsStr) -> u64 {
         if let Some(&ino) = self.by_name.get(name) {
             return ino;
         }
-        let ino = self.next;
-        self.next += 1;
+        let ino = self.number_for(name);
         self.by_name.insert(name.to_owned(), ino);
         self.by_ino.insert(
             ino,
@@ -64,14 +105,10 @@ impl InodeTable {
         ino
     }
 
-    /// The number of `name`, or a fresh number that is not recorded (plain readdir: the kernel
-    /// takes no lookup on it, so nothing would ever release it).
+    /// The number of `name`, or the number it would get, not recorded (plain readdir: the
+    /// kernel takes no lookup on it, so nothing would ever release it).
     pub fn ino_or_fresh(&mut self, name: &OsStr) -> u64 {
-        self.ino_of(name).unwrap_or_else(|| {
-            let ino = self.next;
-            self.next += 1;
-            ino
-        })
+        self.ino_of(name).unwrap_or_else(|| self.number_for(name))
     }
 
     /// Counts one more lookup on `ino`; false when the number is not in the table.
@@ -195,7 +232,7 @@ mod tests {
         assert_eq!(t.ino_of(OsStr::new("aa")), None);
         assert_eq!(t.remove(OsStr::new("bb")), Some(a));
         let c = t.get_or_assign(OsStr::new("aa"));
-        assert!(c != a && c != b, "numbers are never reused");
+        assert_eq!(c, a, "a name's own number again once it is free");
         assert_eq!(t.len(), 1);
     }
 
@@ -213,16 +250,47 @@ mod tests {
         assert!(t.is_empty());
         assert_eq!(t.ino_of(OsStr::new("aa")), None);
         let b = t.lookup(OsStr::new("aa"));
-        assert!(b > a, "numbers are never reused");
+        assert_eq!(b, a, "the same number after the kernel forgot it");
         // Unlinked while the kernel holds it: nameless until forgotten.
         assert_eq!(t.remove(OsStr::new("aa")), Some(b));
         assert_eq!(t.len(), 1);
         assert_eq!(t.name_of(b), None);
         t.forget(b, 1);
         assert!(t.drop_if_unused(b, false));
-        // A fresh readdir number is never recorded.
+        // A readdir number is the one a lookup gives, never recorded.
         let f = t.ino_or_fresh(OsStr::new("bb"));
-        assert!(f > b && t.is_empty());
+        assert!(t.is_empty());
+        assert_eq!(t.lookup(OsStr::new("bb")), f);
         assert!(!t.drop_if_unused(ROOT_INO, false));
+    }
+
+    #[test]
+    fn a_taken_number_is_not_given_twice() {
+        let mut t = InodeTable::default();
+        let a = t.lookup(OsStr::new("aa"));
+        assert_eq!(a, stable_ino(OsStr::new("aa")));
+        // Unlinked while the kernel holds it: a new "aa" must not get the held number.
+        t.remove(OsStr::new("aa"));
+        let again = t.lookup(OsStr::new("aa"));
+        assert_ne!(again, a);
+        assert!(again >= FALLBACK_START);
+        t.forget(a, 1);
+        assert!(t.drop_if_unused(a, false));
+        // Its own number comes back once both are gone.
+        t.forget(again, 1);
+        assert!(t.drop_if_unused(again, false));
+        assert_eq!(t.lookup(OsStr::new("aa")), a);
+    }
+
+    #[test]
+    fn numbers_are_fixed_and_spread() {
+        // Fixed forever: a change renumbers every file of every mount (backup tools notice).
+        assert_eq!(stable_ino(OsStr::new("00")), stable_ino(OsStr::new("00")));
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..100_000u32 {
+            let n = stable_ino(OsStr::new(&hex::encode(i.to_be_bytes())));
+            assert!(n > ROOT_INO && n < FALLBACK_START);
+            assert!(seen.insert(n), "collision at {i}");
+        }
     }
 }

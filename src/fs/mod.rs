@@ -1,8 +1,9 @@
 //! The filesystem core: one flat directory whose files are the chunks of a [`Cloudstore`].
 //! Plain Rust with no FUSE types, so it is tested directly; `crate::fuse` adapts it to fuser.
 //!
-//! - `name`: chunk names (lowercase hex of the key) and scratch names ('.'-prefixed);
-//! - `inode`: stable inode numbers per name;
+//! - `name`: chunk names (lowercase hex of the key) and scratch names (every other name);
+//! - `inode`: inode numbers derived from names, stable across forgets and remounts;
+//! - `side`: what is kept beside the keyspace: saved scratch files, the directory's mtime;
 //! - `node`: a file's in-daemon state (write buffer, fetched value, scratch content);
 //! - `commit`: group commit of buffered writes into SetChunk / SetChunkBatch;
 //! - `attr`: attributes and the short-lived size/mtime cache;
@@ -22,6 +23,7 @@ pub mod name;
 mod namespace;
 mod node;
 pub mod readahead;
+pub mod side;
 pub mod stats;
 pub mod testing;
 mod value;
@@ -53,8 +55,8 @@ use name::Name;
 use node::Node;
 use readahead::ReadAhead;
 pub use readahead::{ReadAheadConfig, ReadAheadStats};
-use stats::ErrorCounts;
 pub use stats::StatsSnapshot;
+use stats::{ErrorCounts, RequestCounts};
 
 use crate::config::Config;
 use crate::store::Cloudstore;
@@ -176,17 +178,28 @@ pub struct ChunkFs {
     started: SystemTime,
     /// Failures answered to programs, for `cloudstore-fs stats`.
     errors: ErrorCounts,
+    /// Requests answered, by kind, for `cloudstore-fs stats`.
+    requests: RequestCounts,
     /// Tells the kernel to drop what it caches of an inode (pages, attributes) after a change.
     invalidator: OnceLock<Box<dyn Fn(u64) + Send + Sync>>,
     /// Tells the kernel, at once, to drop its attributes of an inode (no pages).
     attr_invalidator: OnceLock<Box<dyn Fn(u64) + Send + Sync>>,
+    /// The directory's mtime, kept beside the keyspace (`side`).
+    dir_mtime: Arc<side::DirState>,
+    /// Scratch files saved by an earlier unmount could not be loaded: they are not replaced.
+    scratch_unloaded: std::sync::atomic::AtomicBool,
+    /// The saved scratch files this mount loaded (or saved): its own to replace at unmount.
+    scratch_loaded: Mutex<std::collections::BTreeSet<OsString>>,
+    /// What saving the scratch files at shutdown gave (`None`: not saved yet).
+    scratch_saved: Mutex<Option<FsResult<()>>>,
 }
 
 impl ChunkFs {
-    /// A filesystem showing `store`.
+    /// A filesystem showing `store`, with the scratch files the last unmount saved.
     pub fn new(store: Arc<dyn Cloudstore>, cfg: FsConfig) -> Self {
         let budget = Arc::new(Budget::new(cfg.memory_budget, cfg.budget_wait));
-        ChunkFs {
+        let started = SystemTime::now();
+        let fs = ChunkFs {
             committer: Committer::new(store.clone()),
             attrs: AttrCache::new(cfg.attr_ttl),
             readahead: ReadAhead::new(cfg.readahead.clone(), budget.clone()),
@@ -197,11 +210,18 @@ impl ChunkFs {
             ns: RwLock::new(()),
             ns_changes: AtomicU64::new(0),
             next_fh: AtomicU64::new(1),
-            started: SystemTime::now(),
+            started,
             errors: ErrorCounts::default(),
+            requests: RequestCounts::default(),
             invalidator: OnceLock::new(),
             attr_invalidator: OnceLock::new(),
-        }
+            dir_mtime: Arc::new(side::DirState::new(started)),
+            scratch_unloaded: Default::default(),
+            scratch_loaded: Default::default(),
+            scratch_saved: Mutex::new(None),
+        };
+        fs.load_side();
+        fs
     }
 
     /// Sets what tells the kernel to drop its cache of an inode (the mount's notifier). It is
@@ -256,6 +276,7 @@ impl ChunkFs {
             (t.handles.len(), writers)
         };
         let (errors, last_error) = self.errors.snapshot();
+        let (requests, bytes_read, bytes_written) = self.requests.snapshot();
         StatsSnapshot {
             backend: self.store.backend(),
             uptime: self.started.elapsed().unwrap_or_default(),
@@ -266,7 +287,20 @@ impl ChunkFs {
             memory_budget: self.budget.limit(),
             errors,
             last_error,
+            requests,
+            bytes_read,
+            bytes_written,
         }
+    }
+
+    /// Counts a FUSE request of `kind` for `stats`.
+    pub fn count_request(&self, kind: &'static str) {
+        self.requests.count(kind);
+    }
+
+    /// Counts file bytes moved by a read (`read`) or a write, for `stats`.
+    pub fn count_bytes(&self, read: bool, bytes: u64) {
+        self.requests.add_bytes(read, bytes);
     }
 
     /// What read-ahead has done so far.
@@ -287,7 +321,7 @@ impl ChunkFs {
         self.next_fh.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn check_writable(&self, op: &str) -> FsResult<()> {
+    fn check_writable(&self, op: impl std::fmt::Display) -> FsResult<()> {
         if self.cfg.read_only {
             return Err(FsError::new(
                 libc::EROFS,
@@ -384,7 +418,7 @@ impl ChunkFs {
             ino: ROOT_INO,
             kind: FileKind::Directory,
             size: 4096,
-            mtime: self.started,
+            mtime: self.dir_mtime(),
             perm: 0o755,
             nlink: 2,
             uid: self.cfg.uid,
@@ -689,6 +723,7 @@ impl ChunkFs {
     /// fsyncdir: a barrier for every pending commit, then durable.
     pub fn fsyncdir(&self) -> FsResult<()> {
         self.commit_all()?;
+        self.write_dir_mtime()?;
         self.store
             .sync()
             .map_err(|e| FsError::store("sync", self.store.backend(), e))
@@ -707,27 +742,21 @@ impl ChunkFs {
                 ra.served
             );
         }
-        let scratch: Vec<OsString> = {
-            let mut t = self.tables();
-            let names: Vec<(u64, OsString)> = t
-                .nodes
-                .keys()
-                .filter_map(|&ino| Some((ino, t.inodes.name_of(ino)?.to_owned())))
-                .filter(|(_, n)| name::classify(n) == Name::Scratch)
-                .collect();
-            for (ino, n) in &names {
-                t.nodes.remove(ino);
-                t.inodes.remove(n);
+        // Scratch files are kept for the next mount; a failure to save them fails the unmount
+        // (the daemon's exit status) and names them.
+        let saved = self.save_scratch();
+        *self.scratch_saved.lock() = Some(saved.as_ref().map(drop).map_err(Clone::clone));
+        if let Ok(names) = &saved {
+            if !names.is_empty() {
+                log::warn!(
+                    "unmount: kept {} scratch file(s) for the next mount, beside the chunks \
+                     ({}): {names:?}",
+                    names.len(),
+                    self.scratch_location()
+                );
             }
-            names.into_iter().map(|(_, n)| n).collect()
-        };
-        if !scratch.is_empty() {
-            log::warn!(
-                "unmount: dropping {} scratch file(s) that never reach the store: {:?}",
-                scratch.len(),
-                scratch
-            );
         }
+        let dir_mtime = self.write_dir_mtime_at_unmount();
         log::info!(
             "unmount: {} inode(s) live, {} byte(s) of the memory budget in use",
             self.inode_count(),
@@ -736,12 +765,47 @@ impl ChunkFs {
         if let Err(e) = self.store.sync() {
             log::error!("unmount: sync of {} failed: {e}", self.store.backend());
         }
-        result
+        if let Err(e) = &dir_mtime {
+            log::warn!("unmount: {e}");
+        }
+        result.and(saved.map(drop))
+    }
+
+    /// After the FUSE session ended (however it ended): commits what a lost connection left
+    /// behind and saves the scratch files if `shutdown` did not run (an unmount that never
+    /// reached destroy); returns the first failure, a failed save included, so that the
+    /// daemon's exit status tells.
+    pub fn finish_unmount(&self) -> FsResult<()> {
+        let late = self.commit_all();
+        let saved = self.scratch_saved.lock().clone();
+        let saved = match saved {
+            Some(result) => result,
+            None => {
+                if let Err(e) = self.write_dir_mtime_at_unmount() {
+                    log::warn!("unmount: {e}");
+                }
+                let result = self.save_scratch().map(drop);
+                *self.scratch_saved.lock() = Some(result.clone());
+                result
+            }
+        };
+        late.and(saved)
+    }
+
+    /// Where the store keeps saved scratch files, for the log.
+    fn scratch_location(&self) -> String {
+        match self.store.backend() {
+            "leveldb" => "LevelDB: the file cloudstore-meta/cloudstore-side-scratch of the data \
+                          directory"
+                .into(),
+            "ceph" => "Ceph: the object cloudstore-fs.side.scratch of the pool".into(),
+            other => format!("the {other} store's side record \"scratch\""),
+        }
     }
 
     /// mkdir, symlink, link, mknod: refused, this is one flat directory of chunks.
     pub fn refuse(&self, op: &str, name: &OsStr) -> FsError {
-        log::info!("{op} {name:?}: refused (EPERM): the mount is one flat directory of chunks");
-        FsError::new(libc::EPERM, format!("{op}: not supported")).logged()
+        log::warn!("{op} {name:?}: refused (EPERM): the mount is one flat directory of chunks");
+        FsError::new(libc::EPERM, format!("{op} {name:?}: not supported")).logged()
     }
 }

@@ -1,6 +1,13 @@
 //! File names in the mount: a chunk's name is the lowercase hex of its key (the strict codec in
-//! `crate::keyname`); names that begin with '.' are scratch files kept in the daemon; every other
-//! name is refused.
+//! `crate::keyname`); every other name is a scratch file, kept in the daemon (and saved beside
+//! the keyspace at unmount) until it is renamed onto a chunk name. Only "." and ".." are not
+//! file names.
+//!
+//! The rule is "anything that is not a chunk name is scratch" because the temporary files of
+//! everyday tools have all kinds of names (`sedXXXXXX`, `tmpXXXXXXXX`, `#name#`, `name~`,
+//! `.name.XXXXXX`). A mistyped chunk name (`ABCD`, `abc`) is not lost either: it becomes a
+//! visible scratch file, logged when it is created ([`near_miss`]), listed by `ls`, and kept
+//! across unmounts.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -12,28 +19,32 @@ use crate::keyname::{self, MAX_NAME_LEN, MIN_NAME_LEN};
 pub enum Name {
     /// A chunk: the decoded key.
     Chunk(Vec<u8>),
-    /// A scratch file (the name begins with '.').
+    /// A scratch file (any name that is not a chunk name).
     Scratch,
-    /// A name that is neither; the reason says why.
+    /// Not a file name ("." or ".."); the reason says why.
     Invalid(String),
 }
 
 /// Classifies a file name.
 pub fn classify(name: &OsStr) -> Name {
     let bytes = name.as_bytes();
-    if bytes == b"." || bytes == b".." {
-        return Name::Invalid("'.' and '..' are not file names".into());
-    }
-    if bytes.first() == Some(&b'.') {
-        return Name::Scratch;
+    if bytes == b"." || bytes == b".." || bytes.is_empty() {
+        return Name::Invalid("'.', '..' and the empty name are not file names".into());
     }
     match keyname::key_from_os_name(name) {
         Ok(key) => Name::Chunk(key),
-        Err(e) => Name::Invalid(format!(
-            "{e}; a chunk name is 2 to 254 lowercase hex characters (even count), \
-             a scratch file's name begins with '.'"
-        )),
+        Err(_) => Name::Scratch,
     }
+}
+
+/// Why `name`, a scratch name, looks like a mistyped chunk name (only hex digits, but in upper
+/// case, of odd length or too long), or `None` for an ordinary scratch name.
+pub fn near_miss(name: &OsStr) -> Option<String> {
+    let bytes = name.as_bytes();
+    if bytes.len() < MIN_NAME_LEN || !bytes.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    keyname::key_from_os_name(name).err().map(|e| e.to_string())
 }
 
 /// The file name of a chunk key, or `None` when the key cannot be shown (empty, or over 127 bytes).
@@ -57,17 +68,40 @@ mod tests {
     fn classifies_names() {
         assert_eq!(c("00"), Name::Chunk(vec![0]));
         assert_eq!(c("deadbeef"), Name::Chunk(vec![0xde, 0xad, 0xbe, 0xef]));
-        assert_eq!(c(".deadbeef.XyZ123"), Name::Scratch);
-        assert_eq!(c(".swp"), Name::Scratch);
-        for bad in [
-            "", "0", "abc", "DEADBEEF", "dEad", "zz", "hello", "00 ", "4g",
+        for scratch in [
+            ".deadbeef.XyZ123",
+            ".swp",
+            "sedAb12Cd",
+            "tmpa1b2c3d4",
+            "#00ab#",
+            "00ab~",
+            "0",
+            "abc",
+            "DEADBEEF",
+            "dEad",
+            "zz",
+            "hello",
+            "00 ",
+            "4g",
         ] {
-            assert!(matches!(c(bad), Name::Invalid(_)), "{bad:?}");
+            assert_eq!(c(scratch), Name::Scratch, "{scratch:?}");
         }
         assert!(matches!(c("."), Name::Invalid(_)));
         assert!(matches!(c(".."), Name::Invalid(_)));
+        assert!(matches!(c(""), Name::Invalid(_)));
         assert!(matches!(c(&"ab".repeat(127)), Name::Chunk(k) if k.len() == 127));
-        assert!(matches!(c(&"ab".repeat(128)), Name::Invalid(_)));
+        assert_eq!(c(&"ab".repeat(128)), Name::Scratch);
+    }
+
+    #[test]
+    fn near_misses_are_told_apart() {
+        let n = |s: &str| near_miss(OsStr::new(s));
+        assert!(n("ABCD").unwrap().contains("'A' at offset 0"));
+        assert!(n("abc").unwrap().contains("odd number"));
+        assert!(n(&"ab".repeat(128)).unwrap().contains("longer than 254"));
+        for ordinary in ["sedAb12Cd", ".00ab.x", "00ab~", "#00ab#", "a", "abcd"] {
+            assert_eq!(n(ordinary), None, "{ordinary:?}");
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Names: lookup, create, unlink, rename. Chunk names map to keys; scratch names ('.'-prefixed)
-//! live only in the daemon; any other name is refused with EINVAL (ENOENT on lookup).
+//! Names: lookup, create, unlink, rename. Chunk names map to keys; every other name is a
+//! scratch file, kept in the daemon (and saved beside the keyspace at unmount: `side`).
 
 use std::ffi::OsStr;
 use std::sync::atomic::Ordering;
@@ -130,7 +130,7 @@ impl ChunkFs {
     /// opens it; an existing file is opened instead (EEXIST with O_EXCL).
     pub fn create(&self, parent: u64, name: &OsStr, flags: i32, pid: u32) -> FsResult<(Attr, u64)> {
         self.check_parent(parent)?;
-        self.check_writable("create")?;
+        self.check_writable(format_args!("create {name:?}"))?;
         if let Name::Invalid(reason) = name::classify(name) {
             return Err(refuse_name("create", name, &reason));
         }
@@ -146,6 +146,9 @@ impl ChunkFs {
         let result = self.create_ino(ino, name, flags, exists, pid);
         if result.is_err() {
             self.forget(ino, 1);
+        } else if !exists {
+            self.note_scratch("create", name);
+            self.names_changed();
         }
         result
     }
@@ -227,7 +230,7 @@ impl ChunkFs {
     /// keep reading its bytes.
     pub fn unlink(&self, parent: u64, name: &OsStr) -> FsResult<()> {
         self.check_parent(parent)?;
-        self.check_writable("unlink")?;
+        self.check_writable(format_args!("unlink {name:?}"))?;
         let class = name::classify(name);
         if let Name::Invalid(_) = class {
             return Err(FsError::not_found(name.to_string_lossy()));
@@ -269,14 +272,18 @@ impl ChunkFs {
         if !deleted && node.is_none() {
             return Err(FsError::not_found(name.to_string_lossy()));
         }
+        drop(_gate);
+        drop(_ns);
+        self.names_changed();
         Ok(())
     }
 
     /// rename: chunk -> chunk moves the value (atomic where the backend is); scratch -> chunk
     /// commits the scratch file's content as that chunk (with its mtime); scratch -> scratch
-    /// renames in the daemon; chunk -> scratch is refused (EINVAL: the chunk would leave the
-    /// store for the daemon's memory and vanish at unmount). An existing target is replaced;
-    /// handles open on it keep reading its old bytes. Handles open on the source follow it.
+    /// renames in the daemon; chunk -> scratch takes the chunk out of the store into a scratch
+    /// file (`cp --backup`, emacs' `name~`), within the memory budget. An existing target is
+    /// replaced; handles open on it keep reading its old bytes. Handles open on the source
+    /// follow it.
     pub fn rename(
         &self,
         parent: u64,
@@ -287,7 +294,7 @@ impl ChunkFs {
     ) -> FsResult<()> {
         self.check_parent(parent)?;
         self.check_parent(newparent)?;
-        self.check_writable("rename")?;
+        self.check_writable(format_args!("rename {from:?} -> {to:?}"))?;
         if flags & RENAME_EXCHANGE != 0 {
             return Err(FsError::new(
                 libc::EINVAL,
@@ -301,13 +308,6 @@ impl ChunkFs {
         let dst = name::classify(to);
         if let Name::Invalid(reason) = &dst {
             return Err(refuse_name("rename to", to, reason));
-        }
-        if matches!(src, Name::Chunk(_)) && dst == Name::Scratch {
-            log::warn!(
-                "rename {from:?} -> {to:?}: refused (EINVAL): a chunk cannot become a scratch \
-                 file (scratch files live only in the daemon and vanish at unmount)"
-            );
-            return Err(FsError::new(libc::EINVAL, "rename: chunk onto a scratch name").logged());
         }
         let _ns = self.ns.write();
         self.ns_changes.fetch_add(1, Ordering::SeqCst);
@@ -327,6 +327,10 @@ impl ChunkFs {
         let result = self.rename_ino(ino, from, src, to, dst);
         // `from` may have had no number before (one the kernel never looked up).
         self.tables().drop_if_unused(ino);
+        drop(_ns);
+        if result.is_ok() {
+            self.names_changed();
+        }
         result
     }
 
@@ -380,6 +384,8 @@ impl ChunkFs {
                 let bytes = value.as_deref().map_or(&[][..], |v| &v[..]);
                 let len = bytes.len() as u64;
                 let result = self.store.set_chunk(&k_to, bytes);
+                // A commit like any other for `cloudstore-fs stats`.
+                self.committer.record(result.is_ok());
                 self.readahead.invalidate(&k_to);
                 self.attrs.forget(&k_to);
                 result.map_err(|e| FsError::store("rename (commit)", to.to_string_lossy(), e))?;
@@ -392,8 +398,39 @@ impl ChunkFs {
                 st.mtime = None;
                 st.mtime_explicit = false;
             }
+            (Name::Chunk(k_from), Name::Scratch) => {
+                self.note_scratch("rename to", to);
+                // The chunk leaves the store: its value and mtime become the scratch file's,
+                // held in the daemon (within the budget) as long as the name.
+                let value = match &src_node {
+                    Some(n) if n.state.lock().new_chunk => None,
+                    _ => self.fetch(&k_from, self.budget.ticket())?,
+                };
+                let (value, version) = value.unwrap_or_else(|| (Value::empty(&self.budget), None));
+                let mtime = self.chunk_mtime(&k_from, from)?;
+                self.attrs.forget(&k_from);
+                let deleted = self.store.delete(&k_from);
+                self.attrs.forget(&k_from);
+                self.readahead.invalidate(&k_from);
+                deleted.map_err(|e| FsError::store("rename (remove)", &label, e))?;
+                let node = match &src_node {
+                    Some(n) => n.clone(),
+                    None => {
+                        let (n, _) = self.acquire_node(ino, || Node::stored(ino));
+                        // Held by its name from now on (see `move_name`).
+                        self.tables().nodes.get_mut(&ino).expect("acquired").open -= 1;
+                        n
+                    }
+                };
+                let mut st = node.state.lock();
+                st.value = Some(Arc::new(value));
+                st.value_version = version;
+                st.new_chunk = false;
+                st.mtime = Some(mtime);
+                st.mtime_explicit = true;
+            }
             (Name::Scratch, Name::Scratch) => {}
-            _ => unreachable!("invalid names and chunk -> scratch were refused above"),
+            _ => unreachable!("invalid names were refused above"),
         }
         if let Some(node) = &dst_node {
             Self::mark_detached(node);

@@ -45,6 +45,41 @@ pub fn errno_name(errno: i32) -> String {
     name.to_string()
 }
 
+/// FUSE requests answered, by kind, and the file bytes they moved.
+#[derive(Default)]
+pub struct RequestCounts {
+    by_kind: Mutex<BTreeMap<&'static str, u64>>,
+    bytes_read: std::sync::atomic::AtomicU64,
+    bytes_written: std::sync::atomic::AtomicU64,
+}
+
+impl RequestCounts {
+    /// Counts one request of `kind` ("lookup", "read", ...).
+    pub fn count(&self, kind: &'static str) {
+        *self.by_kind.lock().entry(kind).or_default() += 1;
+    }
+
+    /// Counts file bytes read (`read`) or written.
+    pub fn add_bytes(&self, read: bool, bytes: u64) {
+        let counter = if read {
+            &self.bytes_read
+        } else {
+            &self.bytes_written
+        };
+        counter.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// (requests by kind, bytes read, bytes written).
+    pub fn snapshot(&self) -> (BTreeMap<&'static str, u64>, u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.by_kind.lock().clone(),
+            self.bytes_read.load(Relaxed),
+            self.bytes_written.load(Relaxed),
+        )
+    }
+}
+
 /// The most recent failure answered to a program.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LastError {
@@ -126,6 +161,11 @@ pub struct StatsSnapshot {
     pub errors: BTreeMap<i32, u64>,
     /// The most recent of them.
     pub last_error: Option<LastError>,
+    /// FUSE requests answered, by kind.
+    pub requests: BTreeMap<&'static str, u64>,
+    /// File bytes read and written through the mount.
+    pub bytes_read: u64,
+    pub bytes_written: u64,
 }
 
 impl fmt::Display for StatsSnapshot {
@@ -140,6 +180,13 @@ impl fmt::Display for StatsSnapshot {
         writeln!(f, "open_writers: {}", self.writers)?;
         writeln!(f, "memory_used_bytes: {}", self.memory_used)?;
         writeln!(f, "memory_budget_bytes: {}", self.memory_budget)?;
+        let requests: u64 = self.requests.values().sum();
+        writeln!(f, "requests_total: {requests}")?;
+        for (kind, count) in &self.requests {
+            writeln!(f, "requests_{kind}: {count}")?;
+        }
+        writeln!(f, "bytes_read: {}", self.bytes_read)?;
+        writeln!(f, "bytes_written: {}", self.bytes_written)?;
         let total: u64 = self.errors.values().sum();
         writeln!(f, "errors_total: {total}")?;
         for (errno, count) in &self.errors {
@@ -210,6 +257,9 @@ mod tests {
             memory_budget: 1000,
             errors,
             last_error,
+            requests: BTreeMap::from([("open", 3), ("read", 4)]),
+            bytes_read: 4096,
+            bytes_written: 0,
         }
         .to_string();
         for line in [
@@ -220,6 +270,9 @@ mod tests {
             "memory_budget_bytes: 1000",
             "errors_total: 1",
             "errors_ETIMEDOUT: 1",
+            "requests_total: 7",
+            "requests_open: 3",
+            "bytes_read: 4096",
             "last_error: ETIMEDOUT flush: commit 00ab: timed out",
         ] {
             assert!(s.contains(line), "{line:?} missing from:\n{s}");

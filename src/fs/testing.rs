@@ -191,6 +191,12 @@ impl Cloudstore for FailingStore {
     fn space(&self) -> Result<Option<SpaceInfo>> {
         self.inner.space()
     }
+    fn side_get(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.side_get(name)
+    }
+    fn side_put(&self, name: &str, value: &[u8]) -> Result<()> {
+        self.inner.side_put(name, value)
+    }
 }
 
 /// Wraps a store and counts the calls that read values; `shuffle_listing` lists in an order
@@ -303,5 +309,11 @@ impl Cloudstore for CountingStore {
     }
     fn rename(&self, from: &[u8], to: &[u8]) -> Result<bool> {
         self.inner.rename(from, to)
+    }
+    fn side_get(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.side_get(name)
+    }
+    fn side_put(&self, name: &str, value: &[u8]) -> Result<()> {
+        self.inner.side_put(name, value)
     }
 }

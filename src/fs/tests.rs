@@ -215,19 +215,42 @@ fn touch_makes_an_empty_chunk_and_sets_mtimes() {
 }
 
 #[test]
-fn invalid_names_are_refused() {
-    let fs = fs_over(mem());
-    for bad in ["hello", "ABCD", "abc", "0", "zz", "ab cd"] {
+fn names_that_are_not_chunk_names_are_scratch_files() {
+    let store = mem();
+    let fs = fs_over(store.clone());
+    for name in [
+        "hello",
+        "ABCD",
+        "abc",
+        "0",
+        "zz",
+        "ab cd",
+        "sedAb12Cd",
+        "#aa#",
+        "aa~",
+    ] {
+        assert_eq!(
+            fs.lookup(ROOT_INO, n(name), 0).unwrap_err().errno,
+            libc::ENOENT,
+            "lookup {name} before it exists"
+        );
+        put(&fs, name, name.as_bytes()).unwrap();
+        assert_eq!(cat(&fs, name).unwrap(), name.as_bytes(), "{name}");
+    }
+    assert!(
+        store.list(None).unwrap().next().is_none(),
+        "none is a chunk"
+    );
+    for bad in [".", ".."] {
         let e = fs.create(ROOT_INO, n(bad), CREATE, 0).unwrap_err();
         assert_eq!(e.errno, libc::EINVAL, "create {bad}");
-        let e = fs.lookup(ROOT_INO, n(bad), 0).unwrap_err();
-        assert_eq!(e.errno, libc::ENOENT, "lookup {bad}");
     }
     put(&fs, "aa", b"x").unwrap();
-    let e = fs
-        .rename(ROOT_INO, n("aa"), ROOT_INO, n("Not-Hex"), 0)
-        .unwrap_err();
-    assert_eq!(e.errno, libc::EINVAL);
+    // A chunk renamed onto a scratch name leaves the store (cp --backup, emacs' name~).
+    fs.rename(ROOT_INO, n("aa"), ROOT_INO, n("Not-Hex"), 0)
+        .unwrap();
+    assert_eq!(store.get_chunk(&[0xaa]).unwrap(), None);
+    assert_eq!(cat(&fs, "Not-Hex").unwrap(), b"x");
     assert_eq!(fs.refuse("mkdir", n("d")).errno, libc::EPERM);
     assert_eq!(
         fs.lookup(ROOT_INO, n("ffff"), 0).unwrap_err().errno,
@@ -346,24 +369,216 @@ fn scratch_files_stay_in_the_daemon_until_renamed() {
     );
     assert_eq!(fs.memory_in_use(), 0);
 
-    // Chunk -> scratch is refused: the chunk would leave the store and vanish at unmount.
-    let e = fs
-        .rename(ROOT_INO, n("beef"), ROOT_INO, n(".beef.swp"), 0)
-        .unwrap_err();
-    assert_eq!(e.errno, libc::EINVAL);
-    assert_eq!(
-        store.get_chunk(&[0xbe, 0xef]).unwrap().unwrap(),
-        b"rsync temp"
-    );
+    // Chunk -> scratch takes the chunk out of the store, with its bytes and mtime.
+    fs.rename(ROOT_INO, n("beef"), ROOT_INO, n("beef~"), 0)
+        .unwrap();
+    assert_eq!(store.get_chunk(&[0xbe, 0xef]).unwrap(), None);
+    assert_eq!(cat(&fs, "beef~").unwrap(), b"rsync temp");
+    assert_eq!(fs.lookup(ROOT_INO, n("beef~"), 0).unwrap().mtime, when);
+    assert_eq!(fs.lookup(ROOT_INO, n("beef~"), 0).unwrap().ino, ino);
     put(&fs, ".beef.swp", b"swap").unwrap();
     put(&fs, ".other", b"zz").unwrap();
     fs.unlink(ROOT_INO, n(".other")).unwrap();
     fs.shutdown().unwrap();
+    assert!(store.list(None).unwrap().next().is_none(), "never chunks");
+    drop(fs);
+
+    // Kept across the unmount: the next mount over the store shows them, with their mtimes.
+    let fs = fs_over(store.clone());
+    assert_eq!(cat(&fs, ".beef.swp").unwrap(), b"swap");
+    assert_eq!(cat(&fs, "beef~").unwrap(), b"rsync temp");
+    assert_eq!(fs.lookup(ROOT_INO, n("beef~"), 0).unwrap().mtime, when);
     assert_eq!(
-        fs.lookup(ROOT_INO, n(".beef.swp"), 0).unwrap_err().errno,
+        fs.lookup(ROOT_INO, n(".other"), 0).unwrap_err().errno,
         libc::ENOENT
     );
+    let mut listed = names(&ls(&fs, true));
+    listed.retain(|n| n != "." && n != "..");
+    listed.sort();
+    assert_eq!(listed, vec![OsString::from(".beef.swp"), "beef~".into()]);
+    // Removed ones stay removed after the next unmount.
+    fs.unlink(ROOT_INO, n(".beef.swp")).unwrap();
+    fs.rename(ROOT_INO, n("beef~"), ROOT_INO, n("beef"), 0)
+        .unwrap();
+    fs.shutdown().unwrap();
+    drop(fs);
+    let fs = fs_over(store.clone());
+    let listed = names(&ls(&fs, false));
+    assert_eq!(
+        listed,
+        vec![OsString::from("."), "..".into(), "beef".into()]
+    );
     assert_eq!(fs.memory_in_use(), 0);
+}
+
+#[test]
+fn two_mounts_of_one_store_keep_each_others_scratch_files() {
+    // Two mounts of one Ceph pool: each unmount replaces only its own scratch files.
+    let store = mem();
+    let first = fs_over(store.clone());
+    put(&first, "old1", b"from before").unwrap();
+    first.shutdown().unwrap();
+    drop(first);
+    let a = fs_over(store.clone());
+    let b = fs_over(store.clone());
+    put(&a, "tmpA", b"a").unwrap();
+    put(&b, "tmpB", b"b").unwrap();
+    a.unlink(ROOT_INO, n("old1")).unwrap();
+    a.shutdown().unwrap();
+    b.shutdown().unwrap();
+    let c = fs_over(store);
+    assert_eq!(cat(&c, "tmpA").unwrap(), b"a");
+    assert_eq!(cat(&c, "tmpB").unwrap(), b"b");
+    // b loaded old1 too and kept it: its unmount saved it again (it never removed it).
+    assert_eq!(cat(&c, "old1").unwrap(), b"from before");
+}
+
+#[test]
+fn saved_scratch_files_that_cannot_be_loaded_are_never_replaced() {
+    let store = mem();
+    store
+        .side_put(crate::store::SIDE_SCRATCH, b"garbage")
+        .unwrap();
+    let fs = fs_over(store.clone());
+    put(&fs, "tmp1", b"new").unwrap();
+    let e = fs.shutdown().unwrap_err();
+    assert!(e.message.contains("tmp1"), "{}", e.message);
+    assert_eq!(
+        store.side_get(crate::store::SIDE_SCRATCH).unwrap().unwrap(),
+        b"garbage"
+    );
+}
+
+#[test]
+fn appends_land_after_the_value_as_it_stands_at_commit() {
+    let store = mem();
+    let fs = fs_over(store.clone());
+    put(&fs, "10", b"start\n").unwrap();
+    let ino = fs.lookup(ROOT_INO, n("10"), 0).unwrap().ino;
+    let append = libc::O_WRONLY | libc::O_APPEND;
+    let a = fs.open(ino, append, 0).unwrap();
+    let b = fs.open(ino, append, 0).unwrap();
+    fs.write(a, 0, b"a1\n").unwrap();
+    fs.write(b, 0, b"b1\n").unwrap();
+    fs.write(a, 0, b"a2\n").unwrap();
+    // The handle sees its own value.
+    assert_eq!(fs.getattr(ino, Some(a), 0).unwrap().size, 12);
+    fs.flush(b, 0).unwrap();
+    fs.flush(a, 0).unwrap();
+    assert_eq!(
+        store.get_chunk(&[0x10]).unwrap().unwrap(),
+        b"start\nb1\na1\na2\n"
+    );
+    // Written on after its commit: after what it committed, and after others again.
+    fs.write(b, 0, b"b2\n").unwrap();
+    fs.fsync(b).unwrap();
+    fs.write(a, 0, b"a3\n").unwrap();
+    fs.release(a).unwrap();
+    fs.release(b).unwrap();
+    assert_eq!(
+        store.get_chunk(&[0x10]).unwrap().unwrap(),
+        b"start\nb1\na1\na2\nb2\na3\n"
+    );
+    // An ordinary writer still replaces the value whole; an appender that truncated too.
+    let w = fs.open(ino, libc::O_WRONLY, 0).unwrap();
+    let t = fs.open(ino, append, 0).unwrap();
+    fs.write(w, 0, b"W").unwrap();
+    fs.setattr(ino, Some(t), Some(0), None).unwrap();
+    fs.write(t, 0, b"T").unwrap();
+    fs.flush(w, 0).unwrap();
+    assert_eq!(&store.get_chunk(&[0x10]).unwrap().unwrap()[..2], b"Wt");
+    fs.flush(t, 0).unwrap();
+    assert_eq!(store.get_chunk(&[0x10]).unwrap().unwrap(), b"T");
+    fs.release(w).unwrap();
+    fs.release(t).unwrap();
+    // Two O_APPEND|O_CREAT opens of a new name (two `>>` of a new log file): both land.
+    let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT;
+    let (_, c) = fs.create(ROOT_INO, n("20"), flags, 0).unwrap();
+    let (_, d) = fs.create(ROOT_INO, n("20"), flags, 0).unwrap();
+    fs.write(c, 0, b"c").unwrap();
+    fs.write(d, 0, b"d").unwrap();
+    fs.flush(d, 0).unwrap();
+    fs.flush(c, 0).unwrap();
+    fs.release(c).unwrap();
+    fs.release(d).unwrap();
+    assert_eq!(store.get_chunk(&[0x20]).unwrap().unwrap(), b"dc");
+}
+
+#[test]
+fn inode_numbers_survive_forget_and_remount() {
+    let store = mem();
+    let fs = fs_over(store.clone());
+    put(&fs, "aa", b"x").unwrap();
+    put(&fs, "bb", b"y").unwrap();
+    let a = fs.lookup(ROOT_INO, n("aa"), 0).unwrap().ino;
+    let b = fs.lookup(ROOT_INO, n("bb"), 0).unwrap().ino;
+    let listed: Vec<u64> = ls(&fs, false)
+        .iter()
+        .filter(|e| e.name == "aa")
+        .map(|e| e.ino)
+        .collect();
+    assert_eq!(listed, vec![a], "readdir gives the number lookup gives");
+    fs.forget(a, 2);
+    assert_eq!(fs.lookup(ROOT_INO, n("aa"), 0).unwrap().ino, a);
+    fs.shutdown().unwrap();
+    drop(fs);
+    let fs = fs_over(store);
+    assert_eq!(fs.lookup(ROOT_INO, n("bb"), 0).unwrap().ino, b);
+    assert_eq!(fs.lookup(ROOT_INO, n("aa"), 0).unwrap().ino, a);
+}
+
+#[test]
+fn the_directory_mtime_follows_its_names_and_utimes_and_is_kept() {
+    let store = mem();
+    let fs = fs_over(store.clone());
+    let when = SystemTime::UNIX_EPOCH + Duration::new(1_500_000_000, 5);
+    fs.setattr(ROOT_INO, None, None, Some(SetTime::At(when)))
+        .unwrap();
+    assert_eq!(fs.getattr(ROOT_INO, None, 0).unwrap().mtime, when);
+    // Writing an existing file leaves it alone; a new name moves it on.
+    put(&fs, "aa", b"x").unwrap();
+    let created = fs.getattr(ROOT_INO, None, 0).unwrap().mtime;
+    assert!(created > when);
+    fs.setattr(ROOT_INO, None, None, Some(SetTime::At(when)))
+        .unwrap();
+    put(&fs, "aa", b"y").unwrap();
+    assert_eq!(fs.getattr(ROOT_INO, None, 0).unwrap().mtime, when);
+    fs.shutdown().unwrap();
+    drop(fs);
+    let fs = fs_over(store.clone());
+    assert_eq!(fs.getattr(ROOT_INO, None, 0).unwrap().mtime, when);
+    fs.unlink(ROOT_INO, n("aa")).unwrap();
+    let unlinked = fs.getattr(ROOT_INO, None, 0).unwrap().mtime;
+    assert!(unlinked > when);
+    fs.shutdown().unwrap();
+    drop(fs);
+    let fs = fs_over(store);
+    assert_eq!(fs.getattr(ROOT_INO, None, 0).unwrap().mtime, unlinked);
+}
+
+#[test]
+fn fallocate_extends_with_zeros_and_other_modes_create_nothing() {
+    let store = mem();
+    let fs = fs_over(store.clone());
+    let (_, fh) = fs.create(ROOT_INO, n("aa"), CREATE, 0).unwrap();
+    fs.write(fh, 0, b"ab").unwrap();
+    fs.fallocate(fh, 0, 5, 0).unwrap();
+    fs.fallocate(fh, 0, 1, 0).unwrap();
+    fs.flush(fh, 0).unwrap();
+    fs.release(fh).unwrap();
+    assert_eq!(store.get_chunk(&[0xaa]).unwrap().unwrap(), b"ab\0\0\0");
+    let (_, fh) = fs.create(ROOT_INO, n("bb"), CREATE, 0).unwrap();
+    let e = fs
+        .fallocate(fh, 0, 8192, libc::FALLOC_FL_KEEP_SIZE)
+        .unwrap_err();
+    assert_eq!(e.errno, libc::EOPNOTSUPP);
+    fs.flush(fh, 0).unwrap();
+    fs.release(fh).unwrap();
+    assert_eq!(store.get_chunk(&[0xbb]).unwrap(), None, "nothing created");
+    assert_eq!(
+        fs.lookup(ROOT_INO, n("bb"), 0).unwrap_err().errno,
+        libc::ENOENT
+    );
 }
 
 #[test]
@@ -980,9 +1195,9 @@ fn forget_drops_an_inode_once_every_lookup_is_forgotten() {
     fs.forget(ino, 1);
     assert_eq!(fs.inode_count(), 1);
     assert_eq!(fs.getattr(ino, None, 0).unwrap_err().errno, libc::ESTALE);
-    // A later lookup gets a new number (numbers are never reused); forget(2) drops it at once.
+    // A later lookup gets the same number (derived from the name); forget(2) drops it at once.
     let again = fs.lookup(ROOT_INO, n("01"), 0).unwrap().ino;
-    assert!(again > ino);
+    assert_eq!(again, ino);
     fs.lookup(ROOT_INO, n("01"), 0).unwrap();
     fs.forget(again, 2);
     assert_eq!(fs.inode_count(), 1);
@@ -1076,7 +1291,10 @@ fn forget_after_rename_and_unlink() {
     fs.forget(a, 1);
     assert_eq!(fs.inode_count(), 1);
     let c = fs.lookup(ROOT_INO, n("02"), 0).unwrap().ino;
-    assert!(c > b, "a new number after the forget");
+    assert_eq!(
+        c, b,
+        "the name's own number once the moved one is forgotten"
+    );
     fs.forget(c, 1);
     // Renaming a name the kernel never looked up leaves nothing behind.
     fs.rename(ROOT_INO, n("02"), ROOT_INO, n("04"), 0).unwrap();

@@ -124,11 +124,16 @@ impl Value {
         }
     }
 
-    /// The bytes `[offset, offset + size)`, clamped to the end.
-    pub fn slice(&self, offset: u64, size: u32) -> Vec<u8> {
+    /// The byte span `[offset, offset + size)`, clamped to the end.
+    fn span(&self, offset: u64, size: u32) -> std::ops::Range<usize> {
         let start = (offset.min(self.bytes.len() as u64)) as usize;
         let end = start.saturating_add(size as usize).min(self.bytes.len());
-        self.bytes[start..end].to_vec()
+        start..end
+    }
+
+    /// A copy of the bytes `[offset, offset + size)`, clamped to the end.
+    pub fn slice(&self, offset: u64, size: u32) -> Vec<u8> {
+        self.bytes[self.span(offset, size)].to_vec()
     }
 
     /// Moves the bytes out for a store call (the reservation stays with this value).
@@ -140,6 +145,31 @@ impl Value {
     pub fn put_bytes(&mut self, bytes: Vec<u8>) {
         debug_assert!(bytes.capacity() as u64 <= self.reserved);
         self.bytes = bytes;
+    }
+}
+
+/// The bytes a read returns: a span of a committed value the daemon holds (shared, not copied:
+/// the FUSE reply is written straight from it), or bytes of their own.
+pub enum ReadData {
+    Held(Arc<Value>, std::ops::Range<usize>),
+    Owned(Vec<u8>),
+}
+
+impl ReadData {
+    /// `[offset, offset + size)` of `value`, clamped to its end.
+    pub fn held(value: &Arc<Value>, offset: u64, size: u32) -> Self {
+        ReadData::Held(value.clone(), value.span(offset, size))
+    }
+}
+
+impl Deref for ReadData {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            ReadData::Held(v, span) => &v.bytes[span.clone()],
+            ReadData::Owned(b) => b,
+        }
     }
 }
 

@@ -10,12 +10,15 @@ use std::time::{Duration, SystemTime};
 
 use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation,
-    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::fs::{Attr, ChunkFs, FileKind, FsError, SetTime};
+
+mod logging;
+pub use logging::DaemonLogger;
 
 /// The largest write the kernel may send (it clamps to 1 MiB anyway: fs.fuse.max_pages_limit).
 pub const MAX_WRITE: u32 = 1 << 20;
@@ -127,6 +130,16 @@ fn blksize(size: u64) -> u32 {
 }
 
 impl FuseAdapter {
+    /// Runs a request's work in the core (see [`guard`]), counting the request for `stats`.
+    fn guard<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce() -> Result<T, FsError>,
+    ) -> Result<T, FsError> {
+        self.core.count_request(op);
+        guard(op, f)
+    }
+
     /// Counts a failure for `cloudstore-fs stats`, logs it once, and gives its errno.
     fn fail(&self, op: &str, e: FsError) -> Errno {
         self.core.record_error(op, &e);
@@ -193,13 +206,13 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn destroy(&mut self) {
-        if let Err(e) = guard("unmount", || self.core.shutdown()) {
+        if let Err(e) = self.guard("unmount", || self.core.shutdown()) {
             log::error!("unmount: {e}");
         }
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match guard("lookup", || self.core.lookup(parent.0, name, req.pid())) {
+        match self.guard("lookup", || self.core.lookup(parent.0, name, req.pid())) {
             Ok(a) => reply.entry(&self.ttl_of(&a), &self.attr(&a), Generation(0)),
             // A negative entry (inode 0) that the kernel caches for the TTL: `cp` and `rsync`
             // otherwise look a new name up three times before creating it.
@@ -233,14 +246,14 @@ impl fuser::Filesystem for FuseAdapter {
     // keeps fuser's default, which calls this for each node (fuser 0.18 does not export
     // `ForgetOne`, so it cannot be overridden).
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        let _ = guard("forget", || {
+        let _ = self.guard("forget", || {
             self.core.forget(ino.0, nlookup);
             Ok(())
         });
     }
 
     fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        match guard("getattr", || {
+        match self.guard("getattr", || {
             self.core.getattr(ino.0, fh.map(|f| f.0), req.pid())
         }) {
             Ok(a) => reply.attr(&self.ttl_of(&a), &self.attr(&a)),
@@ -266,7 +279,7 @@ impl fuser::Filesystem for FuseAdapter {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        match guard("setattr", || {
+        match self.guard("setattr", || {
             self.core.check_mode_owner(ino.0, mode, uid, gid)?;
             self.core
                 .setattr(ino.0, fh.map(|f| f.0), size, mtime.map(time))
@@ -302,7 +315,7 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match guard("unlink", || self.core.unlink(parent.0, name)) {
+        match self.guard("unlink", || self.core.unlink(parent.0, name)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(self.fail("unlink", e)),
         }
@@ -333,7 +346,7 @@ impl fuser::Filesystem for FuseAdapter {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        match guard("rename", || {
+        match self.guard("rename", || {
             self.core
                 .rename(parent.0, name, newparent.0, newname, flags.bits())
         }) {
@@ -353,8 +366,43 @@ impl fuser::Filesystem for FuseAdapter {
         reply.error(self.fail("link", self.core.refuse("link", newname)));
     }
 
+    /// No ioctl is supported: ENOTTY, as a local filesystem answers one it does not know
+    /// (Python's isatty on every open, borg's FS_IOC_GETFLAGS). Not worth a log line.
+    fn ioctl(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        log::debug!("ioctl {cmd:#x} on inode {}: ENOTTY", ino.0);
+        reply.error(Errno::from_i32(libc::ENOTTY));
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        match guard("fallocate", || {
+            self.core.fallocate(fh.0, offset, length, mode)
+        }) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(self.fail("fallocate", e)),
+        }
+    }
+
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match guard("open", || self.core.open(ino.0, flags.0, process_of(req))) {
+        match self.guard("open", || self.core.open(ino.0, flags.0, process_of(req))) {
             Ok(fh) => reply.opened(FileHandle(fh), FILE_OPEN_FLAGS),
             Err(e) => reply.error(self.fail("open", e)),
         }
@@ -371,8 +419,11 @@ impl fuser::Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match guard("read", || self.core.read(fh.0, offset, size)) {
-            Ok(data) => reply.data(&data),
+        match self.guard("read", || self.core.read_data(fh.0, offset, size)) {
+            Ok(data) => {
+                self.core.count_bytes(true, data.len() as u64);
+                reply.data(&data)
+            }
             Err(e) => reply.error(self.fail("read", e)),
         }
     }
@@ -389,8 +440,11 @@ impl fuser::Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match guard("write", || self.core.write(fh.0, offset, data)) {
-            Ok(n) => reply.written(n),
+        match self.guard("write", || self.core.write(fh.0, offset, data)) {
+            Ok(n) => {
+                self.core.count_bytes(false, n.into());
+                reply.written(n)
+            }
             Err(e) => reply.error(self.fail("write", e)),
         }
     }
@@ -403,7 +457,7 @@ impl fuser::Filesystem for FuseAdapter {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        match guard("flush", || self.core.flush(fh.0, process_of(req))) {
+        match self.guard("flush", || self.core.flush(fh.0, process_of(req))) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(self.fail("flush", e)),
         }
@@ -419,7 +473,7 @@ impl fuser::Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        match guard("release", || self.core.release(fh.0)) {
+        match self.guard("release", || self.core.release(fh.0)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(self.fail("release", e)),
         }
@@ -433,14 +487,14 @@ impl fuser::Filesystem for FuseAdapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match guard("fsync", || self.core.fsync(fh.0)) {
+        match self.guard("fsync", || self.core.fsync(fh.0)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(self.fail("fsync", e)),
         }
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match guard("opendir", || self.core.opendir(ino.0)) {
+        match self.guard("opendir", || self.core.opendir(ino.0)) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(self.fail("opendir", e)),
         }
@@ -461,7 +515,7 @@ impl fuser::Filesystem for FuseAdapter {
             };
             reply.add(INodeNo(e.ino), e.offset, kind, &e.name)
         };
-        match guard("readdir", || {
+        match self.guard("readdir", || {
             self.core.readdir(fh.0, offset, false, &mut add)
         }) {
             Ok(()) => reply.ok(),
@@ -489,7 +543,7 @@ impl fuser::Filesystem for FuseAdapter {
                 Generation(0),
             )
         };
-        match guard("readdir", || {
+        match self.guard("readdir", || {
             self.core.readdir(fh.0, offset, true, &mut add)
         }) {
             Ok(()) => reply.ok(),
@@ -505,7 +559,7 @@ impl fuser::Filesystem for FuseAdapter {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        let _ = guard("releasedir", || {
+        let _ = self.guard("releasedir", || {
             self.core.releasedir(fh.0);
             Ok(())
         });
@@ -520,14 +574,14 @@ impl fuser::Filesystem for FuseAdapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match guard("fsyncdir", || self.core.fsyncdir()) {
+        match self.guard("fsyncdir", || self.core.fsyncdir()) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(self.fail("fsyncdir", e)),
         }
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        match guard("statfs", || self.core.statfs()) {
+        match self.guard("statfs", || self.core.statfs()) {
             Ok(s) => reply.statfs(
                 s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.bsize,
             ),
@@ -583,7 +637,7 @@ impl fuser::Filesystem for FuseAdapter {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        match guard("create", || {
+        match self.guard("create", || {
             self.core.create(parent.0, name, flags, process_of(req))
         }) {
             Ok((a, fh)) => reply.created(

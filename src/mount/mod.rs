@@ -222,9 +222,10 @@ fn serve(
     systemd::stopping(&format!(
         "{shown} unmounted: committing what is pending, then closing the {backend} store"
     ));
-    // destroy() committed and dropped the scratch files; anything a lost connection left behind
-    // is committed here. The caller closes the store; `unmount` waits for this process to exit.
-    let late = core.commit_all();
+    // destroy() committed and saved the scratch files; anything a lost connection left behind
+    // is committed here, and a failed save of the scratch files fails the exit status. The
+    // caller closes the store; `unmount` waits for this process to exit.
+    let late = core.finish_unmount();
     waiter.stop();
     drop(stats_server);
     drop(pid_file);

@@ -28,6 +28,8 @@ struct Entry {
 pub struct MemoryStore {
     map: Arc<RwLock<BTreeMap<Vec<u8>, Entry>>>,
     versions: Arc<AtomicU64>,
+    /// Records beside the keyspace (`Cloudstore::side_get`).
+    side: Arc<RwLock<BTreeMap<String, Vec<u8>>>>,
     max_chunk_size: u64,
     closed: AtomicBool,
 }
@@ -38,6 +40,7 @@ impl MemoryStore {
         MemoryStore {
             map: Arc::default(),
             versions: Arc::new(AtomicU64::new(1)),
+            side: Arc::default(),
             max_chunk_size,
             closed: AtomicBool::new(false),
         }
@@ -48,6 +51,7 @@ impl MemoryStore {
         MemoryStore {
             map: Arc::clone(&self.map),
             versions: Arc::clone(&self.versions),
+            side: Arc::clone(&self.side),
             max_chunk_size: self.max_chunk_size,
             closed: AtomicBool::new(false),
         }
@@ -230,6 +234,22 @@ impl Cloudstore for MemoryStore {
         self.check_open()?;
         if let Some(e) = self.map.write().get_mut(key) {
             e.mtime = Some(mtime);
+        }
+        Ok(())
+    }
+
+    fn side_get(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.check_open()?;
+        Ok(self.side.read().get(name).cloned())
+    }
+
+    fn side_put(&self, name: &str, value: &[u8]) -> Result<()> {
+        self.check_open()?;
+        let mut side = self.side.write();
+        if value.is_empty() {
+            side.remove(name);
+        } else {
+            side.insert(name.to_owned(), value.to_vec());
         }
         Ok(())
     }

@@ -196,7 +196,28 @@ pub trait Cloudstore: Send + Sync {
     fn space(&self) -> Result<Option<SpaceInfo>> {
         Ok(None)
     }
+
+    /// A record kept beside the chunk keyspace, never a chunk (`name` is one of [`SIDE_NAMES`]):
+    /// the mount keeps its scratch files and its directory's mtime there. `None` when absent.
+    fn side_get(&self, _name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+
+    /// Replaces a side record whole, durably (an empty value removes it).
+    fn side_put(&self, name: &str, _value: &[u8]) -> Result<()> {
+        Err(StoreError::Config(format!(
+            "backend {}: cannot keep the record {name:?} beside the chunks",
+            self.backend()
+        )))
+    }
 }
+
+/// The side records the mount keeps (see [`Cloudstore::side_get`]).
+pub const SIDE_NAMES: [&str; 2] = [SIDE_SCRATCH, SIDE_DIR_MTIME];
+/// The scratch files saved at unmount.
+pub const SIDE_SCRATCH: &str = "scratch";
+/// The mtime of the mount's directory.
+pub const SIDE_DIR_MTIME: &str = "dir-mtime";
 
 /// Checks a range and clamps it to a value of `len` bytes: the byte span to return.
 pub fn clamp_range(key: &[u8], start: u64, end: u64, len: u64) -> Result<(usize, usize)> {

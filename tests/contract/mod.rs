@@ -384,6 +384,36 @@ pub fn data_survives_close_and_reopen(h: &dyn Harness) {
     }
 }
 
+/// Side records (the mount's saved scratch files and directory mtime) live beside the keyspace:
+/// never listed as chunks, kept across a reopen, removed by an empty value.
+pub fn side_records_are_kept_beside_the_chunks(h: &dyn Harness) {
+    use cloudstore_fs::store::{SIDE_DIR_MTIME, SIDE_SCRATCH};
+    let s = h.open();
+    assert_eq!(s.side_get(SIDE_SCRATCH).unwrap(), None);
+    s.set_chunk(b"\x01", b"chunk").unwrap();
+    let big = bytes(7, 300_000);
+    s.side_put(SIDE_SCRATCH, &big).unwrap();
+    s.side_put(SIDE_DIR_MTIME, b"twelve bytes").unwrap();
+    s.side_put(SIDE_DIR_MTIME, b"other bytes!").unwrap();
+    let listed: Vec<Vec<u8>> = s.list(None).unwrap().map(|c| c.unwrap().key).collect();
+    assert_eq!(
+        listed,
+        vec![b"\x01".to_vec()],
+        "side records are not chunks"
+    );
+    s.close().unwrap();
+    drop(s);
+    let s = h.open();
+    assert_eq!(s.side_get(SIDE_SCRATCH).unwrap(), Some(big));
+    assert_eq!(
+        s.side_get(SIDE_DIR_MTIME).unwrap(),
+        Some(b"other bytes!".to_vec())
+    );
+    s.side_put(SIDE_SCRATCH, b"").unwrap();
+    assert_eq!(s.side_get(SIDE_SCRATCH).unwrap(), None);
+    s.side_put(SIDE_SCRATCH, b"").unwrap();
+}
+
 // ---- long histories (rusty-leveldb 4.0.2 lost data in both; see FACTS.md) ----
 
 /// Bytes of a version of a value: a slice of one shared random pool, stamped with `version` at
@@ -596,6 +626,7 @@ macro_rules! contract_tests {
             mtime_is_kept_and_settable,
             eight_threads_at_once,
             data_survives_close_and_reopen,
+            side_records_are_kept_beside_the_chunks,
             big_value_over_an_old_version_survives_reopen,
             newest_of_600_versions_survives_churn,
             versioned_reads_are_of_one_version

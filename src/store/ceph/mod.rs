@@ -26,6 +26,7 @@
 mod aio;
 mod list;
 mod rados;
+mod side;
 
 use std::ffi::{CStr, CString};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -856,6 +857,14 @@ impl Cloudstore for CephStore {
                 Err(e) => Err(self.error("set-mtime", key, e, None)),
             }
         })
+    }
+
+    fn side_get(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.side_read(name)
+    }
+
+    fn side_put(&self, name: &str, value: &[u8]) -> Result<()> {
+        self.side_write(name, value)
     }
 
     /// Cluster-wide figures (RADOS pools have no size of their own, only quotas); `None` when

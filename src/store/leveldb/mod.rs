@@ -43,7 +43,7 @@ use lock::{HolderState, LOCK_WAIT};
 
 use super::{
     check_chunk, clamp_range, ChunkInfo, ChunkList, Cloudstore, RawChunk, Result, SpaceInfo,
-    StoreError,
+    StoreError, SIDE_DIR_MTIME,
 };
 use crate::config::{Compression, Config};
 
@@ -632,6 +632,49 @@ impl Cloudstore for LevelDbStore {
         d.write_index(&index, key)
     }
 
+    /// Side records are files `cloudstore-meta/cloudstore-side-NAME` (LevelDB leaves files it
+    /// does not know alone): never in either database, so no other program sees them as keys.
+    fn side_get(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.dbs()?;
+        let path = self.side_path(name);
+        match std::fs::read(&path) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("read side record", &path, e)),
+        }
+    }
+
+    fn side_put(&self, name: &str, value: &[u8]) -> Result<()> {
+        self.dbs()?;
+        let path = self.side_path(name);
+        let meta_dir = self.dir.join(META_DIR);
+        if value.is_empty() {
+            match std::fs::remove_file(&path) {
+                Ok(()) => return sync_dir(&meta_dir),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(io_err("remove side record", &path, e)),
+            }
+        }
+        // The directory's mtime changes with every new name: written whole (rename) but not
+        // fsynced, a power loss may leave an older one. The scratch files are fsynced.
+        let durable = name != SIDE_DIR_MTIME;
+        let tmp = path.with_extension("tmp");
+        let written = std::fs::File::create(&tmp).and_then(|mut f| {
+            use std::io::Write;
+            f.write_all(value)?;
+            if durable {
+                f.sync_all()?;
+            }
+            Ok(())
+        });
+        written.map_err(|e| io_err("write side record", &tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| io_err("write side record", &path, e))?;
+        if durable {
+            sync_dir(&meta_dir)?;
+        }
+        Ok(())
+    }
+
     fn space(&self) -> Result<Option<SpaceInfo>> {
         let path = std::ffi::CString::new(self.dir.as_os_str().as_encoded_bytes())
             .map_err(|_| StoreError::Config(format!("bad path {}", self.dir.display())))?;
@@ -648,6 +691,15 @@ impl Cloudstore for LevelDbStore {
             free: st.f_bfree as u64 * frsize,
             available: st.f_bavail as u64 * frsize,
         }))
+    }
+}
+
+impl LevelDbStore {
+    /// Where the side record `name` lives.
+    fn side_path(&self, name: &str) -> PathBuf {
+        self.dir
+            .join(META_DIR)
+            .join(format!("cloudstore-side-{name}"))
     }
 }
 
