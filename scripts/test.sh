@@ -37,6 +37,8 @@ command -v restic >/dev/null || need+=(restic)
 command -v clang++ >/dev/null || need+=(clang)
 command -v cmake >/dev/null || need+=(cmake)
 command -v python3 >/dev/null || need+=(python3 python3-pip)
+# fusermount3 (setuid root) for the unprivileged mount of tests/system.rs
+command -v fusermount3 >/dev/null || need+=(fuse3)
 if [ ${#need[@]} -gt 0 ]; then
     say "installing ${need[*]}"
     apt-get update -qq

@@ -9,6 +9,7 @@
 
 mod daemon;
 mod files;
+mod fusermount;
 mod mountinfo;
 mod mountpoint;
 mod options;
@@ -148,6 +149,24 @@ pub fn stats(mountpoint: &Path) -> Result<String, String> {
     })
 }
 
+/// Mounts at `mountpoint` (root: mount(2); another user: through fusermount3).
+fn new_session(
+    core: &Arc<ChunkFs>,
+    mountpoint: &Path,
+    opts: &MountOptions,
+    backend: &str,
+) -> Result<Session<FuseAdapter>, String> {
+    let config = fuse_config(opts, backend);
+    if fusermount::needed() {
+        let fd = fusermount::mount(mountpoint, &config.mount_options, opts.allow_other)?;
+        let acl = config.acl;
+        return Session::from_fd(FuseAdapter::new(core.clone()), fd, acl, config)
+            .map_err(|e| mount_error(mountpoint, e));
+    }
+    Session::new(FuseAdapter::new(core.clone()), mountpoint, &config)
+        .map_err(|e| mount_error(mountpoint, e))
+}
+
 /// Serves the mount in this process until it is unmounted.
 fn serve(
     store: Arc<dyn Cloudstore>,
@@ -169,13 +188,9 @@ fn serve(
             ))
         }
     };
-    let session = match Session::new(
-        FuseAdapter::new(core.clone()),
-        mountpoint,
-        &fuse_config(opts, backend),
-    ) {
+    let session = match new_session(&core, mountpoint, opts, backend) {
         Ok(s) => s,
-        Err(e) => return Err(report(notify, mount_error(mountpoint, e))),
+        Err(e) => return Err(report(notify, e)),
     };
     crate::fuse::wire_invalidation(&core, session.notifier());
     raise_read_ahead(mountpoint);
@@ -265,12 +280,7 @@ pub fn spawn(
     let mountpoint = check_mountpoint(&opts.mountpoint, opts.nonempty)?;
     let backend = store.backend();
     let core = new_core(store, config, opts);
-    let session = Session::new(
-        FuseAdapter::new(core.clone()),
-        &mountpoint,
-        &fuse_config(opts, backend),
-    )
-    .map_err(|e| mount_error(&mountpoint, e))?;
+    let session = new_session(&core, &mountpoint, opts, backend)?;
     crate::fuse::wire_invalidation(&core, session.notifier());
     raise_read_ahead(&mountpoint);
     let session = session
