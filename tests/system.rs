@@ -522,3 +522,84 @@ fn log_file_and_log_level() {
         );
     }
 }
+
+/// A user other than root (setpriv to uid/gid 65534) mounts on a directory they own, through
+/// fusermount3: writes, reads, `stats` and `unmount` work, the log, pid file and stats socket
+/// are in their `$XDG_RUNTIME_DIR`, the values are in the store after the unmount, and
+/// `--allow-other` says that /etc/fuse.conf forbids it. /dev/fuse is 0600 on this machine (most
+/// systems make it 0666, which fusermount3 needs): the test runs in a private mount namespace
+/// in which a 0666 node of the same device is bound over it; the host's is not touched.
+#[test]
+fn a_user_mounts_through_fusermount3() {
+    let Some(sys) = System::new("a_user_mounts_through_fusermount3", &[]) else {
+        return;
+    };
+    if Command::new("fusermount3")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        skip_or_fail("a_user_mounts_through_fusermount3 needs fusermount3 (apt-get install fuse3)");
+        return;
+    }
+    for d in ["run", "mnt2"] {
+        std::fs::create_dir(sys.path(d)).unwrap();
+    }
+    let chown = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(sys.dir.path())
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    std::fs::set_permissions(
+        sys.path("run"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    // The test directory must be reachable for the user (tempdir makes it 0700, now theirs).
+    let user = r#"
+        set -eu
+        "$BIN" mount --daemon --data-dir "$T/data" "$MNT" > "$T/mount.out" 2>&1
+        awk -v m="$MNT" '$5 == m { print "uid option: " ($0 ~ /user_id=65534/) }' /proc/self/mountinfo
+        printf 'from a user' > "$MNT/0b0b"
+        echo "read: $(cat "$MNT/0b0b")"
+        "$BIN" stats "$MNT" | grep -c commits_ | sed 's/^/stats lines: /'
+        ls "$XDG_RUNTIME_DIR/cloudstore-fs" | sed 's/^/runtime: /'
+        "$BIN" unmount "$MNT"
+        echo "stored: $("$BIN" get 0b0b --data-dir "$T/data")"
+        if "$BIN" mount --daemon --allow-other --data-dir "$T/data" "$T/mnt2" 2> "$T/ao.err"; then
+            echo "allow_other mounted"; "$BIN" unmount "$T/mnt2"
+        fi
+        cat "$T/ao.err"
+    "#;
+    let out = sys.run(&format!(
+        r#"
+        mknod "$T/fuse" c 10 229
+        chmod 666 "$T/fuse"
+        mount --bind "$T/fuse" /dev/fuse
+        setpriv --reuid=65534 --regid=65534 --clear-groups \
+            env -i PATH=/usr/bin:/bin HOME="$T" XDG_RUNTIME_DIR="$T/run" T="$T" MNT="$MNT" BIN="$BIN" \
+            sh -c '{}'
+        "#,
+        user.replace('\'', "'\\''")
+    ));
+    let stdout = assert_ok(&out);
+    assert!(stdout.contains("uid option: 1\n"), "{stdout}");
+    assert!(stdout.contains("read: from a user\n"), "{stdout}");
+    assert!(stdout.contains("stats lines: "), "{stdout}");
+    for kind in [".log\n", ".pid\n", ".sock\n"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("runtime: ") && format!("{l}\n").ends_with(kind)),
+            "no {kind:?} in the runtime dir: {stdout}"
+        );
+    }
+    assert!(stdout.contains("stored: from a user\n"), "{stdout}");
+    if !std::fs::read_to_string("/etc/fuse.conf")
+        .is_ok_and(|c| c.lines().any(|l| l.trim() == "user_allow_other"))
+    {
+        assert!(!stdout.contains("allow_other mounted"), "{stdout}");
+        assert!(stdout.contains("user_allow_other"), "{stdout}");
+    }
+}
