@@ -3,6 +3,7 @@
 
 mod args;
 mod chunk;
+mod docs;
 mod error;
 mod export;
 pub mod helper;
@@ -165,6 +166,14 @@ pub enum Command {
         /// The mounted directory.
         mountpoint: PathBuf,
     },
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff; `man -l <(cloudstore-fs man)`).
+    #[command(hide = true)]
+    Man,
     /// Unmount a cloudstore-fs mount; returns once its daemon has committed everything and
     /// exited. A busy mount (files open) is an error unless --lazy.
     Unmount {
@@ -342,6 +351,12 @@ pub fn run(cli: Cli) -> CliResult {
         };
         return mount::unmount(mountpoint, &opts);
     }
+    match &cli.command {
+        // Generated from this definition; need no store.
+        Command::Completions { shell } => return docs::completions(*shell),
+        Command::Man => return docs::man_page(),
+        _ => {}
+    }
     if let Command::Stats { mountpoint } = &cli.command {
         // Asks the mount's daemon; needs no store.
         return mount::stats(mountpoint);
@@ -406,7 +421,10 @@ pub fn run(cli: Cli) -> CliResult {
             };
             mount::mount(store.clone(), &config, &opts)
         }
-        Command::Unmount { .. } | Command::Stats { .. } => unreachable!("handled above"),
+        Command::Unmount { .. }
+        | Command::Stats { .. }
+        | Command::Completions { .. }
+        | Command::Man => unreachable!("handled above"),
     };
     // Close even after a failure, so that whatever did succeed (part of an import) is flushed;
     // the command's own error is the one reported.
