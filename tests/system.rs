@@ -603,3 +603,102 @@ fn a_user_mounts_through_fusermount3() {
         assert!(stdout.contains("user_allow_other"), "{stdout}");
     }
 }
+
+/// The Debian package: built with cargo-deb (from the binary under test: `--profile dev`),
+/// installed with dpkg, its files listed and used (the mount helper answers, the man page is
+/// found), removed again with its helper links. dpkg runs in a private mount namespace whose
+/// /usr, /var and /etc are writable overlays in the test directory, so the host's system and
+/// dpkg database are never touched.
+#[test]
+fn the_deb_installs_and_removes() {
+    let Some(sys) = System::new("the_deb_installs_and_removes", &[]) else {
+        return;
+    };
+    if Command::new("cargo-deb").arg("--version").output().is_err()
+        && Command::new("cargo")
+            .args(["deb", "--version"])
+            .output()
+            .map_or(true, |o| !o.status.success())
+    {
+        skip_or_fail("the_deb_installs_and_removes needs cargo-deb (cargo install cargo-deb)");
+        return;
+    }
+    // The assets the package names under target/assets (packaging/build-deb.sh makes them).
+    let target = Path::new(BIN).parent().unwrap().parent().unwrap();
+    let assets = target.join("assets");
+    std::fs::create_dir_all(&assets).unwrap();
+    let gen = |args: &[&str]| Command::new(BIN).args(args).output().unwrap().stdout;
+    let mut gz = Command::new("gzip")
+        .arg("-9n")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::fs::File::create(assets.join("cloudstore-fs.1.gz")).unwrap())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut gz.stdin.take().unwrap(), &gen(&["man"])).unwrap();
+    assert!(gz.wait().unwrap().success());
+    for (shell, file) in [
+        ("bash", "cloudstore-fs.bash"),
+        ("zsh", "_cloudstore-fs"),
+        ("fish", "cloudstore-fs.fish"),
+    ] {
+        std::fs::write(assets.join(file), gen(&["completions", shell])).unwrap();
+    }
+    let deb = sys.path("cloudstore-fs.deb");
+    let out = Command::new("cargo")
+        .args([
+            "deb",
+            "--no-build",
+            "--profile",
+            "dev",
+            "--no-strip",
+            "--fast",
+            "-o",
+        ])
+        .arg(&deb)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cargo deb: {}", text(&out).1);
+    let out = sys.run(
+        r#"
+        for d in usr var etc; do
+            mkdir -p "$T/upper-$d" "$T/work-$d"
+            mount -t overlay overlay -o "lowerdir=/$d,upperdir=$T/upper-$d,workdir=$T/work-$d" "/$d"
+        done
+        dpkg-deb -f "$T/cloudstore-fs.deb" Depends | sed 's/^/depends: /'
+        dpkg -i --force-depends "$T/cloudstore-fs.deb" > /dev/null
+        dpkg -L cloudstore-fs | sed 's/^/file: /'
+        echo "helper: $(readlink /sbin/mount.cloudstore-fs) $(readlink /sbin/umount.fuse.cloudstore-fs)"
+        mount -t cloudstore-fs "leveldb:$T/data" "$MNT" -o bogus_option 2>&1 | sed 's/^/mount: /' || true
+        echo "man: $(man -w cloudstore-fs)"
+        dpkg -r cloudstore-fs > /dev/null
+        echo "after removal: $(ls /usr/bin/cloudstore-fs /usr/sbin/mount.cloudstore-fs /usr/sbin/umount.fuse.cloudstore-fs 2>/dev/null | wc -l) files"
+        "#,
+    );
+    let stdout = assert_ok(&out);
+    assert!(
+        stdout.contains("librados2") && stdout.contains("fuse3"),
+        "{stdout}"
+    );
+    for file in [
+        "file: /usr/bin/cloudstore-fs\n",
+        "file: /lib/systemd/system/cloudstore-fs@.service\n",
+        "file: /usr/share/man/man1/cloudstore-fs.1.gz\n",
+        "file: /usr/share/bash-completion/completions/cloudstore-fs\n",
+    ] {
+        assert!(stdout.contains(file), "{file} missing: {stdout}");
+    }
+    assert!(
+        stdout.contains("helper: /usr/bin/cloudstore-fs /usr/bin/cloudstore-fs\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("mount: mount.cloudstore-fs: mount option \"bogus_option\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("man: /usr/share/man/man1/cloudstore-fs.1.gz\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("after removal: 0 files\n"), "{stdout}");
+}
