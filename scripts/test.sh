@@ -62,8 +62,7 @@ export FSX="$fsx_bin"
 
 # cargo-deb for the package test of tests/system.rs (it builds the .deb from the debug binary).
 CARGO_DEB_VERSION=3.8.0
-if [ "$(cargo deb --version 2>/dev/null)" != "$CARGO_DEB_VERSION" ] &&
-    ! cargo deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
+if ! cargo deb --version 2>/dev/null | grep -qx "cargo-deb $CARGO_DEB_VERSION"; then
     say "installing cargo-deb $CARGO_DEB_VERSION (cargo install)"
     cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked
 fi
