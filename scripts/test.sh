@@ -37,6 +37,8 @@ command -v restic >/dev/null || need+=(restic)
 command -v clang++ >/dev/null || need+=(clang)
 command -v cmake >/dev/null || need+=(cmake)
 command -v python3 >/dev/null || need+=(python3 python3-pip)
+# fusermount3 (setuid root) for the unprivileged mount of tests/system.rs
+command -v fusermount3 >/dev/null || need+=(fuse3)
 if [ ${#need[@]} -gt 0 ]; then
     say "installing ${need[*]}"
     apt-get update -qq
@@ -57,6 +59,13 @@ if [ "$("$fsx_bin" --version 2>/dev/null)" != "fsx $FSX_VERSION" ]; then
     cargo install fsx --version "$FSX_VERSION" --locked
 fi
 export FSX="$fsx_bin"
+
+# cargo-deb for the package test of tests/system.rs (it builds the .deb from the debug binary).
+CARGO_DEB_VERSION=3.8.0
+if ! cargo deb --version 2>/dev/null | grep -qx "cargo-deb $CARGO_DEB_VERSION"; then
+    say "installing cargo-deb $CARGO_DEB_VERSION (cargo install)"
+    cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked
+fi
 
 # 2. Formatting and lints: cheap, and they fail fast.
 say "cargo fmt --check"

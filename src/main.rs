@@ -6,6 +6,14 @@ use clap::Parser;
 use cloudstore_fs::cli::{self, Cli, Command};
 
 fn main() -> ExitCode {
+    let mut args = std::env::args_os();
+    if let Some(helper) = args
+        .next()
+        .and_then(|a| cli::helper::Helper::from_argv0(&a))
+    {
+        // Run by mount(8) or umount(8) as their helper (see `cli::helper`).
+        return helper.run(&args.collect::<Vec<_>>());
+    }
     // Usage errors exit 2 (clap's default), --help and --version 0.
     let cli = Cli::parse();
     // A command's failure is printed once, as its message below. The mount daemon's log keeps
@@ -15,7 +23,10 @@ fn main() -> ExitCode {
         Command::Mount { .. } => "warn",
         _ => "off",
     };
-    cloudstore_fs::fuse::DaemonLogger::init(default_log);
+    if let Err(e) = cli::logging::init(&cli.log, default_log) {
+        eprintln!("cloudstore-fs: {e}");
+        return ExitCode::from(e.exit_code());
+    }
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

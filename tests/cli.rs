@@ -483,3 +483,54 @@ fn import_errors_and_export_into_existing_dir() {
     env.ok(&["export", dst.to_str().unwrap()]);
     assert_eq!(fs::read(dst.join("01")).unwrap(), b"one");
 }
+
+/// `completions SHELL` prints a completion script that knows the subcommands and options; a
+/// shell it does not know is exit 2. The (hidden) `man` prints a man page, with a section per
+/// subcommand and the options, that man(1) renders.
+#[test]
+fn completions_and_man_page() {
+    let run = |args: &[&str]| Command::new(BIN).args(args).output().unwrap();
+    let bash = run(&["completions", "bash"]);
+    assert!(bash.status.success());
+    let bash = String::from_utf8(bash.stdout).unwrap();
+    for word in ["cloudstore-fs", "unmount", "--log-file", "--data-dir"] {
+        assert!(
+            bash.contains(word),
+            "{word} missing from the bash completions"
+        );
+    }
+    for shell in ["zsh", "fish"] {
+        let out = run(&["completions", shell]);
+        assert!(out.status.success() && out.stdout.len() > 1000, "{shell}");
+    }
+    assert_eq!(run(&["completions", "nosh"]).status.code(), Some(2));
+    let man = run(&["man"]);
+    assert!(man.status.success());
+    let man = String::from_utf8(man.stdout).unwrap();
+    assert!(man.contains(".TH cloudstore-fs 1"), "{man}");
+    for section in [
+        ".SH \"MOUNT\"",
+        ".SH \"UNMOUNT\"",
+        "\\-\\-read\\-only",
+        "\\-\\-log\\-level",
+    ] {
+        assert!(man.contains(section), "{section} missing from the man page");
+    }
+    if Command::new("man").arg("--version").output().is_ok() {
+        let dir = tempfile::tempdir().unwrap();
+        let page = dir.path().join("cloudstore-fs.1");
+        fs::write(&page, &man).unwrap();
+        let rendered = Command::new("man")
+            .arg("-l")
+            .arg(&page)
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&rendered.stdout);
+        assert!(
+            rendered.status.success() && text.contains("--memory-budget"),
+            "{text}"
+        );
+    }
+}

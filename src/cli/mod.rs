@@ -3,13 +3,16 @@
 
 mod args;
 mod chunk;
+mod docs;
 mod error;
 mod export;
+pub mod helper;
 mod import;
+pub mod logging;
 mod mount;
 mod progress;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
@@ -26,43 +29,69 @@ use crate::store::{self, Cloudstore};
 pub struct Cli {
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub log: logging::LogArgs,
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The configuration file read when neither --config nor $CLOUDSTORE_FS_CONFIG names one.
+pub const DEFAULT_CONFIG: &str = "/etc/cloudstore-fs/config.toml";
 
 /// Store options, accepted before or after the subcommand; each overrides the --config file.
 #[derive(Debug, Clone, Default, Args)]
 #[command(next_help_heading = "Store options")]
 pub struct StoreArgs {
-    /// TOML configuration file (flags override its values).
-    #[arg(long, global = true, value_name = "FILE")]
+    /// TOML configuration file (flags override its values) [default:
+    /// /etc/cloudstore-fs/config.toml when present].
+    #[arg(long, global = true, env = "CLOUDSTORE_FS_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Which store to use [default: leveldb].
-    #[arg(long, global = true, value_enum)]
+    #[arg(long, global = true, env = "CLOUDSTORE_FS_BACKEND", value_enum)]
     pub backend: Option<Backend>,
     /// LevelDB database directory.
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "CLOUDSTORE_FS_DATA_DIR",
+        value_name = "DIR"
+    )]
     pub data_dir: Option<PathBuf>,
     /// Ceph: the ceph.conf to read.
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        env = "CLOUDSTORE_FS_CEPH_CONF",
+        value_name = "FILE"
+    )]
     pub ceph_conf: Option<PathBuf>,
     /// Ceph: the pool holding the chunks.
-    #[arg(long, global = true, value_name = "NAME")]
+    #[arg(long, global = true, env = "CLOUDSTORE_FS_POOL", value_name = "NAME")]
     pub pool: Option<String>,
     /// Ceph: the client name, without "client.".
-    #[arg(long, global = true, value_name = "NAME")]
+    #[arg(
+        long,
+        global = true,
+        env = "CLOUDSTORE_FS_CEPH_USER",
+        value_name = "NAME"
+    )]
     pub ceph_user: Option<String>,
     /// Ceph: the RADOS namespace inside the pool.
-    #[arg(long, global = true, value_name = "NS")]
+    #[arg(
+        long,
+        global = true,
+        env = "CLOUDSTORE_FS_NAMESPACE",
+        value_name = "NS"
+    )]
     pub namespace: Option<String>,
     /// Largest value accepted, in bytes (suffixes K, M, G).
-    #[arg(long, global = true, value_name = "BYTES", value_parser = parse_bytes)]
+    #[arg(long, global = true, env = "CLOUDSTORE_FS_MAX_CHUNK_SIZE", value_name = "BYTES", value_parser = parse_bytes)]
     pub max_chunk_size: Option<u64>,
     /// LevelDB block cache size in bytes (suffixes K, M, G).
-    #[arg(long, global = true, value_name = "BYTES", value_parser = parse_bytes)]
+    #[arg(long, global = true, env = "CLOUDSTORE_FS_CACHE_SIZE", value_name = "BYTES", value_parser = parse_bytes)]
     pub cache_size: Option<u64>,
     /// Mount: bytes of chunk data the daemon may hold (suffixes K, M, G).
-    #[arg(long, global = true, value_name = "BYTES", value_parser = parse_bytes)]
+    #[arg(long, global = true, env = "CLOUDSTORE_FS_MEMORY_BUDGET", value_name = "BYTES", value_parser = parse_bytes)]
     pub memory_budget: Option<u64>,
 }
 
@@ -112,16 +141,20 @@ pub enum Command {
     /// Mount the store as a directory and serve it until unmounted.
     Mount {
         /// Refuse every change.
-        #[arg(long)]
+        #[arg(long, env = "CLOUDSTORE_FS_READ_ONLY")]
         read_only: bool,
         /// Let other users than the mounting one see the files.
-        #[arg(long)]
+        #[arg(long, env = "CLOUDSTORE_FS_ALLOW_OTHER")]
         allow_other: bool,
         /// Return once the mount is ready and keep serving in the background.
-        #[arg(long)]
+        #[arg(long, env = "CLOUDSTORE_FS_DAEMON")]
         daemon: bool,
+        /// Serve in this process until unmounted (the default; systemd's Type=notify); wins
+        /// over --daemon and CLOUDSTORE_FS_DAEMON.
+        #[arg(long, env = "CLOUDSTORE_FS_FOREGROUND")]
+        foreground: bool,
         /// Mount over a directory that holds files (they are hidden while mounted).
-        #[arg(long)]
+        #[arg(long, env = "CLOUDSTORE_FS_NONEMPTY")]
         nonempty: bool,
         /// Where to mount (an empty directory; the stale mount of a dead cloudstore-fs daemon
         /// there is cleared).
@@ -133,6 +166,14 @@ pub enum Command {
         /// The mounted directory.
         mountpoint: PathBuf,
     },
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff; `man -l <(cloudstore-fs man)`).
+    #[command(hide = true)]
+    Man,
     /// Unmount a cloudstore-fs mount; returns once its daemon has committed everything and
     /// exited. A busy mount (files open) is an error unless --lazy.
     Unmount {
@@ -151,7 +192,12 @@ impl StoreArgs {
     /// The configuration: the --config file (or the defaults), then each given flag, validated.
     /// Every failure here is invalid input.
     pub fn load_config(&self) -> CliResult<Config> {
-        let mut config = match &self.config {
+        let default_file = Path::new(DEFAULT_CONFIG);
+        let file = match &self.config {
+            Some(path) => Some(path.as_path()),
+            None => default_file.exists().then_some(default_file),
+        };
+        let mut config = match file {
             Some(path) => Config::load(path).map_err(|e| CliError::Invalid(e.to_string()))?,
             None => Config::default(),
         };
@@ -305,6 +351,12 @@ pub fn run(cli: Cli) -> CliResult {
         };
         return mount::unmount(mountpoint, &opts);
     }
+    match &cli.command {
+        // Generated from this definition; need no store.
+        Command::Completions { shell } => return docs::completions(*shell),
+        Command::Man => return docs::man_page(),
+        _ => {}
+    }
     if let Command::Stats { mountpoint } = &cli.command {
         // Asks the mount's daemon; needs no store.
         return mount::stats(mountpoint);
@@ -325,6 +377,7 @@ pub fn run(cli: Cli) -> CliResult {
     if let Command::Mount {
         mountpoint,
         daemon: true,
+        foreground: false,
         nonempty,
         ..
     } = &cli.command
@@ -355,6 +408,7 @@ pub fn run(cli: Cli) -> CliResult {
             read_only,
             allow_other,
             daemon,
+            foreground,
             nonempty,
             mountpoint,
         } => {
@@ -362,12 +416,15 @@ pub fn run(cli: Cli) -> CliResult {
                 mountpoint,
                 read_only,
                 allow_other,
-                daemon,
+                daemon: daemon && !foreground,
                 nonempty,
             };
             mount::mount(store.clone(), &config, &opts)
         }
-        Command::Unmount { .. } | Command::Stats { .. } => unreachable!("handled above"),
+        Command::Unmount { .. }
+        | Command::Stats { .. }
+        | Command::Completions { .. }
+        | Command::Man => unreachable!("handled above"),
     };
     // Close even after a failure, so that whatever did succeed (part of an import) is flushed;
     // the command's own error is the one reported.

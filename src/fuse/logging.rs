@@ -14,9 +14,14 @@ const INTERRUPTED: &str = "Failed to send FUSE reply: No such file or directory"
 impl DaemonLogger {
     /// Installs the logger: `RUST_LOG` as env_logger reads it, `default` without it.
     pub fn init(default: &str) {
-        let inner =
+        Self::install(
             env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
-                .build();
+                .build(),
+        );
+    }
+
+    /// Installs `inner`, an env_logger configured by the caller (level, target, format).
+    pub fn install(inner: env_logger::Logger) {
         let max = inner.filter();
         if log::set_boxed_logger(Box::new(DaemonLogger(inner))).is_ok() {
             log::set_max_level(max);

@@ -34,6 +34,7 @@ pub(super) fn notify_pipe_from_env() -> Option<File> {
 
 /// Tells a waiting `--daemon` parent about a failure, and gives the message back.
 pub(super) fn report(notify: Option<File>, msg: String) -> String {
+    super::systemd::status(&format!("mount failed: {msg}"));
     if let Some(mut f) = notify {
         let _ = writeln!(f, "ERR {msg}");
     }

@@ -17,7 +17,8 @@ use super::mountpoint::absolute;
 /// The environment variable naming the daemon's log file.
 pub const LOG_ENV: &str = "CLOUDSTORE_FS_LOG";
 
-fn euid() -> u32 {
+/// This process's effective uid.
+pub(super) fn euid() -> u32 {
     // SAFETY: geteuid cannot fail.
     unsafe { libc::geteuid() }
 }

@@ -5,15 +5,17 @@
 //! One file a job: `mountpoint` (checks and stale-mount takeover), `mountinfo` (what is mounted
 //! where), `options` (fuser settings), `signals` (clean stop), `daemon` (`--daemon`), `files`
 //! (runtime directory, log and pid files), `unmount` (unmount and wait for the daemon), `stats`
-//! (the socket `cloudstore-fs stats` asks).
+//! (the socket `cloudstore-fs stats` asks), `systemd` (readiness notifications).
 
 mod daemon;
 mod files;
+mod fusermount;
 mod mountinfo;
 mod mountpoint;
 mod options;
 mod signals;
 mod stats;
+pub mod systemd;
 mod unmount;
 
 use std::fs::File;
@@ -147,6 +149,24 @@ pub fn stats(mountpoint: &Path) -> Result<String, String> {
     })
 }
 
+/// Mounts at `mountpoint` (root: mount(2); another user: through fusermount3).
+fn new_session(
+    core: &Arc<ChunkFs>,
+    mountpoint: &Path,
+    opts: &MountOptions,
+    backend: &str,
+) -> Result<Session<FuseAdapter>, String> {
+    let config = fuse_config(opts, backend);
+    if fusermount::needed() {
+        let fd = fusermount::mount(mountpoint, &config.mount_options, opts.allow_other)?;
+        let acl = config.acl;
+        return Session::from_fd(FuseAdapter::new(core.clone()), fd, acl, config)
+            .map_err(|e| mount_error(mountpoint, e));
+    }
+    Session::new(FuseAdapter::new(core.clone()), mountpoint, &config)
+        .map_err(|e| mount_error(mountpoint, e))
+}
+
 /// Serves the mount in this process until it is unmounted.
 fn serve(
     store: Arc<dyn Cloudstore>,
@@ -168,13 +188,9 @@ fn serve(
             ))
         }
     };
-    let session = match Session::new(
-        FuseAdapter::new(core.clone()),
-        mountpoint,
-        &fuse_config(opts, backend),
-    ) {
+    let session = match new_session(&core, mountpoint, opts, backend) {
         Ok(s) => s,
-        Err(e) => return Err(report(notify, mount_error(mountpoint, e))),
+        Err(e) => return Err(report(notify, e)),
     };
     crate::fuse::wire_invalidation(&core, session.notifier());
     raise_read_ahead(mountpoint);
@@ -192,20 +208,38 @@ fn serve(
         }
     };
     let daemon = notify.is_some();
+    let shown = mountpoint.display();
+    // In a thread of its own (which inherits the blocked signals), so that its end is joined
+    // without fuser's second unmount (see `join_session`).
+    let session = match session.spawn() {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = umount2(mountpoint, libc::MNT_DETACH);
+            waiter.stop();
+            return Err(report(notify, format!("FUSE session at {shown}: {e}")));
+        }
+    };
+    // Ready once the mount answers: this stat of its root goes through the kernel to the
+    // session just started (and waits for the FUSE handshake).
+    if let Err(e) = std::fs::metadata(mountpoint) {
+        log::warn!("{shown}: the new mount does not answer a stat: {e}");
+    }
     report_ready(notify);
-    log::info!("{backend}: mounted at {}", mountpoint.display());
+    systemd::ready(&format!("serving the {backend} store at {shown}"));
+    log::info!("{backend}: mounted at {shown}");
     if !daemon {
         eprintln!(
             "cloudstore-fs: serving the {backend} store at {shown}; stop with Ctrl-C or \
-             `cloudstore-fs unmount {shown}`",
-            shown = mountpoint.display()
+             `cloudstore-fs unmount {shown}`"
         );
     }
-    // In a thread of its own (which inherits the blocked signals), so that its end is joined
-    // without fuser's second unmount (see `join_session`).
-    let result = session.spawn().and_then(join_session);
+    let result = join_session(session);
+    systemd::stopping(&format!(
+        "{shown} unmounted: committing what is pending, then closing the {backend} store"
+    ));
     // destroy() committed and saved the scratch files; anything a lost connection left behind
-    // is committed here, and a failed save of the scratch files fails the exit status. The caller closes the store; `unmount` waits for this process to exit.
+    // is committed here, and a failed save of the scratch files fails the exit status. The
+    // caller closes the store; `unmount` waits for this process to exit.
     let late = core.finish_unmount();
     waiter.stop();
     drop(stats_server);
@@ -246,12 +280,7 @@ pub fn spawn(
     let mountpoint = check_mountpoint(&opts.mountpoint, opts.nonempty)?;
     let backend = store.backend();
     let core = new_core(store, config, opts);
-    let session = Session::new(
-        FuseAdapter::new(core.clone()),
-        &mountpoint,
-        &fuse_config(opts, backend),
-    )
-    .map_err(|e| mount_error(&mountpoint, e))?;
+    let session = new_session(&core, &mountpoint, opts, backend)?;
     crate::fuse::wire_invalidation(&core, session.notifier());
     raise_read_ahead(&mountpoint);
     let session = session

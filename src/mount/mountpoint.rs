@@ -51,14 +51,17 @@ pub fn check_mountpoint(path: &Path, nonempty: bool) -> Result<PathBuf, String> 
     let canonical = path
         .canonicalize()
         .map_err(|e| format!("mountpoint {shown}: {e}"))?;
-    if let Some(m) = find_mount(&canonical) {
+    let automount = find_mount(&canonical).is_some_and(|m| m.fstype == "autofs");
+    if let Some(m) = find_mount(&canonical).filter(|_| !automount) {
         return Err(format!(
             "{shown} is already a mount point ({} from {}); unmount it first \
              (`cloudstore-fs unmount {shown}`), or mount somewhere else",
             m.fstype, m.source
         ));
     }
-    if !nonempty {
+    // systemd's automount point (fstab `x-systemd.automount`): the mount goes on top of it, and
+    // listing it would wait for this very mount.
+    if !nonempty && !automount {
         let mut entries =
             std::fs::read_dir(&canonical).map_err(|e| format!("mountpoint {shown}: {e}"))?;
         if let Some(entry) = entries.next() {

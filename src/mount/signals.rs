@@ -76,6 +76,10 @@ impl StopSignals {
                         continue;
                     }
                     stopping = true;
+                    super::systemd::stopping(&format!(
+                        "signal {sig}: committing pending writes, then unmounting {}",
+                        mountpoint.display()
+                    ));
                     log::warn!(
                         "signal {sig}: committing pending writes, then unmounting {}",
                         mountpoint.display()

@@ -157,8 +157,12 @@ pub(super) fn detach(mountpoint: &Path) {
     }
 }
 
-/// umount2(2).
+/// umount2(2); for a user other than root, `fusermount3 -u` (`-z` for MNT_DETACH), which
+/// unmounts what that user mounted.
 pub(super) fn umount2(path: &Path, flags: libc::c_int) -> io::Result<()> {
+    if super::fusermount::needed() {
+        return super::fusermount::unmount(path, flags & libc::MNT_DETACH != 0);
+    }
     let c = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
     // SAFETY: a valid NUL-terminated path.
