@@ -210,9 +210,9 @@ impl CephStore {
             probe_access: c.probe_access,
         };
         // Not logged here: the caller reports the error once.
-        let cluster = Cluster::connect(&params).map_err(StoreError::Config)?;
+        let cluster = Arc::new(Cluster::connect(&params).map_err(StoreError::Config)?);
         let store = CephStore {
-            cluster: RwLock::new(Some(Arc::new(cluster))),
+            cluster: RwLock::new(Some(cluster.clone())),
             params: c.clone(),
             reconnecting: Mutex::new(()),
             pool_gone: AtomicBool::new(false),
@@ -232,6 +232,10 @@ impl CephStore {
             store.location,
             c.conf.display()
         );
+        if cluster.probe_timed_out {
+            // The next calls would wait one op timeout each.
+            store.watch_until_it_answers(&cluster);
+        }
         Ok(store)
     }
 

@@ -89,6 +89,8 @@ pub struct Cluster {
     ioctx: ffi::rados_ioctx_t,
     pool: CString,
     pool_id: i64,
+    /// The access probe at connect ran into the op timeout: the OSDs did not answer.
+    pub probe_timed_out: bool,
 }
 
 // librados handles are thread-safe; the one ioctx setting that is not (the namespace) is set
@@ -238,9 +240,11 @@ impl Cluster {
             ioctx,
             pool,
             pool_id,
+            probe_timed_out: false,
         };
+        let mut cluster = cluster;
         if p.probe_access {
-            cluster.probe_access(p)?;
+            cluster.probe_timed_out = !cluster.probe_access(p)?;
         }
         Ok(cluster)
     }
@@ -249,9 +253,10 @@ impl Cluster {
     /// namespace) only the OSDs say, per operation. One stat of an object that is never a chunk
     /// asks them at once, so that a refused pool fails the mount with a message naming the
     /// client and the pool instead of failing every later operation.
-    fn probe_access(&self, p: &ConnectParams) -> Result<(), String> {
+    /// `Ok(false)`: the OSDs did not answer in time (the mount goes on).
+    fn probe_access(&self, p: &ConnectParams) -> Result<bool, String> {
         match self.stat(ACCESS_PROBE) {
-            Ok(_) | Err(libc::ENOENT) => Ok(()),
+            Ok(_) | Err(libc::ENOENT) => Ok(true),
             Err(e @ (libc::EPERM | libc::EACCES)) => Err(format!(
                 "ceph: client.{} may not use pool {:?}{} (conf {}): {}; its caps must allow \
                  it, e.g. osd 'allow rw pool={}' (see: ceph auth get client.{})",
@@ -278,7 +283,7 @@ impl Cluster {
                     errno_text(e),
                     p.op_timeout.as_secs()
                 );
-                Ok(())
+                Ok(e != libc::ETIMEDOUT)
             }
         }
     }

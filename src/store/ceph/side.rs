@@ -14,33 +14,34 @@ fn side_object(name: &str) -> CString {
 
 impl CephStore {
     pub(super) fn side_read(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        let cluster = self.cluster()?;
-        let oid = side_object(name);
-        let mut req = [ReadRequest {
-            oid,
-            start: 0,
-            end: None,
-            result: None,
-        }];
-        self.read_all(&cluster, &mut req);
-        req[0]
-            .result
-            .take()
-            .expect("read_all fills every result")
-            .map_err(|e| self.error("read side record", name.as_bytes(), e, None))
+        self.guarded("read", |cluster| {
+            let mut req = [ReadRequest {
+                oid: side_object(name),
+                start: 0,
+                end: None,
+                result: None,
+            }];
+            self.read_all(cluster, &mut req);
+            req[0]
+                .result
+                .take()
+                .expect("read_all fills every result")
+                .map_err(|e| self.error("read side record", name.as_bytes(), e, None))
+        })
     }
 
     pub(super) fn side_write(&self, name: &str, value: &[u8]) -> Result<()> {
-        let cluster = self.cluster()?;
-        let oid = side_object(name);
-        if value.is_empty() {
-            return match cluster.remove(&oid) {
-                Ok(()) | Err(libc::ENOENT) => Ok(()),
-                Err(e) => Err(self.error("remove side record", name.as_bytes(), e, None)),
-            };
-        }
-        let results = self.write_all(&cluster, &[(oid, value)], SystemTime::now());
-        results[0]
-            .map_err(|e| self.error("write side record", name.as_bytes(), e, Some(value.len())))
+        self.guarded("write", |cluster| {
+            let oid = side_object(name);
+            if value.is_empty() {
+                return match cluster.remove(&oid) {
+                    Ok(()) | Err(libc::ENOENT) => Ok(()),
+                    Err(e) => Err(self.error("remove side record", name.as_bytes(), e, None)),
+                };
+            }
+            let results = self.write_all(cluster, &[(oid, value)], SystemTime::now());
+            results[0]
+                .map_err(|e| self.error("write side record", name.as_bytes(), e, Some(value.len())))
+        })
     }
 }
