@@ -277,8 +277,36 @@ fn read_only_refuses_every_change(m: &mut TestMount) {
     m.assert_unchanged(&before, "changes refused by a read-only mount");
 }
 
+/// `--uid`, `--gid` and `--file-mode` set what every file shows (the directory takes the owner
+/// and group, and stays 0755); a mode that is not octal permission bits is refused (exit 2).
+fn uid_gid_and_file_mode_are_what_the_files_show(m: &mut TestMount) {
+    write_file(&m.path("aa"), b"owned");
+    m.unmount();
+    m.mount_with_flags(&["--uid", "1234", "--gid", "2345", "--file-mode", "0640"]);
+    let aa = fs::metadata(m.path("aa")).unwrap();
+    assert_eq!((aa.uid(), aa.gid(), aa.mode()), (1234, 2345, 0o100640));
+    let root = fs::metadata(&m.mnt).unwrap();
+    assert_eq!(
+        (root.uid(), root.gid(), root.mode() & 0o7777),
+        (1234, 2345, 0o755)
+    );
+    // A new file shows the same, and its bytes are the store's.
+    write_file(&m.path("bb"), b"new");
+    assert_eq!(fs::metadata(m.path("bb")).unwrap().mode(), 0o100640);
+    assert_eq!(read_file(&m.path("bb")), b"new");
+    m.unmount();
+    let out = m.try_mount(&m.mnt.clone(), &["--file-mode", "0999"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not a file mode"),
+        "{out:?}"
+    );
+    m.mount();
+}
+
 mount_suites!([
     only_the_owner_reaches_the_mount,
     allow_other_reads_but_changes_nothing,
     read_only_refuses_every_change,
+    uid_gid_and_file_mode_are_what_the_files_show,
 ]);

@@ -319,6 +319,7 @@ fn fs_config() -> FsConfig {
         allow_other: false,
         uid: 0,
         gid: 0,
+        file_mode: 0o644,
         attr_ttl: std::time::Duration::from_secs(1),
         whole_value_reads: false,
         open_read: cloudstore_fs::fs::OPEN_READ,

@@ -211,6 +211,9 @@ pub fn translate(args: &[OsString]) -> CliResult<HelperCall> {
             }
             ("allow_other", None) => Some(("--allow-other", None)),
             ("nonempty", None) => Some(("--nonempty", None)),
+            ("uid", Some(v)) => Some(("--uid", Some(v))),
+            ("gid", Some(v)) => Some(("--gid", Some(v))),
+            ("file_mode", Some(v)) => Some(("--file-mode", Some(v))),
             ("config", Some(v)) => Some(("--config", Some(v))),
             ("ceph_conf", Some(v)) => Some(("--ceph-conf", Some(v))),
             ("ceph_user", Some(v)) => Some(("--ceph-user", Some(v))),
@@ -234,7 +237,10 @@ pub fn translate(args: &[OsString]) -> CliResult<HelperCall> {
                 )));
             }
             // Store flags go before the subcommand; the mount's own after it.
-            let to = if matches!(flag, "--allow-other" | "--nonempty") {
+            let to = if matches!(
+                flag,
+                "--allow-other" | "--nonempty" | "--uid" | "--gid" | "--file-mode"
+            ) {
                 &mut mount
             } else {
                 &mut store
@@ -345,6 +351,9 @@ fn unknown_option(option: &str, name: &str, value: Option<&str>) -> CliError {
         "cache_size",
         "log_file",
         "log_level",
+        "uid",
+        "gid",
+        "file_mode",
     ];
     let why = if value.is_some() && known_without_value.contains(&name) {
         format!("{name} takes no value")
@@ -427,6 +436,12 @@ mod tests {
         );
         assert!(!argv(&["leveldb:d", "/m", "-o", "ro,rw"]).contains(&"--read-only".into()));
         assert!(argv(&["leveldb:d", "/m", "-o", "read_only"]).contains(&"--read-only".into()));
+        let owned = argv(&["leveldb:d", "/m", "-o", "uid=5,gid=6,file_mode=0600"]);
+        let at = owned.iter().position(|a| a == "--uid").expect("--uid");
+        assert_eq!(
+            owned[at..at + 6],
+            ["--uid", "5", "--gid", "6", "--file-mode", "0600"]
+        );
     }
 
     #[test]

@@ -156,6 +156,16 @@ pub enum Command {
         /// Mount over a directory that holds files (they are hidden while mounted).
         #[arg(long, env = "CLOUDSTORE_FS_NONEMPTY")]
         nonempty: bool,
+        /// The owner every file and the directory show (default: the mounting user).
+        #[arg(long, env = "CLOUDSTORE_FS_UID")]
+        uid: Option<u32>,
+        /// The group every file and the directory show (default: the mounting user's).
+        #[arg(long, env = "CLOUDSTORE_FS_GID")]
+        gid: Option<u32>,
+        /// The permission bits every file shows, in octal (default 0644; the directory stays
+        /// 0755).
+        #[arg(long, env = "CLOUDSTORE_FS_FILE_MODE", value_parser = parse_file_mode)]
+        file_mode: Option<u32>,
         /// Where to mount (an empty directory; the stale mount of a dead cloudstore-fs daemon
         /// there is cleared).
         mountpoint: PathBuf,
@@ -336,6 +346,16 @@ fn open_store(config: &Config, create: bool) -> CliResult<Arc<dyn Cloudstore>> {
     Ok(store)
 }
 
+/// `--file-mode`: permission bits in octal (`644`, `0640`), at most 0777.
+fn parse_file_mode(text: &str) -> Result<u32, String> {
+    match u32::from_str_radix(text, 8) {
+        Ok(mode) if mode <= 0o777 => Ok(mode),
+        _ => Err(format!(
+            "{text:?} is not a file mode: give permission bits in octal, 0 to 0777 (e.g. 0640)"
+        )),
+    }
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> CliResult {
     if let Command::Unmount {
@@ -410,6 +430,9 @@ pub fn run(cli: Cli) -> CliResult {
             daemon,
             foreground,
             nonempty,
+            uid,
+            gid,
+            file_mode,
             mountpoint,
         } => {
             let opts = crate::mount::MountOptions {
@@ -418,6 +441,9 @@ pub fn run(cli: Cli) -> CliResult {
                 allow_other,
                 daemon: daemon && !foreground,
                 nonempty,
+                uid,
+                gid,
+                file_mode,
             };
             mount::mount(store.clone(), &config, &opts)
         }

@@ -604,7 +604,7 @@ impl ChunkFs {
         let (what, perm) = if ino == ROOT_INO {
             ("the mount's directory".to_string(), 0o755)
         } else {
-            (self.label(ino), 0o644)
+            (self.label(ino), self.cfg.file_mode)
         };
         let refuse = |change: String| {
             log::warn!(

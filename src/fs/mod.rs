@@ -80,6 +80,8 @@ pub struct FsConfig {
     pub uid: u32,
     /// Group of every file.
     pub gid: u32,
+    /// Permission bits every file shows (0644 unless `--file-mode`).
+    pub file_mode: u32,
     /// How long sizes and mtimes learned from the store stay valid (also the kernel's attr TTL).
     pub attr_ttl: Duration,
     /// Fetch a whole value once per open file instead of ranged reads (for backends without a
@@ -111,6 +113,7 @@ impl FsConfig {
             allow_other: false,
             uid,
             gid,
+            file_mode: 0o644,
             attr_ttl: Duration::from_secs(1),
             whole_value_reads: !remote,
             open_read: OPEN_READ,
@@ -433,7 +436,7 @@ impl ChunkFs {
             kind: FileKind::File,
             size,
             mtime,
-            perm: 0o644,
+            perm: self.cfg.file_mode as u16,
             nlink: 1,
             uid: self.cfg.uid,
             gid: self.cfg.gid,

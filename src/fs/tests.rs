@@ -23,6 +23,7 @@ fn cfg() -> FsConfig {
         allow_other: true,
         uid: 1000,
         gid: 1000,
+        file_mode: 0o644,
         attr_ttl: Duration::from_secs(1),
         whole_value_reads: false,
         open_read: crate::fs::OPEN_READ,

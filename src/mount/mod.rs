@@ -47,6 +47,10 @@ pub struct MountOptions {
     pub daemon: bool,
     /// Mount over a directory that holds files (hiding them while mounted).
     pub nonempty: bool,
+    /// Owner, group and permission bits the files show (default: the mounting user, 0644).
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub file_mode: Option<u32>,
 }
 
 /// Mounts `store` at `opts.mountpoint` and serves it until unmounted (or, with `daemon`, until
@@ -95,6 +99,9 @@ fn backend_name(config: &Config) -> String {
 fn new_core(store: Arc<dyn Cloudstore>, config: &Config, opts: &MountOptions) -> Arc<ChunkFs> {
     let mut fs_config = FsConfig::new(config, &*store, opts.read_only);
     fs_config.allow_other = opts.allow_other;
+    fs_config.uid = opts.uid.unwrap_or(fs_config.uid);
+    fs_config.gid = opts.gid.unwrap_or(fs_config.gid);
+    fs_config.file_mode = opts.file_mode.unwrap_or(fs_config.file_mode);
     Arc::new(ChunkFs::new(store, fs_config))
 }
 
