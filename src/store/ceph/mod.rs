@@ -200,15 +200,7 @@ impl CephStore {
     /// Connects to the cluster that `config.ceph` names and opens its pool and namespace.
     pub fn open(config: &Config) -> Result<Self> {
         let c = &config.ceph;
-        let params = ConnectParams {
-            conf: &c.conf,
-            user: &c.user,
-            pool: &c.pool,
-            namespace: &c.namespace,
-            connect_timeout: c.connect_timeout(),
-            op_timeout: c.op_timeout(),
-            probe_access: c.probe_access,
-        };
+        let params = ConnectParams::of(c, c.probe_access);
         // Not logged here: the caller reports the error once.
         let cluster = Arc::new(Cluster::connect(&params).map_err(StoreError::Config)?);
         let store = CephStore {
@@ -342,16 +334,8 @@ impl CephStore {
             PoolState::Gone => return Err(self.gone(op)),
             PoolState::Recreated => {}
         }
-        let c = &self.params;
-        let params = ConnectParams {
-            conf: &c.conf,
-            user: &c.user,
-            pool: &c.pool,
-            namespace: &c.namespace,
-            connect_timeout: c.connect_timeout(),
-            op_timeout: c.op_timeout(),
-            probe_access: false,
-        };
+        // The access was probed at mount: a reconnect only has to reach the new pool.
+        let params = ConnectParams::of(&self.params, false);
         let cluster = Arc::new(Cluster::connect(&params).map_err(|message| {
             let err = StoreError::Backend {
                 backend: BACKEND,

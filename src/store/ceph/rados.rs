@@ -76,6 +76,21 @@ pub struct ConnectParams<'a> {
     pub probe_access: bool,
 }
 
+impl<'a> ConnectParams<'a> {
+    /// The connection `c` configures, with the access probe or without.
+    pub fn of(c: &'a crate::config::CephConfig, probe_access: bool) -> Self {
+        ConnectParams {
+            conf: &c.conf,
+            user: &c.user,
+            pool: &c.pool,
+            namespace: &c.namespace,
+            connect_timeout: c.connect_timeout(),
+            op_timeout: c.op_timeout(),
+            probe_access,
+        }
+    }
+}
+
 /// Cluster-wide space figures in bytes (from `rados_cluster_stat`).
 #[derive(Debug, Clone, Copy)]
 pub struct ClusterStat {
