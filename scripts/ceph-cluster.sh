@@ -215,6 +215,10 @@ mon warn on pool no redundancy = false
 mon mgr mkfs grace = 31536000
 mon allow pool delete = true
 mon allow pool size one = true
+# the monitor refuses to start when its disk has under 5% free (the default): on a shared CI
+# disk that is a machine-wide condition, not a fault of the cluster under test
+mon data avail crit = 1
+mon data avail warn = 2
 osd pool default size = $size
 osd pool default min size = $min_size
 osd pool default pg autoscale mode = off
