@@ -325,6 +325,7 @@ fn fs_config() -> FsConfig {
         open_read: cloudstore_fs::fs::OPEN_READ,
         metadata_parallelism: 1,
         readahead: ReadAheadConfig::off(),
+        cached_reads: false,
     }
 }
 

@@ -11,6 +11,7 @@ use std::ffi::OsStr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use super::cache::{Conflict, Io, Stamp};
 use super::error::{FsError, FsResult};
 use super::handle::{Handle, HandleState, View};
 use super::name::{self, Name};
@@ -22,7 +23,10 @@ use crate::store::{StoreError, Version};
 
 impl ChunkFs {
     /// Registers an open handle on a node already acquired (`buf`: the new value an O_TRUNC or
-    /// create starts with, dirty so that closing it stores it).
+    /// create starts with, dirty so that closing it stores it; `read`: for a read-only open of
+    /// a stored chunk, the version it reads and its size). A handle that cannot share the
+    /// inode with the readers open through the page cache is refused (the caller moves the
+    /// name to a new inode) and the node's reference is given back.
     pub(super) fn add_handle(
         &self,
         ino: u64,
@@ -30,13 +34,37 @@ impl ChunkFs {
         flags: i32,
         pid: u32,
         buf: Option<Value>,
-    ) -> u64 {
+        read: Option<(Stamp, u64)>,
+    ) -> Result<(u64, Io), Conflict> {
         let fh = self.new_fh();
         let acc = flags & libc::O_ACCMODE;
         let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
-        if write {
-            node.state.lock().writers += 1;
-        }
+        let registered = {
+            let mut st = node.state.lock();
+            let writers = st.writers;
+            let io = st.readers.open(writers, write, read);
+            if write && io.is_ok() {
+                st.writers += 1;
+            }
+            io
+        };
+        let io = match registered {
+            Ok(io) => io,
+            Err(c) => {
+                drop(node);
+                self.release_node(ino);
+                return Err(c);
+            }
+        };
+        let io = match io {
+            Io::Cached { .. } => Io::Cached {
+                keep: self.pages_current(ino, read.and_then(|(s, _)| s.store)),
+            },
+            Io::Direct => {
+                self.pages_unknown(ino);
+                Io::Direct
+            }
+        };
         let handle = Handle {
             ino,
             pid,
@@ -45,6 +73,7 @@ impl ChunkFs {
                 .map_or_else(|| self.budget.ticket(), |b| b.age()),
             node,
             write,
+            io,
             append: flags & libc::O_APPEND != 0,
             st: Default::default(),
         };
@@ -62,11 +91,17 @@ impl ChunkFs {
             }
         }
         self.tables().handles.insert(fh, Arc::new(handle));
-        fh
+        Ok((fh, io))
     }
 
     /// Opens an inode that has a node or a chunk (`flags` are open(2) flags).
-    pub(super) fn open_ino(&self, ino: u64, name: &OsStr, flags: i32, pid: u32) -> FsResult<u64> {
+    pub(super) fn open_ino(
+        &self,
+        ino: u64,
+        name: &OsStr,
+        flags: i32,
+        pid: u32,
+    ) -> FsResult<(u64, Io)> {
         let acc = flags & libc::O_ACCMODE;
         let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
         if write {
@@ -92,10 +127,11 @@ impl ChunkFs {
         }
         let buf = truncate.then(|| Value::empty(&self.budget));
         let mut view = View::Unset;
+        let mut seen = None;
         if let (Name::Chunk(key), false) = (&class, write) {
             if open_read {
                 match self.open_view(&node, key) {
-                    Ok(v) => view = v,
+                    Ok((v, s)) => (view, seen) = (v, s),
                     Err(e) => {
                         self.release_node(ino);
                         return Err(e);
@@ -105,13 +141,62 @@ impl ChunkFs {
                 self.load_prefetched(&node, key);
             }
         }
-        let fh = self.add_handle(ino, node, flags, pid, buf);
+        // The version read, its size and the registration are one step under the gate: no
+        // commit lands between them.
+        let held = node.clone();
+        let gate = held.gate.read();
+        let read = match (&class, write) {
+            (Name::Chunk(key), false) if self.cfg.cached_reads => {
+                self.read_stamp(&node, key, name, seen)
+            }
+            _ => None,
+        };
+        let added = self.add_handle(ino, node, flags, pid, buf, read);
+        drop(gate);
+        let (fh, io) = match added {
+            Ok(added) => added,
+            Err(Conflict) => return Err(self.supersede(ino, name, "open")),
+        };
         if !matches!(view, View::Unset) {
             if let Ok(h) = self.handle(fh) {
                 h.st.lock().view = view;
             }
         }
-        Ok(fh)
+        Ok((fh, io))
+    }
+
+    /// The version a read-only open of a stored chunk reads and its size, for a cached open;
+    /// `None` when it must read through the daemon (the value lives in the daemon, its size is
+    /// unknown, or on a ranged store this mount changed it since `seen` was read). The caller
+    /// holds the node's gate.
+    fn read_stamp(
+        &self,
+        node: &Node,
+        key: &[u8],
+        name: &OsStr,
+        seen: Option<(Stamp, u64)>,
+    ) -> Option<(Stamp, u64)> {
+        let (version, loaded) = {
+            let st = node.state.lock();
+            if st.is_local(false) {
+                return None;
+            }
+            (st.version, st.value.as_ref().map(|v| v.len() as u64))
+        };
+        if self.ranged() {
+            return seen.filter(|(s, _)| s.node == version);
+        }
+        let size = match loaded {
+            Some(size) => size,
+            None => self.chunk_size(key, name).ok()??,
+        };
+        Some((
+            Stamp {
+                node: version,
+                store: None,
+            },
+            size,
+        ))
     }
 
     /// Whether open files read ranges straight from the store, each of one version of the
@@ -127,15 +212,16 @@ impl ChunkFs {
     /// (removed or renamed by another client since the kernel looked it up) is ENOENT, never
     /// an empty file. The node's committed value, if this mount holds one, is not trusted: a
     /// new open sees the newest committed version (close-to-open).
-    fn open_view(&self, node: &Node, key: &[u8]) -> FsResult<View> {
+    fn open_view(&self, node: &Node, key: &[u8]) -> FsResult<(View, Option<(Stamp, u64)>)> {
         let label = hex::encode(key);
         let _gate = node.gate.read();
-        {
+        let version = {
             let st = node.state.lock();
             if st.is_local(false) {
-                return Ok(View::Unset);
+                return Ok((View::Unset, None));
             }
-        }
+            st.version
+        };
         let first = self
             .store
             .read_version(key, 0, self.cfg.open_read.max(1), None)
@@ -154,18 +240,28 @@ impl ChunkFs {
             self.invalidate_kernel_attrs(node.ino);
         }
         self.attrs.set_size(key, first.size);
+        let seen = Some((
+            Stamp {
+                node: version,
+                store: Some(first.version),
+            },
+            first.size,
+        ));
         if first.bytes.len() as u64 == first.size {
             let len = first.bytes.capacity() as u64;
             if self.budget.try_reserve(len) {
                 let value = Value::adopt(first.bytes, len, &self.budget, &label)?;
-                return Ok(View::Pinned(Arc::new(value)));
+                return Ok((View::Pinned(Arc::new(value)), seen));
             }
         }
         let version = node.state.lock().add_ranged();
-        Ok(View::Ranged {
-            version,
-            store: first.version,
-        })
+        Ok((
+            View::Ranged {
+                version,
+                store: first.version,
+            },
+            seen,
+        ))
     }
 
     /// EFBIG when the committed value of `key` (by its stored size, nothing read) is larger
@@ -228,8 +324,14 @@ impl ChunkFs {
         }
     }
 
-    /// open, by process `pid`.
+    /// open, by process `pid`: the handle.
     pub fn open(&self, ino: u64, flags: i32, pid: u32) -> FsResult<u64> {
+        self.open_io(ino, flags, pid).map(|(fh, _)| fh)
+    }
+
+    /// open, by process `pid`: the handle, and how its bytes move (direct I/O or the page
+    /// cache).
+    pub fn open_io(&self, ino: u64, flags: i32, pid: u32) -> FsResult<(u64, Io)> {
         if ino == ROOT_INO {
             return Err(FsError::new(libc::EISDIR, "open: the root is a directory"));
         }
@@ -357,7 +459,7 @@ impl ChunkFs {
         let key = self.key_of(h.ino).ok_or_else(|| {
             FsError::new(libc::ESTALE, format!("read: inode {} has no name", h.ino))
         })?;
-        hs.view = self.open_view(&h.node, &key)?;
+        hs.view = self.open_view(&h.node, &key)?.0;
         match &hs.view {
             View::Pinned(v) => Ok(ReadData::held(v, offset, size)),
             View::Ranged { version, store } => {
@@ -785,7 +887,7 @@ impl ChunkFs {
         } else {
             libc::O_WRONLY
         };
-        let fh = self.open_ino(ino, name, flags, 0)?;
+        let (fh, _) = self.open_ino(ino, name, flags, 0)?;
         let h = self.handle(fh)?;
         let result = self
             .truncate_handle(&h, size)
@@ -1046,9 +1148,13 @@ impl ChunkFs {
         if let Err(e) = &result {
             log::error!("release: {e}; the writes to this file are lost");
         }
-        if h.write {
+        {
             let mut st = h.node.state.lock();
-            st.writers = st.writers.saturating_sub(1);
+            if h.write {
+                st.writers = st.writers.saturating_sub(1);
+            } else {
+                st.readers.close(h.io);
+            }
         }
         let ino = h.ino;
         drop(h);

@@ -51,6 +51,8 @@ pub struct Handle {
     pub age: u64,
     pub node: Arc<Node>,
     pub write: bool,
+    /// Direct I/O or through the page cache.
+    pub io: super::cache::Io,
     pub append: bool,
     pub st: Mutex<HandleState>,
 }

@@ -16,6 +16,8 @@
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 
+use crate::store::Version;
+
 /// The inode number of the directory (the FUSE root).
 pub const ROOT_INO: u64 = 1;
 
@@ -25,6 +27,9 @@ struct Entry {
     name: Option<OsString>,
     /// Lookups the kernel holds (entries handed to it minus those it forgot).
     lookups: u64,
+    /// The version whose bytes the kernel's page cache holds for this inode, when known
+    /// (`Some(None)`: the committed value, on a store without versions).
+    pages: Option<Option<Version>>,
 }
 
 /// Name <-> inode number, both ways, with the kernel's lookup counts.
@@ -93,9 +98,22 @@ impl InodeTable {
             Entry {
                 name: Some(name.to_owned()),
                 lookups: 0,
+                pages: None,
             },
         );
         ino
+    }
+
+    /// What the kernel's pages of `ino` hold, when known (see `Entry::pages`).
+    pub fn pages(&self, ino: u64) -> Option<Option<Version>> {
+        self.by_ino.get(&ino).and_then(|e| e.pages)
+    }
+
+    /// Records what the kernel's pages of `ino` hold (`None`: unknown).
+    pub fn set_pages(&mut self, ino: u64, pages: Option<Option<Version>>) {
+        if let Some(e) = self.by_ino.get_mut(&ino) {
+            e.pages = pages;
+        }
     }
 
     /// Like `get_or_assign`, counting one lookup (an entry handed to the kernel).

@@ -13,6 +13,8 @@
 
 pub mod attr;
 pub mod budget;
+mod cache;
+pub use cache::Io;
 pub mod commit;
 mod dir;
 pub mod error;
@@ -95,6 +97,9 @@ pub struct FsConfig {
     pub metadata_parallelism: usize,
     /// Batched read-ahead for files opened in listing order.
     pub readahead: ReadAheadConfig,
+    /// Read-only opens of stored chunks may read through the kernel's page cache (see
+    /// `cache.rs`); off, every open is direct I/O.
+    pub cached_reads: bool,
 }
 
 impl FsConfig {
@@ -123,6 +128,7 @@ impl FsConfig {
                 max_age: Duration::from_secs(1),
                 ..ReadAheadConfig::default()
             },
+            cached_reads: true,
         }
     }
 }
@@ -246,6 +252,7 @@ impl ChunkFs {
     }
 
     fn invalidate_kernel(&self, ino: u64) {
+        self.pages_unknown(ino);
         if let Some(f) = self.invalidator.get() {
             f(ino);
         }
@@ -545,6 +552,8 @@ impl ChunkFs {
             } else {
                 None
             };
+            // While readers read it through the page cache, the kernel's size is theirs.
+            let size = st.readers.pinned_size().or(size);
             (size, mtime, st.writers > 0)
         };
         let size = match (size, &chunk) {

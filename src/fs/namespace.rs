@@ -162,7 +162,7 @@ impl ChunkFs {
         pid: u32,
     ) -> FsResult<(Attr, u64)> {
         let fh = if exists {
-            self.open_ino(ino, name, flags, pid)?
+            self.open_ino(ino, name, flags, pid)?.0
         } else {
             let chunk = matches!(name::classify(name), Name::Chunk(_));
             let (node, created) = self.acquire_node(ino, || Node::created(ino, chunk));
@@ -177,7 +177,17 @@ impl ChunkFs {
                 self.attrs.forget(&key);
             }
             // Dirty and empty, so that closing it stores a 0-byte chunk (`touch`).
-            self.add_handle(ino, node, flags, pid, Some(Value::empty(&self.budget)))
+            match self.add_handle(
+                ino,
+                node,
+                flags,
+                pid,
+                Some(Value::empty(&self.budget)),
+                None,
+            ) {
+                Ok((fh, _)) => fh,
+                Err(_) => return Err(self.supersede(ino, name, "create")),
+            }
         };
         let writer = self.handle(fh).ok();
         match self.attr_with(ino, name, writer.as_deref()) {
@@ -193,7 +203,7 @@ impl ChunkFs {
     /// reading its bytes, so the committed value is loaded for them (within the memory budget:
     /// EBUSY, with a log line, when it does not fit). The caller holds the node's gate; once
     /// the store change succeeded it marks the node detached.
-    fn keep_for_open_handles(&self, node: &Node, name: &OsStr) -> FsResult<()> {
+    pub(super) fn keep_for_open_handles(&self, node: &Node, name: &OsStr) -> FsResult<()> {
         let open = self.tables().nodes.get(&node.ino).map_or(0, |e| e.open);
         let needed = {
             let st = node.state.lock();
@@ -220,7 +230,7 @@ impl ChunkFs {
     }
 
     /// The node lost its name: it lives on, in the daemon only, for its open handles.
-    fn mark_detached(node: &Node) {
+    pub(super) fn mark_detached(node: &Node) {
         let mut st = node.state.lock();
         st.detached = true;
         st.new_chunk = false;

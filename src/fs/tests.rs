@@ -29,6 +29,7 @@ fn cfg() -> FsConfig {
         open_read: crate::fs::OPEN_READ,
         metadata_parallelism: 4,
         readahead: ReadAheadConfig::default(),
+        cached_reads: false,
     }
 }
 

@@ -15,7 +15,7 @@ use fuser::{
     ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::fs::{Attr, ChunkFs, FileKind, FsError, SetTime};
+use crate::fs::{Attr, ChunkFs, FileKind, FsError, Io, SetTime};
 
 mod logging;
 pub use logging::DaemonLogger;
@@ -23,12 +23,24 @@ pub use logging::DaemonLogger;
 /// The largest write the kernel may send (it clamps to 1 MiB anyway: fs.fuse.max_pages_limit).
 pub const MAX_WRITE: u32 = 1 << 20;
 
-/// Every open file is direct I/O: reads and writes reach the core, which serves each handle its
-/// own view (a writer's new value, a reader's committed version). The kernel's shared page cache
-/// would otherwise show one handle's uncommitted writes to every other reader of the inode. mmap
-/// still works (FUSE_DIRECT_IO_ALLOW_MMAP) through the page cache, which the core invalidates
-/// after each commit.
+/// Writers, and readers that cannot share the inode's page cache, are direct I/O: reads and
+/// writes reach the core, which serves each handle its own view (a writer's new value, a
+/// reader's committed version); the kernel's shared page cache would otherwise show one
+/// handle's uncommitted writes to every other reader of the inode. mmap still works
+/// (FUSE_DIRECT_IO_ALLOW_MMAP) through the page cache, which the core invalidates after each
+/// commit. Creates are writers.
 const FILE_OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_DIRECT_IO;
+
+/// The flags of an open: direct I/O, or through the page cache (the core decides: see
+/// `fs/cache.rs`), keeping the kernel's pages when they are of the version opened, and without
+/// FLUSH on close (a reader has nothing to publish).
+fn open_flags(io: Io) -> FopenFlags {
+    match io {
+        Io::Direct => FILE_OPEN_FLAGS,
+        Io::Cached { keep: true } => FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH,
+        Io::Cached { keep: false } => FopenFlags::FOPEN_NOFLUSH,
+    }
+}
 
 /// Runs a core call; a panic in it is logged and answered with EIO. Every lock in the core is
 /// parking_lot's (no poisoning), so the next request finds it usable.
@@ -402,8 +414,10 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.guard("open", || self.core.open(ino.0, flags.0, process_of(req))) {
-            Ok(fh) => reply.opened(FileHandle(fh), FILE_OPEN_FLAGS),
+        match self.guard("open", || {
+            self.core.open_io(ino.0, flags.0, process_of(req))
+        }) {
+            Ok((fh, io)) => reply.opened(FileHandle(fh), open_flags(io)),
             Err(e) => reply.error(self.fail("open", e)),
         }
     }

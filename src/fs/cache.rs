@@ -1,0 +1,167 @@
+//! Readers through the kernel's page cache.
+//!
+//! A read-only open of a stored chunk is a cached open (no direct I/O) when nothing else on its
+//! inode could make the kernel's pages or size disagree with the version it reads: no handle
+//! open for writing, no reader through the daemon, no cached reader of another version. The
+//! kernel keeps one size and one page cache per inode, and a writer changes both for every
+//! open of the inode (O_TRUNC sets the size to 0, a write past the end raises it), so while
+//! cached readers are open, an open that would need anything else of the inode (a writer, a
+//! truncate, or on Ceph a reader of a newer version) first moves the name to a new inode
+//! ([`ChunkFs::supersede`]): the cached readers keep the old inode, its pages and its size, and
+//! the open is answered ESTALE, on which the kernel looks the path up again (once) and opens the
+//! new inode. The inode number of the name changes then, as with a save by rename.
+//!
+//! FOPEN_KEEP_CACHE is given when the kernel's pages of the inode are of the version the open
+//! reads (a cached open of it made them, and nothing changed or invalidated the inode since);
+//! otherwise the kernel drops them at the open. Every commit, rename and unlink still drops the
+//! pages (`invalidate_kernel`), and forgets that they were current.
+
+use std::ffi::OsStr;
+
+use super::error::FsError;
+use super::name::{self, Name};
+use super::ChunkFs;
+use crate::store::Version;
+
+/// Which version of a chunk a reader reads: the node's version (changes made through this
+/// mount) and the store's version where the store has them (changes made by anyone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub node: u64,
+    pub store: Option<Version>,
+}
+
+/// How an open file moves its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Io {
+    /// Direct I/O: every read and write reaches the daemon (writers, and readers that cannot
+    /// share the inode's page cache).
+    Direct,
+    /// Through the page cache; `keep`: the kernel's pages are of this version already.
+    Cached { keep: bool },
+}
+
+/// The readers open on one inode.
+#[derive(Debug, Default)]
+pub struct Readers {
+    /// Through the page cache, all of `stamp`, whose size is `size`.
+    pub cached: usize,
+    pub stamp: Option<Stamp>,
+    pub size: u64,
+    /// Through the daemon.
+    pub direct: usize,
+}
+
+/// Why an open cannot share the inode with the cached readers open on it.
+#[derive(Debug)]
+pub struct Conflict;
+
+impl Readers {
+    /// Registers an open: `write` for a writer, else the version a reader reads (`None`: it
+    /// reads through the daemon, as a scratch file's or a new chunk's readers do) and its
+    /// size. `writers` counts the writers open. A conflict leaves nothing registered.
+    pub fn open(
+        &mut self,
+        writers: usize,
+        write: bool,
+        read: Option<(Stamp, u64)>,
+    ) -> Result<Io, Conflict> {
+        let cached_other = |stamp: &Stamp| self.cached > 0 && self.stamp != Some(*stamp);
+        match (write, read) {
+            (true, _) if self.cached > 0 => Err(Conflict),
+            (true, _) => Ok(Io::Direct),
+            (false, Some((stamp, _))) if cached_other(&stamp) => Err(Conflict),
+            (false, Some((stamp, size))) if writers == 0 && self.direct == 0 => {
+                self.cached += 1;
+                self.stamp = Some(stamp);
+                self.size = size;
+                Ok(Io::Cached { keep: false })
+            }
+            (false, _) if self.cached > 0 => Err(Conflict),
+            (false, _) => {
+                self.direct += 1;
+                Ok(Io::Direct)
+            }
+        }
+    }
+
+    /// A reader opened as `io` was released.
+    pub fn close(&mut self, io: Io) {
+        match io {
+            Io::Direct => self.direct = self.direct.saturating_sub(1),
+            Io::Cached { .. } => {
+                self.cached = self.cached.saturating_sub(1);
+                if self.cached == 0 {
+                    self.stamp = None;
+                }
+            }
+        }
+    }
+
+    /// The size the kernel must be told while cached readers are open (it is theirs).
+    pub fn pinned_size(&self) -> Option<u64> {
+        (self.cached > 0).then_some(self.size)
+    }
+}
+
+impl ChunkFs {
+    /// Moves `name` off inode `ino`, whose cached readers keep it (with the committed value,
+    /// loaded for them, as for an unlink), so that the next lookup of the name makes a new
+    /// inode. The store is not touched. Answers the ESTALE that makes the kernel look the path
+    /// up again and open what it finds.
+    pub(super) fn supersede(&self, ino: u64, name: &OsStr, op: &str) -> FsError {
+        let stale = || {
+            FsError::new(
+                libc::ESTALE,
+                format!(
+                    "{op} {name:?}: read through the page cache by open files; the name moves \
+                     to a new inode"
+                ),
+            )
+        };
+        let _ns = self.ns.write();
+        self.ns_changes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.tables().inodes.ino_of(name) != Some(ino) {
+            // Moved already (another open, a rename, an unlink).
+            return stale();
+        }
+        let Some(node) = self.node_of(ino) else {
+            return stale();
+        };
+        let _gate = node.gate.write();
+        if node.state.lock().readers.cached == 0 {
+            // The readers are gone: the name stays.
+            return stale();
+        }
+        if let Err(e) = self.keep_for_open_handles(&node, name) {
+            return e;
+        }
+        Self::mark_detached(&node);
+        let mut t = self.tables();
+        if let Some(old) = t.inodes.remove(name) {
+            t.drop_if_unused(old);
+        }
+        drop(t);
+        if let Name::Chunk(key) = name::classify(name) {
+            self.attrs.forget(&key);
+        }
+        log::debug!("{op} {name:?}: inode {ino} kept by its cached readers; the name moves");
+        stale()
+    }
+
+    /// Whether the kernel's pages of `ino` are of `stamp`'s store version (and so may be kept at
+    /// a cached open), and from now on they are.
+    pub(super) fn pages_current(&self, ino: u64, store: Option<Version>) -> bool {
+        let mut t = self.tables();
+        let current = t.inodes.pages(ino) == Some(store);
+        t.inodes.set_pages(ino, Some(store));
+        current
+    }
+
+    /// The kernel's pages of `ino` may be of anything (a direct handle may fill them by mmap,
+    /// or a change dropped them).
+    pub(super) fn pages_unknown(&self, ino: u64) {
+        self.tables().inodes.set_pages(ino, None);
+    }
+}
