@@ -340,9 +340,10 @@ fn names_removed_or_renamed_in_another_mount_are_gone_there_at_once() {
 }
 
 /// Close-to-open across mounts: what mount A closed, mount B reads at its next open, also when B
-/// read the old value just before (its kernel has the old size and attributes; sizes grow and
-/// shrink between rounds), both ways; and a name B looked up while it did not exist, once A
-/// created it.
+/// read the old value just before, twice (its kernel has the old size, attributes and pages:
+/// reads go through the page cache, and the second kept it), both ways; sizes grow, shrink and
+/// stay (a same-size rewrite differs only in its version); and a name B looked up while it did
+/// not exist, once A created it.
 #[test]
 fn two_mounts_see_each_others_closed_values_at_the_next_open() {
     const TEST: &str = "ceph_clients::two_mounts_see_each_others_closed_values_at_the_next_open";
@@ -350,12 +351,27 @@ fn two_mounts_see_each_others_closed_values_at_the_next_open() {
         return;
     };
     write_file(&a.path("e101"), &tagged(1, 0, SMALL));
-    let sizes = [SMALL, 64 << 10, 100, 3 << 20, SMALL / 2, 1 << 20, 8];
+    let sizes = [
+        SMALL,
+        SMALL,
+        64 << 10,
+        64 << 10,
+        100,
+        3 << 20,
+        3 << 20,
+        SMALL / 2,
+        1 << 20,
+        8,
+    ];
     for (round, &len) in sizes.iter().enumerate() {
         let round = round as u32 + 1;
         for (w, r, who) in [(&a, &b, "A -> B"), (&b, &a, "B -> A")] {
             let value = tagged(1, round, len);
             let before = read_file(&r.path("e101"));
+            assert!(
+                read_file(&r.path("e101")) == before,
+                "round {round}: two reads differ"
+            );
             write_file(&w.path("e101"), &value);
             let got = read_file(&r.path("e101"));
             assert!(
