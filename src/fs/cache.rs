@@ -53,7 +53,7 @@ pub struct Readers {
 }
 
 /// Why an open cannot share the inode with the cached readers open on it.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Conflict;
 
 impl Readers {
@@ -163,5 +163,115 @@ impl ChunkFs {
     /// or a change dropped them).
     pub(super) fn pages_unknown(&self, ino: u64) {
         self.tables().inodes.set_pages(ino, None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+    use std::sync::Arc;
+
+    use super::{Io, Readers, Stamp};
+    use crate::fs::{ChunkFs, FsConfig, ROOT_INO};
+    use crate::store::memory::MemoryStore;
+    use crate::store::Cloudstore;
+
+    const V1: Stamp = Stamp {
+        node: 1,
+        store: None,
+    };
+    const V2: Stamp = Stamp {
+        node: 2,
+        store: None,
+    };
+
+    #[test]
+    fn cached_readers_share_an_inode_only_with_their_version() {
+        let mut r = Readers::default();
+        assert_eq!(
+            r.open(0, false, Some((V1, 10))),
+            Ok(Io::Cached { keep: false })
+        );
+        assert_eq!(
+            r.open(0, false, Some((V1, 10))),
+            Ok(Io::Cached { keep: false })
+        );
+        assert_eq!(r.pinned_size(), Some(10));
+        // A writer, a reader of another version, a reader through the daemon: conflicts.
+        assert!(r.open(0, true, None).is_err());
+        assert!(r.open(0, false, Some((V2, 20))).is_err());
+        assert!(r.open(0, false, None).is_err());
+        r.close(Io::Cached { keep: false });
+        r.close(Io::Cached { keep: false });
+        assert_eq!(r.pinned_size(), None);
+        // With a writer open, readers go through the daemon, and no cached reader joins them.
+        assert_eq!(r.open(0, true, None), Ok(Io::Direct));
+        assert_eq!(r.open(1, false, Some((V2, 20))), Ok(Io::Direct));
+        r.close(Io::Direct);
+        assert_eq!(
+            r.open(0, false, Some((V2, 20))),
+            Ok(Io::Cached { keep: false })
+        );
+    }
+
+    fn fs() -> ChunkFs {
+        let store: Arc<dyn Cloudstore> = Arc::new(MemoryStore::new(1 << 20));
+        let mut cfg = FsConfig {
+            cached_reads: true,
+            ..crate::fs::tests::cfg()
+        };
+        cfg.whole_value_reads = true;
+        ChunkFs::new(store, cfg)
+    }
+
+    fn put(fs: &ChunkFs, name: &str, data: &[u8]) {
+        let (_, fh) = fs
+            .create(
+                ROOT_INO,
+                OsStr::new(name),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
+                0,
+            )
+            .unwrap();
+        fs.write(fh, 0, data).unwrap();
+        fs.flush(fh, 0).unwrap();
+        fs.release(fh).unwrap();
+    }
+
+    /// A writer's open on an inode with cached readers is ESTALE and moves the name: the kernel's
+    /// second lookup finds a new inode, the writer opens it, and the readers keep the old
+    /// inode's value and size; a new reader of the name reads the new value, cached, with the
+    /// kernel's pages of the old inode not kept for it.
+    #[test]
+    fn a_writer_moves_the_name_off_the_cached_readers_inode() {
+        let fs = fs();
+        put(&fs, "aa", b"old value");
+        let a = fs.lookup(ROOT_INO, OsStr::new("aa"), 0).unwrap();
+        let (r, io) = fs.open_io(a.ino, libc::O_RDONLY, 0).unwrap();
+        assert_eq!(io, Io::Cached { keep: false });
+        let e = fs
+            .open_io(a.ino, libc::O_WRONLY | libc::O_TRUNC, 0)
+            .unwrap_err();
+        assert_eq!(e.errno, libc::ESTALE);
+        let b = fs.lookup(ROOT_INO, OsStr::new("aa"), 0).unwrap();
+        assert_ne!(b.ino, a.ino, "the name moved to a new inode");
+        let (w, io) = fs
+            .open_io(b.ino, libc::O_WRONLY | libc::O_TRUNC, 0)
+            .unwrap();
+        assert_eq!(io, Io::Direct);
+        fs.write(w, 0, b"the new value").unwrap();
+        fs.flush(w, 0).unwrap();
+        fs.release(w).unwrap();
+        assert_eq!(fs.read(r, 0, 100).unwrap(), b"old value");
+        assert_eq!(fs.getattr(a.ino, Some(r), 0).unwrap().size, 9);
+        fs.release(r).unwrap();
+        let (r2, io) = fs.open_io(b.ino, libc::O_RDONLY, 0).unwrap();
+        assert_eq!(io, Io::Cached { keep: false });
+        assert_eq!(fs.read(r2, 0, 100).unwrap(), b"the new value");
+        fs.release(r2).unwrap();
+        // The kernel's pages of the new inode are now of its value: the next open keeps them.
+        let (r3, io) = fs.open_io(b.ino, libc::O_RDONLY, 0).unwrap();
+        assert_eq!(io, Io::Cached { keep: true });
+        fs.release(r3).unwrap();
     }
 }

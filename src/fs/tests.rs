@@ -14,7 +14,7 @@ use crate::store::{ChunkList, RawChunk, Result as StoreResult};
 
 const MAX: u64 = 1 << 20;
 
-fn cfg() -> FsConfig {
+pub(crate) fn cfg() -> FsConfig {
     FsConfig {
         max_chunk_size: MAX,
         memory_budget: 8 << 20,
