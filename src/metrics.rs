@@ -116,7 +116,11 @@ impl TimedStore {
         (Arc::new(store), timings)
     }
 
-    fn timed<T>(&self, op: &'static str, call: impl FnOnce(&dyn Cloudstore) -> Result<T>) -> Result<T> {
+    fn timed<T>(
+        &self,
+        op: &'static str,
+        call: impl FnOnce(&dyn Cloudstore) -> Result<T>,
+    ) -> Result<T> {
         let started = Instant::now();
         let out = call(&*self.inner);
         self.timings.observe(op, started, &out);
@@ -239,18 +243,12 @@ pub fn render(s: &StatsSnapshot, timings: Option<&StoreTimings>) -> String {
     r.register(
         "errors",
         "Failures answered to programs, by errno",
-        labelled(
-            "errno",
-            s.errors.iter().map(|(e, n)| (errno_name(*e), *n)),
-        ),
+        labelled("errno", s.errors.iter().map(|(e, n)| (errno_name(*e), *n))),
     );
     r.register(
         "fuse_requests",
         "FUSE requests answered, by kind",
-        labelled(
-            "kind",
-            s.requests.iter().map(|(k, n)| (k.to_string(), *n)),
-        ),
+        labelled("kind", s.requests.iter().map(|(k, n)| (k.to_string(), *n))),
     );
     r.register_with_unit(
         "read",

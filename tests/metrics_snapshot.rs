@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use ceph_support::{bytes, TestCluster};
 use common::files::{errno, read_file, write_file};
@@ -149,8 +149,7 @@ fn cli_ok(args: &[&std::ffi::OsStr]) {
 fn is_mount_point(dir: &Path) -> bool {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let want = dir.to_str().unwrap();
-    text.lines()
-        .any(|l| l.split(' ').nth(4) == Some(want))
+    text.lines().any(|l| l.split(' ').nth(4) == Some(want))
 }
 
 /// Every file of `dir` with its bytes.
@@ -272,7 +271,10 @@ fn leveldb_snapshot_keeps_the_old_values_while_the_mount_changes() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a mount point"));
     m.unmount();
-    assert!(!is_mount_point(&snap), "the snapshot outlived its live mount");
+    assert!(
+        !is_mount_point(&snap),
+        "the snapshot outlived its live mount"
+    );
 }
 
 /// Bytes the files under `dir` take on disk.
@@ -304,7 +306,10 @@ fn leveldb_overwrites(m: &mut TestMount, hold: bool) -> (u64, u64) {
     if hold {
         // Every old value is still there to read.
         for i in 0..CHUNKS {
-            assert_eq!(read_file(&snap.join(format!("cc{i:02}"))), bytes(i, 1 << 20));
+            assert_eq!(
+                read_file(&snap.join(format!("cc{i:02}"))),
+                bytes(i, 1 << 20)
+            );
         }
         cli_ok(&["unmount".as_ref(), snap.as_os_str()]);
     }
@@ -324,8 +329,10 @@ fn a_held_leveldb_snapshot_keeps_overwritten_values_on_disk() {
         };
         let (size, live) = leveldb_overwrites(&mut m, hold);
         if hold {
-            // Both the snapshot's values and the live ones are on disk.
-            assert!(size >= 2 * live, "{size} bytes on disk, {live} live");
+            // LevelDB's compaction drops a version only when a newer one is itself older
+            // than the oldest snapshot: every version written while it is held stays on
+            // disk, the snapshot's and all 4 rounds of overwrites.
+            assert!(size >= 5 * live, "{size} bytes on disk, {live} live");
         }
         sizes.push(size);
         eprintln!(
@@ -394,7 +401,11 @@ impl Drop for OwnPool {
 /// Clones RADOS keeps of `object` for snapshots: (how many, their bytes), from `rados
 /// listsnaps`.
 fn clones(cluster: &TestCluster, object: &str) -> (u64, u64) {
-    let out = cluster.rados_command().args(["listsnaps", object]).output().unwrap();
+    let out = cluster
+        .rados_command()
+        .args(["listsnaps", object])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     // "cloneid snaps size overlap" lines: a numeric clone id, then the size.
     text.lines()
@@ -455,28 +466,30 @@ fn ceph_snapshot_keeps_the_old_values_while_the_mount_changes() {
     rados_pool(&["mksnap", "probe-snap"]);
     cluster.rados(&["put", "probe1", "/etc/os-release"]);
     cluster.rados(&["put", "probe2", "/etc/os-release"]);
+    let got = m.outside("probe.out");
     let at_snap = |obj: &str| {
-        cluster
+        let _ = std::fs::remove_file(&got);
+        let out = cluster
             .rados_command()
-            .args(["-s", "probe-snap", "get", obj, "-"])
+            .args(["-s", "probe-snap", "get", obj])
+            .arg(&got)
             .output()
-            .unwrap()
+            .unwrap();
+        out.status.success().then(|| std::fs::read(&got).unwrap())
     };
-    assert_eq!(
-        at_snap("probe1").stdout,
-        std::fs::read("/etc/hostname").unwrap()
-    );
-    assert!(!at_snap("probe2").status.success(), "created after the snap");
+    let hostname = std::fs::read("/etc/hostname").unwrap();
+    assert_eq!(at_snap("probe1"), Some(hostname.clone()));
+    assert_eq!(at_snap("probe2"), None, "created after the snap");
     cluster.rados(&["rm", "probe1"]);
-    assert_eq!(
-        at_snap("probe1").stdout,
-        std::fs::read("/etc/hostname").unwrap()
-    );
+    assert_eq!(at_snap("probe1"), Some(hostname));
     rados_pool(&["rmsnap", "probe-snap"]);
     cluster.rados(&["rm", "probe2"]);
 
     snapshot_keeps_the_old_values(&mut m);
-    assert!(pool_snapshots(&cluster).is_empty(), "the pool snapshot was not removed");
+    assert!(
+        pool_snapshots(&cluster).is_empty(),
+        "the pool snapshot was not removed"
+    );
 
     // The cost: one clone per object changed while a snapshot is held, of its old size.
     let snap = m.outside("snap-cost");
@@ -505,21 +518,8 @@ fn ceph_snapshot_keeps_the_old_values_while_the_mount_changes() {
     );
     cli_ok(&["unmount".as_ref(), snap.as_os_str()]);
     assert!(pool_snapshots(&cluster).is_empty());
-    // The OSDs trim the clones in the background once the snapshot is gone.
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(30) {
-        if (0..8).all(|i| clones(&cluster, &format!("dd{i:02}")).0 == 0) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    eprintln!(
-        "ceph: clones left {:.1} s after the snapshot was removed: {}",
-        start.elapsed().as_secs_f64(),
-        (0..8)
-            .map(|i| clones(&cluster, &format!("dd{i:02}")).0)
-            .sum::<u64>()
-    );
+    // The OSDs trim the clones in the background once the snapshot is gone (measured: all
+    // 5 gone within 14 s on the test cluster; not waited for here).
     m.unmount();
     drop(m);
     drop(pool);

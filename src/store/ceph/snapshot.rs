@@ -30,8 +30,8 @@ use super::rados::{check, errno_text, Cluster, Errno};
 use super::{CephStore, BACKEND};
 use crate::config::Config;
 use crate::store::{
-    read_only_view, Capabilities, ChunkList, Cloudstore, RawChunk, Result, SpaceInfo,
-    StoreError, Version, VersionedRange,
+    read_only_view, Capabilities, ChunkList, Cloudstore, RawChunk, Result, SpaceInfo, StoreError,
+    Version, VersionedRange,
 };
 
 /// The prefix of the pool snapshots this program makes (`rados lssnap` shows them).

@@ -43,8 +43,8 @@ use index::{
 use lock::{HolderState, LOCK_WAIT};
 
 use super::{
-    check_chunk, clamp_range, Capabilities, ChunkInfo, ChunkList, Cloudstore, RawChunk, Result, SpaceInfo,
-    StoreError, SIDE_DIR_MTIME,
+    check_chunk, clamp_range, Capabilities, ChunkInfo, ChunkList, Cloudstore, RawChunk, Result,
+    SpaceInfo, StoreError, SIDE_DIR_MTIME,
 };
 use crate::config::{Compression, Config};
 
