@@ -192,6 +192,14 @@ fn snapshot_keeps_the_old_values(m: &mut TestMount) {
         m.log_tail()
     );
     assert!(is_mount_point(&snap));
+    let out = Command::new(BIN).arg("stats").arg(&snap).output().unwrap();
+    assert!(out.status.success(), "stats of the snapshot: {out:?}");
+    // Only the mounting user (root here) may take one.
+    let other = m.outside("snap-by-nobody");
+    std::fs::create_dir(&other).unwrap();
+    let out = m.sh_as_nobody(&format!("{BIN} snapshot \"$MNT\" {}", other.display()));
+    assert!(!out.status.success(), "nobody took a snapshot: {out:?}");
+    assert!(!is_mount_point(&other));
     // The live mount changes: an overwrite (shorter), a delete, a new chunk.
     write_file(&m.path("aa01"), b"new value");
     std::fs::remove_file(m.path("aa02")).unwrap();
@@ -485,11 +493,17 @@ fn ceph_snapshot_keeps_the_old_values_while_the_mount_changes() {
     rados_pool(&["rmsnap", "probe-snap"]);
     cluster.rados(&["rm", "probe2"]);
 
+    // A snapshot left by a daemon of this host that was killed while it held it: removed
+    // when the next one is taken (pid 999999999 is above any pid_max).
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let stale = format!("cloudstore-fs-{}-999999999-1", host.trim());
+    rados_pool(&["mksnap", &stale]);
     snapshot_keeps_the_old_values(&mut m);
     assert!(
         pool_snapshots(&cluster).is_empty(),
-        "the pool snapshot was not removed"
+        "the pool snapshots were not removed"
     );
+    m.assert_logged(&["removed pool snapshot", &stale, "its daemon is gone"]);
 
     // The cost: one clone per object changed while a snapshot is held, of its old size.
     let snap = m.outside("snap-cost");

@@ -18,6 +18,10 @@
 //! its old value (whole-object copy-on-write in the OSD's object store; RADOS counts them as
 //! the pool's CLONES), until the snapshot is removed and the OSDs have trimmed it. Removing it
 //! is this view's `close`.
+//!
+//! A daemon killed while it held a snapshot cannot remove it, and its clones would be kept for
+//! ever: snapshot names carry the host and the daemon's pid (`cloudstore-fs-HOST-PID-NANOS`),
+//! and taking a snapshot first removes those of this host whose daemon is gone.
 
 use std::ffi::{CStr, CString};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,8 +38,102 @@ use crate::store::{
     Version, VersionedRange,
 };
 
-/// The prefix of the pool snapshots this program makes (`rados lssnap` shows them).
+/// The prefix of the pool snapshots this program makes (`rados lssnap` shows them):
+/// `cloudstore-fs-HOST-PID-NANOS`.
 pub const SNAP_PREFIX: &str = "cloudstore-fs-";
+
+/// This host's name: a pid in a snapshot's name means something on its host only.
+fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The prefix of the snapshots made on this host.
+fn host_prefix() -> String {
+    format!("{SNAP_PREFIX}{}-", host())
+}
+
+/// The names of the pool's snapshots.
+fn snap_names(cluster: &Cluster) -> std::result::Result<Vec<String>, Errno> {
+    let mut ids: Vec<ffi::rados_snap_t> = vec![0; 64];
+    let n = loop {
+        // SAFETY: a live ioctx and a buffer of ids.len() entries.
+        let ret = unsafe {
+            ffi::rados_ioctx_snap_list(cluster.ioctx(), ids.as_mut_ptr(), ids.len() as i32)
+        };
+        match check(ret) {
+            Ok(n) => break n as usize,
+            Err(libc::ERANGE) if ids.len() < 1 << 20 => ids.resize(ids.len() * 4, 0),
+            Err(e) => return Err(e),
+        }
+    };
+    let mut names = Vec::with_capacity(n);
+    for &id in &ids[..n] {
+        let mut buf = vec![0u8; 512];
+        // SAFETY: a live ioctx and a buffer of buf.len() bytes, NUL-terminated on success.
+        let ret = unsafe {
+            ffi::rados_ioctx_snap_get_name(
+                cluster.ioctx(),
+                id,
+                buf.as_mut_ptr().cast(),
+                buf.len() as i32,
+            )
+        };
+        if check(ret).is_ok() {
+            if let Ok(name) = CStr::from_bytes_until_nul(&buf) {
+                names.push(name.to_string_lossy().into_owned());
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// Whether process `pid` of this host is a running cloudstore-fs.
+fn daemon_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .is_ok_and(|comm| comm.starts_with("cloudstore-fs"))
+}
+
+/// Removes the snapshots of this host left by daemons that are gone (killed while they held
+/// them); each is logged.
+fn remove_stale(cluster: &Cluster, location: &str) {
+    let names = match snap_names(cluster) {
+        Ok(n) => n,
+        Err(e) => {
+            log::warn!(
+                "{BACKEND}: listing the pool snapshots of {location}: {}",
+                errno_text(e)
+            );
+            return;
+        }
+    };
+    let prefix = host_prefix();
+    for name in names {
+        let Some(rest) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        if pid.is_none_or(daemon_alive) {
+            continue;
+        }
+        let cname = CString::new(name.clone()).expect("no NUL in a snapshot name");
+        match remove(cluster, &cname) {
+            Ok(()) => log::warn!(
+                "{BACKEND}: removed pool snapshot {name} of {location}: its daemon is gone \
+                 (killed while it held the snapshot), and the snapshot kept clones of every \
+                 object changed since"
+            ),
+            Err(e) => log::warn!(
+                "{BACKEND}: pool snapshot {name} of {location} was left by a daemon that is \
+                 gone; removing it failed: {} (remove it with `rados rmsnap`)",
+                errno_text(e)
+            ),
+        }
+    }
+}
 
 /// Creates the pool snapshot `name` and returns its id.
 fn create(cluster: &Cluster, name: &CStr) -> std::result::Result<u64, Errno> {
@@ -66,7 +164,8 @@ impl CephStore {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let name = format!("{SNAP_PREFIX}{}-{nanos}", std::process::id());
+        remove_stale(&live, &self.location);
+        let name = format!("{}{}-{nanos}", host_prefix(), std::process::id());
         let cname = CString::new(name.clone()).expect("no NUL in the name");
         let id = create(&live, &cname)
             .map_err(|e| self.error_without_key("snapshot", self.location.clone(), e))?;
