@@ -167,8 +167,24 @@ impl CephStore {
         remove_stale(&live, &self.location);
         let name = format!("{}{}-{nanos}", host_prefix(), std::process::id());
         let cname = CString::new(name.clone()).expect("no NUL in the name");
-        let id = create(&live, &cname)
-            .map_err(|e| self.error_without_key("snapshot", self.location.clone(), e))?;
+        let id = create(&live, &cname).map_err(|e| match e {
+            // The pool has self-managed snapshots (RBD images use them): pool snapshots and
+            // those exclude each other.
+            libc::EINVAL => StoreError::backend(
+                BACKEND,
+                "snapshot",
+                b"",
+                libc::EINVAL,
+                format!(
+                    "{}: the cluster refused a pool snapshot ({}): a pool that has \
+                     self-managed snapshots (RBD images) cannot have pool snapshots; keep the \
+                     chunks in a pool of their own",
+                    self.location,
+                    errno_text(e)
+                ),
+            ),
+            e => self.error_without_key("snapshot", self.location.clone(), e),
+        })?;
         let mut config = Config {
             max_chunk_size: self.max_chunk_size,
             ..Config::default()
