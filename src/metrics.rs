@@ -14,7 +14,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use prometheus_client::encoding::{text::encode, EncodeLabelSet};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -215,8 +215,11 @@ fn labelled<'a>(
     family
 }
 
-/// The metrics text for one scrape.
-pub fn render(s: &StatsSnapshot, timings: Option<&StoreTimings>) -> String {
+/// The ages of the snapshots the daemon holds (`cloudstore-fs snapshot`), asked at each scrape.
+pub type SnapshotAges = Arc<dyn Fn() -> Vec<Duration> + Send + Sync>;
+
+/// The metrics text for one scrape (`snapshots`: the ages of the snapshots held).
+pub fn render(s: &StatsSnapshot, timings: Option<&StoreTimings>, snapshots: &[Duration]) -> String {
     let mut r = Registry::with_prefix("cloudstore");
     let gauge = |v: u64| ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
     r.register_with_unit(
@@ -284,6 +287,17 @@ pub fn render(s: &StatsSnapshot, timings: Option<&StoreTimings>) -> String {
         "Open files that write",
         gauge(s.writers as u64),
     );
+    r.register(
+        "snapshots",
+        "Point-in-time snapshots held (each keeps old versions in the store)",
+        gauge(snapshots.len() as u64),
+    );
+    r.register_with_unit(
+        "oldest_snapshot_age",
+        "Age of the oldest snapshot held (0 when none): what it costs grows with it",
+        Unit::Seconds,
+        ConstGauge::new(snapshots.iter().max().map_or(0.0, |d| d.as_secs_f64())),
+    );
     if let Some(t) = timings {
         r.register_with_unit(
             "store_call_duration",
@@ -326,6 +340,7 @@ pub fn serve(
     server: tiny_http::Server,
     core: Arc<ChunkFs>,
     timings: Option<Arc<StoreTimings>>,
+    snapshots: SnapshotAges,
 ) -> std::io::Result<MetricsServer> {
     let server = Arc::new(server);
     let serving = server.clone();
@@ -335,7 +350,7 @@ pub fn serve(
             for request in serving.incoming_requests() {
                 let path = request.url().split('?').next().unwrap_or("");
                 let response = if path == "/metrics" {
-                    let text = render(&core.stats(), timings.as_deref());
+                    let text = render(&core.stats(), timings.as_deref(), &snapshots());
                     let header = tiny_http::Header::from_bytes("Content-Type", CONTENT_TYPE)
                         .expect("a valid header");
                     tiny_http::Response::from_string(text).with_header(header)
@@ -392,7 +407,7 @@ mod tests {
         store.get_chunk_with_range(b"\x01", 2, 1).unwrap_err();
         let cfg = crate::fs::FsConfig::new(&crate::config::Config::default(), &*store, false);
         let core = ChunkFs::new(store, cfg);
-        let text = render(&core.stats(), Some(&timings));
+        let text = render(&core.stats(), Some(&timings), &[Duration::from_secs(5)]);
         for line in [
             "cloudstore_store_call_duration_seconds_count{op=\"set_chunk\"} 1",
             "cloudstore_store_call_duration_seconds_count{op=\"get_chunk\"} 1",
@@ -401,6 +416,8 @@ mod tests {
             "cloudstore_commits_total 0",
             "# TYPE cloudstore_memory_budget_bytes gauge",
             "# UNIT cloudstore_uptime_seconds seconds",
+            "cloudstore_snapshots 1",
+            "cloudstore_oldest_snapshot_age_seconds 5.0",
         ] {
             assert!(text.contains(line), "{line:?} missing from:\n{text}");
         }

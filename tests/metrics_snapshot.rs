@@ -118,6 +118,14 @@ fn metrics_count_the_writes_and_reads_and_listen_on_loopback_only() {
         )
     );
     assert_eq!(curl(&format!("http://127.0.0.1:{port}/other")).0, 404);
+    // Held snapshots are counted, for an alert on one forgotten (it costs space).
+    assert_eq!(value(&after, "cloudstore_snapshots"), 0.0);
+    let snap = m.outside("snap");
+    std::fs::create_dir(&snap).unwrap();
+    assert!(take_snapshot(&m, &snap).status.success());
+    assert_eq!(value(&scrape(port), "cloudstore_snapshots"), 1.0);
+    cli_ok(&["unmount".as_ref(), snap.as_os_str()]);
+    assert_eq!(value(&scrape(port), "cloudstore_snapshots"), 0.0);
     m.unmount();
     // The endpoint goes with the mount.
     let out = Command::new("curl")

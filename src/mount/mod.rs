@@ -232,7 +232,8 @@ fn serve(
     let pid_file = PidFile::create(mountpoint);
     let stats_server = start_stats(&core, mountpoint, Some(snapshots.control()));
     let metrics_server = metrics.and_then(|m| {
-        crate::metrics::serve(m, core.clone(), timings)
+        let held = snapshots.clone();
+        crate::metrics::serve(m, core.clone(), timings, Arc::new(move || held.ages()))
             .inspect_err(|e| log::warn!("metrics: cannot start its thread: {e}"))
             .ok()
     });

@@ -35,6 +35,7 @@ const TAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A snapshot being served: where, and the thread that lets go of it when it is unmounted.
 struct Served {
     dir: PathBuf,
+    taken: Instant,
     watcher: JoinHandle<()>,
 }
 
@@ -212,19 +213,30 @@ impl Snapshots {
                     log::error!("snapshot at {}: letting go of it: {e}", dir.display());
                 }
                 drop(core);
+                served.lock().retain(|s| s.dir != dir);
+                // Last: `unmount` returns once the marker is gone.
                 if let Some(dev) = &dev {
                     remove_marker(dev, &dir);
                 }
-                served.lock().retain(|s| s.dir != dir);
                 log::info!("snapshot at {} unmounted and let go of", dir.display());
             })
             .map_err(|e| format!("cannot start the snapshot's thread: {e}"))?;
         self.served.lock().push(Served {
             dir: mountpoint,
+            taken: Instant::now(),
             watcher,
         });
         log::info!("{backend}: serving a snapshot at {shown}");
         Ok(format!("a read-only snapshot is mounted at {shown}"))
+    }
+
+    /// The ages of the snapshots served now.
+    pub fn ages(&self) -> Vec<Duration> {
+        self.served
+            .lock()
+            .iter()
+            .map(|s| s.taken.elapsed())
+            .collect()
     }
 
     /// Unmounts every snapshot (lazily when busy) and waits until each is let go of: before
