@@ -448,6 +448,81 @@ fn pool_snapshots(cluster: &TestCluster) -> Vec<String> {
         .collect()
 }
 
+/// The store's view, without a mount: a RADOS snap read through our connection returns the old
+/// bytes after an overwrite and a delete (whole, ranged and versioned reads, stat, mtime),
+/// lists the objects of the snapshot (a deleted one too, none created later), refuses
+/// changes, and its close removes the pool snapshot.
+#[test]
+fn ceph_store_snapshot_reads_the_old_bytes() {
+    let test = "ceph_store_snapshot_reads_the_old_bytes";
+    if !cfg!(feature = "ceph") {
+        ceph_support::skip_or_fail(&format!(
+            "{test}: built without the `ceph` feature (cargo test --all-features)"
+        ));
+        return;
+    }
+    let Some(env) = ceph_support::cluster(test) else {
+        return;
+    };
+    let pool = OwnPool::create(&env.conf);
+    let cluster = TestCluster {
+        pool: pool.name.clone(),
+        ..env
+    };
+    let store = cloudstore_fs::store::open(&cluster.config(64 << 20)).unwrap();
+    assert!(store.capabilities().snapshots);
+    let (a, b) = (bytes(1, 300_000), bytes(2, 1000));
+    store.set_chunk(b"\xaa", &a).unwrap();
+    store.set_chunk(b"\xbb", &b).unwrap();
+    let mtime = store.mtime(b"\xaa").unwrap();
+    let snap = store.snapshot().unwrap();
+    store.set_chunk(b"\xaa", b"short").unwrap();
+    assert!(store.delete(b"\xbb").unwrap());
+    store.set_chunk(b"\xcc", b"created later").unwrap();
+    assert_eq!(snap.get_chunk(b"\xaa").unwrap().unwrap(), a);
+    assert_eq!(snap.get_chunk(b"\xbb").unwrap().unwrap(), b);
+    assert_eq!(snap.get_chunk(b"\xcc").unwrap(), None);
+    assert_eq!(
+        snap.get_chunk_with_range(b"\xaa", 1000, 2000)
+            .unwrap()
+            .unwrap(),
+        a[1000..2000]
+    );
+    let v = snap.read_version(b"\xaa", 0, 10, None).unwrap().unwrap();
+    assert_eq!((v.bytes.as_slice(), v.size), (&a[..10], a.len() as u64));
+    let again = snap
+        .read_version(b"\xaa", 200_000, 0, Some(v.version))
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.bytes, a[200_000..]);
+    assert_eq!(snap.stat(b"\xaa").unwrap(), Some(a.len() as u64));
+    assert_eq!(snap.mtime(b"\xaa").unwrap(), mtime);
+    let mut listed: Vec<(Vec<u8>, u64)> = snap
+        .list(None)
+        .unwrap()
+        .map(|c| c.map(|c| (c.key, c.size)).unwrap())
+        .collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        vec![
+            (b"\xaa".to_vec(), a.len() as u64),
+            (b"\xbb".to_vec(), b.len() as u64)
+        ]
+    );
+    // The live store lists what it holds now (the deleted object's head is a whiteout).
+    let mut live: Vec<Vec<u8>> = store.list(None).unwrap().map(|c| c.unwrap().key).collect();
+    live.sort();
+    assert_eq!(live, vec![b"\xaa".to_vec(), b"\xcc".to_vec()]);
+    let e = snap.set_chunk(b"\xaa", b"x").unwrap_err();
+    assert_eq!(e.errno(), libc::EROFS, "{e}");
+    assert_eq!(snap.delete(b"\xaa").unwrap_err().errno(), libc::EROFS);
+    assert_eq!(pool_snapshots(&cluster).len(), 1);
+    snap.close().unwrap();
+    assert!(pool_snapshots(&cluster).is_empty());
+    store.close().unwrap();
+}
+
 #[test]
 fn ceph_snapshot_keeps_the_old_values_while_the_mount_changes() {
     let test = "ceph_snapshot_keeps_the_old_values_while_the_mount_changes";
