@@ -5,7 +5,8 @@
 //! One file a job: `mountpoint` (checks and stale-mount takeover), `mountinfo` (what is mounted
 //! where), `options` (fuser settings), `signals` (clean stop), `daemon` (`--daemon`), `files`
 //! (runtime directory, log and pid files), `unmount` (unmount and wait for the daemon), `stats`
-//! (the socket `cloudstore-fs stats` asks), `systemd` (readiness notifications).
+//! (the socket `cloudstore-fs stats` and `snapshot` ask), `snapshot` (read-only point-in-time
+//! views served beside the mount), `systemd` (readiness notifications).
 
 mod daemon;
 mod files;

@@ -1,6 +1,7 @@
-//! The daemon's stats socket: a Unix socket beside its pid file that answers each connection
-//! with the filesystem's [`StatsSnapshot`] as text and closes it. `cloudstore-fs stats
-//! MOUNTPOINT` is its client. Only the mounting user (and root) is answered: the socket is
+//! The daemon's stats socket: a Unix socket beside its pid file that reads one request line
+//! per connection and answers it: the filesystem's [`StatsSnapshot`] as text for `stats` (or
+//! no line), what the daemon's [`Control`] answers for the others (`snapshot DIR`), then
+//! closes it. `cloudstore-fs stats MOUNTPOINT` and `cloudstore-fs snapshot` are its clients. Only the mounting user (and root) is answered: the socket is
 //! created owner-only in an owner-only directory, and the peer's uid is checked as well.
 
 use std::io::{self, Read, Write};
