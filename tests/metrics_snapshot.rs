@@ -293,6 +293,30 @@ fn leveldb_snapshot_keeps_the_old_values_while_the_mount_changes() {
     );
 }
 
+#[test]
+fn a_snapshot_of_a_killed_daemon_unmounts() {
+    let test = "a_snapshot_of_a_killed_daemon_unmounts";
+    let Some(mut m) = TestMount::new(Store::Leveldb, test) else {
+        return;
+    };
+    write_file(&m.path("ab"), b"value");
+    let snap = m.outside("snap");
+    std::fs::create_dir(&snap).unwrap();
+    assert!(take_snapshot(&m, &snap).status.success());
+    m.signal_daemon(libc::SIGKILL);
+    // A stale mount ("Transport endpoint is not connected"); unmount clears it at once.
+    let e = std::fs::read(snap.join("ab")).unwrap_err();
+    assert_eq!(errno(&e), libc::ENOTCONN, "{e}");
+    cli_ok(&["unmount".as_ref(), snap.as_os_str()]);
+    assert!(!is_mount_point(&snap));
+    // The store is whole: a new mount serves it, and snapshots of it.
+    m.mount();
+    assert_eq!(read_file(&m.path("ab")), b"value");
+    assert!(take_snapshot(&m, &snap).status.success());
+    assert_eq!(read_file(&snap.join("ab")), b"value");
+    cli_ok(&["unmount".as_ref(), snap.as_os_str()]);
+}
+
 /// Bytes the files under `dir` take on disk.
 fn disk_usage(dir: &Path) -> u64 {
     let out = Command::new("du").arg("-sb").arg(dir).output().unwrap();

@@ -109,7 +109,17 @@ impl SnapshotMount {
     /// gone), up to `timeout`.
     pub fn wait_released(&self, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
-        while read_marker(&self.dev, &self.dir) == Some(self.pid) && daemon_running(self.pid) {
+        loop {
+            if read_marker(&self.dev, &self.dir) != Some(self.pid) {
+                return Ok(());
+            }
+            if !daemon_running(self.pid) {
+                // Its daemon was killed: nothing holds the snapshot any more.
+                if let Ok(path) = marker_path(&self.dev) {
+                    let _ = std::fs::remove_file(path);
+                }
+                return Ok(());
+            }
             if Instant::now() >= deadline {
                 return Err(format!(
                     "unmounted the snapshot at {}, but its daemon (pid {}) has not let go of \
@@ -121,7 +131,6 @@ impl SnapshotMount {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(())
     }
 }
 
@@ -173,7 +182,9 @@ impl Snapshots {
         };
         let backend = view.backend();
         let core = new_core(view.clone(), &self.config, &opts);
-        let session = match new_session(&core, &mountpoint, &opts, backend) {
+        // `mount` and `df` show it as "cloudstore-fs:leveldb-snapshot".
+        let fs_name = format!("{backend}-snapshot");
+        let session = match new_session(&core, &mountpoint, &opts, &fs_name) {
             Ok(s) => s,
             Err(e) => {
                 let _ = view.close();
