@@ -25,12 +25,13 @@ fi
 # 1. Packages. The Ceph ones (librados-dev among them) are installed by the cluster script; the
 # rest here: the C++ LevelDB build (clang, cmake: Debian's GCC 12 rejects a flag of its CMake),
 # the tools the tests drive (rsync, cmp, tar, strace, vim for tests/everyday.rs, restic for
-# tests/serial.rs) and plyvel
+# tests/serial.rs, curl for tests/metrics_snapshot.rs) and plyvel
 # (C++ LevelDB for Python) for the interop tests.
 need=()
 command -v rsync >/dev/null || need+=(rsync)
 command -v cmp >/dev/null || need+=(diffutils)
 command -v tar >/dev/null || need+=(tar)
+command -v curl >/dev/null || need+=(curl)
 command -v strace >/dev/null || need+=(strace)
 command -v vim >/dev/null || command -v vim.tiny >/dev/null || need+=(vim-tiny)
 command -v restic >/dev/null || need+=(restic)

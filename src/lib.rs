@@ -9,5 +9,6 @@ pub mod config;
 pub mod fs;
 pub mod fuse;
 pub mod keyname;
+pub mod metrics;
 pub mod mount;
 pub mod store;

@@ -214,6 +214,8 @@ pub fn translate(args: &[OsString]) -> CliResult<HelperCall> {
             ("uid", Some(v)) => Some(("--uid", Some(v))),
             ("gid", Some(v)) => Some(("--gid", Some(v))),
             ("file_mode", Some(v)) => Some(("--file-mode", Some(v))),
+            ("metrics_addr", Some(v)) => Some(("--metrics-addr", Some(v))),
+            ("metrics_allow_remote", None) => Some(("--metrics-allow-remote", None)),
             ("config", Some(v)) => Some(("--config", Some(v))),
             ("ceph_conf", Some(v)) => Some(("--ceph-conf", Some(v))),
             ("ceph_user", Some(v)) => Some(("--ceph-user", Some(v))),
@@ -239,7 +241,13 @@ pub fn translate(args: &[OsString]) -> CliResult<HelperCall> {
             // Store flags go before the subcommand; the mount's own after it.
             let to = if matches!(
                 flag,
-                "--allow-other" | "--nonempty" | "--uid" | "--gid" | "--file-mode"
+                "--allow-other"
+                    | "--nonempty"
+                    | "--uid"
+                    | "--gid"
+                    | "--file-mode"
+                    | "--metrics-addr"
+                    | "--metrics-allow-remote"
             ) {
                 &mut mount
             } else {
@@ -341,7 +349,14 @@ fn run(args: &[OsString]) -> std::process::ExitCode {
 }
 
 fn unknown_option(option: &str, name: &str, value: Option<&str>) -> CliError {
-    let known_without_value = ["ro", "read_only", "rw", "allow_other", "nonempty"];
+    let known_without_value = [
+        "ro",
+        "read_only",
+        "rw",
+        "allow_other",
+        "nonempty",
+        "metrics_allow_remote",
+    ];
     let known_with_value = [
         "config",
         "ceph_conf",
@@ -354,6 +369,7 @@ fn unknown_option(option: &str, name: &str, value: Option<&str>) -> CliError {
         "uid",
         "gid",
         "file_mode",
+        "metrics_addr",
     ];
     let why = if value.is_some() && known_without_value.contains(&name) {
         format!("{name} takes no value")
@@ -441,6 +457,16 @@ mod tests {
         assert_eq!(
             owned[at..at + 6],
             ["--uid", "5", "--gid", "6", "--file-mode", "0600"]
+        );
+        let metrics = argv(&["leveldb:d", "/m", "-o", "metrics_addr=127.0.0.1:9100"]);
+        let at = metrics.iter().position(|a| a == "mount").expect("mount");
+        assert!(
+            metrics[at..].contains(&"--metrics-addr".into()),
+            "{metrics:?}"
+        );
+        assert!(
+            metrics[at..].contains(&"127.0.0.1:9100".into()),
+            "{metrics:?}"
         );
     }
 

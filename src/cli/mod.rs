@@ -11,6 +11,7 @@ mod import;
 pub mod logging;
 mod mount;
 mod progress;
+mod snapshot;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -166,6 +167,13 @@ pub enum Command {
         /// 0755).
         #[arg(long, env = "CLOUDSTORE_FS_FILE_MODE", value_parser = parse_file_mode)]
         file_mode: Option<u32>,
+        /// Serve Prometheus metrics at http://HOST:PORT/metrics (a bare PORT: 127.0.0.1);
+        /// loopback only unless --metrics-allow-remote.
+        #[arg(long, env = "CLOUDSTORE_FS_METRICS_ADDR", value_name = "HOST:PORT")]
+        metrics_addr: Option<String>,
+        /// Let --metrics-addr bind to an address other than loopback.
+        #[arg(long, env = "CLOUDSTORE_FS_METRICS_ALLOW_REMOTE")]
+        metrics_allow_remote: bool,
         /// Where to mount (an empty directory; the stale mount of a dead cloudstore-fs daemon
         /// there is cleared).
         mountpoint: PathBuf,
@@ -175,6 +183,15 @@ pub enum Command {
     Stats {
         /// The mounted directory.
         mountpoint: PathBuf,
+    },
+    /// Mount at DIR a read-only view of MOUNTPOINT's store as it is now, served by
+    /// MOUNTPOINT's daemon while MOUNTPOINT goes on changing (a consistent backup: `tar c DIR`);
+    /// `cloudstore-fs unmount DIR` lets go of it.
+    Snapshot {
+        /// The live cloudstore-fs mount.
+        mountpoint: PathBuf,
+        /// An empty directory to mount the snapshot at.
+        dir: PathBuf,
     },
     /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
     Completions {
@@ -381,6 +398,20 @@ pub fn run(cli: Cli) -> CliResult {
         // Asks the mount's daemon; needs no store.
         return mount::stats(mountpoint);
     }
+    if let Command::Snapshot { mountpoint, dir } = &cli.command {
+        // The mount's daemon takes and serves it; needs no store.
+        return snapshot::run(mountpoint, dir);
+    }
+    let metrics_addr = match &cli.command {
+        Command::Mount {
+            metrics_addr: Some(addr),
+            metrics_allow_remote,
+            ..
+        } => Some(
+            crate::metrics::parse_addr(addr, *metrics_allow_remote).map_err(CliError::Invalid)?,
+        ),
+        _ => None,
+    };
     let mut config = cli.store.load_config()?;
     // A one-shot command's operation tells whether the pool may be used: no probe before it.
     config.ceph.probe_access = matches!(cli.command, Command::Mount { .. });
@@ -434,6 +465,7 @@ pub fn run(cli: Cli) -> CliResult {
             gid,
             file_mode,
             mountpoint,
+            ..
         } => {
             let opts = crate::mount::MountOptions {
                 mountpoint,
@@ -444,11 +476,13 @@ pub fn run(cli: Cli) -> CliResult {
                 uid,
                 gid,
                 file_mode,
+                metrics_addr,
             };
             mount::mount(store.clone(), &config, &opts)
         }
         Command::Unmount { .. }
         | Command::Stats { .. }
+        | Command::Snapshot { .. }
         | Command::Completions { .. }
         | Command::Man => unreachable!("handled above"),
     };

@@ -5,7 +5,8 @@
 //! One file a job: `mountpoint` (checks and stale-mount takeover), `mountinfo` (what is mounted
 //! where), `options` (fuser settings), `signals` (clean stop), `daemon` (`--daemon`), `files`
 //! (runtime directory, log and pid files), `unmount` (unmount and wait for the daemon), `stats`
-//! (the socket `cloudstore-fs stats` asks), `systemd` (readiness notifications).
+//! (the socket `cloudstore-fs stats` and `snapshot` ask), `snapshot` (read-only point-in-time
+//! views served beside the mount), `systemd` (readiness notifications).
 
 mod daemon;
 mod files;
@@ -14,6 +15,7 @@ mod mountinfo;
 mod mountpoint;
 mod options;
 mod signals;
+mod snapshot;
 mod stats;
 pub mod systemd;
 mod unmount;
@@ -26,6 +28,7 @@ use fuser::{BackgroundSession, Session};
 
 pub use files::{default_log_path, pid_file, LOG_ENV};
 pub use mountpoint::check_mountpoint;
+pub use snapshot::request as request_snapshot;
 pub use unmount::{daemon_pid, unmount, unmount_with, wait_for_exit, UnmountOptions};
 
 use crate::config::Config;
@@ -51,6 +54,8 @@ pub struct MountOptions {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub file_mode: Option<u32>,
+    /// Serve Prometheus metrics at this address (`--metrics-addr`).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Mounts `store` at `opts.mountpoint` and serves it until unmounted (or, with `daemon`, until
@@ -116,15 +121,20 @@ fn pin_mmap_threshold() {
     }
 }
 
-/// Starts answering `cloudstore-fs stats` for the mount at `mountpoint`; a failure is logged
-/// and does not stop the mount.
-fn start_stats(core: &Arc<ChunkFs>, mountpoint: &Path) -> Option<stats::StatsServer> {
+/// Starts answering `cloudstore-fs stats` (and the requests of `control`) for the mount at
+/// `mountpoint`; a failure is logged and does not stop the mount.
+fn start_stats(
+    core: &Arc<ChunkFs>,
+    mountpoint: &Path,
+    control: Option<stats::Control>,
+) -> Option<stats::StatsServer> {
     let Some(m) = mountinfo::find_mount(mountpoint) else {
         log::warn!("stats: {} not found in mountinfo", mountpoint.display());
         return None;
     };
     let served = files::stats_socket_path(&m.dev).and_then(|path| {
-        stats::serve(core.clone(), &path).map_err(|e| format!("{}: {e}", path.display()))
+        stats::serve_with(core.clone(), &path, control)
+            .map_err(|e| format!("{}: {e}", path.display()))
     });
     match served {
         Ok(server) => Some(server),
@@ -139,6 +149,18 @@ fn start_stats(core: &Arc<ChunkFs>, mountpoint: &Path) -> Option<stats::StatsSer
 /// commits pending and done, errors by kind, the last error, memory against the budget.
 pub fn stats(mountpoint: &Path) -> Result<String, String> {
     let shown = mountpoint.display();
+    let socket = control_socket(mountpoint)?;
+    stats::request(&socket).map_err(|e| {
+        format!(
+            "cannot reach the daemon of {shown} at {}: {e} (is it run by another user, or              did it die?)",
+            socket.display()
+        )
+    })
+}
+
+/// The socket of the daemon serving the cloudstore-fs mount at `mountpoint`.
+fn control_socket(mountpoint: &Path) -> Result<PathBuf, String> {
+    let shown = mountpoint.display();
     let path = mountpoint::absolute(mountpoint)?;
     let m = mountinfo::find_mount(&path).ok_or_else(|| format!("{shown} is not a mount point"))?;
     if !m.is_ours() {
@@ -147,13 +169,7 @@ pub fn stats(mountpoint: &Path) -> Result<String, String> {
             m.fstype, m.source
         ));
     }
-    let socket = files::stats_socket_path(&m.dev)?;
-    stats::request(&socket).map_err(|e| {
-        format!(
-            "cannot reach the daemon of {shown} at {}: {e} (is it run by another user, or              did it die?)",
-            socket.display()
-        )
-    })
+    files::stats_socket_path(&m.dev)
 }
 
 /// Mounts at `mountpoint` (root: mount(2); another user: through fusermount3).
@@ -184,6 +200,19 @@ fn serve(
 ) -> Result<(), String> {
     let backend = store.backend();
     pin_mmap_threshold();
+    // Bound before the mount: a port in use fails the mount, not later.
+    let metrics = match opts.metrics_addr.map(crate::metrics::bind).transpose() {
+        Ok(m) => m,
+        Err(e) => return Err(report(notify, e)),
+    };
+    let (store, timings) = match &metrics {
+        Some(_) => {
+            let (timed, timings) = crate::metrics::TimedStore::wrap(store);
+            (timed, Some(timings))
+        }
+        None => (store, None),
+    };
+    let snapshots = Arc::new(snapshot::Snapshots::new(store.clone(), config, opts));
     let core = new_core(store, config, opts);
     // Signals first: the FUSE threads spawned below inherit the blocked mask (see `signals`).
     let signals = match StopSignals::install() {
@@ -202,7 +231,13 @@ fn serve(
     crate::fuse::wire_invalidation(&core, session.notifier());
     raise_read_ahead(mountpoint);
     let pid_file = PidFile::create(mountpoint);
-    let stats_server = start_stats(&core, mountpoint);
+    let stats_server = start_stats(&core, mountpoint, Some(snapshots.control()));
+    let metrics_server = metrics.and_then(|m| {
+        let held = snapshots.clone();
+        crate::metrics::serve(m, core.clone(), timings, Arc::new(move || held.ages()))
+            .inspect_err(|e| log::warn!("metrics: cannot start its thread: {e}"))
+            .ok()
+    });
     let dev = mountinfo::find_mount(mountpoint).map(|m| m.dev);
     let waiter = match signals.spawn_waiter(core.clone(), mountpoint, dev) {
         Ok(w) => w,
@@ -250,6 +285,9 @@ fn serve(
     let late = core.finish_unmount();
     waiter.stop();
     drop(stats_server);
+    drop(metrics_server);
+    // Before the caller closes the store they read.
+    snapshots.drop_all();
     drop(pid_file);
     log::info!("{backend}: unmounted {}", mountpoint.display());
     result.map_err(|e| format!("FUSE session at {}: {e}", mountpoint.display()))?;

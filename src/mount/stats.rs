@@ -1,6 +1,7 @@
-//! The daemon's stats socket: a Unix socket beside its pid file that answers each connection
-//! with the filesystem's [`StatsSnapshot`] as text and closes it. `cloudstore-fs stats
-//! MOUNTPOINT` is its client. Only the mounting user (and root) is answered: the socket is
+//! The daemon's stats socket: a Unix socket beside its pid file that reads one request line
+//! per connection and answers it: the filesystem's [`StatsSnapshot`] as text for `stats` (or
+//! no line), what the daemon's [`Control`] answers for the others (`snapshot DIR`), then
+//! closes it. `cloudstore-fs stats MOUNTPOINT` and `cloudstore-fs snapshot` are its clients. Only the mounting user (and root) is answered: the socket is
 //! created owner-only in an owner-only directory, and the peer's uid is checked as well.
 
 use std::io::{self, Read, Write};
@@ -66,13 +67,35 @@ fn readable(listener: &UnixListener) -> bool {
     unsafe { libc::poll(&mut pfd, 1, POLL_INTERVAL_MS) > 0 }
 }
 
-/// Answers one request: the stats text to the mounting user or root, nothing to anyone else.
-fn answer(core: &ChunkFs, mut conn: UnixStream, owner: u32) {
+/// What the socket answers besides the stats: given a request line (`snapshot DIR`), the
+/// answer text.
+pub type Control = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
+/// How long the daemon waits for a request line (a client that sends none gets the stats).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The request line a client sent ("" when it sent none).
+fn read_request(conn: &UnixStream) -> String {
+    let _ = conn.set_read_timeout(Some(REQUEST_TIMEOUT));
+    let mut line = String::new();
+    let _ = io::BufRead::read_line(&mut io::BufReader::new(conn.take(4096)), &mut line);
+    line.trim().to_string()
+}
+
+/// Answers one request of the mounting user or root (nobody else gets an answer): the stats
+/// text, or what `control` answers to another request.
+fn answer(core: &ChunkFs, mut conn: UnixStream, owner: u32, control: Option<&Control>) {
     match peer_uid(&conn) {
         Ok(uid) if uid == owner || uid == 0 => {
             let _ = conn.set_nonblocking(false);
+            let request = read_request(&conn);
+            let text = match (request.as_str(), control) {
+                ("" | "stats", _) => core.stats().to_string(),
+                (_, Some(control)) => control(&request),
+                (other, None) => format!("error: this mount does not answer {other:?}\n"),
+            };
             let _ = conn.set_write_timeout(Some(ANSWER_TIMEOUT));
-            let _ = conn.write_all(core.stats().to_string().as_bytes());
+            let _ = conn.write_all(text.as_bytes());
         }
         Ok(uid) => log::warn!("stats: refused a request from uid {uid}"),
         Err(e) => log::warn!("stats: cannot tell who asked: {e}"),
@@ -81,7 +104,12 @@ fn answer(core: &ChunkFs, mut conn: UnixStream, owner: u32) {
 
 /// Starts answering stats requests for `core` at `path` (a stale socket there, left by a daemon
 /// that died, is replaced; any other file is not).
-pub fn serve(core: Arc<ChunkFs>, path: &Path) -> io::Result<StatsServer> {
+/// Requests other than the stats go to `control`.
+pub fn serve_with(
+    core: Arc<ChunkFs>,
+    path: &Path,
+    control: Option<Control>,
+) -> io::Result<StatsServer> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path)?,
         Ok(_) => {
@@ -110,7 +138,7 @@ pub fn serve(core: Arc<ChunkFs>, path: &Path) -> io::Result<StatsServer> {
                     continue;
                 }
                 if let Ok((conn, _)) = listener.accept() {
-                    answer(&core, conn, owner);
+                    answer(&core, conn, owner, control.as_ref());
                 }
             }
         })?;
@@ -137,8 +165,15 @@ impl Drop for StatsServer {
 
 /// Asks the daemon whose socket is `path` for its stats text.
 pub fn request(path: &Path) -> io::Result<String> {
+    request_with(path, "stats", ANSWER_TIMEOUT)
+}
+
+/// Sends the request line `line` to the daemon whose socket is `path`; its answer.
+pub fn request_with(path: &Path, line: &str, timeout: Duration) -> io::Result<String> {
     let mut stream = UnixStream::connect(path)?;
-    stream.set_read_timeout(Some(ANSWER_TIMEOUT))?;
+    stream.write_all(format!("{line}\n").as_bytes())?;
+    stream.shutdown(std::net::Shutdown::Write)?;
+    stream.set_read_timeout(Some(timeout))?;
     let mut text = String::new();
     stream.read_to_string(&mut text)?;
     Ok(text)
@@ -165,7 +200,7 @@ mod tests {
         );
         // A stale socket of a dead daemon is replaced.
         drop(UnixListener::bind(&path).unwrap());
-        let server = serve(core, &path).unwrap();
+        let server = serve_with(core, &path, None).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let text = request(&path).unwrap();
@@ -181,8 +216,8 @@ mod tests {
         let store: Arc<dyn Cloudstore> = Arc::new(MemoryStore::new(1 << 20));
         let cfg = FsConfig::new(&Config::default(), &*store, false);
         let core = Arc::new(ChunkFs::new(store, cfg));
-        let first = serve(core.clone(), &path).unwrap();
-        let second = serve(core, &path).unwrap();
+        let first = serve_with(core.clone(), &path, None).unwrap();
+        let second = serve_with(core, &path, None).unwrap();
         drop(first);
         assert!(request(&path).unwrap().contains("backend: memory"));
         drop(second);
@@ -191,7 +226,7 @@ mod tests {
         std::fs::write(&path, "keep").unwrap();
         let store: Arc<dyn Cloudstore> = Arc::new(MemoryStore::new(1 << 20));
         let cfg = FsConfig::new(&Config::default(), &*store, false);
-        assert!(serve(Arc::new(ChunkFs::new(store, cfg)), &path).is_err());
+        assert!(serve_with(Arc::new(ChunkFs::new(store, cfg)), &path, None).is_err());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep");
     }
 }

@@ -56,6 +56,7 @@ pub fn unmount_with(mountpoint: &Path, opts: &UnmountOptions) -> Result<(), Stri
         ));
     }
     let pid = files::read_pid(&m.dev, &path);
+    let snapshot = super::snapshot::SnapshotMount::find(&m.dev, &path);
     match umount2(&path, 0) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EBUSY) && opts.lazy => {
@@ -80,6 +81,10 @@ pub fn unmount_with(mountpoint: &Path, opts: &UnmountOptions) -> Result<(), Stri
                 _ => format!("unmount {shown}: {e}"),
             })
         }
+    }
+    if let Some(snapshot) = snapshot {
+        // Served by the daemon of the live mount, which goes on.
+        return snapshot.wait_released(opts.timeout);
     }
     if let Some(dead) = pid.filter(|&p| !daemon_running(p)) {
         // A dead daemon (killed: its stale mount was just cleared) left its pid file behind.

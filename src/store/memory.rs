@@ -81,6 +81,7 @@ impl Cloudstore for MemoryStore {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             versioned_ranges: true,
+            ..Capabilities::default()
         }
     }
 

@@ -80,6 +80,9 @@ pub struct Capabilities {
     /// Ceph pool, the `rados` tool): the core trusts nothing read from it past the open that
     /// read it.
     pub versioned_ranges: bool,
+    /// [`Cloudstore::snapshot`] gives a read-only view of the store as it is at that moment,
+    /// which later changes do not reach.
+    pub snapshots: bool,
 }
 
 /// Figures for statfs, in bytes.
@@ -197,6 +200,19 @@ pub trait Cloudstore: Send + Sync {
         Ok(None)
     }
 
+    /// A read-only view of the store as it is now (see [`Capabilities::snapshots`]): later
+    /// changes through this store or any other client do not show in it. What it holds on to
+    /// (old versions the backend must keep) is let go when the view is closed or dropped.
+    fn snapshot(&self) -> Result<Arc<dyn Cloudstore>> {
+        Err(StoreError::Backend {
+            backend: self.backend(),
+            op: "snapshot",
+            key: String::new(),
+            errno: libc::EOPNOTSUPP,
+            message: "this backend has no point-in-time snapshots".into(),
+        })
+    }
+
     /// A record kept beside the chunk keyspace, never a chunk (`name` is one of [`SIDE_NAMES`]):
     /// the mount keeps its scratch files and its directory's mtime there. `None` when absent.
     fn side_get(&self, _name: &str) -> Result<Option<Vec<u8>>> {
@@ -218,6 +234,17 @@ pub const SIDE_NAMES: [&str; 2] = [SIDE_SCRATCH, SIDE_DIR_MTIME];
 pub const SIDE_SCRATCH: &str = "scratch";
 /// The mtime of the mount's directory.
 pub const SIDE_DIR_MTIME: &str = "dir-mtime";
+
+/// The error of a change asked of a read-only view (a snapshot): EROFS, naming the key.
+pub fn read_only_view(backend: &'static str, op: &'static str, key: &[u8]) -> StoreError {
+    StoreError::backend(
+        backend,
+        op,
+        key,
+        libc::EROFS,
+        "a snapshot is a read-only view: nothing in it can change",
+    )
+}
 
 /// Checks a range and clamps it to a value of `len` bytes: the byte span to return.
 pub fn clamp_range(key: &[u8], start: u64, end: u64, len: u64) -> Result<(usize, usize)> {

@@ -27,6 +27,7 @@ mod aio;
 mod list;
 mod rados;
 mod side;
+mod snapshot;
 
 use std::ffi::{CStr, CString};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -625,7 +626,13 @@ impl Cloudstore for CephStore {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             versioned_ranges: true,
+            snapshots: true,
         }
+    }
+
+    /// A RADOS pool snapshot, read through a connection of its own (see [`snapshot`]).
+    fn snapshot(&self) -> Result<Arc<dyn Cloudstore>> {
+        Ok(snapshot::shared(self.take_snapshot()?))
     }
 
     fn get_chunk(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {

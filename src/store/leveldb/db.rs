@@ -259,8 +259,29 @@ impl Db {
         }
     }
 
+    /// The value of `key` as it was when `snapshot` was taken, `None` when it was missing
+    /// then; like [`Db::get_uncached`], the block cache is left as it was.
+    pub fn get_at(&self, snapshot: &Snapshot, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        assert!(ptr::eq(self, &*snapshot.db), "snapshot of another db");
+        // SAFETY: read options made for this call, destroyed after it; the snapshot is live.
+        unsafe {
+            let read = sys::leveldb_readoptions_create();
+            sys::leveldb_readoptions_set_verify_checksums(read, 1);
+            sys::leveldb_readoptions_set_fill_cache(read, 0);
+            sys::leveldb_readoptions_set_snapshot(read, snapshot.raw);
+            let value = self.get_with(read, key);
+            sys::leveldb_readoptions_destroy(read);
+            value
+        }
+    }
+
     /// An iterator over `snapshot`; `fill_cache = false` keeps a scan out of the block cache.
     pub fn iter(self: &Arc<Self>, snapshot: Snapshot, fill_cache: bool) -> Iter {
+        self.iter_shared(Arc::new(snapshot), fill_cache)
+    }
+
+    /// An iterator over a snapshot that other readers share (a snapshot view's listings).
+    pub fn iter_shared(self: &Arc<Self>, snapshot: Arc<Snapshot>, fill_cache: bool) -> Iter {
         assert!(Arc::ptr_eq(self, &snapshot.db), "snapshot of another db");
         // SAFETY: the read options and snapshot outlive the iterator (fields of Iter, dropped
         // after it).
@@ -381,7 +402,7 @@ pub struct Iter {
     raw: *mut sys::leveldb_iterator_t,
     read: *mut sys::leveldb_readoptions_t,
     // Dropped after the iterator (field order), and it holds the database.
-    _snapshot: Snapshot,
+    _snapshot: Arc<Snapshot>,
 }
 
 // SAFETY: LevelDB iterators may be used from any thread, one thread at a time (`&mut self`

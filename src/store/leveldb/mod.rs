@@ -28,6 +28,7 @@
 pub mod db;
 mod index;
 pub mod lock;
+mod snapshot;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -42,8 +43,8 @@ use index::{
 use lock::{HolderState, LOCK_WAIT};
 
 use super::{
-    check_chunk, clamp_range, ChunkInfo, ChunkList, Cloudstore, RawChunk, Result, SpaceInfo,
-    StoreError, SIDE_DIR_MTIME,
+    check_chunk, clamp_range, Capabilities, ChunkInfo, ChunkList, Cloudstore, RawChunk, Result,
+    SpaceInfo, StoreError, SIDE_DIR_MTIME,
 };
 use crate::config::{Compression, Config};
 
@@ -394,6 +395,19 @@ fn sync_dbs(d: &Dbs) -> Result<()> {
 impl Cloudstore for LevelDbStore {
     fn backend(&self) -> &'static str {
         BACKEND
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            snapshots: true,
+            ..Capabilities::default()
+        }
+    }
+
+    /// A LevelDB snapshot of both databases (see [`snapshot`]).
+    fn snapshot(&self) -> Result<Arc<dyn Cloudstore>> {
+        let d = self.dbs()?;
+        Ok(Arc::new(snapshot::LevelDbSnapshot::take(&d, &self.dir)))
     }
 
     fn get_chunk(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
