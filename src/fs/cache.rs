@@ -18,10 +18,18 @@
 
 use std::ffi::OsStr;
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use super::error::FsError;
 use super::name::{self, Name};
-use super::ChunkFs;
+use super::node::Node;
+use super::{ChunkFs, NodeEntry};
 use crate::store::Version;
+
+/// How long an open that conflicts with cached readers waits for their pending releases
+/// before it moves the name to a new inode.
+const RELEASE_GRACE: Duration = Duration::from_millis(20);
 
 /// Which version of a chunk a reader reads: the node's version (changes made through this
 /// mount) and the store's version where the store has them (changes made by anyone).
@@ -134,13 +142,50 @@ impl ChunkFs {
             // The readers are gone: the name stays.
             return stale();
         }
-        if let Err(e) = self.keep_for_open_handles(&node, name) {
-            return e;
+        let local = node
+            .state
+            .lock()
+            .is_local(name::classify(name) == Name::Scratch);
+        if !local {
+            if let Err(e) = self.keep_for_open_handles(&node, name) {
+                return e;
+            }
         }
+        // A file that lives in the daemon (a scratch file, renamed from a chunk the readers
+        // opened) is its node: the name's new node carries the same bytes on.
+        let successor = local.then(|| {
+            let st = node.state.lock();
+            (
+                st.value.clone(),
+                st.value_version,
+                st.new_chunk,
+                st.mtime,
+                st.mtime_explicit,
+            )
+        });
         Self::mark_detached(&node);
         let mut t = self.tables();
         if let Some(old) = t.inodes.remove(name) {
             t.drop_if_unused(old);
+        }
+        if let Some((value, value_version, new_chunk, mtime, mtime_explicit)) = successor {
+            let new_ino = t.inodes.get_or_assign(name);
+            let next = Node::stored(new_ino);
+            {
+                let mut st = next.state.lock();
+                st.value = value;
+                st.value_version = value_version;
+                st.new_chunk = new_chunk;
+                st.mtime = mtime;
+                st.mtime_explicit = mtime_explicit;
+            }
+            t.nodes.insert(
+                new_ino,
+                NodeEntry {
+                    node: Arc::new(next),
+                    open: 0,
+                },
+            );
         }
         drop(t);
         if let Name::Chunk(key) = name::classify(name) {
@@ -148,6 +193,22 @@ impl ChunkFs {
         }
         log::debug!("{op} {name:?}: inode {ino} kept by its cached readers; the name moves");
         stale()
+    }
+
+    /// Waits a little for the cached readers of `node` to be released: the kernel sends a
+    /// reader's RELEASE after its close() returned, so `cat f; cp g f` finds the reader still
+    /// registered for a moment. True once none is left.
+    pub(super) fn cached_readers_left(&self, node: &Node) -> bool {
+        let until = Instant::now() + RELEASE_GRACE;
+        loop {
+            if node.state.lock().readers.cached == 0 {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Whether the kernel's pages of `ino` are of `stamp`'s store version (and so may be kept at
@@ -273,5 +334,34 @@ mod tests {
         let (r3, io) = fs.open_io(b.ino, libc::O_RDONLY, 0).unwrap();
         assert_eq!(io, Io::Cached { keep: true });
         fs.release(r3).unwrap();
+    }
+
+    /// A chunk open by a cached reader, renamed to a scratch name (its bytes now live in the
+    /// daemon): opening the scratch file moves its name, with its bytes, to a new inode; the
+    /// reader keeps its own; nothing of the scratch file is lost.
+    #[test]
+    fn a_scratch_file_moves_with_its_bytes() {
+        let fs = fs();
+        put(&fs, "bb", b"chunk bytes");
+        let a = fs.lookup(ROOT_INO, OsStr::new("bb"), 0).unwrap();
+        let (r, io) = fs.open_io(a.ino, libc::O_RDONLY, 0).unwrap();
+        assert_eq!(io, Io::Cached { keep: false });
+        fs.rename(ROOT_INO, OsStr::new("bb"), ROOT_INO, OsStr::new("tmpX"), 0)
+            .unwrap();
+        let e = fs.open_io(a.ino, libc::O_RDONLY, 0).unwrap_err();
+        assert_eq!(e.errno, libc::ESTALE);
+        let b = fs.lookup(ROOT_INO, OsStr::new("tmpX"), 0).unwrap();
+        assert_ne!(b.ino, a.ino);
+        assert_eq!(b.size, 11);
+        let (w, _) = fs.open_io(b.ino, libc::O_RDWR, 0).unwrap();
+        assert_eq!(fs.read(w, 0, 100).unwrap(), b"chunk bytes");
+        fs.write(w, 0, b"CHUNK").unwrap();
+        fs.flush(w, 0).unwrap();
+        fs.release(w).unwrap();
+        assert_eq!(fs.read(r, 0, 100).unwrap(), b"chunk bytes");
+        fs.release(r).unwrap();
+        let (w, _) = fs.open_io(b.ino, libc::O_RDONLY, 0).unwrap();
+        assert_eq!(fs.read(w, 0, 100).unwrap(), b"CHUNK bytes");
+        fs.release(w).unwrap();
     }
 }

@@ -102,6 +102,19 @@ impl ChunkFs {
         flags: i32,
         pid: u32,
     ) -> FsResult<(u64, Io)> {
+        self.open_ino_once(ino, name, flags, pid, true)
+    }
+
+    /// `open_ino`; with `retry`, an open that conflicts with cached readers waits briefly for
+    /// their pending releases and tries once more before it moves the name.
+    fn open_ino_once(
+        &self,
+        ino: u64,
+        name: &OsStr,
+        flags: i32,
+        pid: u32,
+        retry: bool,
+    ) -> FsResult<(u64, Io)> {
         let acc = flags & libc::O_ACCMODE;
         let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
         if write {
@@ -155,7 +168,16 @@ impl ChunkFs {
         drop(gate);
         let (fh, io) = match added {
             Ok(added) => added,
-            Err(Conflict) => return Err(self.supersede(ino, name, "open")),
+            Err(Conflict) => {
+                if let View::Ranged { version, .. } = view {
+                    held.state.lock().remove_ranged(version);
+                }
+                if retry && self.cached_readers_left(&held) {
+                    return self.open_ino_once(ino, name, flags, pid, false);
+                }
+                drop(held);
+                return Err(self.supersede(ino, name, "open"));
+            }
         };
         if !matches!(view, View::Unset) {
             if let Ok(h) = self.handle(fh) {
