@@ -1,0 +1,246 @@
+//! Publishing: flush, fsync and release commit a writer's value whole.
+//!
+//! The rule: after close() returns 0 the chunk holds exactly what was written through that
+//! handle; if anything failed, close() says so and the chunk holds what it held before; nothing
+//! half-written reaches the store or another reader. So each handle opened for writing builds
+//! its own new value (read-modify-write of the committed value on its first write, unless it was
+//! opened with O_TRUNC), and flush/fsync/release publish it whole as one SetChunk. A handle whose
+//! write, fetch or commit failed is poisoned: it fails from then on and commits nothing.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::error::{FsError, FsResult};
+use super::handle::{Handle, HandleState, View};
+use super::name::{self, Name};
+use super::node::Node;
+use super::value::Value;
+use super::ChunkFs;
+
+impl ChunkFs {
+    /// Publishes the handle's new value if it has one not committed yet: one SetChunk, ordered
+    /// with renames and unlinks. A failure poisons the handle (what close() says is final).
+    /// `share`: the handle gives its value up (a close), so it becomes the node's committed
+    /// value, shared with the readers that open next, instead of being kept for more writes.
+    pub(super) fn publish(&self, h: &Handle, hs: &mut HandleState, share: bool) -> FsResult<()> {
+        hs.check()?;
+        if !hs.dirty {
+            return Ok(());
+        }
+        let label = self.label(h.ino);
+        let len = hs.buf.as_ref().map_or(0, |b| b.len() as u64);
+        // The store copies the value while it writes it: that memory is reserved first (and
+        // before the namespace lock, so that a rename never waits behind the budget).
+        if let Err(e) = self.budget.reserve_wait(len, h.age, &label) {
+            hs.poison(&e);
+            return Err(e);
+        }
+        let result = self.publish_reserved(h, hs, share);
+        self.budget.release(len);
+        if let Err(e) = &result {
+            hs.poison(e);
+        }
+        result
+    }
+
+    pub(super) fn publish_reserved(
+        &self,
+        h: &Handle,
+        hs: &mut HandleState,
+        share: bool,
+    ) -> FsResult<()> {
+        let _ns = self.ns.read();
+        let _gate = h.node.gate.write();
+        let Some(name) = self.name_of(h.ino) else {
+            log::debug!(
+                "inode {}: discarding writes to a file unlinked while open",
+                h.ino
+            );
+            hs.dirty = false;
+            return Ok(());
+        };
+        if let Some(base) = hs.append_base {
+            self.rebase_appends(h, hs, base)?;
+        }
+        let Name::Chunk(key) = name::classify(&name) else {
+            // A scratch file: its committed value is the buffer, in the daemon.
+            let value = Arc::new(hs.buf.take().expect("a dirty handle has a new value"));
+            let mut st = h.node.state.lock();
+            st.advance(Some(value.clone()));
+            if !st.mtime_explicit || hs.mtime.is_some() {
+                st.mtime = Some(hs.mtime.unwrap_or_else(SystemTime::now));
+                st.mtime_explicit = hs.mtime.is_some();
+            }
+            hs.view = View::Pinned(value);
+            hs.dirty = false;
+            return Ok(());
+        };
+        self.keep_for_readers(&h.node, &key, h.age);
+        let buf = hs.buf.as_mut().expect("a dirty handle has a new value");
+        let len = buf.len() as u64;
+        let (bytes, result) = self.committer.commit(key.clone(), buf.take_bytes());
+        buf.put_bytes(bytes);
+        // Even a failed commit may have reached the store: nothing cached of it stays.
+        self.readahead.invalidate(&key);
+        self.attrs.forget(&key);
+        let pending_mtime = {
+            let mut st = h.node.state.lock();
+            // A store others may change keeps no committed value on the node: the next open
+            // reads the store (close-to-open).
+            if result.is_ok() && share && !self.ranged() {
+                let value = hs.buf.take().expect("a dirty handle has a new value");
+                st.advance(Some(Arc::new(value)));
+            } else {
+                st.advance(None);
+            }
+            if result.is_ok() {
+                st.new_chunk = false;
+            }
+            let pending = st.mtime_explicit.then_some(st.mtime).flatten();
+            if result.is_ok() {
+                st.mtime = None;
+                st.mtime_explicit = false;
+            }
+            pending
+        };
+        self.invalidate_kernel(h.ino);
+        result.map_err(|e| {
+            let unknown = e.outcome_unknown();
+            let e = FsError::store("commit", name.to_string_lossy(), e);
+            if unknown {
+                log::error!("{e}");
+            } else {
+                log::error!("{e}: the chunk keeps its previous value");
+            }
+            e.logged()
+        })?;
+        hs.dirty = false;
+        if h.append {
+            // Later appends through this handle go after what it committed (a truncation it
+            // made is committed now).
+            hs.append_base = hs.buf.as_ref().map(|b| b.len());
+        }
+        self.attrs.set_size(&key, len);
+        match hs.mtime.take().or(pending_mtime) {
+            Some(t) => {
+                self.store
+                    .set_mtime(&key, t)
+                    .map_err(|e| FsError::store("set mtime", name.to_string_lossy(), e))?;
+                self.attrs.set_mtime(&key, t);
+            }
+            None => self.attrs.forget_mtime(&key),
+        }
+        Ok(())
+    }
+
+    /// Before the committed value of `key` changes: loads it for the ranged readers still on it
+    /// (they keep reading the version they began with). The caller holds the node's gate
+    /// exclusively. Failing that, their reads fail with EIO (never a mix of versions).
+    pub(super) fn keep_for_readers(&self, node: &Node, key: &[u8], age: u64) {
+        {
+            let st = node.state.lock();
+            if !st.must_keep_current(!self.ranged() || st.is_local(false)) {
+                return;
+            }
+        }
+        match self.fetch(key, age) {
+            Ok(v) => {
+                let (v, version) = v.unwrap_or_else(|| (Value::empty(&self.budget), None));
+                let mut st = node.state.lock();
+                st.value = Some(Arc::new(v));
+                st.value_version = version;
+            }
+            Err(e) => log::warn!("keeping {} for its open readers: {e}", hex::encode(key)),
+        }
+    }
+
+    /// flush (every close() of a descriptor, by process `pid`): publishes, so that close()
+    /// reports a failed commit. Only the process that opened the file publishes this way: a
+    /// child that inherited the descriptor flushes it when it exits or execs (close-on-exec),
+    /// which would otherwise commit another thread's half-written file. Its writes, if any, are
+    /// published by the opener's close or at release.
+    pub fn flush(&self, fh: u64, pid: u32) -> FsResult<()> {
+        let h = self.handle(fh)?;
+        if pid != h.pid {
+            log::debug!(
+                "flush of {} by pid {pid}, opened by pid {}: left to the opener or release",
+                self.label(h.ino),
+                h.pid
+            );
+            return Ok(());
+        }
+        let mut hs = h.st.lock();
+        if h.write {
+            self.publish(&h, &mut hs, true)?;
+        }
+        self.forget_view(&h, &mut hs);
+        Ok(())
+    }
+
+    /// After a close by the opener: the handle lets go of what it holds (its view, a clean
+    /// buffer). A descriptor that is still open on it (a dup, an mmap: the kernel may keep
+    /// such handles long after the close, as with fsx) reads the committed value of then, and
+    /// no closed handle pins memory.
+    pub(super) fn forget_view(&self, h: &Handle, hs: &mut HandleState) {
+        if hs.dirty {
+            return;
+        }
+        hs.buf = None;
+        if let View::Ranged { version, .. } = std::mem::take(&mut hs.view) {
+            h.node.state.lock().remove_ranged(version);
+        }
+    }
+
+    /// fsync: publish (whoever asks), then make it durable.
+    pub fn fsync(&self, fh: u64) -> FsResult<()> {
+        let h = self.handle(fh)?;
+        if h.write {
+            let mut hs = h.st.lock();
+            self.publish(&h, &mut hs, false)?;
+        }
+        self.store
+            .sync()
+            .map_err(|e| FsError::store("sync", self.store.backend(), e))
+    }
+
+    /// release (the last close of an open file): publishes what is still dirty (writes that
+    /// came after the last flush, such as mmap write-back), then forgets the handle.
+    pub fn release(&self, fh: u64) -> FsResult<()> {
+        let Some(h) = self.tables().handles.remove(&fh) else {
+            return Err(FsError::new(
+                libc::EBADF,
+                format!("release: no handle {fh}"),
+            ));
+        };
+        let result = {
+            let mut hs = h.st.lock();
+            let dirty = hs.dirty && hs.poisoned.is_none();
+            let result = if dirty {
+                self.publish(&h, &mut hs, true)
+            } else {
+                Ok(())
+            };
+            if let View::Ranged { version, .. } = hs.view {
+                h.node.state.lock().remove_ranged(version);
+            }
+            hs.view = View::Unset;
+            hs.buf = None;
+            result
+        };
+        if let Err(e) = &result {
+            log::error!("release: {e}; the writes to this file are lost");
+        }
+        {
+            let mut st = h.node.state.lock();
+            if h.write {
+                st.writers = st.writers.saturating_sub(1);
+            } else {
+                st.readers.close(h.io);
+            }
+        }
+        let ino = h.ino;
+        drop(h);
+        self.release_node(ino);
+        result.map_err(FsError::logged)
+    }
+}
