@@ -11,3 +11,4 @@ pub mod fuse;
 pub mod keyname;
 pub mod mount;
 pub mod store;
+pub mod sys;

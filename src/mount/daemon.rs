@@ -6,9 +6,8 @@
 //! `$CLOUDSTORE_FS_LOG`, by default a file in the runtime directory (see `files`).
 
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,13 +22,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// The readiness pipe, in a `--daemon` child.
 pub(super) fn notify_pipe_from_env() -> Option<File> {
     let fd: i32 = std::env::var(NOTIFY_ENV).ok()?.parse().ok()?;
-    // SAFETY: the fd was created for us by the parent (see `daemonize`); F_GETFD checks it is
-    // open, and nothing else in this process owns it.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        return None;
-    }
-    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    Some(unsafe { File::from_raw_fd(fd) })
+    crate::sys::fd::adopt_inherited(fd).map(File::from)
 }
 
 /// Tells a waiting `--daemon` parent about a failure, and gives the message back.
@@ -57,14 +50,8 @@ pub(super) fn is_child() -> bool {
 /// open in this process: the child opens it (LevelDB allows one opener).
 pub(super) fn daemonize(backend: &str, mountpoint: &Path) -> Result<(), String> {
     let (log, log_path) = open_log(mountpoint)?;
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills two fds on success.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(format!("pipe: {}", io::Error::last_os_error()));
-    }
-    // SAFETY: both fds were just created and are owned here only.
-    let (read_end, write_end) =
-        unsafe { (File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (read_end, write_end) = crate::sys::fd::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let read_end = File::from(read_end);
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     let mut cmd = Command::new(exe);
     cmd.args(std::env::args_os().skip(1))
@@ -72,15 +59,7 @@ pub(super) fn daemonize(backend: &str, mountpoint: &Path) -> Result<(), String> 
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
         .stderr(log);
-    let notify_fd = write_end.as_raw_fd();
-    // SAFETY: between fork and exec only async-signal-safe calls: setsid, fcntl.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::setsid();
-            libc::fcntl(notify_fd, libc::F_SETFD, 0);
-            Ok(())
-        });
-    }
+    crate::sys::fd::inherit_fd(&mut cmd, write_end.as_fd(), true);
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start the daemon: {e}"))?;
@@ -127,21 +106,10 @@ fn read_line_with_timeout(mut f: File, timeout: Duration) -> Option<String> {
         if left.is_zero() {
             return None;
         }
-        let mut pfd = libc::pollfd {
-            fd: f.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let n = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
-        if n < 0 {
-            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return None;
-        }
-        if n == 0 {
-            continue;
+        match crate::sys::fd::wait_readable(f.as_fd(), left) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(_) => return None,
         }
         let mut chunk = [0u8; 512];
         match f.read(&mut chunk) {

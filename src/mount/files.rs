@@ -11,17 +11,12 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::mountinfo::find_mount;
-use super::mountpoint::absolute;
+use super::mountinfo::{absolute, find_mount};
 
 /// The environment variable naming the daemon's log file.
 pub const LOG_ENV: &str = "CLOUDSTORE_FS_LOG";
 
-/// This process's effective uid.
-pub(super) fn euid() -> u32 {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() }
-}
+use crate::sys::process::euid;
 
 /// The directory for this user's daemon files (created 0700 when missing, and checked).
 pub(crate) fn runtime_dir() -> Result<PathBuf, String> {

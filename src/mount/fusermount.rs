@@ -5,9 +5,8 @@
 //! `fuser::Session::from_fd` serves. Unmounting is `fusermount3 -u` for such a user.
 
 use std::io::{self, IoSliceMut};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -20,7 +19,7 @@ fn program() -> std::ffi::OsString {
 
 /// Whether mounting must go through fusermount3: not root.
 pub(super) fn needed() -> bool {
-    super::files::euid() != 0
+    crate::sys::process::euid() != 0
 }
 
 /// fusermount3's spelling of a mount option.
@@ -59,15 +58,7 @@ pub(super) fn mount(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    // SAFETY: between fork and exec only fcntl, which is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::fcntl(their_fd, libc::F_SETFD, 0) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    crate::sys::fd::inherit_fd(&mut cmd, theirs.as_fd(), false);
     let child = cmd.spawn().map_err(|e| {
         format!(
             "cannot mount at {shown} as a user other than root: cannot run fusermount3 ({e}); \
@@ -113,8 +104,7 @@ fn receive_fd(socket: &UnixStream) -> io::Result<OwnedFd> {
     for cmsg in msg.cmsgs().map_err(io::Error::from)? {
         if let ControlMessageOwned::ScmRights(fds) = cmsg {
             if let Some(&fd) = fds.first() {
-                // SAFETY: the kernel just installed this descriptor in this process for us.
-                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+                return Ok(crate::sys::fd::adopt_received(fd));
             }
         }
     }

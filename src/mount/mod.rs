@@ -34,9 +34,12 @@ use crate::fuse::FuseAdapter;
 use crate::store::Cloudstore;
 use daemon::{daemonize, notify_pipe_from_env, report, report_ready};
 use files::PidFile;
+use mountinfo::Ours;
 use options::{fuse_config, mount_error, raise_read_ahead};
 use signals::StopSignals;
 use unmount::{detach, umount2};
+
+use crate::sys::mounts::Unmount;
 
 /// How to mount.
 #[derive(Debug, Clone, Default)]
@@ -110,8 +113,7 @@ fn new_core(store: Arc<dyn Cloudstore>, config: &Config, opts: &MountOptions) ->
 /// threshold after the first such free (up to 32 MiB) and serves the next ones from its heap,
 /// which keeps the memory after they are freed: the daemon's RSS then grows past its budget.
 fn pin_mmap_threshold() {
-    // SAFETY: mallopt only changes the allocator's tuning; 1 MiB is a valid threshold.
-    if unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20) } != 1 {
+    if !crate::sys::fd::pin_mmap_threshold() {
         log::info!("mallopt(M_MMAP_THRESHOLD) failed: large buffers may stay in the heap");
     }
 }
@@ -139,7 +141,7 @@ fn start_stats(core: &Arc<ChunkFs>, mountpoint: &Path) -> Option<stats::StatsSer
 /// commits pending and done, errors by kind, the last error, memory against the budget.
 pub fn stats(mountpoint: &Path) -> Result<String, String> {
     let shown = mountpoint.display();
-    let path = mountpoint::absolute(mountpoint)?;
+    let path = mountinfo::absolute(mountpoint)?;
     let m = mountinfo::find_mount(&path).ok_or_else(|| format!("{shown} is not a mount point"))?;
     if !m.is_ours() {
         return Err(format!(
@@ -207,7 +209,7 @@ fn serve(
     let waiter = match signals.spawn_waiter(core.clone(), mountpoint, dev) {
         Ok(w) => w,
         Err(e) => {
-            let _ = umount2(mountpoint, libc::MNT_DETACH);
+            let _ = umount2(mountpoint, Unmount::Detach);
             return Err(report(
                 notify,
                 format!("cannot start the signal thread: {e}"),
@@ -221,7 +223,7 @@ fn serve(
     let session = match session.spawn() {
         Ok(s) => s,
         Err(e) => {
-            let _ = umount2(mountpoint, libc::MNT_DETACH);
+            let _ = umount2(mountpoint, Unmount::Detach);
             waiter.stop();
             return Err(report(notify, format!("FUSE session at {shown}: {e}")));
         }
@@ -321,7 +323,7 @@ impl BackgroundMount {
             return Ok(());
         };
         let committed = self.core.commit_all();
-        match umount2(&self.mountpoint, 0) {
+        match umount2(&self.mountpoint, Unmount::Normal) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => detach(&self.mountpoint),
             // Already unmounted from outside.

@@ -10,8 +10,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::files;
-use super::mountinfo::{find_mount, MountInfo};
+use super::mountinfo::{absolute, find_mount, MountInfo, Ours};
 use super::unmount::{daemon_running, umount2};
+use crate::sys::mounts::Unmount;
 
 /// How many stale mounts stacked at one point are cleared before giving up.
 const MAX_STALE: usize = 8;
@@ -78,19 +79,6 @@ pub fn check_mountpoint(path: &Path, nonempty: bool) -> Result<PathBuf, String> 
     Ok(canonical)
 }
 
-/// `path` made absolute without touching its last component (a dead mount fails every stat).
-pub(crate) fn absolute(path: &Path) -> Result<PathBuf, String> {
-    let shown = path.display();
-    let abs = std::path::absolute(path).map_err(|e| format!("{shown}: {e}"))?;
-    match (abs.parent(), abs.file_name()) {
-        (Some(parent), Some(name)) => Ok(parent
-            .canonicalize()
-            .map_err(|e| format!("{shown}: {}: {e}", parent.display()))?
-            .join(name)),
-        _ => Ok(abs),
-    }
-}
-
 /// Clears the dead mount at `path` when it is ours; anything else is refused with a message.
 fn take_over_stale(path: &Path) -> Result<(), String> {
     let shown = path.display();
@@ -125,11 +113,11 @@ fn take_over(path: &Path, m: &MountInfo) -> Result<(), String> {
     let abs = absolute(path)?;
     // Read before the unmount frees the device number (and so the pid file's name).
     let dead = files::read_pid(&m.dev, &abs);
-    let how = match umount2(&abs, 0) {
+    let how = match umount2(&abs, Unmount::Normal) {
         Ok(()) => "unmounted",
         Err(e) => {
             log::info!("umount {shown}: {e}; detaching instead");
-            umount2(&abs, libc::MNT_DETACH).map_err(|e| {
+            umount2(&abs, Unmount::Detach).map_err(|e| {
                 format!("mountpoint {shown}: cannot clear the stale mount of a dead daemon: {e}")
             })?;
             "detached"
@@ -164,12 +152,5 @@ mod tests {
         assert!(e.contains("not a directory"), "{e}");
         let e = check_mountpoint(dir.path(), false).unwrap_err();
         assert!(e.contains("not empty") && e.contains("\"f\""), "{e}");
-    }
-
-    #[test]
-    fn absolute_keeps_the_last_component() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = absolute(&dir.path().join("missing")).unwrap();
-        assert_eq!(p, dir.path().canonicalize().unwrap().join("missing"));
     }
 }

@@ -2,15 +2,14 @@
 //! committed its last writes, closed the store and exited. A busy mount is refused (or, with
 //! `lazy`, detached: it is served until its last open file is closed).
 
-use std::ffi::CString;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::files;
-use super::mountinfo::find_mount;
-use super::mountpoint::absolute;
+use super::mountinfo::{absolute, find_mount, Ours};
+use crate::sys::mounts::Unmount;
+use crate::sys::process;
 
 /// How long `unmount` waits for the daemon by default.
 pub const EXIT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -56,10 +55,10 @@ pub fn unmount_with(mountpoint: &Path, opts: &UnmountOptions) -> Result<(), Stri
         ));
     }
     let pid = files::read_pid(&m.dev, &path);
-    match umount2(&path, 0) {
+    match umount2(&path, Unmount::Normal) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EBUSY) && opts.lazy => {
-            umount2(&path, libc::MNT_DETACH).map_err(|e| format!("{shown}: lazy unmount: {e}"))?;
+            umount2(&path, Unmount::Detach).map_err(|e| format!("{shown}: lazy unmount: {e}"))?;
             eprintln!(
                 "cloudstore-fs: {shown} is busy: detached lazily; the daemon keeps serving the \
                  files still open and stops when the last one is closed"
@@ -112,7 +111,7 @@ pub fn daemon_pid(mountpoint: &Path) -> Option<u32> {
 /// Waits until process `pid` is gone (or a zombie); false on timeout.
 pub fn wait_for_exit(pid: u32, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
-    while running(pid) {
+    while process::running(pid) {
         if Instant::now() >= deadline {
             return false;
         }
@@ -121,34 +120,17 @@ pub fn wait_for_exit(pid: u32, timeout: Duration) -> bool {
     true
 }
 
-/// Whether process `pid` exists and has not exited (a zombie has).
-fn running(pid: u32) -> bool {
-    // SAFETY: kill with signal 0 only checks for existence.
-    if unsafe { libc::kill(pid as libc::pid_t, 0) } != 0 {
-        return false;
-    }
-    command_and_state(pid).is_none_or(|(_, state)| !matches!(state, 'Z' | 'X'))
-}
-
 /// Whether `pid` is a running cloudstore-fs process (a pid file may name a reused pid).
 pub(super) fn daemon_running(pid: u32) -> bool {
-    running(pid)
-        && command_and_state(pid).is_some_and(|(comm, _)| comm.starts_with("cloudstore-fs"))
-}
-
-/// The command name and state letter of process `pid`, from /proc/PID/stat.
-fn command_and_state(pid: u32) -> Option<(String, char)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // "pid (comm) state ...": comm may hold spaces and parentheses; the state follows the last ')'.
-    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
-    let state = stat[close + 1..].trim_start().chars().next()?;
-    Some((stat[open + 1..close].to_string(), state))
+    process::running(pid)
+        && process::command_and_state(pid)
+            .is_some_and(|(comm, _)| comm.starts_with("cloudstore-fs"))
 }
 
 /// Lazy unmount of a busy mount: it disappears from the namespace now and is served until the
 /// last open file is closed.
 pub(super) fn detach(mountpoint: &Path) {
-    match umount2(mountpoint, libc::MNT_DETACH) {
+    match umount2(mountpoint, Unmount::Detach) {
         Ok(()) => log::warn!(
             "{} is busy: detached lazily; open files are served until they are closed",
             mountpoint.display()
@@ -157,17 +139,11 @@ pub(super) fn detach(mountpoint: &Path) {
     }
 }
 
-/// umount2(2); for a user other than root, `fusermount3 -u` (`-z` for MNT_DETACH), which
-/// unmounts what that user mounted.
-pub(super) fn umount2(path: &Path, flags: libc::c_int) -> io::Result<()> {
+/// umount2(2); for a user other than root, `fusermount3 -u` (`-z` to detach), which unmounts
+/// what that user mounted.
+pub(super) fn umount2(path: &Path, how: Unmount) -> io::Result<()> {
     if super::fusermount::needed() {
-        return super::fusermount::unmount(path, flags & libc::MNT_DETACH != 0);
+        return super::fusermount::unmount(path, how == Unmount::Detach);
     }
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
-    // SAFETY: a valid NUL-terminated path.
-    if unsafe { libc::umount2(c.as_ptr(), flags) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    crate::sys::mounts::umount(path, how)
 }

@@ -267,12 +267,8 @@ pub fn inspect_data_dir(dir: &Path) -> Result<DataDir> {
         }
         DataDir::Empty
     };
-    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
-        .map_err(|_| StoreError::Config(format!("{BACKEND}: bad path {shown}")))?;
     // As this process's effective user (AT_EACCESS), as LevelDB's writes will be.
-    // SAFETY: a NUL-terminated path; faccessat only checks.
-    if unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::W_OK, libc::AT_EACCESS) } != 0 {
-        let e = std::io::Error::last_os_error();
+    if let Err(e) = crate::sys::fd::check_writable(dir) {
         if matches!(
             e.raw_os_error(),
             Some(libc::EROFS | libc::EACCES | libc::EPERM)
@@ -680,20 +676,15 @@ impl Cloudstore for LevelDbStore {
     }
 
     fn space(&self) -> Result<Option<SpaceInfo>> {
-        let path = std::ffi::CString::new(self.dir.as_os_str().as_encoded_bytes())
-            .map_err(|_| StoreError::Config(format!("bad path {}", self.dir.display())))?;
-        // SAFETY: statvfs on a NUL-terminated path into a zeroed struct.
-        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-        if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
-            return Ok(None);
-        }
-        let frsize = st.f_frsize as u64;
         // The data directory's filesystem as it is: df of the mount shows what df of the
         // directory shows.
+        let Ok((total, free, available)) = crate::sys::fd::space(&self.dir) else {
+            return Ok(None);
+        };
         Ok(Some(SpaceInfo {
-            total: st.f_blocks as u64 * frsize,
-            free: st.f_bfree as u64 * frsize,
-            available: st.f_bavail as u64 * frsize,
+            total,
+            free,
+            available,
         }))
     }
 }
