@@ -347,12 +347,12 @@ fn open_store(config: &Config, create: bool) -> CliResult<Arc<dyn Cloudstore>> {
 }
 
 /// `--file-mode`: permission bits in octal (`644`, `0640`), at most 0777.
-fn parse_file_mode(text: &str) -> Result<u32, String> {
+fn parse_file_mode(text: &str) -> Result<u32, args::ArgError> {
     match u32::from_str_radix(text, 8) {
         Ok(mode) if mode <= 0o777 => Ok(mode),
-        _ => Err(format!(
+        _ => Err(args::ArgError(format!(
             "{text:?} is not a file mode: give permission bits in octal, 0 to 0777 (e.g. 0640)"
-        )),
+        ))),
     }
 }
 
@@ -392,7 +392,7 @@ pub fn run(cli: Cli) -> CliResult {
     {
         // A bad mountpoint is reported before the store is opened (and locked); a stale mount
         // of a dead daemon is cleared here.
-        crate::mount::check_mountpoint(mountpoint, *nonempty).map_err(CliError::Failed)?;
+        crate::mount::check_mountpoint(mountpoint, *nonempty)?;
     }
     if let Command::Mount {
         mountpoint,

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::error::MountError;
 use super::files::{log_tail, open_log};
 
 /// The environment variable through which a `--daemon` child learns its readiness pipe.
@@ -26,12 +27,12 @@ pub(super) fn notify_pipe_from_env() -> Option<File> {
 }
 
 /// Tells a waiting `--daemon` parent about a failure, and gives the message back.
-pub(super) fn report(notify: Option<File>, msg: String) -> String {
-    super::systemd::status(&format!("mount failed: {msg}"));
+pub(super) fn report(notify: Option<File>, err: MountError) -> MountError {
+    super::systemd::status(&format!("mount failed: {err}"));
     if let Some(mut f) = notify {
-        let _ = writeln!(f, "ERR {msg}");
+        let _ = writeln!(f, "ERR {err}");
     }
-    msg
+    err
 }
 
 /// Tells a waiting `--daemon` parent that the mount is up.
@@ -48,21 +49,26 @@ pub(super) fn is_child() -> bool {
 
 /// Re-executes this command line detached, waits for its mount, returns. The store must not be
 /// open in this process: the child opens it (LevelDB allows one opener).
-pub(super) fn daemonize(backend: &str, mountpoint: &Path) -> Result<(), String> {
+pub(super) fn daemonize(backend: &str, mountpoint: &Path) -> Result<(), MountError> {
     let (log, log_path) = open_log(mountpoint)?;
-    let (read_end, write_end) = crate::sys::fd::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let (read_end, write_end) =
+        crate::sys::fd::pipe().map_err(|e| MountError::Daemon(format!("pipe: {e}")))?;
     let read_end = File::from(read_end);
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| MountError::Daemon(format!("cannot find this program: {e}")))?;
     let mut cmd = Command::new(exe);
     cmd.args(std::env::args_os().skip(1))
         .env(NOTIFY_ENV, write_end.as_raw_fd().to_string())
         .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stdout(
+            log.try_clone()
+                .map_err(|e| MountError::Daemon(format!("daemon log: {e}")))?,
+        )
         .stderr(log);
     crate::sys::fd::inherit_fd(&mut cmd, write_end.as_fd(), true);
     let mut child = cmd
         .spawn()
-        .map_err(|e| format!("cannot start the daemon: {e}"))?;
+        .map_err(|e| MountError::Daemon(format!("cannot start the daemon: {e}")))?;
     drop(write_end);
     let msg = read_line_with_timeout(read_end, READY_TIMEOUT);
     let shown = mountpoint.display();
@@ -76,7 +82,7 @@ pub(super) fn daemonize(backend: &str, mountpoint: &Path) -> Result<(), String> 
             );
             Ok(())
         }
-        Some(line) if line.starts_with("ERR ") => Err(line[4..].to_string()),
+        Some(line) if line.starts_with("ERR ") => Err(MountError::Daemon(line[4..].to_string())),
         _ => {
             let status = match child.try_wait() {
                 Ok(Some(status)) => format!("exited ({status})"),
@@ -89,11 +95,11 @@ pub(super) fn daemonize(backend: &str, mountpoint: &Path) -> Result<(), String> 
                     )
                 }
             };
-            Err(format!(
+            Err(MountError::Daemon(format!(
                 "the daemon {status} before the mount was ready; its log {}:\n{}",
                 log_path.display(),
                 log_tail(&log_path)
-            ))
+            )))
         }
     }
 }

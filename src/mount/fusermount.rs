@@ -10,6 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use super::error::MountError;
 use fuser::MountOption;
 
 /// The setuid helper, found on PATH (or `$FUSERMOUNT_PATH`, as fuser allows).
@@ -41,13 +42,14 @@ pub(super) fn mount(
     mountpoint: &Path,
     options: &[MountOption],
     allow_other: bool,
-) -> Result<OwnedFd, String> {
+) -> Result<OwnedFd, MountError> {
     let shown = mountpoint.display();
     let mut opts: Vec<String> = options.iter().filter_map(option_text).collect();
     if allow_other {
         opts.push("allow_other".into());
     }
-    let (ours, theirs) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+    let (ours, theirs) =
+        UnixStream::pair().map_err(|e| MountError::Mount(format!("socketpair: {e}")))?;
     let their_fd = theirs.as_raw_fd();
     let mut cmd = Command::new(program());
     cmd.arg("-o")
@@ -60,16 +62,16 @@ pub(super) fn mount(
         .stderr(Stdio::piped());
     crate::sys::fd::inherit_fd(&mut cmd, theirs.as_fd(), false);
     let child = cmd.spawn().map_err(|e| {
-        format!(
+        MountError::Mount(format!(
             "cannot mount at {shown} as a user other than root: cannot run fusermount3 ({e}); \
              install the fuse3 package"
-        )
+        ))
     })?;
     drop(theirs);
     let received = receive_fd(&ours);
     let out = child
         .wait_with_output()
-        .map_err(|e| format!("fusermount3: {e}"))?;
+        .map_err(|e| MountError::Mount(format!("fusermount3: {e}")))?;
     match received {
         Ok(fd) if out.status.success() => Ok(fd),
         _ => {
@@ -80,10 +82,10 @@ pub(super) fn mount(
             } else {
                 ""
             };
-            Err(format!(
+            Err(MountError::Mount(format!(
                 "cannot mount at {shown}: fusermount3 failed ({}): {said}{hint}",
                 out.status
-            ))
+            )))
         }
     }
 }

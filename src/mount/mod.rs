@@ -8,6 +8,7 @@
 //! (the socket `cloudstore-fs stats` asks), `systemd` (readiness notifications).
 
 mod daemon;
+mod error;
 mod files;
 mod fusermount;
 mod mountinfo;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 
 use fuser::{BackgroundSession, Session};
 
+pub use error::{MountError, MountResult};
 pub use files::{default_log_path, pid_file, LOG_ENV};
 pub use mountpoint::check_mountpoint;
 pub use unmount::{daemon_pid, unmount, unmount_with, wait_for_exit, UnmountOptions};
@@ -59,7 +61,11 @@ pub struct MountOptions {
 /// Mounts `store` at `opts.mountpoint` and serves it until unmounted (or, with `daemon`, until
 /// the mount is ready: see `daemon`; the store passed in is closed in that case).
 /// Returns a message that says what failed.
-pub fn run(store: Arc<dyn Cloudstore>, config: &Config, opts: &MountOptions) -> Result<(), String> {
+pub fn run(
+    store: Arc<dyn Cloudstore>,
+    config: &Config,
+    opts: &MountOptions,
+) -> Result<(), MountError> {
     let notify = notify_pipe_from_env();
     let mountpoint = match check_mountpoint(&opts.mountpoint, opts.nonempty) {
         Ok(m) => m,
@@ -67,9 +73,7 @@ pub fn run(store: Arc<dyn Cloudstore>, config: &Config, opts: &MountOptions) -> 
     };
     if opts.daemon && notify.is_none() {
         // The daemon opens the store itself.
-        store
-            .close()
-            .map_err(|e| format!("closing the store before starting the daemon: {e}"))?;
+        store.close().map_err(MountError::CloseStore)?;
         drop(store);
         return daemonize(&backend_name(config), &mountpoint);
     }
@@ -78,7 +82,7 @@ pub fn run(store: Arc<dyn Cloudstore>, config: &Config, opts: &MountOptions) -> 
 
 /// `--daemon` without a store opened here: starts the daemon (this command line again, detached),
 /// which opens the store and mounts, and returns once it serves or says why it cannot.
-pub fn start_daemon(config: &Config, mountpoint: &Path, nonempty: bool) -> Result<(), String> {
+pub fn start_daemon(config: &Config, mountpoint: &Path, nonempty: bool) -> Result<(), MountError> {
     let mountpoint = check_mountpoint(mountpoint, nonempty)?;
     daemonize(&backend_name(config), &mountpoint)
 }
@@ -91,7 +95,7 @@ pub fn is_daemon_child() -> bool {
 /// In a `--daemon` child, tells the waiting parent that the mount failed with `msg`.
 pub fn report_failure(msg: &str) {
     if let Some(notify) = notify_pipe_from_env() {
-        report(Some(notify), msg.to_string());
+        report(Some(notify), MountError::Mount(msg.to_string()));
     }
 }
 
@@ -126,7 +130,8 @@ fn start_stats(core: &Arc<ChunkFs>, mountpoint: &Path) -> Option<stats::StatsSer
         return None;
     };
     let served = files::stats_socket_path(&m.dev).and_then(|path| {
-        stats::serve(core.clone(), &path).map_err(|e| format!("{}: {e}", path.display()))
+        stats::serve(core.clone(), &path)
+            .map_err(|e| MountError::Files(format!("{}: {e}", path.display())))
     });
     match served {
         Ok(server) => Some(server),
@@ -139,22 +144,24 @@ fn start_stats(core: &Arc<ChunkFs>, mountpoint: &Path) -> Option<stats::StatsSer
 
 /// What the daemon serving the cloudstore-fs mount at `mountpoint` reports about itself:
 /// commits pending and done, errors by kind, the last error, memory against the budget.
-pub fn stats(mountpoint: &Path) -> Result<String, String> {
+pub fn stats(mountpoint: &Path) -> Result<String, MountError> {
     let shown = mountpoint.display();
     let path = mountinfo::absolute(mountpoint)?;
-    let m = mountinfo::find_mount(&path).ok_or_else(|| format!("{shown} is not a mount point"))?;
+    let m = mountinfo::find_mount(&path)
+        .ok_or_else(|| MountError::NotOurs(format!("{shown} is not a mount point")))?;
     if !m.is_ours() {
-        return Err(format!(
+        return Err(MountError::NotOurs(format!(
             "{shown} is not a cloudstore-fs mount ({} from {})",
             m.fstype, m.source
-        ));
+        )));
     }
     let socket = files::stats_socket_path(&m.dev)?;
     stats::request(&socket).map_err(|e| {
-        format!(
-            "cannot reach the daemon of {shown} at {}: {e} (is it run by another user, or              did it die?)",
+        MountError::Stats(format!(
+            "cannot reach the daemon of {shown} at {}: {e} (is it run by another user, or did \
+             it die?)",
             socket.display()
-        )
+        ))
     })
 }
 
@@ -164,7 +171,7 @@ fn new_session(
     mountpoint: &Path,
     opts: &MountOptions,
     backend: &str,
-) -> Result<Session<FuseAdapter>, String> {
+) -> Result<Session<FuseAdapter>, MountError> {
     let config = fuse_config(opts, backend);
     if fusermount::needed() {
         let fd = fusermount::mount(mountpoint, &config.mount_options, opts.allow_other)?;
@@ -183,7 +190,7 @@ fn serve(
     opts: &MountOptions,
     mountpoint: &Path,
     notify: Option<File>,
-) -> Result<(), String> {
+) -> Result<(), MountError> {
     let backend = store.backend();
     pin_mmap_threshold();
     let core = new_core(store, config, opts);
@@ -193,7 +200,7 @@ fn serve(
         Err(e) => {
             return Err(report(
                 notify,
-                format!("cannot set up signal handling: {e}"),
+                MountError::Mount(format!("cannot set up signal handling: {e}")),
             ))
         }
     };
@@ -212,7 +219,7 @@ fn serve(
             let _ = umount2(mountpoint, Unmount::Detach);
             return Err(report(
                 notify,
-                format!("cannot start the signal thread: {e}"),
+                MountError::Mount(format!("cannot start the signal thread: {e}")),
             ));
         }
     };
@@ -225,7 +232,10 @@ fn serve(
         Err(e) => {
             let _ = umount2(mountpoint, Unmount::Detach);
             waiter.stop();
-            return Err(report(notify, format!("FUSE session at {shown}: {e}")));
+            return Err(report(
+                notify,
+                MountError::Mount(format!("FUSE session at {shown}: {e}")),
+            ));
         }
     };
     // Ready once the mount answers: this stat of its root goes through the kernel to the
@@ -254,8 +264,9 @@ fn serve(
     drop(stats_server);
     drop(pid_file);
     log::info!("{backend}: unmounted {}", mountpoint.display());
-    result.map_err(|e| format!("FUSE session at {}: {e}", mountpoint.display()))?;
-    late.map_err(|e| format!("commit at unmount: {e}"))
+    result
+        .map_err(|e| MountError::Mount(format!("FUSE session at {}: {e}", mountpoint.display())))?;
+    late.map_err(MountError::Commit)
 }
 
 /// Waits for a FUSE session to end (it ends when the kernel has unmounted the filesystem, or
@@ -285,7 +296,7 @@ pub fn spawn(
     store: Arc<dyn Cloudstore>,
     config: &Config,
     opts: &MountOptions,
-) -> Result<BackgroundMount, String> {
+) -> Result<BackgroundMount, MountError> {
     let mountpoint = check_mountpoint(&opts.mountpoint, opts.nonempty)?;
     let backend = store.backend();
     let core = new_core(store, config, opts);
@@ -294,7 +305,7 @@ pub fn spawn(
     raise_read_ahead(&mountpoint);
     let session = session
         .spawn()
-        .map_err(|e| format!("FUSE session at {}: {e}", mountpoint.display()))?;
+        .map_err(|e| MountError::Mount(format!("FUSE session at {}: {e}", mountpoint.display())))?;
     Ok(BackgroundMount {
         session: Some(session),
         core,
@@ -314,11 +325,11 @@ impl BackgroundMount {
     }
 
     /// Commits, unmounts (lazily when busy) and waits for the session to end.
-    pub fn unmount(mut self) -> Result<(), String> {
+    pub fn unmount(mut self) -> Result<(), MountError> {
         self.finish()
     }
 
-    fn finish(&mut self) -> Result<(), String> {
+    fn finish(&mut self) -> Result<(), MountError> {
         let Some(session) = self.session.take() else {
             return Ok(());
         };
@@ -328,11 +339,20 @@ impl BackgroundMount {
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => detach(&self.mountpoint),
             // Already unmounted from outside.
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
-            Err(e) => return Err(format!("unmount {}: {e}", self.mountpoint.display())),
+            Err(e) => {
+                return Err(MountError::Mount(format!(
+                    "unmount {}: {e}",
+                    self.mountpoint.display()
+                )))
+            }
         }
-        join_session(session)
-            .map_err(|e| format!("FUSE session at {}: {e}", self.mountpoint.display()))?;
-        committed.map_err(|e| e.to_string())
+        join_session(session).map_err(|e| {
+            MountError::Mount(format!(
+                "FUSE session at {}: {e}",
+                self.mountpoint.display()
+            ))
+        })?;
+        committed.map_err(MountError::Commit)
     }
 }
 

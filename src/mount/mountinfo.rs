@@ -1,6 +1,7 @@
 //! Our mounts in /proc/self/mountinfo (read through `sys::mounts`): their type, and paths made
 //! absolute the way mountinfo lists them.
 
+use super::error::MountError;
 use std::path::{Path, PathBuf};
 
 pub(crate) use crate::sys::mounts::{find_mount, MountInfo};
@@ -20,6 +21,7 @@ impl Ours for MountInfo {
 }
 
 /// `path` made absolute without touching its last component (a dead mount fails every stat).
-pub(crate) fn absolute(path: &Path) -> Result<PathBuf, String> {
-    crate::sys::mounts::absolute(path).map_err(|e| format!("{}: {e}", path.display()))
+pub(crate) fn absolute(path: &Path) -> Result<PathBuf, MountError> {
+    crate::sys::mounts::absolute(path)
+        .map_err(|e| MountError::Mountpoint(format!("{}: {e}", path.display())))
 }

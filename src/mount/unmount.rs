@@ -6,6 +6,7 @@ use std::io;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::error::MountError;
 use super::files;
 use super::mountinfo::{absolute, find_mount, Ours};
 use crate::sys::mounts::Unmount;
@@ -34,31 +35,34 @@ impl Default for UnmountOptions {
 
 /// Unmounts with the default options: a busy mount is an error; success only once the daemon
 /// has exited (so its store, and LevelDB's lock, are free).
-pub fn unmount(mountpoint: &Path) -> Result<(), String> {
+pub fn unmount(mountpoint: &Path) -> Result<(), MountError> {
     unmount_with(mountpoint, &UnmountOptions::default())
 }
 
 /// Unmounts the cloudstore-fs mount at `mountpoint`; see [`UnmountOptions`].
-pub fn unmount_with(mountpoint: &Path, opts: &UnmountOptions) -> Result<(), String> {
+pub fn unmount_with(mountpoint: &Path, opts: &UnmountOptions) -> Result<(), MountError> {
     let shown = mountpoint.display();
     let path = absolute(mountpoint)?;
     let Some(m) = find_mount(&path) else {
-        return Err(match std::fs::symlink_metadata(&path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => format!("{shown} does not exist"),
-            _ => format!("{shown} is not a mount point"),
-        });
+        return Err(MountError::NotOurs(
+            match std::fs::symlink_metadata(&path) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => format!("{shown} does not exist"),
+                _ => format!("{shown} is not a mount point"),
+            },
+        ));
     };
     if !m.is_ours() {
-        return Err(format!(
+        return Err(MountError::NotOurs(format!(
             "{shown} is a {} mount ({}), not a cloudstore-fs one: not unmounting it",
             m.fstype, m.source
-        ));
+        )));
     }
     let pid = files::read_pid(&m.dev, &path);
     match umount2(&path, Unmount::Normal) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EBUSY) && opts.lazy => {
-            umount2(&path, Unmount::Detach).map_err(|e| format!("{shown}: lazy unmount: {e}"))?;
+            umount2(&path, Unmount::Detach)
+                .map_err(|e| MountError::Unmount(format!("{shown}: lazy unmount: {e}")))?;
             eprintln!(
                 "cloudstore-fs: {shown} is busy: detached lazily; the daemon keeps serving the \
                  files still open and stops when the last one is closed"
@@ -66,18 +70,13 @@ pub fn unmount_with(mountpoint: &Path, opts: &UnmountOptions) -> Result<(), Stri
             return Ok(());
         }
         Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-            return Err(format!(
-                "{shown} is busy: files are open in it (or a process has its working directory \
-                 there; `fuser -vm {shown}` lists them), so nothing was unmounted and nothing \
-                 was lost; close them and retry, or detach it now with \
-                 `cloudstore-fs unmount --lazy {shown}`"
-            ))
+            return Err(MountError::Busy(mountpoint.to_path_buf()))
         }
         Err(e) => {
-            return Err(match e.raw_os_error() {
+            return Err(MountError::Unmount(match e.raw_os_error() {
                 Some(libc::EPERM) => format!("unmounting {shown} needs root"),
                 _ => format!("unmount {shown}: {e}"),
-            })
+            }))
         }
     }
     if let Some(dead) = pid.filter(|&p| !daemon_running(p)) {
@@ -94,11 +93,11 @@ pub fn unmount_with(mountpoint: &Path, opts: &UnmountOptions) -> Result<(), Stri
     if wait_for_exit(pid, opts.timeout) {
         return Ok(());
     }
-    Err(format!(
+    Err(MountError::Unmount(format!(
         "unmounted {shown}, but its daemon (pid {pid}) has not exited after {}s: it still holds \
          the store (its last commits?); see its log",
         opts.timeout.as_secs()
-    ))
+    )))
 }
 
 /// The pid of the daemon serving the mount at `mountpoint`, from its pid file.

@@ -202,7 +202,7 @@ impl CephStore {
         let c = &config.ceph;
         let params = ConnectParams::of(c, c.probe_access);
         // Not logged here: the caller reports the error once.
-        let cluster = Arc::new(Cluster::connect(&params).map_err(StoreError::Config)?);
+        let cluster = Arc::new(Cluster::connect(&params).map_err(|e| StoreError::Config(e.0))?);
         let store = CephStore {
             cluster: RwLock::new(Some(cluster.clone())),
             params: c.clone(),
