@@ -10,5 +10,6 @@ pub mod fs;
 pub mod fuse;
 pub mod keyname;
 pub mod mount;
+pub mod size;
 pub mod store;
 pub mod sys;

@@ -1,4 +1,4 @@
-//! Parsers for command-line values: hex keys, byte ranges and byte sizes. Each error says what
+//! Parsers for command-line values: hex keys and byte ranges (sizes: `crate::size`). Each error says what
 //! was wrong; clap reports it with exit code 2.
 
 use std::fmt;
@@ -110,28 +110,6 @@ impl fmt::Display for ByteRange {
     }
 }
 
-/// Parses a size in bytes: a plain integer, or one with a binary suffix K/KiB, M/MiB, G/GiB.
-pub fn parse_bytes(s: &str) -> Result<u64, ArgError> {
-    let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, suffix) = s.split_at(digits_end);
-    let shift = match suffix {
-        "" => 0,
-        "K" | "k" | "KiB" => 10,
-        "M" | "MiB" => 20,
-        "G" | "GiB" => 30,
-        _ => {
-            return Err(ArgError(format!(
-                "{s:?}: unknown size suffix {suffix:?} (use K, M or G)"
-            )))
-        }
-    };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| ArgError(format!("{s:?} is not a size in bytes")))?;
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| ArgError(format!("{s:?} is too large")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,16 +167,5 @@ mod tests {
         assert!(r("5").is_err());
         assert!(r("-1..3").is_err());
         assert!(r("1..2..3").is_err());
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_bytes("4096"), Ok(4096));
-        assert_eq!(parse_bytes("64K"), Ok(64 << 10));
-        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
-        assert_eq!(parse_bytes("1G"), Ok(1 << 30));
-        assert!(parse_bytes("12X").is_err());
-        assert!(parse_bytes("").is_err());
-        assert!(parse_bytes("99999999999999G").is_err());
     }
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use args::{parse_bytes, parse_key_arg, ByteRange, HexKey};
+pub use args::{parse_key_arg, ByteRange, HexKey};
 pub use error::{CliError, CliResult};
 
 use crate::config::{Backend, Config};
@@ -85,13 +85,13 @@ pub struct StoreArgs {
     )]
     pub namespace: Option<String>,
     /// Largest value accepted, in bytes (suffixes K, M, G).
-    #[arg(long, global = true, env = "CLOUDSTORE_FS_MAX_CHUNK_SIZE", value_name = "BYTES", value_parser = parse_bytes)]
+    #[arg(long, global = true, env = "CLOUDSTORE_FS_MAX_CHUNK_SIZE", value_name = "BYTES", value_parser = crate::size::parse)]
     pub max_chunk_size: Option<u64>,
     /// LevelDB block cache size in bytes (suffixes K, M, G).
-    #[arg(long, global = true, env = "CLOUDSTORE_FS_CACHE_SIZE", value_name = "BYTES", value_parser = parse_bytes)]
+    #[arg(long, global = true, env = "CLOUDSTORE_FS_CACHE_SIZE", value_name = "BYTES", value_parser = crate::size::parse)]
     pub cache_size: Option<u64>,
     /// Mount: bytes of chunk data the daemon may hold (suffixes K, M, G).
-    #[arg(long, global = true, env = "CLOUDSTORE_FS_MEMORY_BUDGET", value_name = "BYTES", value_parser = parse_bytes)]
+    #[arg(long, global = true, env = "CLOUDSTORE_FS_MEMORY_BUDGET", value_name = "BYTES", value_parser = crate::size::parse)]
     pub memory_budget: Option<u64>,
 }
 
