@@ -25,6 +25,7 @@ mod node;
 pub mod readahead;
 pub mod side;
 pub mod stats;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod value;
 
