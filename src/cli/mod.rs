@@ -2,6 +2,7 @@
 //! `main.rs` only parses and calls [`run`]; each command lives in its own module.
 
 mod args;
+mod batch;
 mod chunk;
 mod docs;
 mod error;
