@@ -65,13 +65,15 @@ pub fn identity(fd: impl AsFd) -> io::Result<(u64, u64)> {
 /// Takes ownership of descriptor `fd`, inherited from the parent process, if it is open; it is
 /// made close-on-exec.
 pub fn adopt_inherited(fd: RawFd) -> Option<OwnedFd> {
-    // SAFETY: F_GETFD on a number only asks whether it is an open descriptor.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    fcntl(borrowed, FcntlArg::F_GETFD).ok()?;
-    fcntl(borrowed, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).ok()?;
+    // SAFETY: F_GETFD on a number touches no memory; it only asks whether it is open.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return None;
+    }
     // SAFETY: the parent handed this open descriptor to us (see `mount::daemon`), and nothing
     // else in this process owns it.
-    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    fcntl(&owned, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).ok()?;
+    Some(owned)
 }
 
 /// Takes ownership of a descriptor the kernel just installed in this process (SCM_RIGHTS).

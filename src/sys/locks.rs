@@ -22,11 +22,11 @@ fn holder_in(text: &str, dev: u64, ino: u64) -> Option<u32> {
         .collect();
     let locks = procfs::Locks::from_buf_read(held.as_bytes()).ok()?.0;
     let posix = |l: &&Lock| l.lock_type == LockType::Posix && l.inode == ino;
-    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let (major, minor) = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev));
     let lock = locks
         .iter()
         .filter(posix)
-        .find(|l| l.devmaj == major && l.devmin == minor)
+        .find(|l| u64::from(l.devmaj) == major && u64::from(l.devmin) == minor)
         .or_else(|| locks.iter().find(posix))?;
     // A holder outside our pid namespace shows as 0 or -1: pid 0, "unknown".
     Some(lock.pid.and_then(|p| u32::try_from(p).ok()).unwrap_or(0))
@@ -38,7 +38,7 @@ mod tests {
 
     #[test]
     fn the_holder_is_found_by_device_and_inode() {
-        let dev = libc::makedev(0xfe, 0);
+        let dev = nix::sys::stat::makedev(0xfe, 0);
         let locks = "1: POSIX  ADVISORY  WRITE 11 fe:00:77 0 EOF\n\
                      2: -> POSIX  ADVISORY  WRITE 12 fe:00:99 0 EOF\n\
                      3: FLOCK  ADVISORY  WRITE 13 fe:00:99 0 EOF\n\
@@ -47,7 +47,10 @@ mod tests {
         assert_eq!(holder_in(locks, dev, 99), Some(15));
         assert_eq!(holder_in(locks, dev, 77), Some(11));
         // Same inode, other device only: taken.
-        assert_eq!(holder_in(locks, libc::makedev(7, 7), 99), Some(14));
+        assert_eq!(
+            holder_in(locks, nix::sys::stat::makedev(7, 7), 99),
+            Some(14)
+        );
         assert_eq!(holder_in(locks, dev, 5), None);
         let elsewhere = "1: POSIX  ADVISORY  WRITE -1 fe:00:5 0 EOF\n";
         assert_eq!(holder_in(elsewhere, dev, 5), Some(0));

@@ -64,10 +64,13 @@ pub fn dying(pid: u32) -> bool {
         return true;
     };
     !tasks.flatten().any(|task| {
-        let (Ok(stat), Ok(status)) = (task.stat(), task.status()) else {
+        // A thread whose stat cannot be read is gone; one without a readable status has no
+        // SIGKILL we can see.
+        let Ok(stat) = task.stat() else {
             return false;
         };
-        thread_alive(stat.state, stat.flags, status.sigpnd | status.shdpnd)
+        let pending = task.status().map_or(0, |s| s.sigpnd | s.shdpnd);
+        thread_alive(stat.state, stat.flags, pending)
     })
 }
 
