@@ -2,8 +2,8 @@
 //! session over the filesystem core, and shuts down cleanly on SIGINT/SIGTERM or `unmount`
 //! (everything pending is committed before the store is closed).
 //!
-//! One file a job: `mountpoint` (checks and stale-mount takeover), `mountinfo` (what is mounted
-//! where), `options` (fuser settings), `signals` (clean stop), `daemon` (`--daemon`), `files`
+//! One file a job: `mountpoint` (checks and stale-mount takeover), `mountinfo` (our mounts in
+//! mountinfo, absolute paths), `error` (`MountError`), `options` (fuser settings), `signals` (clean stop), `daemon` (`--daemon`), `files`
 //! (runtime directory, log and pid files), `unmount` (unmount and wait for the daemon), `stats`
 //! (the socket `cloudstore-fs stats` asks), `systemd` (readiness notifications).
 
