@@ -66,17 +66,21 @@ pub struct Config {
     /// LevelDB: the database directory.
     pub data_dir: PathBuf,
     /// Largest value accepted, in bytes.
+    #[serde(deserialize_with = "crate::size::deserialize")]
     pub max_chunk_size: u64,
     /// LevelDB: block cache size in bytes. Values read do not fill it (issue 14: a copy of every
     /// value read stayed in the daemon); the kernel's page cache keeps the table files.
+    #[serde(deserialize_with = "crate::size::deserialize")]
     pub cache_size: u64,
     /// LevelDB: write buffer (memtable) size in bytes.
+    #[serde(deserialize_with = "crate::size::deserialize")]
     pub write_buffer_size: u64,
     /// LevelDB: table files kept open.
     pub max_open_files: u64,
     /// LevelDB: table compression.
     pub compression: Compression,
     /// Mount: bytes of chunk data the daemon may hold (write buffers, read cache, scratch files).
+    #[serde(deserialize_with = "crate::size::deserialize")]
     pub memory_budget: u64,
     /// Ceph settings.
     pub ceph: CephConfig,
@@ -295,6 +299,25 @@ mod tests {
         assert_eq!(c.ceph.pool, "p");
         assert_eq!(c.ceph.namespace, "ns");
         assert_eq!(c.ceph.user, "admin");
+    }
+
+    #[test]
+    fn sizes_are_bytes_or_text_with_a_binary_suffix() {
+        let c = Config::from_toml(
+            "memory_budget = \"1G\"\nmax_chunk_size = \"64M\"\ncache_size = 8388608\n\
+             write_buffer_size = \"4MiB\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.memory_budget, 1 << 30);
+        assert_eq!(c.max_chunk_size, 64 << 20);
+        assert_eq!(c.cache_size, 8 << 20);
+        assert_eq!(c.write_buffer_size, 4 << 20);
+        let e = Config::from_toml("memory_budget = \"lots\"\n", "t").unwrap_err();
+        assert!(
+            e.to_string().contains("memory_budget") && e.to_string().contains("\"lots\""),
+            "{e}"
+        );
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! `store` holds the `Cloudstore` trait and its backends; `config` the configuration;
 //! `cli` the chunk commands; `fs` the filesystem core, `fuse` its fuser adapter and `mount`
-//! the mount itself.
+//! the mount itself; `size` byte sizes as written; `sys` the operating system (procfs, nix).
+//! ARCHITECTURE.md shows how they fit.
 
 pub mod cli;
 pub mod config;
@@ -11,4 +12,6 @@ pub mod fuse;
 pub mod keyname;
 pub mod metrics;
 pub mod mount;
+pub mod size;
 pub mod store;
+pub mod sys;

@@ -25,7 +25,7 @@ const OPS: u32 = 10_000;
 const TIMEOUT: Duration = Duration::from_secs(900);
 /// The mounts' --memory-budget: far more than fsx's files (at most 4 x 8 MiB) need.
 const BUDGET: u64 = 256 << 20;
-/// A runaway guard, not the memory test (that is tests/integrity.rs): fsx is stopped, and the run
+/// A runaway guard, not the memory test (that is tests/integrity_memory.rs): fsx is stopped, and the run
 /// fails, when the daemon's resident memory passes this, before the daemon takes the machine's
 /// memory (today's grew to 13 GiB and was OOM-killed under the 8 MiB variant).
 const RSS_LIMIT: u64 = 1 << 30;

@@ -1,38 +1,45 @@
-//! Parsers for command-line values: hex keys, byte ranges and byte sizes. Each error says what
+//! Parsers for command-line values: hex keys and byte ranges (sizes: `crate::size`). Each error says what
 //! was wrong; clap reports it with exit code 2.
 
 use std::fmt;
 use std::str::FromStr;
 
+/// A command-line value that does not parse: what was wrong with it (clap prints it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ArgError(pub String);
+
 /// Parses a key given in hex on the command line: lowercase, even length, not empty (the empty
 /// key is written `""`, as `ls` prints it). Keys are
 /// spelled one way everywhere (a chunk's file name in the mount and in `import`/`export` is the
 /// same lowercase hex), so `ABCD` is refused with the spelling to use instead.
-pub fn parse_key_arg(s: &str) -> Result<Vec<u8>, String> {
+pub fn parse_key_arg(s: &str) -> Result<Vec<u8>, ArgError> {
     if s == "\"\"" {
         // The empty key, as `ls` prints it (a store written by another program may hold it).
         return Ok(Vec::new());
     }
     if s.is_empty() {
-        return Err(
+        return Err(ArgError(
             "empty key: give the key in hex, e.g. 00ab (the empty key is written \"\")".into(),
-        );
+        ));
     }
     // The first bad character is the more useful message, so it is looked for before the length.
     if let Some((index, c)) = s.char_indices().find(|(_, c)| !c.is_ascii_hexdigit()) {
-        return Err(format!("{c:?} at position {index} is not a hex digit"));
+        return Err(ArgError(format!(
+            "{c:?} at position {index} is not a hex digit"
+        )));
     }
     if let Some((index, c)) = s.char_indices().find(|(_, c)| c.is_ascii_uppercase()) {
-        return Err(format!(
+        return Err(ArgError(format!(
             "{c:?} at position {index} is upper case: keys are written in lowercase hex ({})",
             s.to_ascii_lowercase()
-        ));
+        )));
     }
     if !s.len().is_multiple_of(2) {
-        return Err(format!(
+        return Err(ArgError(format!(
             "odd number of hex digits ({}): each key byte takes two digits",
             s.len()
-        ));
+        )));
     }
     Ok(hex::decode(s).expect("validated hex"))
 }
@@ -42,9 +49,9 @@ pub fn parse_key_arg(s: &str) -> Result<Vec<u8>, String> {
 pub struct HexKey(pub Vec<u8>);
 
 impl FromStr for HexKey {
-    type Err = String;
+    type Err = ArgError;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, ArgError> {
         parse_key_arg(s).map(HexKey)
     }
 }
@@ -58,17 +65,19 @@ pub struct ByteRange {
 }
 
 impl FromStr for ByteRange {
-    type Err = String;
+    type Err = ArgError;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, ArgError> {
         let Some((start, end)) = s.split_once("..") else {
-            return Err(format!(
+            return Err(ArgError(format!(
                 "{s:?} is not a range: expected START..END or START.."
-            ));
+            )));
         };
         let number = |text: &str, what: &str| {
             text.parse::<u64>().map_err(|_| {
-                format!("{what} {text:?} of range {s:?} is not a non-negative integer")
+                ArgError(format!(
+                    "{what} {text:?} of range {s:?} is not a non-negative integer"
+                ))
             })
         };
         let start = if start.is_empty() {
@@ -83,7 +92,9 @@ impl FromStr for ByteRange {
         };
         if let Some(end) = end {
             if start > end {
-                return Err(format!("range {s:?}: start {start} is after end {end}"));
+                return Err(ArgError(format!(
+                    "range {s:?}: start {start} is after end {end}"
+                )));
             }
         }
         Ok(ByteRange { start, end })
@@ -99,28 +110,6 @@ impl fmt::Display for ByteRange {
     }
 }
 
-/// Parses a size in bytes: a plain integer, or one with a binary suffix K/KiB, M/MiB, G/GiB.
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, suffix) = s.split_at(digits_end);
-    let shift = match suffix {
-        "" => 0,
-        "K" | "k" | "KiB" => 10,
-        "M" | "MiB" => 20,
-        "G" | "GiB" => 30,
-        _ => {
-            return Err(format!(
-                "{s:?}: unknown size suffix {suffix:?} (use K, M or G)"
-            ))
-        }
-    };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size in bytes"))?;
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| format!("{s:?} is too large"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,15 +118,16 @@ mod tests {
     fn keys() {
         assert_eq!(parse_key_arg("00ab"), Ok(vec![0, 0xab]));
         assert_eq!(
-            parse_key_arg("00aB").unwrap_err(),
+            parse_key_arg("00aB").unwrap_err().0,
             "'B' at position 3 is upper case: keys are written in lowercase hex (00ab)"
         );
-        assert!(parse_key_arg("").unwrap_err().contains("empty"));
-        assert!(parse_key_arg("abc").unwrap_err().contains("odd"));
+        assert!(parse_key_arg("").unwrap_err().0.contains("empty"));
+        assert!(parse_key_arg("abc").unwrap_err().0.contains("odd"));
         assert_eq!(parse_key_arg("\"\""), Ok(vec![]));
-        assert!(parse_key_arg("zz").unwrap_err().contains("'z'"));
+        assert!(parse_key_arg("zz").unwrap_err().0.contains("'z'"));
         assert!(parse_key_arg("0g1")
             .unwrap_err()
+            .0
             .contains("'g' at position 1"));
     }
 
@@ -172,21 +162,10 @@ mod tests {
                 end: Some(4)
             })
         );
-        assert!(r("5..2").unwrap_err().contains("after"));
-        assert!(r("x..").unwrap_err().contains("\"x\""));
+        assert!(r("5..2").unwrap_err().0.contains("after"));
+        assert!(r("x..").unwrap_err().0.contains("\"x\""));
         assert!(r("5").is_err());
         assert!(r("-1..3").is_err());
         assert!(r("1..2..3").is_err());
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_bytes("4096"), Ok(4096));
-        assert_eq!(parse_bytes("64K"), Ok(64 << 10));
-        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
-        assert_eq!(parse_bytes("1G"), Ok(1 << 30));
-        assert!(parse_bytes("12X").is_err());
-        assert!(parse_bytes("").is_err());
-        assert!(parse_bytes("99999999999999G").is_err());
     }
 }

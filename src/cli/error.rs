@@ -59,5 +59,11 @@ impl From<StoreError> for CliError {
     }
 }
 
+impl From<crate::mount::MountError> for CliError {
+    fn from(err: crate::mount::MountError) -> Self {
+        CliError::Failed(err.to_string())
+    }
+}
+
 /// Result of a command.
 pub type CliResult<T = ()> = Result<T, CliError>;

@@ -5,23 +5,18 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
 
+use super::batch::Batcher;
 use super::chunk::stdout_result;
 use super::progress::Progress;
 use super::{CliError, CliResult};
 use crate::keyname;
 use crate::store::{Cloudstore, RawChunk};
 
-/// Most chunks in one batch.
-const BATCH_CHUNKS: usize = 1000;
-/// Most value bytes in one batch, by the sizes the listing gave (a larger chunk goes alone).
-const BATCH_BYTES: u64 = 64 << 20;
-
 struct Export<'a> {
     store: &'a dyn Cloudstore,
     dir: &'a Path,
     progress: Progress,
-    batch: Vec<RawChunk>,
-    batch_bytes: u64,
+    batch: Batcher,
     vanished: u64,
     /// Chunks whose keys cannot be file names (empty, or longer than 127 bytes).
     unnamed: u64,
@@ -45,24 +40,19 @@ impl Export<'_> {
     }
 
     fn push(&mut self, key: Vec<u8>, size: u64) -> CliResult {
-        if !self.batch.is_empty()
-            && (self.batch.len() >= BATCH_CHUNKS || self.batch_bytes + size > BATCH_BYTES)
-        {
+        if self.batch.full_for(size) {
             self.flush()?;
         }
-        self.batch_bytes += size;
-        self.batch.push(RawChunk::for_get(key));
+        self.batch.push(RawChunk::for_get(key), size);
         Ok(())
     }
 
     /// Fetches the pending batch and writes each value. A failure of the whole call ends the
     /// export; a chunk's own failure is reported and counted.
     fn flush(&mut self) -> CliResult {
-        if self.batch.is_empty() {
+        let Some(mut batch) = self.batch.take() else {
             return Ok(());
-        }
-        let mut batch = std::mem::take(&mut self.batch);
-        self.batch_bytes = 0;
+        };
         if let Err(e) = self.store.get_chunk_batch(&mut batch) {
             return Err(CliError::Failed(format!(
                 "export stopped after {} chunks: a batch of {} failed: {e}",
@@ -88,7 +78,7 @@ impl Export<'_> {
             }
         }
         self.progress.update();
-        self.batch = batch;
+        self.batch.reuse(batch);
         Ok(())
     }
 }
@@ -104,8 +94,7 @@ pub fn run(store: &dyn Cloudstore, dir: &Path) -> CliResult {
         store,
         dir,
         progress: Progress::start("exporting", None),
-        batch: Vec::with_capacity(BATCH_CHUNKS),
-        batch_bytes: 0,
+        batch: Batcher::new(),
         vanished: 0,
         unnamed: 0,
         failed: 0,

@@ -6,6 +6,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
 
+use super::batch::Batcher;
 use super::chunk::stdout_result;
 use super::progress::Progress;
 use super::{CliError, CliResult};
@@ -13,16 +14,10 @@ use crate::config::Config;
 use crate::keyname;
 use crate::store::{Cloudstore, RawChunk};
 
-/// Most chunks in one batch.
-const BATCH_CHUNKS: usize = 1000;
-/// Most value bytes in one batch (a single larger chunk goes alone).
-const BATCH_BYTES: u64 = 64 << 20;
-
 struct Import<'a> {
     store: &'a dyn Cloudstore,
     progress: Progress,
-    batch: Vec<RawChunk>,
-    batch_bytes: u64,
+    batch: Batcher,
     skipped: u64,
     failed: u64,
 }
@@ -41,24 +36,19 @@ impl Import<'_> {
 
     fn push(&mut self, key: Vec<u8>, value: Vec<u8>) -> CliResult {
         let len = value.len() as u64;
-        if !self.batch.is_empty()
-            && (self.batch.len() >= BATCH_CHUNKS || self.batch_bytes + len > BATCH_BYTES)
-        {
+        if self.batch.full_for(len) {
             self.flush()?;
         }
-        self.batch_bytes += len;
-        self.batch.push(RawChunk::for_set(key, value));
+        self.batch.push(RawChunk::for_set(key, value), len);
         Ok(())
     }
 
     /// Stores the pending batch. A failure of the whole call ends the import; a chunk's own
     /// failure is reported and counted.
     fn flush(&mut self) -> CliResult {
-        if self.batch.is_empty() {
+        let Some(mut batch) = self.batch.take() else {
             return Ok(());
-        }
-        let mut batch = std::mem::take(&mut self.batch);
-        self.batch_bytes = 0;
+        };
         if let Err(e) = self.store.set_chunk_batch(&mut batch) {
             return Err(CliError::Failed(format!(
                 "import stopped after {} chunks: a batch of {} failed: {e}",
@@ -76,8 +66,7 @@ impl Import<'_> {
             }
         }
         self.progress.update();
-        batch.clear();
-        self.batch = batch;
+        self.batch.reuse(batch);
         Ok(())
     }
 }
@@ -116,8 +105,7 @@ pub fn run(store: &dyn Cloudstore, config: &Config, dir: &Path) -> CliResult {
             "importing",
             Progress::visible().then(|| count_chunk_names(dir)),
         ),
-        batch: Vec::with_capacity(BATCH_CHUNKS),
-        batch_bytes: 0,
+        batch: Batcher::new(),
         skipped: 0,
         failed: 0,
     };

@@ -4,7 +4,7 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -82,8 +82,8 @@ fn stderr_is_the_journal() -> bool {
     let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
         return false;
     };
-    let Ok(meta) = std::fs::metadata("/proc/self/fd/2") else {
+    let Ok((dev, ino)) = crate::sys::fd::identity(std::io::stderr()) else {
         return false;
     };
-    stream.to_str() == Some(&format!("{}:{}", meta.dev(), meta.ino()))
+    stream.to_str() == Some(&format!("{dev}:{ino}"))
 }

@@ -2,6 +2,7 @@
 //! `main.rs` only parses and calls [`run`]; each command lives in its own module.
 
 mod args;
+mod batch;
 mod chunk;
 mod docs;
 mod error;
@@ -12,14 +13,16 @@ pub mod logging;
 mod mount;
 mod progress;
 mod snapshot;
+mod store_args;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
-pub use args::{parse_bytes, parse_key_arg, ByteRange, HexKey};
+pub use args::{parse_key_arg, ByteRange, HexKey};
 pub use error::{CliError, CliResult};
+pub use store_args::{StoreArgs, DEFAULT_CONFIG};
 
 use crate::config::{Backend, Config};
 use crate::store::{self, Cloudstore};
@@ -34,66 +37,6 @@ pub struct Cli {
     pub log: logging::LogArgs,
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// The configuration file read when neither --config nor $CLOUDSTORE_FS_CONFIG names one.
-pub const DEFAULT_CONFIG: &str = "/etc/cloudstore-fs/config.toml";
-
-/// Store options, accepted before or after the subcommand; each overrides the --config file.
-#[derive(Debug, Clone, Default, Args)]
-#[command(next_help_heading = "Store options")]
-pub struct StoreArgs {
-    /// TOML configuration file (flags override its values) [default:
-    /// /etc/cloudstore-fs/config.toml when present].
-    #[arg(long, global = true, env = "CLOUDSTORE_FS_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Which store to use [default: leveldb].
-    #[arg(long, global = true, env = "CLOUDSTORE_FS_BACKEND", value_enum)]
-    pub backend: Option<Backend>,
-    /// LevelDB database directory.
-    #[arg(
-        long,
-        global = true,
-        env = "CLOUDSTORE_FS_DATA_DIR",
-        value_name = "DIR"
-    )]
-    pub data_dir: Option<PathBuf>,
-    /// Ceph: the ceph.conf to read.
-    #[arg(
-        long,
-        global = true,
-        env = "CLOUDSTORE_FS_CEPH_CONF",
-        value_name = "FILE"
-    )]
-    pub ceph_conf: Option<PathBuf>,
-    /// Ceph: the pool holding the chunks.
-    #[arg(long, global = true, env = "CLOUDSTORE_FS_POOL", value_name = "NAME")]
-    pub pool: Option<String>,
-    /// Ceph: the client name, without "client.".
-    #[arg(
-        long,
-        global = true,
-        env = "CLOUDSTORE_FS_CEPH_USER",
-        value_name = "NAME"
-    )]
-    pub ceph_user: Option<String>,
-    /// Ceph: the RADOS namespace inside the pool.
-    #[arg(
-        long,
-        global = true,
-        env = "CLOUDSTORE_FS_NAMESPACE",
-        value_name = "NS"
-    )]
-    pub namespace: Option<String>,
-    /// Largest value accepted, in bytes (suffixes K, M, G).
-    #[arg(long, global = true, env = "CLOUDSTORE_FS_MAX_CHUNK_SIZE", value_name = "BYTES", value_parser = parse_bytes)]
-    pub max_chunk_size: Option<u64>,
-    /// LevelDB block cache size in bytes (suffixes K, M, G).
-    #[arg(long, global = true, env = "CLOUDSTORE_FS_CACHE_SIZE", value_name = "BYTES", value_parser = parse_bytes)]
-    pub cache_size: Option<u64>,
-    /// Mount: bytes of chunk data the daemon may hold (suffixes K, M, G).
-    #[arg(long, global = true, env = "CLOUDSTORE_FS_MEMORY_BUDGET", value_name = "BYTES", value_parser = parse_bytes)]
-    pub memory_budget: Option<u64>,
 }
 
 /// The subcommands.
@@ -215,107 +158,6 @@ pub enum Command {
     },
 }
 
-impl StoreArgs {
-    /// The configuration: the --config file (or the defaults), then each given flag, validated.
-    /// Every failure here is invalid input.
-    pub fn load_config(&self) -> CliResult<Config> {
-        let default_file = Path::new(DEFAULT_CONFIG);
-        let file = match &self.config {
-            Some(path) => Some(path.as_path()),
-            None => default_file.exists().then_some(default_file),
-        };
-        let mut config = match file {
-            Some(path) => Config::load(path).map_err(|e| CliError::Invalid(e.to_string()))?,
-            None => Config::default(),
-        };
-        if let Some(backend) = self.backend {
-            config.backend = backend;
-        }
-        if let Some(dir) = &self.data_dir {
-            config.data_dir = dir.clone();
-        }
-        if let Some(conf) = &self.ceph_conf {
-            config.ceph.conf = conf.clone();
-        }
-        if let Some(pool) = &self.pool {
-            config.ceph.pool = pool.clone();
-        }
-        if let Some(user) = &self.ceph_user {
-            config.ceph.user = user.clone();
-        }
-        if let Some(ns) = &self.namespace {
-            config.ceph.namespace = ns.clone();
-        }
-        if let Some(max) = self.max_chunk_size {
-            config.max_chunk_size = max;
-        }
-        if let Some(cache) = self.cache_size {
-            config.cache_size = cache;
-        }
-        if let Some(budget) = self.memory_budget {
-            config.memory_budget = budget;
-        }
-        self.check_backend_flags(config.backend)?;
-        config
-            .validate()
-            .map_err(|e| CliError::Invalid(e.to_string()))?;
-        for warning in config.warnings() {
-            eprintln!("cloudstore-fs: warning: configuration: {warning}");
-        }
-        Ok(config)
-    }
-}
-
-impl StoreArgs {
-    /// Flags of another backend than the one used are refused, naming them: a forgotten
-    /// `--backend ceph` would otherwise open an empty LevelDB store and ignore the Ceph options.
-    fn check_backend_flags(&self, backend: Backend) -> CliResult<()> {
-        let leveldb = [
-            ("--data-dir", self.data_dir.is_some()),
-            ("--cache-size", self.cache_size.is_some()),
-        ];
-        let ceph = [
-            ("--ceph-conf", self.ceph_conf.is_some()),
-            ("--pool", self.pool.is_some()),
-            ("--ceph-user", self.ceph_user.is_some()),
-            ("--namespace", self.namespace.is_some()),
-        ];
-        let (other, misfits): (&str, Vec<&str>) = match backend {
-            Backend::Leveldb => ("ceph", given(&ceph)),
-            Backend::Ceph => ("leveldb", given(&leveldb)),
-            Backend::Memory => ("leveldb or ceph", [given(&leveldb), given(&ceph)].concat()),
-        };
-        if misfits.is_empty() {
-            return Ok(());
-        }
-        let used = format!("{backend:?}").to_lowercase();
-        let how = if self.backend.is_some() {
-            "--backend"
-        } else {
-            "the default, or `backend` in the config file"
-        };
-        Err(CliError::Invalid(format!(
-            "{} {} of the {other} backend, but the backend is {used} ({how}); \
-             choose the backend with --backend",
-            misfits.join(", "),
-            if misfits.len() == 1 {
-                "is an option"
-            } else {
-                "are options"
-            },
-        )))
-    }
-}
-
-/// The names of the flags that were given.
-fn given<'a>(flags: &[(&'a str, bool)]) -> Vec<&'a str> {
-    flags
-        .iter()
-        .filter(|(_, set)| *set)
-        .map(|(name, _)| *name)
-        .collect()
-}
-
 /// Whether a command may create the store it opens: `put`, `import` and a writable `mount`
 /// do; commands that only read (and `rm`) never do.
 fn creates_store(command: &Command) -> bool {
@@ -364,12 +206,12 @@ fn open_store(config: &Config, create: bool) -> CliResult<Arc<dyn Cloudstore>> {
 }
 
 /// `--file-mode`: permission bits in octal (`644`, `0640`), at most 0777.
-fn parse_file_mode(text: &str) -> Result<u32, String> {
+fn parse_file_mode(text: &str) -> Result<u32, args::ArgError> {
     match u32::from_str_radix(text, 8) {
         Ok(mode) if mode <= 0o777 => Ok(mode),
-        _ => Err(format!(
+        _ => Err(args::ArgError(format!(
             "{text:?} is not a file mode: give permission bits in octal, 0 to 0777 (e.g. 0640)"
-        )),
+        ))),
     }
 }
 
@@ -423,7 +265,7 @@ pub fn run(cli: Cli) -> CliResult {
     {
         // A bad mountpoint is reported before the store is opened (and locked); a stale mount
         // of a dead daemon is cleared here.
-        crate::mount::check_mountpoint(mountpoint, *nonempty).map_err(CliError::Failed)?;
+        crate::mount::check_mountpoint(mountpoint, *nonempty)?;
     }
     if let Command::Mount {
         mountpoint,

@@ -17,15 +17,7 @@ use crate::store::Version;
 /// wrote and report the commit's failure. When /proc has no answer (the thread is gone), the
 /// thread id is the best left.
 pub fn process_of(tid: u32) -> u32 {
-    std::fs::read_to_string(format!("/proc/{tid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("Tgid:"))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .unwrap_or(tid)
+    crate::sys::process::thread_group(tid).unwrap_or(tid)
 }
 
 /// What a handle reads when it has not written.

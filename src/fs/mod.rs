@@ -36,6 +36,7 @@ pub mod readahead;
 mod setattr;
 pub mod side;
 pub mod stats;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod value;
 mod write;

@@ -10,40 +10,7 @@ use parking_lot::Mutex;
 
 use super::error::FsError;
 
-/// The errno's symbolic name ("EIO"), or "errno N" for one not listed.
-pub fn errno_name(errno: i32) -> String {
-    let name = match errno {
-        libc::EPERM => "EPERM",
-        libc::EIO => "EIO",
-        libc::EBADF => "EBADF",
-        libc::EAGAIN => "EAGAIN",
-        libc::ENOMEM => "ENOMEM",
-        libc::EACCES => "EACCES",
-        libc::EBUSY => "EBUSY",
-        libc::EXDEV => "EXDEV",
-        libc::ENOTDIR => "ENOTDIR",
-        libc::EISDIR => "EISDIR",
-        libc::EINVAL => "EINVAL",
-        libc::EFBIG => "EFBIG",
-        libc::ENOSPC => "ENOSPC",
-        libc::EROFS => "EROFS",
-        libc::ENAMETOOLONG => "ENAMETOOLONG",
-        libc::ENOSYS => "ENOSYS",
-        libc::ENOTEMPTY => "ENOTEMPTY",
-        libc::EOPNOTSUPP => "EOPNOTSUPP",
-        libc::ETIMEDOUT => "ETIMEDOUT",
-        libc::ECONNREFUSED => "ECONNREFUSED",
-        libc::EDQUOT => "EDQUOT",
-        libc::ENOTCONN => "ENOTCONN",
-        libc::EMSGSIZE => "EMSGSIZE",
-        libc::ENOENT => "ENOENT",
-        libc::EEXIST => "EEXIST",
-        libc::ENODATA => "ENODATA",
-        libc::ESTALE => "ESTALE",
-        _ => return format!("errno {errno}"),
-    };
-    name.to_string()
-}
+pub use crate::sys::errno::errno_name;
 
 /// FUSE requests answered, by kind, and the file bytes they moved.
 #[derive(Default)]

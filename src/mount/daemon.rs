@@ -6,13 +6,13 @@
 //! `$CLOUDSTORE_FS_LOG`, by default a file in the runtime directory (see `files`).
 
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::error::MountError;
 use super::files::{log_tail, open_log};
 
 /// The environment variable through which a `--daemon` child learns its readiness pipe.
@@ -23,22 +23,16 @@ const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// The readiness pipe, in a `--daemon` child.
 pub(super) fn notify_pipe_from_env() -> Option<File> {
     let fd: i32 = std::env::var(NOTIFY_ENV).ok()?.parse().ok()?;
-    // SAFETY: the fd was created for us by the parent (see `daemonize`); F_GETFD checks it is
-    // open, and nothing else in this process owns it.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        return None;
-    }
-    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    Some(unsafe { File::from_raw_fd(fd) })
+    crate::sys::fd::adopt_inherited(fd).map(File::from)
 }
 
 /// Tells a waiting `--daemon` parent about a failure, and gives the message back.
-pub(super) fn report(notify: Option<File>, msg: String) -> String {
-    super::systemd::status(&format!("mount failed: {msg}"));
+pub(super) fn report(notify: Option<File>, err: MountError) -> MountError {
+    super::systemd::status(&format!("mount failed: {err}"));
     if let Some(mut f) = notify {
-        let _ = writeln!(f, "ERR {msg}");
+        let _ = writeln!(f, "ERR {err}");
     }
-    msg
+    err
 }
 
 /// Tells a waiting `--daemon` parent that the mount is up.
@@ -55,35 +49,26 @@ pub(super) fn is_child() -> bool {
 
 /// Re-executes this command line detached, waits for its mount, returns. The store must not be
 /// open in this process: the child opens it (LevelDB allows one opener).
-pub(super) fn daemonize(backend: &str, mountpoint: &Path) -> Result<(), String> {
+pub(super) fn daemonize(backend: &str, mountpoint: &Path) -> Result<(), MountError> {
     let (log, log_path) = open_log(mountpoint)?;
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills two fds on success.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(format!("pipe: {}", io::Error::last_os_error()));
-    }
-    // SAFETY: both fds were just created and are owned here only.
     let (read_end, write_end) =
-        unsafe { (File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+        crate::sys::fd::pipe().map_err(|e| MountError::Daemon(format!("pipe: {e}")))?;
+    let read_end = File::from(read_end);
+    let exe = std::env::current_exe()
+        .map_err(|e| MountError::Daemon(format!("cannot find this program: {e}")))?;
     let mut cmd = Command::new(exe);
     cmd.args(std::env::args_os().skip(1))
         .env(NOTIFY_ENV, write_end.as_raw_fd().to_string())
         .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stdout(
+            log.try_clone()
+                .map_err(|e| MountError::Daemon(format!("daemon log: {e}")))?,
+        )
         .stderr(log);
-    let notify_fd = write_end.as_raw_fd();
-    // SAFETY: between fork and exec only async-signal-safe calls: setsid, fcntl.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::setsid();
-            libc::fcntl(notify_fd, libc::F_SETFD, 0);
-            Ok(())
-        });
-    }
+    crate::sys::fd::inherit_fd(&mut cmd, write_end.as_fd(), true);
     let mut child = cmd
         .spawn()
-        .map_err(|e| format!("cannot start the daemon: {e}"))?;
+        .map_err(|e| MountError::Daemon(format!("cannot start the daemon: {e}")))?;
     drop(write_end);
     let msg = read_line_with_timeout(read_end, READY_TIMEOUT);
     let shown = mountpoint.display();
@@ -97,7 +82,7 @@ pub(super) fn daemonize(backend: &str, mountpoint: &Path) -> Result<(), String> 
             );
             Ok(())
         }
-        Some(line) if line.starts_with("ERR ") => Err(line[4..].to_string()),
+        Some(line) if line.starts_with("ERR ") => Err(MountError::Daemon(line[4..].to_string())),
         _ => {
             let status = match child.try_wait() {
                 Ok(Some(status)) => format!("exited ({status})"),
@@ -110,11 +95,11 @@ pub(super) fn daemonize(backend: &str, mountpoint: &Path) -> Result<(), String> 
                     )
                 }
             };
-            Err(format!(
+            Err(MountError::Daemon(format!(
                 "the daemon {status} before the mount was ready; its log {}:\n{}",
                 log_path.display(),
                 log_tail(&log_path)
-            ))
+            )))
         }
     }
 }
@@ -127,21 +112,10 @@ fn read_line_with_timeout(mut f: File, timeout: Duration) -> Option<String> {
         if left.is_zero() {
             return None;
         }
-        let mut pfd = libc::pollfd {
-            fd: f.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let n = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
-        if n < 0 {
-            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return None;
-        }
-        if n == 0 {
-            continue;
+        match crate::sys::fd::wait_readable(f.as_fd(), left) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(_) => return None,
         }
         let mut chunk = [0u8; 512];
         match f.read(&mut chunk) {

@@ -11,20 +11,16 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::mountinfo::find_mount;
-use super::mountpoint::absolute;
+use super::error::MountError;
+use super::mountinfo::{absolute, find_mount};
 
 /// The environment variable naming the daemon's log file.
 pub const LOG_ENV: &str = "CLOUDSTORE_FS_LOG";
 
-/// This process's effective uid.
-pub(super) fn euid() -> u32 {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() }
-}
+use crate::sys::process::euid;
 
 /// The directory for this user's daemon files (created 0700 when missing, and checked).
-pub(crate) fn runtime_dir() -> Result<PathBuf, String> {
+pub(crate) fn runtime_dir() -> Result<PathBuf, MountError> {
     let dir = if euid() == 0 {
         PathBuf::from("/run/cloudstore-fs")
     } else if let Some(run) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
@@ -32,44 +28,47 @@ pub(crate) fn runtime_dir() -> Result<PathBuf, String> {
     } else if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
         PathBuf::from(home).join(".local/state/cloudstore-fs")
     } else {
-        return Err("no directory for the daemon's files: set XDG_RUNTIME_DIR or HOME".into());
+        return Err(MountError::Files(
+            "no directory for the daemon's files: set XDG_RUNTIME_DIR or HOME".into(),
+        ));
     };
     DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(&dir)
-        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        .map_err(|e| MountError::Files(format!("cannot create {}: {e}", dir.display())))?;
     check_private_dir(&dir)?;
     Ok(dir)
 }
 
 /// Refuses a directory that another user could plant files or symlinks in.
-fn check_private_dir(dir: &Path) -> Result<(), String> {
+fn check_private_dir(dir: &Path) -> Result<(), MountError> {
     let shown = dir.display();
-    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{shown}: {e}"))?;
+    let meta =
+        std::fs::symlink_metadata(dir).map_err(|e| MountError::Files(format!("{shown}: {e}")))?;
     if !meta.file_type().is_dir() {
-        return Err(format!(
+        return Err(MountError::Files(format!(
             "{shown} is not a directory (a symlink?): refusing to use it"
-        ));
+        )));
     }
     if meta.uid() != euid() {
-        return Err(format!(
+        return Err(MountError::Files(format!(
             "{shown} belongs to uid {}, not to us (uid {}): refusing to use it",
             meta.uid(),
             euid()
-        ));
+        )));
     }
     if meta.mode() & 0o022 != 0 {
-        return Err(format!(
+        return Err(MountError::Files(format!(
             "{shown} is writable by others (mode {:o}): refusing to use it (chmod 700 it)",
             meta.mode() & 0o7777
-        ));
+        )));
     }
     Ok(())
 }
 
 /// Opens `path` for writing, owner-only, without following a symlink at its last component.
-fn open_private(path: &Path, append: bool) -> Result<File, String> {
+fn open_private(path: &Path, append: bool) -> Result<File, MountError> {
     let shown = path.display();
     let file = OpenOptions::new()
         .write(true)
@@ -80,29 +79,33 @@ fn open_private(path: &Path, append: bool) -> Result<File, String> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => format!("{shown} is a symlink: refusing to follow it"),
-            _ => format!("{shown}: {e}"),
+            Some(libc::ELOOP) => {
+                MountError::Files(format!("{shown} is a symlink: refusing to follow it"))
+            }
+            _ => MountError::Files(format!("{shown}: {e}")),
         })?;
-    let meta = file.metadata().map_err(|e| format!("{shown}: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| MountError::Files(format!("{shown}: {e}")))?;
     if !meta.is_file() {
-        return Err(format!("{shown} is not a regular file"));
+        return Err(MountError::Files(format!("{shown} is not a regular file")));
     }
     if meta.uid() != euid() {
-        return Err(format!(
+        return Err(MountError::Files(format!(
             "{shown} belongs to uid {}, not to us: refusing to write to it",
             meta.uid()
-        ));
+        )));
     }
     if meta.mode() & 0o077 != 0 {
         // A file of an older version or created by hand: make it owner-only.
         file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| format!("{shown}: chmod 600: {e}"))?;
+            .map_err(|e| MountError::Files(format!("{shown}: chmod 600: {e}")))?;
     }
     Ok(file)
 }
 
 /// The default log file of a daemon mounted at `mountpoint`: `<runtime dir>/<path>.log`.
-pub fn default_log_path(mountpoint: &Path) -> Result<PathBuf, String> {
+pub fn default_log_path(mountpoint: &Path) -> Result<PathBuf, MountError> {
     Ok(runtime_dir()?.join(format!("{}.log", flat_name(mountpoint))))
 }
 
@@ -141,22 +144,23 @@ fn flat_name(mountpoint: &Path) -> String {
 }
 
 /// Opens the daemon's log for appending: `$CLOUDSTORE_FS_LOG`, or the default path.
-pub(super) fn open_log(mountpoint: &Path) -> Result<(File, PathBuf), String> {
+pub(super) fn open_log(mountpoint: &Path) -> Result<(File, PathBuf), MountError> {
     let path = match std::env::var_os(LOG_ENV).filter(|v| !v.is_empty()) {
         Some(p) => PathBuf::from(p),
         None => default_log_path(mountpoint)?,
     };
-    let file = open_private(&path, true).map_err(|e| format!("daemon log: {e}"))?;
+    let file =
+        open_private(&path, true).map_err(|e| MountError::Files(format!("daemon log: {e}")))?;
     Ok((file, path))
 }
 
 /// Where the daemon of the mount with device `dev` ("major:minor") writes its pid.
-fn pid_file_path(dev: &str) -> Result<PathBuf, String> {
+fn pid_file_path(dev: &str) -> Result<PathBuf, MountError> {
     Ok(runtime_dir()?.join(format!("{}.pid", dev.replace(':', "_"))))
 }
 
 /// Where the daemon of the mount with device `dev` answers `cloudstore-fs stats`.
-pub(super) fn stats_socket_path(dev: &str) -> Result<PathBuf, String> {
+pub(super) fn stats_socket_path(dev: &str) -> Result<PathBuf, MountError> {
     Ok(runtime_dir()?.join(format!("{}.sock", dev.replace(':', "_"))))
 }
 
@@ -206,7 +210,7 @@ impl PidFile {
             let text = format!("{}\n{}\n", std::process::id(), mountpoint.display());
             let mut f = open_private(&path, false)?;
             f.write_all(text.as_bytes())
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+                .map_err(|e| MountError::Files(format!("{}: {e}", path.display())))?;
             Ok(path)
         });
         match written {
@@ -288,7 +292,7 @@ mod tests {
         std::fs::write(&target, b"untouched").unwrap();
         let link = dir.path().join("link");
         symlink(&target, &link).unwrap();
-        let e = open_private(&link, true).unwrap_err();
+        let e = open_private(&link, true).unwrap_err().to_string();
         assert!(e.contains("symlink"), "{e}");
         assert_eq!(std::fs::read(&target).unwrap(), b"untouched");
         let file = dir.path().join("file");
@@ -301,12 +305,15 @@ mod tests {
     fn shared_directories_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-        let e = check_private_dir(dir.path()).unwrap_err();
+        let e = check_private_dir(dir.path()).unwrap_err().to_string();
         assert!(e.contains("writable by others"), "{e}");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
         check_private_dir(dir.path()).unwrap();
         let link = dir.path().join("link");
         symlink(dir.path(), &link).unwrap();
-        assert!(check_private_dir(&link).unwrap_err().contains("symlink"));
+        assert!(check_private_dir(&link)
+            .unwrap_err()
+            .to_string()
+            .contains("symlink"));
     }
 }

@@ -5,12 +5,12 @@
 //! `fuser::Session::from_fd` serves. Unmounting is `fusermount3 -u` for such a user.
 
 use std::io::{self, IoSliceMut};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use super::error::MountError;
 use fuser::MountOption;
 
 /// The setuid helper, found on PATH (or `$FUSERMOUNT_PATH`, as fuser allows).
@@ -20,7 +20,7 @@ fn program() -> std::ffi::OsString {
 
 /// Whether mounting must go through fusermount3: not root.
 pub(super) fn needed() -> bool {
-    super::files::euid() != 0
+    crate::sys::process::euid() != 0
 }
 
 /// fusermount3's spelling of a mount option.
@@ -42,13 +42,14 @@ pub(super) fn mount(
     mountpoint: &Path,
     options: &[MountOption],
     allow_other: bool,
-) -> Result<OwnedFd, String> {
+) -> Result<OwnedFd, MountError> {
     let shown = mountpoint.display();
     let mut opts: Vec<String> = options.iter().filter_map(option_text).collect();
     if allow_other {
         opts.push("allow_other".into());
     }
-    let (ours, theirs) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+    let (ours, theirs) =
+        UnixStream::pair().map_err(|e| MountError::Mount(format!("socketpair: {e}")))?;
     let their_fd = theirs.as_raw_fd();
     let mut cmd = Command::new(program());
     cmd.arg("-o")
@@ -59,26 +60,18 @@ pub(super) fn mount(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    // SAFETY: between fork and exec only fcntl, which is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::fcntl(their_fd, libc::F_SETFD, 0) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    crate::sys::fd::inherit_fd(&mut cmd, theirs.as_fd(), false);
     let child = cmd.spawn().map_err(|e| {
-        format!(
+        MountError::Mount(format!(
             "cannot mount at {shown} as a user other than root: cannot run fusermount3 ({e}); \
              install the fuse3 package"
-        )
+        ))
     })?;
     drop(theirs);
     let received = receive_fd(&ours);
     let out = child
         .wait_with_output()
-        .map_err(|e| format!("fusermount3: {e}"))?;
+        .map_err(|e| MountError::Mount(format!("fusermount3: {e}")))?;
     match received {
         Ok(fd) if out.status.success() => Ok(fd),
         _ => {
@@ -89,10 +82,10 @@ pub(super) fn mount(
             } else {
                 ""
             };
-            Err(format!(
+            Err(MountError::Mount(format!(
                 "cannot mount at {shown}: fusermount3 failed ({}): {said}{hint}",
                 out.status
-            ))
+            )))
         }
     }
 }
@@ -113,8 +106,7 @@ fn receive_fd(socket: &UnixStream) -> io::Result<OwnedFd> {
     for cmsg in msg.cmsgs().map_err(io::Error::from)? {
         if let ControlMessageOwned::ScmRights(fds) = cmsg {
             if let Some(&fd) = fds.first() {
-                // SAFETY: the kernel just installed this descriptor in this process for us.
-                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+                return Ok(crate::sys::fd::adopt_received(fd));
             }
         }
     }

@@ -2,13 +2,14 @@
 //! session over the filesystem core, and shuts down cleanly on SIGINT/SIGTERM or `unmount`
 //! (everything pending is committed before the store is closed).
 //!
-//! One file a job: `mountpoint` (checks and stale-mount takeover), `mountinfo` (what is mounted
-//! where), `options` (fuser settings), `signals` (clean stop), `daemon` (`--daemon`), `files`
+//! One file a job: `mountpoint` (checks and stale-mount takeover), `mountinfo` (our mounts in
+//! mountinfo, absolute paths), `error` (`MountError`), `options` (fuser settings), `signals` (clean stop), `daemon` (`--daemon`), `files`
 //! (runtime directory, log and pid files), `unmount` (unmount and wait for the daemon), `stats`
 //! (the socket `cloudstore-fs stats` and `snapshot` ask), `snapshot` (read-only point-in-time
 //! views served beside the mount), `systemd` (readiness notifications).
 
 mod daemon;
+mod error;
 mod files;
 mod fusermount;
 mod mountinfo;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 
 use fuser::{BackgroundSession, Session};
 
+pub use error::{MountError, MountResult};
 pub use files::{default_log_path, pid_file, LOG_ENV};
 pub use mountpoint::check_mountpoint;
 pub use snapshot::request as request_snapshot;
@@ -37,9 +39,12 @@ use crate::fuse::FuseAdapter;
 use crate::store::Cloudstore;
 use daemon::{daemonize, notify_pipe_from_env, report, report_ready};
 use files::PidFile;
+use mountinfo::Ours;
 use options::{fuse_config, mount_error, raise_read_ahead};
 use signals::StopSignals;
 use unmount::{detach, umount2};
+
+use crate::sys::mounts::Unmount;
 
 /// How to mount.
 #[derive(Debug, Clone, Default)]
@@ -61,7 +66,11 @@ pub struct MountOptions {
 /// Mounts `store` at `opts.mountpoint` and serves it until unmounted (or, with `daemon`, until
 /// the mount is ready: see `daemon`; the store passed in is closed in that case).
 /// Returns a message that says what failed.
-pub fn run(store: Arc<dyn Cloudstore>, config: &Config, opts: &MountOptions) -> Result<(), String> {
+pub fn run(
+    store: Arc<dyn Cloudstore>,
+    config: &Config,
+    opts: &MountOptions,
+) -> Result<(), MountError> {
     let notify = notify_pipe_from_env();
     let mountpoint = match check_mountpoint(&opts.mountpoint, opts.nonempty) {
         Ok(m) => m,
@@ -69,9 +78,7 @@ pub fn run(store: Arc<dyn Cloudstore>, config: &Config, opts: &MountOptions) -> 
     };
     if opts.daemon && notify.is_none() {
         // The daemon opens the store itself.
-        store
-            .close()
-            .map_err(|e| format!("closing the store before starting the daemon: {e}"))?;
+        store.close().map_err(MountError::CloseStore)?;
         drop(store);
         return daemonize(&backend_name(config), &mountpoint);
     }
@@ -80,7 +87,7 @@ pub fn run(store: Arc<dyn Cloudstore>, config: &Config, opts: &MountOptions) -> 
 
 /// `--daemon` without a store opened here: starts the daemon (this command line again, detached),
 /// which opens the store and mounts, and returns once it serves or says why it cannot.
-pub fn start_daemon(config: &Config, mountpoint: &Path, nonempty: bool) -> Result<(), String> {
+pub fn start_daemon(config: &Config, mountpoint: &Path, nonempty: bool) -> Result<(), MountError> {
     let mountpoint = check_mountpoint(mountpoint, nonempty)?;
     daemonize(&backend_name(config), &mountpoint)
 }
@@ -93,7 +100,7 @@ pub fn is_daemon_child() -> bool {
 /// In a `--daemon` child, tells the waiting parent that the mount failed with `msg`.
 pub fn report_failure(msg: &str) {
     if let Some(notify) = notify_pipe_from_env() {
-        report(Some(notify), msg.to_string());
+        report(Some(notify), MountError::Mount(msg.to_string()));
     }
 }
 
@@ -115,8 +122,7 @@ fn new_core(store: Arc<dyn Cloudstore>, config: &Config, opts: &MountOptions) ->
 /// threshold after the first such free (up to 32 MiB) and serves the next ones from its heap,
 /// which keeps the memory after they are freed: the daemon's RSS then grows past its budget.
 fn pin_mmap_threshold() {
-    // SAFETY: mallopt only changes the allocator's tuning; 1 MiB is a valid threshold.
-    if unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20) } != 1 {
+    if !crate::sys::fd::pin_mmap_threshold() {
         log::info!("mallopt(M_MMAP_THRESHOLD) failed: large buffers may stay in the heap");
     }
 }
@@ -134,7 +140,7 @@ fn start_stats(
     };
     let served = files::stats_socket_path(&m.dev).and_then(|path| {
         stats::serve_with(core.clone(), &path, control)
-            .map_err(|e| format!("{}: {e}", path.display()))
+            .map_err(|e| MountError::Files(format!("{}: {e}", path.display())))
     });
     match served {
         Ok(server) => Some(server),
@@ -147,27 +153,29 @@ fn start_stats(
 
 /// What the daemon serving the cloudstore-fs mount at `mountpoint` reports about itself:
 /// commits pending and done, errors by kind, the last error, memory against the budget.
-pub fn stats(mountpoint: &Path) -> Result<String, String> {
+pub fn stats(mountpoint: &Path) -> Result<String, MountError> {
     let shown = mountpoint.display();
     let socket = control_socket(mountpoint)?;
     stats::request(&socket).map_err(|e| {
-        format!(
-            "cannot reach the daemon of {shown} at {}: {e} (is it run by another user, or              did it die?)",
+        MountError::Stats(format!(
+            "cannot reach the daemon of {shown} at {}: {e} (is it run by another user, or did \
+             it die?)",
             socket.display()
-        )
+        ))
     })
 }
 
 /// The socket of the daemon serving the cloudstore-fs mount at `mountpoint`.
-fn control_socket(mountpoint: &Path) -> Result<PathBuf, String> {
+fn control_socket(mountpoint: &Path) -> Result<PathBuf, MountError> {
     let shown = mountpoint.display();
-    let path = mountpoint::absolute(mountpoint)?;
-    let m = mountinfo::find_mount(&path).ok_or_else(|| format!("{shown} is not a mount point"))?;
+    let path = mountinfo::absolute(mountpoint)?;
+    let m = mountinfo::find_mount(&path)
+        .ok_or_else(|| MountError::NotOurs(format!("{shown} is not a mount point")))?;
     if !m.is_ours() {
-        return Err(format!(
+        return Err(MountError::NotOurs(format!(
             "{shown} is not a cloudstore-fs mount ({} from {})",
             m.fstype, m.source
-        ));
+        )));
     }
     files::stats_socket_path(&m.dev)
 }
@@ -178,7 +186,7 @@ fn new_session(
     mountpoint: &Path,
     opts: &MountOptions,
     backend: &str,
-) -> Result<Session<FuseAdapter>, String> {
+) -> Result<Session<FuseAdapter>, MountError> {
     let config = fuse_config(opts, backend);
     if fusermount::needed() {
         let fd = fusermount::mount(mountpoint, &config.mount_options, opts.allow_other)?;
@@ -197,13 +205,13 @@ fn serve(
     opts: &MountOptions,
     mountpoint: &Path,
     notify: Option<File>,
-) -> Result<(), String> {
+) -> Result<(), MountError> {
     let backend = store.backend();
     pin_mmap_threshold();
     // Bound before the mount: a port in use fails the mount, not later.
     let metrics = match opts.metrics_addr.map(crate::metrics::bind).transpose() {
         Ok(m) => m,
-        Err(e) => return Err(report(notify, e)),
+        Err(e) => return Err(report(notify, MountError::Mount(e))),
     };
     let (store, timings) = match &metrics {
         Some(_) => {
@@ -220,7 +228,7 @@ fn serve(
         Err(e) => {
             return Err(report(
                 notify,
-                format!("cannot set up signal handling: {e}"),
+                MountError::Mount(format!("cannot set up signal handling: {e}")),
             ))
         }
     };
@@ -242,10 +250,10 @@ fn serve(
     let waiter = match signals.spawn_waiter(core.clone(), mountpoint, dev) {
         Ok(w) => w,
         Err(e) => {
-            let _ = umount2(mountpoint, libc::MNT_DETACH);
+            let _ = umount2(mountpoint, Unmount::Detach);
             return Err(report(
                 notify,
-                format!("cannot start the signal thread: {e}"),
+                MountError::Mount(format!("cannot start the signal thread: {e}")),
             ));
         }
     };
@@ -256,9 +264,12 @@ fn serve(
     let session = match session.spawn() {
         Ok(s) => s,
         Err(e) => {
-            let _ = umount2(mountpoint, libc::MNT_DETACH);
+            let _ = umount2(mountpoint, Unmount::Detach);
             waiter.stop();
-            return Err(report(notify, format!("FUSE session at {shown}: {e}")));
+            return Err(report(
+                notify,
+                MountError::Mount(format!("FUSE session at {shown}: {e}")),
+            ));
         }
     };
     // Ready once the mount answers: this stat of its root goes through the kernel to the
@@ -290,8 +301,9 @@ fn serve(
     snapshots.drop_all();
     drop(pid_file);
     log::info!("{backend}: unmounted {}", mountpoint.display());
-    result.map_err(|e| format!("FUSE session at {}: {e}", mountpoint.display()))?;
-    late.map_err(|e| format!("commit at unmount: {e}"))
+    result
+        .map_err(|e| MountError::Mount(format!("FUSE session at {}: {e}", mountpoint.display())))?;
+    late.map_err(MountError::Commit)
 }
 
 /// Waits for a FUSE session to end (it ends when the kernel has unmounted the filesystem, or
@@ -321,7 +333,7 @@ pub fn spawn(
     store: Arc<dyn Cloudstore>,
     config: &Config,
     opts: &MountOptions,
-) -> Result<BackgroundMount, String> {
+) -> Result<BackgroundMount, MountError> {
     let mountpoint = check_mountpoint(&opts.mountpoint, opts.nonempty)?;
     let backend = store.backend();
     let core = new_core(store, config, opts);
@@ -330,7 +342,7 @@ pub fn spawn(
     raise_read_ahead(&mountpoint);
     let session = session
         .spawn()
-        .map_err(|e| format!("FUSE session at {}: {e}", mountpoint.display()))?;
+        .map_err(|e| MountError::Mount(format!("FUSE session at {}: {e}", mountpoint.display())))?;
     Ok(BackgroundMount {
         session: Some(session),
         core,
@@ -350,25 +362,34 @@ impl BackgroundMount {
     }
 
     /// Commits, unmounts (lazily when busy) and waits for the session to end.
-    pub fn unmount(mut self) -> Result<(), String> {
+    pub fn unmount(mut self) -> Result<(), MountError> {
         self.finish()
     }
 
-    fn finish(&mut self) -> Result<(), String> {
+    fn finish(&mut self) -> Result<(), MountError> {
         let Some(session) = self.session.take() else {
             return Ok(());
         };
         let committed = self.core.commit_all();
-        match umount2(&self.mountpoint, 0) {
+        match umount2(&self.mountpoint, Unmount::Normal) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => detach(&self.mountpoint),
             // Already unmounted from outside.
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
-            Err(e) => return Err(format!("unmount {}: {e}", self.mountpoint.display())),
+            Err(e) => {
+                return Err(MountError::Mount(format!(
+                    "unmount {}: {e}",
+                    self.mountpoint.display()
+                )))
+            }
         }
-        join_session(session)
-            .map_err(|e| format!("FUSE session at {}: {e}", self.mountpoint.display()))?;
-        committed.map_err(|e| e.to_string())
+        join_session(session).map_err(|e| {
+            MountError::Mount(format!(
+                "FUSE session at {}: {e}",
+                self.mountpoint.display()
+            ))
+        })?;
+        committed.map_err(MountError::Commit)
     }
 }
 

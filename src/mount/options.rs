@@ -6,6 +6,7 @@ use std::path::Path;
 
 use fuser::{MountOption, SessionACL};
 
+use super::error::MountError;
 use super::mountinfo::find_mount;
 use super::MountOptions;
 
@@ -41,16 +42,16 @@ pub(super) fn fuse_config(opts: &MountOptions, backend: &str) -> fuser::Config {
 }
 
 /// What a failed mount(2) at `mountpoint` means.
-pub(super) fn mount_error(mountpoint: &Path, e: io::Error) -> String {
+pub(super) fn mount_error(mountpoint: &Path, e: io::Error) -> MountError {
     let shown = mountpoint.display();
-    match e.raw_os_error() {
+    MountError::Mount(match e.raw_os_error() {
         Some(libc::EPERM) | Some(libc::EACCES) => format!(
             "cannot mount at {shown}: permission denied (mounting needs root, or fusermount3 \
              from the fuse3 package): {e}"
         ),
         Some(libc::ENOENT) => format!("cannot mount at {shown}: {e} (is /dev/fuse present?)"),
         _ => format!("cannot mount at {shown}: {e}"),
-    }
+    })
 }
 
 /// Raises the kernel read-ahead of the new mount to 1 MiB (the default 128 KiB caps every read).

@@ -15,9 +15,12 @@ use std::thread::JoinHandle;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle, Signals};
 
-use super::mountinfo::find_mount;
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
+
+use super::mountinfo::{find_mount, Ours};
 use super::unmount::{detach, umount2};
 use crate::fs::ChunkFs;
+use crate::sys::mounts::Unmount;
 
 /// Signals that stop the mount.
 const STOP_SIGNALS: [libc::c_int; 3] = [SIGINT, SIGTERM, SIGHUP];
@@ -32,16 +35,13 @@ pub(super) struct Waiter {
 }
 
 /// Blocks (`SIG_BLOCK`) or unblocks the stop signals in the calling thread.
-fn mask_stop_signals(how: libc::c_int) {
-    // SAFETY: sigemptyset initializes the set; sigaddset takes valid signal numbers;
-    // pthread_sigmask only changes this thread's mask.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for s in STOP_SIGNALS {
-            libc::sigaddset(&mut set, s);
-        }
-        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+fn mask_stop_signals(how: SigmaskHow) {
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(s);
+    }
+    if let Err(e) = pthread_sigmask(how, Some(&set), None) {
+        log::error!("pthread_sigmask: {e}");
     }
 }
 
@@ -49,7 +49,7 @@ impl StopSignals {
     /// Catches the stop signals; call before spawning the FUSE threads.
     pub fn install() -> io::Result<StopSignals> {
         let signals = Signals::new(STOP_SIGNALS)?;
-        mask_stop_signals(libc::SIG_BLOCK);
+        mask_stop_signals(SigmaskHow::SIG_BLOCK);
         Ok(StopSignals(signals))
     }
 
@@ -68,7 +68,7 @@ impl StopSignals {
         let thread = std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
-                mask_stop_signals(libc::SIG_UNBLOCK);
+                mask_stop_signals(SigmaskHow::SIG_UNBLOCK);
                 let mut stopping = false;
                 for sig in signals.forever() {
                     if stopping {
@@ -96,7 +96,7 @@ impl StopSignals {
                         );
                         continue;
                     }
-                    match umount2(&mountpoint, 0) {
+                    match umount2(&mountpoint, Unmount::Normal) {
                         Ok(()) => {}
                         Err(e) if e.raw_os_error() == Some(libc::EBUSY) => detach(&mountpoint),
                         Err(e) => {

@@ -22,12 +22,14 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::error::{MountError, MountResult};
 use super::files::runtime_dir;
 use super::mountinfo::find_mount;
 use super::unmount::{daemon_running, detach, umount2};
 use super::{check_mountpoint, join_session, new_core, new_session, stats, MountOptions};
 use crate::config::Config;
 use crate::store::Cloudstore;
+use crate::sys::mounts::Unmount;
 
 /// How long `cloudstore-fs snapshot` waits for the daemon to take and mount the snapshot.
 const TAKE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -48,13 +50,13 @@ pub(super) struct Snapshots {
 }
 
 /// Where the marker of the snapshot mount with device `dev` lives.
-fn marker_path(dev: &str) -> Result<PathBuf, String> {
+fn marker_path(dev: &str) -> MountResult<PathBuf> {
     Ok(runtime_dir()?.join(format!("{}.snapshot", dev.replace(':', "_"))))
 }
 
 /// Writes the marker: this daemon's pid and the snapshot's mountpoint (owner-only, never
 /// through a symlink).
-fn write_marker(dev: &str, dir: &Path) -> Result<PathBuf, String> {
+fn write_marker(dev: &str, dir: &Path) -> MountResult<PathBuf> {
     let path = marker_path(dev)?;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -63,9 +65,9 @@ fn write_marker(dev: &str, dir: &Path) -> Result<PathBuf, String> {
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| MountError::Snapshot(format!("{}: {e}", path.display())))?;
     f.write_all(format!("{}\n{}\n", std::process::id(), dir.display()).as_bytes())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| MountError::Snapshot(format!("{}: {e}", path.display())))?;
     Ok(path)
 }
 
@@ -107,7 +109,7 @@ impl SnapshotMount {
 
     /// After the unmount: waits until the daemon has let go of the snapshot (its marker is
     /// gone), up to `timeout`.
-    pub fn wait_released(&self, timeout: Duration) -> Result<(), String> {
+    pub fn wait_released(&self, timeout: Duration) -> MountResult<()> {
         let deadline = Instant::now() + timeout;
         loop {
             if read_marker(&self.dev, &self.dir) != Some(self.pid) {
@@ -121,13 +123,13 @@ impl SnapshotMount {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(format!(
+                return Err(MountError::Snapshot(format!(
                     "unmounted the snapshot at {}, but its daemon (pid {}) has not let go of \
                      it after {}s; see its log",
                     self.dir.display(),
                     self.pid,
                     timeout.as_secs()
-                ));
+                )));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -158,19 +160,19 @@ impl Snapshots {
     }
 
     /// Takes a snapshot and mounts it at `dir`.
-    fn take(&self, dir: &Path) -> Result<String, String> {
+    fn take(&self, dir: &Path) -> MountResult<String> {
         if !self.store.capabilities().snapshots {
-            return Err(format!(
+            return Err(MountError::Snapshot(format!(
                 "the {} backend has no point-in-time snapshots",
                 self.store.backend()
-            ));
+            )));
         }
         let mountpoint = check_mountpoint(dir, false)?;
         let shown = mountpoint.display().to_string();
         let view = self
             .store
             .snapshot()
-            .map_err(|e| format!("taking the snapshot: {e}"))?;
+            .map_err(|e| MountError::Snapshot(format!("taking the snapshot: {e}")))?;
         let opts = MountOptions {
             mountpoint: mountpoint.clone(),
             read_only: true,
@@ -196,9 +198,11 @@ impl Snapshots {
         let session = match session.spawn() {
             Ok(s) => s,
             Err(e) => {
-                let _ = umount2(&mountpoint, libc::MNT_DETACH);
+                let _ = umount2(&mountpoint, Unmount::Detach);
                 let _ = view.close();
-                return Err(format!("FUSE session at {shown}: {e}"));
+                return Err(MountError::Snapshot(format!(
+                    "FUSE session at {shown}: {e}"
+                )));
             }
         };
         if let Err(e) = std::fs::metadata(&mountpoint) {
@@ -231,7 +235,9 @@ impl Snapshots {
                 }
                 log::info!("snapshot at {} unmounted and let go of", dir.display());
             })
-            .map_err(|e| format!("cannot start the snapshot's thread: {e}"))?;
+            .map_err(|e| {
+                MountError::Snapshot(format!("cannot start the snapshot's thread: {e}"))
+            })?;
         self.served.lock().push(Served {
             dir: mountpoint,
             taken: Instant::now(),
@@ -255,7 +261,7 @@ impl Snapshots {
     pub fn drop_all(&self) {
         let all: Vec<Served> = std::mem::take(&mut *self.served.lock());
         for s in all {
-            match umount2(&s.dir, 0) {
+            match umount2(&s.dir, Unmount::Normal) {
                 Ok(()) => {}
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => detach(&s.dir),
                 Err(e) => log::warn!("unmounting the snapshot at {}: {e}", s.dir.display()),
@@ -267,26 +273,31 @@ impl Snapshots {
 
 /// `cloudstore-fs snapshot MOUNTPOINT DIR`: asks the daemon of `mountpoint` to mount a
 /// snapshot at `dir`; what it answered.
-pub fn request(mountpoint: &Path, dir: &Path) -> Result<String, String> {
+pub fn request(mountpoint: &Path, dir: &Path) -> MountResult<String> {
     let socket = super::control_socket(mountpoint)?;
-    let dir = super::mountpoint::absolute(dir)?;
+    let dir = super::mountinfo::absolute(dir)?;
     let line = format!("snapshot {}", dir.display());
     if line.contains('\n') {
-        return Err(format!("{}: a path with a newline", dir.display()));
+        return Err(MountError::Snapshot(format!(
+            "{}: a path with a newline",
+            dir.display()
+        )));
     }
     let answer = stats::request_with(&socket, &line, TAKE_TIMEOUT).map_err(|e| {
-        format!(
+        MountError::Snapshot(format!(
             "cannot reach the daemon of {} at {}: {e}",
             mountpoint.display(),
             socket.display()
-        )
+        ))
     })?;
     match answer.trim_end().strip_prefix("ok: ") {
         Some(text) => Ok(text.to_string()),
-        None => Err(answer
-            .trim_end()
-            .strip_prefix("error: ")
-            .unwrap_or(answer.trim_end())
-            .to_string()),
+        None => Err(MountError::Snapshot(
+            answer
+                .trim_end()
+                .strip_prefix("error: ")
+                .unwrap_or(answer.trim_end())
+                .to_string(),
+        )),
     }
 }

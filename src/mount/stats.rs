@@ -5,7 +5,7 @@
 //! created owner-only in an owner-only directory, and the peer's uid is checked as well.
 
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -30,41 +30,11 @@ pub struct StatsServer {
 }
 
 /// How often the accept loop looks at its stop flag.
-const POLL_INTERVAL_MS: i32 = 200;
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
-/// The uid of the process at the other end of `stream`.
-fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: SO_PEERCRED fills a ucred of the given length on a connected Unix socket.
-    let rc = unsafe {
-        libc::getsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(cred.uid)
-}
-
-/// Waits up to POLL_INTERVAL_MS for a connection; true when one is waiting.
+/// Waits up to POLL_INTERVAL for a connection; true when one is waiting.
 fn readable(listener: &UnixListener) -> bool {
-    let mut pfd = libc::pollfd {
-        fd: listener.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    unsafe { libc::poll(&mut pfd, 1, POLL_INTERVAL_MS) > 0 }
+    crate::sys::fd::wait_readable(listener.as_fd(), POLL_INTERVAL).unwrap_or(false)
 }
 
 /// What the socket answers besides the stats: given a request line (`snapshot DIR`), the
@@ -85,7 +55,7 @@ fn read_request(conn: &UnixStream) -> String {
 /// Answers one request of the mounting user or root (nobody else gets an answer): the stats
 /// text, or what `control` answers to another request.
 fn answer(core: &ChunkFs, mut conn: UnixStream, owner: u32, control: Option<&Control>) {
-    match peer_uid(&conn) {
+    match crate::sys::fd::peer_uid(&conn) {
         Ok(uid) if uid == owner || uid == 0 => {
             let _ = conn.set_nonblocking(false);
             let request = read_request(&conn);
@@ -128,8 +98,7 @@ pub fn serve_with(
     listener.set_nonblocking(true)?;
     let stop = Arc::new(AtomicBool::new(false));
     let stopping = stop.clone();
-    // SAFETY: getuid cannot fail.
-    let owner = unsafe { libc::getuid() };
+    let owner = crate::sys::process::uid();
     let thread = std::thread::Builder::new()
         .name("stats".into())
         .spawn(move || {

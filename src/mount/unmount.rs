@@ -2,15 +2,15 @@
 //! committed its last writes, closed the store and exited. A busy mount is refused (or, with
 //! `lazy`, detached: it is served until its last open file is closed).
 
-use std::ffi::CString;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::error::MountError;
 use super::files;
-use super::mountinfo::find_mount;
-use super::mountpoint::absolute;
+use super::mountinfo::{absolute, find_mount, Ours};
+use crate::sys::mounts::Unmount;
+use crate::sys::process;
 
 /// How long `unmount` waits for the daemon by default.
 pub const EXIT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -35,32 +35,35 @@ impl Default for UnmountOptions {
 
 /// Unmounts with the default options: a busy mount is an error; success only once the daemon
 /// has exited (so its store, and LevelDB's lock, are free).
-pub fn unmount(mountpoint: &Path) -> Result<(), String> {
+pub fn unmount(mountpoint: &Path) -> Result<(), MountError> {
     unmount_with(mountpoint, &UnmountOptions::default())
 }
 
 /// Unmounts the cloudstore-fs mount at `mountpoint`; see [`UnmountOptions`].
-pub fn unmount_with(mountpoint: &Path, opts: &UnmountOptions) -> Result<(), String> {
+pub fn unmount_with(mountpoint: &Path, opts: &UnmountOptions) -> Result<(), MountError> {
     let shown = mountpoint.display();
     let path = absolute(mountpoint)?;
     let Some(m) = find_mount(&path) else {
-        return Err(match std::fs::symlink_metadata(&path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => format!("{shown} does not exist"),
-            _ => format!("{shown} is not a mount point"),
-        });
+        return Err(MountError::NotOurs(
+            match std::fs::symlink_metadata(&path) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => format!("{shown} does not exist"),
+                _ => format!("{shown} is not a mount point"),
+            },
+        ));
     };
     if !m.is_ours() {
-        return Err(format!(
+        return Err(MountError::NotOurs(format!(
             "{shown} is a {} mount ({}), not a cloudstore-fs one: not unmounting it",
             m.fstype, m.source
-        ));
+        )));
     }
     let pid = files::read_pid(&m.dev, &path);
     let snapshot = super::snapshot::SnapshotMount::find(&m.dev, &path);
-    match umount2(&path, 0) {
+    match umount2(&path, Unmount::Normal) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EBUSY) && opts.lazy => {
-            umount2(&path, libc::MNT_DETACH).map_err(|e| format!("{shown}: lazy unmount: {e}"))?;
+            umount2(&path, Unmount::Detach)
+                .map_err(|e| MountError::Unmount(format!("{shown}: lazy unmount: {e}")))?;
             eprintln!(
                 "cloudstore-fs: {shown} is busy: detached lazily; the daemon keeps serving the \
                  files still open and stops when the last one is closed"
@@ -68,18 +71,13 @@ pub fn unmount_with(mountpoint: &Path, opts: &UnmountOptions) -> Result<(), Stri
             return Ok(());
         }
         Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-            return Err(format!(
-                "{shown} is busy: files are open in it (or a process has its working directory \
-                 there; `fuser -vm {shown}` lists them), so nothing was unmounted and nothing \
-                 was lost; close them and retry, or detach it now with \
-                 `cloudstore-fs unmount --lazy {shown}`"
-            ))
+            return Err(MountError::Busy(mountpoint.to_path_buf()))
         }
         Err(e) => {
-            return Err(match e.raw_os_error() {
+            return Err(MountError::Unmount(match e.raw_os_error() {
                 Some(libc::EPERM) => format!("unmounting {shown} needs root"),
                 _ => format!("unmount {shown}: {e}"),
-            })
+            }))
         }
     }
     if let Some(snapshot) = snapshot {
@@ -100,11 +98,11 @@ pub fn unmount_with(mountpoint: &Path, opts: &UnmountOptions) -> Result<(), Stri
     if wait_for_exit(pid, opts.timeout) {
         return Ok(());
     }
-    Err(format!(
+    Err(MountError::Unmount(format!(
         "unmounted {shown}, but its daemon (pid {pid}) has not exited after {}s: it still holds \
          the store (its last commits?); see its log",
         opts.timeout.as_secs()
-    ))
+    )))
 }
 
 /// The pid of the daemon serving the mount at `mountpoint`, from its pid file.
@@ -117,7 +115,7 @@ pub fn daemon_pid(mountpoint: &Path) -> Option<u32> {
 /// Waits until process `pid` is gone (or a zombie); false on timeout.
 pub fn wait_for_exit(pid: u32, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
-    while running(pid) {
+    while process::running(pid) {
         if Instant::now() >= deadline {
             return false;
         }
@@ -126,34 +124,17 @@ pub fn wait_for_exit(pid: u32, timeout: Duration) -> bool {
     true
 }
 
-/// Whether process `pid` exists and has not exited (a zombie has).
-fn running(pid: u32) -> bool {
-    // SAFETY: kill with signal 0 only checks for existence.
-    if unsafe { libc::kill(pid as libc::pid_t, 0) } != 0 {
-        return false;
-    }
-    command_and_state(pid).is_none_or(|(_, state)| !matches!(state, 'Z' | 'X'))
-}
-
 /// Whether `pid` is a running cloudstore-fs process (a pid file may name a reused pid).
 pub(super) fn daemon_running(pid: u32) -> bool {
-    running(pid)
-        && command_and_state(pid).is_some_and(|(comm, _)| comm.starts_with("cloudstore-fs"))
-}
-
-/// The command name and state letter of process `pid`, from /proc/PID/stat.
-fn command_and_state(pid: u32) -> Option<(String, char)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // "pid (comm) state ...": comm may hold spaces and parentheses; the state follows the last ')'.
-    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
-    let state = stat[close + 1..].trim_start().chars().next()?;
-    Some((stat[open + 1..close].to_string(), state))
+    process::running(pid)
+        && process::command_and_state(pid)
+            .is_some_and(|(comm, _)| comm.starts_with("cloudstore-fs"))
 }
 
 /// Lazy unmount of a busy mount: it disappears from the namespace now and is served until the
 /// last open file is closed.
 pub(super) fn detach(mountpoint: &Path) {
-    match umount2(mountpoint, libc::MNT_DETACH) {
+    match umount2(mountpoint, Unmount::Detach) {
         Ok(()) => log::warn!(
             "{} is busy: detached lazily; open files are served until they are closed",
             mountpoint.display()
@@ -162,17 +143,11 @@ pub(super) fn detach(mountpoint: &Path) {
     }
 }
 
-/// umount2(2); for a user other than root, `fusermount3 -u` (`-z` for MNT_DETACH), which
-/// unmounts what that user mounted.
-pub(super) fn umount2(path: &Path, flags: libc::c_int) -> io::Result<()> {
+/// umount2(2); for a user other than root, `fusermount3 -u` (`-z` to detach), which unmounts
+/// what that user mounted.
+pub(super) fn umount2(path: &Path, how: Unmount) -> io::Result<()> {
     if super::fusermount::needed() {
-        return super::fusermount::unmount(path, flags & libc::MNT_DETACH != 0);
+        return super::fusermount::unmount(path, how == Unmount::Detach);
     }
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
-    // SAFETY: a valid NUL-terminated path.
-    if unsafe { libc::umount2(c.as_ptr(), flags) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    crate::sys::mounts::umount(path, how)
 }

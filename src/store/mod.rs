@@ -5,6 +5,7 @@
 mod error;
 pub mod leveldb;
 pub mod memory;
+pub mod passthrough;
 
 #[cfg(feature = "ceph")]
 pub mod ceph;

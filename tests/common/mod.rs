@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests that mount the filesystem.
+pub mod chunks;
 pub mod files;
 pub mod mount;
+pub mod refusals;
 
 /// Instantiates each case once per backend: `mount_suite!(leveldb, Store::Leveldb, [a, b])`
 /// makes `leveldb::a` and `leveldb::b`, each running `a(&mut TestMount)` on a fresh mount. A case

@@ -22,20 +22,32 @@
 //!
 //! Acknowledged RADOS writes are durable, so `sync` has nothing to do and `close` only drops
 //! the connection.
+//!
+//! One file a job: `rados` (the librados handle and connect), `connection` (reconnect, the
+//! unreachable and deleted-pool guards), `read` (pipelined reads), `aio` (the pipeline),
+//! `list`, `names` (object names, mtime text), `errors` (errno meanings), `side` (side records).
 
 mod aio;
+mod connection;
+mod errors;
 mod list;
+mod names;
 mod rados;
+mod read;
 mod side;
 mod snapshot;
 
 use std::ffi::{CStr, CString};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use aio::{pipeline, ReadOp, WriteOp};
-use rados::{errno_text, Cluster, ConnectParams, Errno, PoolState};
+use aio::{pipeline, WriteOp};
+pub(crate) use errors::describe;
+pub(crate) use names::key_of_object_name;
+use names::{encode_mtime, object_name};
+use rados::{Cluster, ConnectParams, Errno};
+use read::ReadRequest;
 
 use super::{
     check_chunk, clamp_range, Capabilities, ChunkList, Cloudstore, RawChunk, Result, SpaceInfo,
@@ -48,15 +60,8 @@ pub(crate) const BACKEND: &str = "ceph";
 /// The xattr holding a chunk's mtime as "SECONDS.NANOSECONDS" since the epoch.
 const MTIME_XATTR: &CStr = c"cloudstore.mtime";
 
-/// Bytes asked for by the first read of a value of unknown size. Chunks smaller than this take
-/// one round trip; larger ones one or two more (a read with the size, then an exact one).
-const FIRST_READ: usize = 64 << 10;
-
 /// Longest key: RADOS object names are at most 2048 characters (osd_max_object_name_len).
 const MAX_KEY_LEN: usize = 1024;
-
-/// Read rounds before giving up on an object whose size keeps changing under us.
-const MAX_READ_ROUNDS: usize = 4;
 
 /// The Ceph RADOS backend.
 pub struct CephStore {
@@ -78,132 +83,13 @@ pub struct CephStore {
     op_timeout: Duration,
 }
 
-/// The object name of a key: its lowercase hex.
-fn object_name(key: &[u8]) -> CString {
-    CString::new(hex::encode(key)).expect("hex has no NUL byte")
-}
-
-/// The key of an object name, when the name is a chunk name (non-empty, even-length,
-/// lowercase hex); `None` for any other object sharing the namespace.
-pub(crate) fn key_of_object_name(name: &[u8]) -> Option<Vec<u8>> {
-    let hex_lower = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
-    if name.is_empty() || !name.len().is_multiple_of(2) || !name.iter().all(hex_lower) {
-        return None;
-    }
-    hex::decode(name).ok()
-}
-
-/// An mtime as the xattr text and the whole second (floor) to give the object.
-fn encode_mtime(t: SystemTime) -> (Vec<u8>, i64) {
-    let (secs, nanos) = match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
-        Err(e) => {
-            let d = e.duration();
-            let (s, n) = (d.as_secs() as i64, d.subsec_nanos());
-            if n == 0 {
-                (-s, 0)
-            } else {
-                (-s - 1, 1_000_000_000 - n)
-            }
-        }
-    };
-    (format!("{secs}.{nanos:09}").into_bytes(), secs)
-}
-
-/// The inverse of [`encode_mtime`]'s text: (whole second, time).
-fn decode_mtime(text: &[u8]) -> Option<(i64, SystemTime)> {
-    let text = std::str::from_utf8(text).ok()?;
-    let (secs, nanos) = text.split_once('.')?;
-    if nanos.len() != 9 {
-        return None;
-    }
-    let secs: i64 = secs.parse().ok()?;
-    let nanos: u32 = nanos.parse().ok().filter(|n| *n < 1_000_000_000)?;
-    Some((secs, from_secs_nanos(secs, nanos)))
-}
-
-fn from_secs_nanos(secs: i64, nanos: u32) -> SystemTime {
-    if secs >= 0 {
-        UNIX_EPOCH + Duration::new(secs as u64, nanos)
-    } else {
-        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()) + Duration::from_nanos(nanos.into())
-    }
-}
-
-/// The errno the filesystem should see for a RADOS errno, and a message saying what it means
-/// (`location`: the pool, and namespace if any).
-pub(crate) fn describe(
-    errno: Errno,
-    op_timeout: Duration,
-    size: Option<usize>,
-    location: &str,
-) -> (i32, String) {
-    match errno {
-        libc::EDQUOT => (
-            libc::EDQUOT,
-            format!(
-                "{location} is over its quota (see: ceph osd pool get-quota); the chunk keeps \
-                 its previous value; delete chunks or raise the quota: {}",
-                errno_text(errno)
-            ),
-        ),
-        libc::ENOSPC => (
-            libc::ENOSPC,
-            format!(
-                "the cluster is full (an OSD is past its full ratio; see: ceph health detail); \
-                 the chunk keeps its previous value; delete chunks or add capacity: {}",
-                errno_text(errno)
-            ),
-        ),
-        libc::EFBIG | libc::EMSGSIZE => (
-            libc::EFBIG,
-            format!(
-                "the cluster refused a value of {} bytes as too large \
-                 (osd_max_object_size / osd_max_write_size): {}",
-                size.unwrap_or(0),
-                errno_text(errno)
-            ),
-        ),
-        libc::ETIMEDOUT => (
-            libc::EIO,
-            format!(
-                "no answer from the cluster within {}s (is it down, or full?): {}",
-                op_timeout.as_secs(),
-                errno_text(errno)
-            ),
-        ),
-        // cephx caps that do not cover the pool, or this kind of operation
-        libc::EPERM | libc::EACCES => (
-            libc::EACCES,
-            format!(
-                "the cluster refused this client (its cephx caps do not allow it): {}",
-                errno_text(errno)
-            ),
-        ),
-        libc::ENOTCONN | libc::ESHUTDOWN | libc::ECONNREFUSED => (
-            libc::EIO,
-            format!("cluster unreachable: {}", errno_text(errno)),
-        ),
-        _ => (errno, errno_text(errno)),
-    }
-}
-
-/// One item of a read: which object, which range, and the outcome.
-struct ReadRequest {
-    oid: CString,
-    start: u64,
-    /// Exclusive end; `None` = to the end of the object.
-    end: Option<u64>,
-    result: Option<std::result::Result<Option<Vec<u8>>, Errno>>,
-}
-
 impl CephStore {
     /// Connects to the cluster that `config.ceph` names and opens its pool and namespace.
     pub fn open(config: &Config) -> Result<Self> {
         let c = &config.ceph;
         let params = ConnectParams::of(c, c.probe_access);
         // Not logged here: the caller reports the error once.
-        let cluster = Arc::new(Cluster::connect(&params).map_err(StoreError::Config)?);
+        let cluster = Arc::new(Cluster::connect(&params).map_err(|e| StoreError::Config(e.0))?);
         let store = CephStore {
             cluster: RwLock::new(Some(cluster.clone())),
             params: c.clone(),
@@ -232,137 +118,6 @@ impl CephStore {
         Ok(store)
     }
 
-    fn cluster(&self) -> Result<Arc<Cluster>> {
-        self.cluster
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or(StoreError::Closed { backend: BACKEND })
-    }
-
-    /// Runs `f` on the cluster, then makes sure its answer is not the pool's absence in
-    /// disguise: librados answers an operation on a deleted pool like one on a missing object
-    /// (ENOENT, an empty listing). The cluster map, which the client keeps up to date without a
-    /// round trip, tells them apart: a deleted pool fails the operation naming the pool, and a
-    /// pool created again under the same name is picked up by reconnecting, and `f` runs again.
-    fn guarded<T>(&self, op: &'static str, f: impl Fn(&Cluster) -> Result<T>) -> Result<T> {
-        let cluster = self.cluster()?;
-        if self.unreachable.load(Ordering::Acquire) {
-            return Err(StoreError::Backend {
-                backend: BACKEND,
-                op,
-                key: self.location.clone(),
-                errno: libc::EIO,
-                message: format!(
-                    "the cluster gave no answer within {}s to an earlier call and has not \
-                     answered since: failing at once (nothing was sent) until it does",
-                    self.op_timeout.as_secs()
-                ),
-            });
-        }
-        let out = f(&cluster);
-        if matches!(out, Err(StoreError::TimedOut { .. })) {
-            self.watch_until_it_answers(&cluster);
-        }
-        match cluster.pool_state() {
-            PoolState::Same => {
-                if self.pool_gone.swap(false, Ordering::Relaxed) {
-                    log::warn!("{BACKEND}: {} is back", self.location);
-                }
-                out
-            }
-            PoolState::Gone => Err(self.gone(op)),
-            PoolState::Recreated => {
-                drop(cluster);
-                let cluster = self.reconnect(op)?;
-                f(&cluster)
-            }
-        }
-    }
-
-    /// After a timeout: calls fail at once until the cluster answers a probe again (a thread
-    /// asks it, one timeout at a time, then every 250 ms).
-    fn watch_until_it_answers(&self, cluster: &Arc<Cluster>) {
-        if self.unreachable.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        log::warn!(
-            "{BACKEND}: no answer within {}s: operations fail at once until the cluster \
-             answers again",
-            self.op_timeout.as_secs()
-        );
-        let (cluster, flag) = (cluster.clone(), self.unreachable.clone());
-        let spawned = std::thread::Builder::new()
-            .name("ceph-probe".into())
-            .spawn(move || {
-                while !cluster.answers() {
-                    std::thread::sleep(Duration::from_millis(250));
-                }
-                flag.store(false, Ordering::Release);
-                log::warn!("{BACKEND}: the cluster answers again");
-            });
-        if spawned.is_err() {
-            self.unreachable.store(false, Ordering::Release);
-        }
-    }
-
-    /// The error for any operation while the pool does not exist; logged once.
-    fn gone(&self, op: &'static str) -> StoreError {
-        let err = StoreError::Backend {
-            backend: BACKEND,
-            op,
-            key: self.location.clone(),
-            errno: libc::EIO,
-            message: format!(
-                "the pool no longer exists (deleted?); every operation fails until a pool \
-                 named {:?} is created again, which the mount then picks up",
-                self.params.pool
-            ),
-        };
-        if !self.pool_gone.swap(true, Ordering::Relaxed) {
-            log::error!("{err}");
-        }
-        err
-    }
-
-    /// Connects again (the pool was created anew under its name): later operations use the new
-    /// pool. Several threads may find it at once; one reconnects.
-    fn reconnect(&self, op: &'static str) -> Result<Arc<Cluster>> {
-        let _one = self.reconnecting.lock().unwrap_or_else(|e| e.into_inner());
-        let current = self.cluster()?;
-        match current.pool_state() {
-            PoolState::Same => return Ok(current),
-            PoolState::Gone => return Err(self.gone(op)),
-            PoolState::Recreated => {}
-        }
-        // The access was probed at mount: a reconnect only has to reach the new pool.
-        let params = ConnectParams::of(&self.params, false);
-        let cluster = Arc::new(Cluster::connect(&params).map_err(|message| {
-            let err = StoreError::Backend {
-                backend: BACKEND,
-                op,
-                key: self.location.clone(),
-                errno: libc::EIO,
-                message: format!(
-                    "the pool was created again and reconnecting to it failed: {message}"
-                ),
-            };
-            log::error!("{err}");
-            err
-        })?);
-        let mut slot = self.cluster.write().unwrap_or_else(|e| e.into_inner());
-        if slot.is_none() {
-            return Err(StoreError::Closed { backend: BACKEND });
-        }
-        *slot = Some(cluster.clone());
-        self.pool_gone.store(false, Ordering::Relaxed);
-        log::warn!(
-            "{BACKEND}: {} was deleted and created again: reconnected to the new pool",
-            self.location
-        );
-        Ok(cluster)
-    }
-
     fn check_key(&self, key: &[u8]) -> Result<CString> {
         let reason = if key.is_empty() {
             "empty key".to_string()
@@ -386,215 +141,6 @@ impl CephStore {
         let oid = self.check_key(key)?;
         check_chunk(BACKEND, key, value, self.max_chunk_size)?;
         Ok(oid)
-    }
-
-    /// The error for a failed RADOS call, logged once here.
-    fn error(&self, op: &'static str, key: &[u8], errno: Errno, size: Option<usize>) -> StoreError {
-        let err = if errno == libc::ETIMEDOUT {
-            StoreError::TimedOut {
-                backend: BACKEND,
-                op,
-                key: hex::encode(key),
-                secs: self.op_timeout.as_secs(),
-                write: matches!(op, "write" | "delete" | "set-mtime" | "rename"),
-            }
-        } else {
-            let (errno, message) = describe(errno, self.op_timeout, size, &self.location);
-            StoreError::backend(BACKEND, op, key, errno, message)
-        };
-        log::warn!("{err}");
-        err
-    }
-
-    /// The error for a failure that concerns no single key (`what` says what it concerns).
-    fn error_without_key(&self, op: &'static str, what: String, errno: Errno) -> StoreError {
-        let (errno, message) = describe(errno, self.op_timeout, None, &self.location);
-        let err = StoreError::Backend {
-            backend: BACKEND,
-            op,
-            key: what,
-            errno,
-            message,
-        };
-        log::warn!("{err}");
-        err
-    }
-
-    /// Reads every request, pipelined; the values come back into `result`.
-    ///
-    /// The first round is a plain read of up to [`FIRST_READ`] bytes: a shorter answer is the
-    /// whole value (or range). Values that filled it are read again from the start together
-    /// with a stat in the same operation, so a value is never stitched from two versions.
-    fn read_all(&self, cluster: &Cluster, requests: &mut [ReadRequest]) {
-        let want = |r: &ReadRequest| r.end.map_or(u64::MAX, |e| e.saturating_sub(r.start));
-        // (request, bytes to ask for, with a stat)
-        let mut todo: Vec<(usize, usize, bool)> = requests
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (i, want(r).min(FIRST_READ as u64) as usize, false))
-            .collect();
-        for _round in 0..MAX_READ_ROUNDS {
-            if todo.is_empty() {
-                return;
-            }
-            let mut ops: Vec<ReadOp> = todo
-                .iter()
-                .map(|&(i, len, with_stat)| {
-                    let r = &requests[i];
-                    ReadOp::new(r.oid.clone(), r.start, len, with_stat)
-                })
-                .collect();
-            pipeline(cluster, &mut ops, self.max_in_flight);
-            let mut again = Vec::new();
-            for (&(i, len, _), op) in todo.iter().zip(ops.iter_mut()) {
-                let r = &mut requests[i];
-                let got = op.buf.len();
-                let complete = match op.result.take().expect("pipeline finishes every op") {
-                    Err(libc::ENOENT) => {
-                        r.result = Some(Ok(None));
-                        continue;
-                    }
-                    Err(e) => {
-                        r.result = Some(Err(e));
-                        continue;
-                    }
-                    Ok(Some(size)) => {
-                        let end = r.end.map_or(size, |e| e.min(size));
-                        let target = end.saturating_sub(r.start) as usize;
-                        if got < target {
-                            again.push((i, target, true));
-                            continue;
-                        }
-                        target
-                    }
-                    // A plain read: short means the object ended; full means maybe more.
-                    Ok(None) if got < len || got as u64 >= want(r) => got,
-                    Ok(None) => {
-                        let next = want(r).min(16 * FIRST_READ as u64) as usize;
-                        again.push((i, next, true));
-                        continue;
-                    }
-                };
-                let mut value = std::mem::take(&mut op.buf);
-                value.truncate(complete);
-                if value.capacity() > 2 * value.len() + 4096 {
-                    value.shrink_to_fit();
-                }
-                r.result = Some(Ok(Some(value)));
-            }
-            todo = again;
-        }
-        for (i, _, _) in todo {
-            requests[i].result = Some(Err(libc::EAGAIN));
-        }
-    }
-
-    /// One read through [`Self::read_all`].
-    fn read_one(
-        &self,
-        cluster: &Cluster,
-        op: &'static str,
-        key: &[u8],
-        start: u64,
-        end: Option<u64>,
-    ) -> Result<Option<Vec<u8>>> {
-        let oid = self.check_key(key)?;
-        let mut req = [ReadRequest {
-            oid,
-            start,
-            end,
-            result: None,
-        }];
-        self.read_all(cluster, &mut req);
-        match req[0].result.take().expect("read_all fills every result") {
-            Ok(v) => Ok(v),
-            Err(e) => Err(self.error(op, key, e, None)),
-        }
-    }
-
-    /// `[start, end)` of one version of an object (see [`Cloudstore::read_version`]): one op
-    /// (stat, read, version) for a value that fits the first read, and for a longer one a
-    /// second op for the rest that asserts the version the first one read.
-    fn read_versioned(
-        &self,
-        cluster: &Cluster,
-        key: &[u8],
-        oid: &CString,
-        start: u64,
-        end: u64,
-        expect: Option<Version>,
-    ) -> Result<Option<VersionedRange>> {
-        let want = if end == 0 { u64::MAX } else { end - start };
-        let mut bytes: Vec<u8> = Vec::new();
-        let mut expect = expect;
-        let mut len = want.min(FIRST_READ as u64);
-        loop {
-            let offset = start + bytes.len() as u64;
-            let mut op = [ReadOp::versioned(oid.clone(), offset, len as usize, expect)];
-            pipeline(cluster, &mut op, 1);
-            let op = &mut op[0];
-            let size = match op.result.take().expect("pipeline finishes every op") {
-                Ok(size) => size.expect("a versioned read has a stat"),
-                // Replaced (the OSD's version is not the one asserted) or deleted since.
-                Err(libc::ERANGE | libc::EOVERFLOW | libc::ENOENT) if expect.is_some() => {
-                    let err = StoreError::Changed {
-                        backend: BACKEND,
-                        key: hex::encode(key),
-                    };
-                    log::info!("{err}");
-                    return Err(err);
-                }
-                Err(libc::ENOENT) => return Ok(None),
-                Err(e) => return Err(self.error("read", key, e, None)),
-            };
-            let version = op.version;
-            if bytes.is_empty() {
-                bytes = std::mem::take(&mut op.buf);
-            } else {
-                bytes.extend_from_slice(&op.buf);
-            }
-            let target = size.min(start.saturating_add(want)).saturating_sub(start);
-            if bytes.len() as u64 >= target || len == 0 {
-                bytes.truncate(target as usize);
-                return Ok(Some(VersionedRange {
-                    bytes,
-                    size,
-                    version,
-                }));
-            }
-            // A value longer than the first read: the rest, of this version only.
-            expect = Some(version);
-            len = target - bytes.len() as u64;
-            bytes.reserve_exact(len as usize);
-        }
-    }
-
-    /// Size and mtime of an object in one round trip (see [`Cloudstore::mtime`] for which
-    /// mtime); `None` when missing.
-    fn attributes(
-        &self,
-        cluster: &Cluster,
-        oid: &CStr,
-    ) -> std::result::Result<Option<(u64, SystemTime)>, Errno> {
-        match cluster.stat_with_xattr(oid, MTIME_XATTR.to_str().expect("ASCII")) {
-            Ok((size, object_secs, xattr)) => {
-                // The xattr is ours only while the object's mtime is still the second we gave
-                // it; a write by another tool moves the object mtime on.
-                let ours = xattr
-                    .as_deref()
-                    .and_then(decode_mtime)
-                    .filter(|(secs, _)| *secs == object_secs);
-                Ok(Some((
-                    size,
-                    match ours {
-                        Some((_, t)) => t,
-                        None => from_secs_nanos(object_secs, 0),
-                    },
-                )))
-            }
-            Err(libc::ENOENT) => Ok(None),
-            Err(e) => Err(e),
-        }
     }
 
     /// Writes values (write_full + mtime xattr), pipelined; one result per item.
@@ -876,38 +422,5 @@ impl Cloudstore for CephStore {
             })),
             Err(e) => Err(self.error_without_key("statfs", self.location.clone(), e)),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn object_names_are_lowercase_hex_and_back() {
-        assert_eq!(object_name(b"\x01\xab").to_bytes(), b"01ab");
-        assert_eq!(key_of_object_name(b"01ab"), Some(vec![1, 0xab]));
-        for bad in [&b""[..], b"0", b"01AB", b"xy", b"01a", b"rbd_directory"] {
-            assert_eq!(key_of_object_name(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn mtimes_round_trip_with_nanoseconds() {
-        for t in [
-            UNIX_EPOCH + Duration::new(1_500_000_000, 123_456_789),
-            UNIX_EPOCH,
-            UNIX_EPOCH - Duration::new(10, 250_000_000),
-        ] {
-            let (text, secs) = encode_mtime(t);
-            let (s, back) = decode_mtime(&text).unwrap();
-            assert_eq!((s, back), (secs, t), "{}", String::from_utf8_lossy(&text));
-        }
-        assert_eq!(
-            encode_mtime(UNIX_EPOCH - Duration::new(10, 250_000_000)).1,
-            -11
-        );
-        assert_eq!(decode_mtime(b"12"), None);
-        assert_eq!(decode_mtime(b"12.1234567890"), None);
     }
 }

@@ -126,23 +126,33 @@ impl Drop for Handle {
     }
 }
 
-fn cstring(what: &str, s: &str) -> Result<CString, String> {
-    CString::new(s).map_err(|_| format!("ceph: {what} {s:?} contains a NUL byte"))
+/// Why connecting to the cluster failed: a complete sentence naming the conf file, monitor or
+/// pool.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConnectError(pub String);
+
+fn cstring(what: &str, s: &str) -> Result<CString, ConnectError> {
+    CString::new(s).map_err(|_| ConnectError(format!("ceph: {what} {s:?} contains a NUL byte")))
 }
 
 impl Cluster {
     /// Reads the conf, applies the client timeouts, connects to the monitors and opens the pool
     /// and namespace. Errors are complete sentences naming the conf file, monitor or pool.
-    pub fn connect(p: &ConnectParams) -> Result<Cluster, String> {
+    pub fn connect(p: &ConnectParams) -> Result<Cluster, ConnectError> {
         let conf_shown = p.conf.display();
         match std::fs::metadata(p.conf) {
             Ok(m) if m.is_file() => {}
             Ok(_) => {
-                return Err(format!(
+                return Err(ConnectError(format!(
                     "ceph: conf file {conf_shown} is not a regular file"
-                ))
+                )))
             }
-            Err(e) => return Err(format!("ceph: cannot read conf file {conf_shown}: {e}")),
+            Err(e) => {
+                return Err(ConnectError(format!(
+                    "ceph: cannot read conf file {conf_shown}: {e}"
+                )))
+            }
         }
         let user = cstring("user", p.user)?;
         let conf = cstring("conf path", &p.conf.to_string_lossy())?;
@@ -153,20 +163,20 @@ impl Cluster {
         // SAFETY: out-pointer to a local; user is a valid C string.
         let ret = unsafe { ffi::rados_create(&mut raw, user.as_ptr()) };
         check(ret).map_err(|e| {
-            format!(
+            ConnectError(format!(
                 "ceph: cannot create a cluster handle for user {:?}: {}",
                 p.user,
                 errno_text(e)
-            )
+            ))
         })?;
         let handle = Handle(raw);
         // SAFETY: valid handle and C string.
         let ret = unsafe { ffi::rados_conf_read_file(handle.0, conf.as_ptr()) };
         check(ret).map_err(|e| {
-            format!(
+            ConnectError(format!(
                 "ceph: cannot load conf file {conf_shown}: {}",
                 errno_text(e)
-            )
+            ))
         })?;
         // Set before connecting: librados ignores most client options changed afterwards, and
         // without them a dead monitor or a full cluster blocks a call forever.
@@ -182,50 +192,52 @@ impl Cluster {
         let mon_host = get_conf(handle.0, "mon_host").unwrap_or_default();
         // SAFETY: valid, configured, unconnected handle.
         let ret = unsafe { ffi::rados_connect(handle.0) };
-        check(ret).map_err(|e| {
-            let mons = if mon_host.is_empty() {
-                "no `mon host` set".to_string()
-            } else {
-                format!("mon host {mon_host}")
-            };
-            if e == libc::EACCES || e == libc::EPERM {
-                // cephx said no: an unknown client, or a key that is not the cluster's.
-                let keyring = get_conf(handle.0, "keyring").unwrap_or_default();
-                format!(
-                    "ceph: the monitors ({mons}, from {conf_shown}) refused client.{}: {} \
+        check(ret)
+            .map_err(|e| {
+                let mons = if mon_host.is_empty() {
+                    "no `mon host` set".to_string()
+                } else {
+                    format!("mon host {mon_host}")
+                };
+                if e == libc::EACCES || e == libc::EPERM {
+                    // cephx said no: an unknown client, or a key that is not the cluster's.
+                    let keyring = get_conf(handle.0, "keyring").unwrap_or_default();
+                    format!(
+                        "ceph: the monitors ({mons}, from {conf_shown}) refused client.{}: {} \
                      (is its key in keyring {keyring} the one the cluster issued? \
                      see: ceph auth get client.{})",
-                    p.user,
-                    errno_text(e),
-                    p.user
-                )
-            } else if let Some(keyring) = (e == libc::ENOENT)
-                .then(|| missing_keyring(handle.0))
-                .flatten()
-            {
-                // cephx without a key file: librados says only "No such file or directory".
-                format!(
-                    "ceph: cannot connect as client.{}: keyring {keyring} (from {conf_shown}) \
+                        p.user,
+                        errno_text(e),
+                        p.user
+                    )
+                } else if let Some(keyring) = (e == libc::ENOENT)
+                    .then(|| missing_keyring(handle.0))
+                    .flatten()
+                {
+                    // cephx without a key file: librados says only "No such file or directory".
+                    format!(
+                        "ceph: cannot connect as client.{}: keyring {keyring} (from {conf_shown}) \
                      does not exist: {}",
-                    p.user,
-                    errno_text(e)
-                )
-            } else {
-                format!(
-                    "ceph: cannot connect to the monitors ({mons}, from {conf_shown}) as \
+                        p.user,
+                        errno_text(e)
+                    )
+                } else {
+                    format!(
+                        "ceph: cannot connect to the monitors ({mons}, from {conf_shown}) as \
                      client.{} within {}s: {}",
-                    p.user,
-                    p.connect_timeout.as_secs(),
-                    errno_text(e)
-                )
-            }
-        })?;
+                        p.user,
+                        p.connect_timeout.as_secs(),
+                        errno_text(e)
+                    )
+                }
+            })
+            .map_err(ConnectError)?;
 
         let mut ioctx: ffi::rados_ioctx_t = ptr::null_mut();
         // SAFETY: connected handle, C string, out-pointer to a local.
         let ret = unsafe { ffi::rados_ioctx_create(handle.0, pool.as_ptr(), &mut ioctx) };
         if let Err(e) = check(ret) {
-            return Err(if e == libc::ENOENT {
+            return Err(ConnectError(if e == libc::ENOENT {
                 format!(
                     "ceph: pool {:?} does not exist in the cluster of {conf_shown} \
                      (create it with: ceph osd pool create {} 32)",
@@ -237,7 +249,7 @@ impl Cluster {
                     p.pool,
                     errno_text(e)
                 )
-            });
+            }));
         }
         // SAFETY: fresh ioctx, not yet shared; the string is copied by librados.
         unsafe { ffi::rados_ioctx_set_namespace(ioctx, namespace.as_ptr()) };
@@ -269,10 +281,10 @@ impl Cluster {
     /// asks them at once, so that a refused pool fails the mount with a message naming the
     /// client and the pool instead of failing every later operation.
     /// `Ok(false)`: the OSDs did not answer in time (the mount goes on).
-    fn probe_access(&self, p: &ConnectParams) -> Result<bool, String> {
+    fn probe_access(&self, p: &ConnectParams) -> Result<bool, ConnectError> {
         match self.stat(ACCESS_PROBE) {
             Ok(_) | Err(libc::ENOENT) => Ok(true),
-            Err(e @ (libc::EPERM | libc::EACCES)) => Err(format!(
+            Err(e @ (libc::EPERM | libc::EACCES)) => Err(ConnectError(format!(
                 "ceph: client.{} may not use pool {:?}{} (conf {}): {}; its caps must allow \
                  it, e.g. osd 'allow rw pool={}' (see: ceph auth get client.{})",
                 p.user,
@@ -286,7 +298,7 @@ impl Cluster {
                 errno_text(e),
                 p.pool,
                 p.user
-            )),
+            ))),
             // The OSDs may be down while the monitors answer: mount, and let each operation
             // fail (or work once they are back).
             Err(e) => {
@@ -439,13 +451,18 @@ impl Drop for XattrIter {
     }
 }
 
-fn set_conf(rados: ffi::rados_t, name: &str, value: &str) -> Result<(), String> {
+fn set_conf(rados: ffi::rados_t, name: &str, value: &str) -> Result<(), ConnectError> {
     let n = cstring("option", name)?;
     let v = cstring("value", value)?;
     // SAFETY: valid handle and C strings.
     check(unsafe { ffi::rados_conf_set(rados, n.as_ptr(), v.as_ptr()) })
         .map(drop)
-        .map_err(|e| format!("ceph: cannot set {name} = {value}: {}", errno_text(e)))
+        .map_err(|e| {
+            ConnectError(format!(
+                "ceph: cannot set {name} = {value}: {}",
+                errno_text(e)
+            ))
+        })
 }
 
 /// The `keyring` setting when none of the files it names exists (cephx cannot authenticate).

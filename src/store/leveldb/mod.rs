@@ -26,95 +26,39 @@
 //! `sync = true` to both databases, which fsyncs each log (and so everything before it).
 
 pub mod db;
+mod dbs;
 mod index;
+mod listing;
 pub mod lock;
+mod open;
 mod snapshot;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use db::{Db, Iter, WriteBatch};
+use db::WriteBatch;
+use dbs::{sync_dbs, Dbs, STRIPES};
 pub use index::STATE_FILE;
 use index::{
     encode_mtime, fingerprint, read_state, rebuild_index, sync_dir, write_state, Entry, NO_MTIME,
 };
-use lock::{HolderState, LOCK_WAIT};
+use listing::Listing;
+use open::open_db;
+pub use open::{inspect_data_dir, DataDir};
 
 use super::{
-    check_chunk, clamp_range, Capabilities, ChunkInfo, ChunkList, Cloudstore, RawChunk, Result,
-    SpaceInfo, StoreError, SIDE_DIR_MTIME,
+    check_chunk, clamp_range, Capabilities, ChunkList, Cloudstore, RawChunk, Result, SpaceInfo,
+    StoreError, SIDE_DIR_MTIME,
 };
 use crate::config::{Compression, Config};
 
 const BACKEND: &str = "leveldb";
 /// The directory, inside the data directory, of the index (mtime and size) database.
 pub const META_DIR: &str = "cloudstore-meta";
-/// Per-key lock stripes: writers of one key are ordered, different keys run in parallel.
-const STRIPES: usize = 64;
 /// How long close waits for calls still running on other threads.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
-
-/// The open databases, shared by the store's calls and its listings.
-struct Dbs {
-    data: Arc<Db>,
-    meta: Arc<Db>,
-    stripes: Vec<Mutex<()>>,
-    /// The index is exact: every data key has an entry with its size, and no other entries.
-    index_ok: AtomicBool,
-    /// Values read from the data database (a hook for tests: stat must not read any).
-    value_reads: AtomicU64,
-}
-
-impl Dbs {
-    fn stripe(&self, key: &[u8]) -> usize {
-        // FNV-1a: cheap, and spreads similar keys.
-        let h = key.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-        });
-        (h % STRIPES as u64) as usize
-    }
-
-    /// Locks the stripes of `keys`, in index order (no deadlock between overlapping callers).
-    fn lock<'a>(&self, keys: impl IntoIterator<Item = &'a [u8]>) -> Vec<MutexGuard<'_, ()>> {
-        let mut idx: Vec<usize> = keys.into_iter().map(|k| self.stripe(k)).collect();
-        idx.sort_unstable();
-        idx.dedup();
-        idx.into_iter()
-            .map(|i| self.stripes[i].lock().unwrap_or_else(|p| p.into_inner()))
-            .collect()
-    }
-
-    fn index_ok(&self) -> bool {
-        self.index_ok.load(Ordering::Acquire)
-    }
-
-    fn entry(&self, key: &[u8]) -> Result<Option<Entry>> {
-        Ok(self
-            .meta
-            .get(key)
-            .map_err(|e| ldb_err("get index entry", key, e))?
-            .map(|b| Entry::decode(&b)))
-    }
-
-    /// Writes index changes (after their data): a failure stops trusting the index.
-    fn write_index(&self, batch: &WriteBatch, key: &[u8]) -> Result<()> {
-        self.meta.write(batch, false).map_err(|e| {
-            self.index_ok.store(false, Ordering::Release);
-            ldb_err("write index", key, e)
-        })
-    }
-
-    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.value_reads.fetch_add(1, Ordering::Relaxed);
-        // Uncached: the block cache would hold a copy of every value read (up to cache_size of
-        // RSS); the table's pages stay in the kernel's page cache instead (issue 14).
-        self.data
-            .get_uncached(key)
-            .map_err(|e| ldb_err("get", key, e))
-    }
-}
 
 /// The LevelDB backend.
 pub struct LevelDbStore {
@@ -137,151 +81,6 @@ fn io_err(op: &'static str, path: &Path, e: std::io::Error) -> StoreError {
         e.raw_os_error().unwrap_or(libc::EIO),
         format!("{}: {e}", path.display()),
     )
-}
-
-/// Opens one database. LevelDB's lock held by a process that is exiting (a daemon just killed)
-/// is waited for, up to [`LOCK_WAIT`]; held by a live process it is an error at once, naming it.
-fn open_db(path: &Path, opts: &db::Options) -> Result<Db> {
-    let lock = path.join("LOCK");
-    let start = Instant::now();
-    let mut waited_for = None;
-    loop {
-        let e = match Db::open(path, opts) {
-            Ok(db) => {
-                if let Some(pid) = waited_for {
-                    log::warn!(
-                        "{BACKEND}: {}: process {pid} let go of the lock after {:.1} s",
-                        path.display(),
-                        start.elapsed().as_secs_f64()
-                    );
-                }
-                return Ok(db);
-            }
-            Err(e) => e,
-        };
-        if e.is_read_only() {
-            return Err(read_only(path, &e.0));
-        }
-        if !e.is_lock() {
-            return Err(StoreError::Config(format!(
-                "{BACKEND}: cannot open database {}: {e}",
-                path.display()
-            )));
-        }
-        let holder = lock::find_holder(&lock);
-        let locked = |holder: String| StoreError::Locked {
-            backend: BACKEND,
-            dir: path.display().to_string(),
-            holder: Some(holder),
-        };
-        match holder {
-            Some(h) if h.state == HolderState::Alive => return Err(locked(h.describe())),
-            Some(h) if start.elapsed() >= LOCK_WAIT => {
-                return Err(locked(format!(
-                    "{}, which has been exiting for over {} s and still holds it",
-                    h.describe(),
-                    LOCK_WAIT.as_secs()
-                )))
-            }
-            // Released between LevelDB's try and our look (or held from outside our view).
-            None if start.elapsed() >= LOCK_WAIT => {
-                return Err(StoreError::Locked {
-                    backend: BACKEND,
-                    dir: path.display().to_string(),
-                    holder: None,
-                })
-            }
-            Some(h) => {
-                if waited_for.is_none() {
-                    log::warn!(
-                        "{BACKEND}: {} is locked by {}, which is exiting (killed?): waiting up \
-                         to {} s for it to let go",
-                        path.display(),
-                        h.describe(),
-                        LOCK_WAIT.as_secs()
-                    );
-                }
-                waited_for = Some(h.pid);
-            }
-            None => {}
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The error for a data directory LevelDB cannot write to.
-fn read_only(dir: &Path, why: &str) -> StoreError {
-    StoreError::Config(format!(
-        "{BACKEND}: the data directory {} is read-only ({why}): LevelDB writes its lock file \
-         and log even to read, so it cannot open a store there; remount it read-write or copy \
-         the store to a writable directory",
-        dir.display()
-    ))
-}
-
-/// What a data directory holds before it is opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DataDir {
-    /// Nothing at that path.
-    Missing,
-    /// An empty directory (or one with only the files LevelDB writes before its first
-    /// CURRENT: LOCK, LOG, LOG.old).
-    Empty,
-    /// A LevelDB database (it has a CURRENT file).
-    Store,
-}
-
-/// Looks at the data directory `dir` before opening it. A path that is not a directory, a
-/// non-empty directory without a LevelDB database, and a directory this process cannot write to
-/// (LevelDB writes even to read) are errors naming the path.
-pub fn inspect_data_dir(dir: &Path) -> Result<DataDir> {
-    let shown = dir.display();
-    let meta = match std::fs::metadata(dir) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(DataDir::Missing),
-        Err(e) => {
-            return Err(StoreError::Config(format!(
-                "{BACKEND}: data directory {shown}: {e}"
-            )))
-        }
-    };
-    if !meta.is_dir() {
-        return Err(StoreError::Config(format!(
-            "{BACKEND}: data directory {shown} is not a directory"
-        )));
-    }
-    let state = if dir.join("CURRENT").exists() {
-        DataDir::Store
-    } else {
-        let entries = std::fs::read_dir(dir)
-            .map_err(|e| StoreError::Config(format!("{BACKEND}: data directory {shown}: {e}")))?;
-        let other = entries
-            .flatten()
-            .map(|e| e.file_name())
-            .find(|name| !matches!(name.to_str(), Some("LOCK" | "LOG" | "LOG.old")));
-        if let Some(name) = other {
-            return Err(StoreError::Config(format!(
-                "{BACKEND}: {shown} is not empty and holds no LevelDB store (no CURRENT file; \
-                 it holds {name:?}): refusing to write a store into it; give the store's \
-                 directory, or a new or empty one"
-            )));
-        }
-        DataDir::Empty
-    };
-    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
-        .map_err(|_| StoreError::Config(format!("{BACKEND}: bad path {shown}")))?;
-    // As this process's effective user (AT_EACCESS), as LevelDB's writes will be.
-    // SAFETY: a NUL-terminated path; faccessat only checks.
-    if unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::W_OK, libc::AT_EACCESS) } != 0 {
-        let e = std::io::Error::last_os_error();
-        if matches!(
-            e.raw_os_error(),
-            Some(libc::EROFS | libc::EACCES | libc::EPERM)
-        ) {
-            return Err(read_only(dir, &e.to_string()));
-        }
-    }
-    Ok(state)
 }
 
 impl LevelDbStore {
@@ -382,16 +181,6 @@ impl LevelDbStore {
 
 /// Syncs both logs: an empty batch with `sync = true` fsyncs a log (LevelDB 1.22
 /// DBImpl::Write appends the record, then syncs), and with it every write before it.
-fn sync_dbs(d: &Dbs) -> Result<()> {
-    let empty = WriteBatch::default();
-    d.data
-        .write(&empty, true)
-        .map_err(|e| ldb_err("sync", b"", e))?;
-    d.meta
-        .write(&empty, true)
-        .map_err(|e| ldb_err("sync index", b"", e))
-}
-
 impl Cloudstore for LevelDbStore {
     fn backend(&self) -> &'static str {
         BACKEND
@@ -694,20 +483,15 @@ impl Cloudstore for LevelDbStore {
     }
 
     fn space(&self) -> Result<Option<SpaceInfo>> {
-        let path = std::ffi::CString::new(self.dir.as_os_str().as_encoded_bytes())
-            .map_err(|_| StoreError::Config(format!("bad path {}", self.dir.display())))?;
-        // SAFETY: statvfs on a NUL-terminated path into a zeroed struct.
-        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-        if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
-            return Ok(None);
-        }
-        let frsize = st.f_frsize as u64;
         // The data directory's filesystem as it is: df of the mount shows what df of the
         // directory shows.
+        let Ok((total, free, available)) = crate::sys::fd::space(&self.dir) else {
+            return Ok(None);
+        };
         Ok(Some(SpaceInfo {
-            total: st.f_blocks as u64 * frsize,
-            free: st.f_bfree as u64 * frsize,
-            available: st.f_bavail as u64 * frsize,
+            total,
+            free,
+            available,
         }))
     }
 }
@@ -718,49 +502,5 @@ impl LevelDbStore {
         self.dir
             .join(META_DIR)
             .join(format!("cloudstore-side-{name}"))
-    }
-}
-
-/// A listing: one iterator over a snapshot (of the index, or of the data when the index is not
-/// trusted), owned, so it can live in a directory handle; `list(Some(cursor))` resumes.
-struct Listing {
-    it: Iter,
-    from_index: bool,
-    skip: Option<Vec<u8>>,
-    dbs: Arc<Dbs>,
-    done: bool,
-}
-
-impl Iterator for Listing {
-    type Item = Result<ChunkInfo>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        while !self.done {
-            if !self.it.valid() {
-                self.done = true;
-                return self.it.status().err().map(|e| Err(ldb_err("list", b"", e)));
-            }
-            let key = self.it.key().to_vec();
-            let size = if self.from_index {
-                Entry::decode(self.it.value()).size
-            } else {
-                Some(self.it.value().len() as u64)
-            };
-            self.it.next();
-            if self.skip.as_deref() == Some(&key[..]) {
-                continue;
-            }
-            let size = match size {
-                Some(s) => s,
-                // An entry without a size (the index always has them after open): measure.
-                None => match self.dbs.read(&key) {
-                    Ok(Some(v)) => v.len() as u64,
-                    Ok(None) => continue,
-                    Err(e) => return Some(Err(e)),
-                },
-            };
-            return Some(Ok(ChunkInfo { key, size }));
-        }
-        None
     }
 }
