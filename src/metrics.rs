@@ -29,13 +29,24 @@ use crate::store::{
     Capabilities, ChunkList, Cloudstore, RawChunk, Result, SpaceInfo, Version, VersionedRange,
 };
 
+/// A `--metrics-addr` that cannot be used: its message names the address and the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct AddrError(pub String);
+
+impl From<String> for AddrError {
+    fn from(s: String) -> Self {
+        AddrError(s)
+    }
+}
+
 /// The content type of the OpenMetrics text `prometheus-client` writes.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Where `--metrics-addr` binds: `HOST:PORT` (`127.0.0.1:9100`, `[::1]:9100`,
 /// `localhost:9100`) or a bare `PORT` (loopback). An address other than loopback is refused
 /// unless `allow_remote`.
-pub fn parse_addr(text: &str, allow_remote: bool) -> std::result::Result<SocketAddr, String> {
+pub fn parse_addr(text: &str, allow_remote: bool) -> std::result::Result<SocketAddr, AddrError> {
     let addr = if let Ok(port) = text.parse::<u16>() {
         SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
     } else {
@@ -48,7 +59,8 @@ pub fn parse_addr(text: &str, allow_remote: bool) -> std::result::Result<SocketA
         return Err(format!(
             "--metrics-addr {text:?} is not a loopback address: the metrics endpoint is only \
              served to this machine unless --metrics-allow-remote is given"
-        ));
+        )
+        .into());
     }
     Ok(addr)
 }
@@ -331,8 +343,8 @@ pub struct MetricsServer {
 }
 
 /// Binds the endpoint's socket (before the mount, so a port in use fails the mount).
-pub fn bind(addr: SocketAddr) -> std::result::Result<tiny_http::Server, String> {
-    tiny_http::Server::http(addr).map_err(|e| format!("metrics endpoint {addr}: {e}"))
+pub fn bind(addr: SocketAddr) -> std::result::Result<tiny_http::Server, AddrError> {
+    tiny_http::Server::http(addr).map_err(|e| AddrError(format!("metrics endpoint {addr}: {e}")))
 }
 
 /// Serves `/metrics` for `core` (and the store timings, when the store is wrapped).
@@ -394,7 +406,7 @@ mod tests {
         );
         assert!(parse_addr("[::1]:9100", false).unwrap().ip().is_loopback());
         let e = parse_addr("0.0.0.0:9100", false).unwrap_err();
-        assert!(e.contains("--metrics-allow-remote"), "{e}");
+        assert!(e.0.contains("--metrics-allow-remote"), "{e}");
         assert!(parse_addr("0.0.0.0:9100", true).is_ok());
         assert!(parse_addr("nonsense", false).is_err());
     }

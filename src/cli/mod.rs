@@ -250,7 +250,8 @@ pub fn run(cli: Cli) -> CliResult {
             metrics_allow_remote,
             ..
         } => Some(
-            crate::metrics::parse_addr(addr, *metrics_allow_remote).map_err(CliError::Invalid)?,
+            crate::metrics::parse_addr(addr, *metrics_allow_remote)
+                .map_err(|e| CliError::Invalid(e.to_string()))?,
         ),
         _ => None,
     };

@@ -49,8 +49,7 @@ pub struct FsConfig {
 impl FsConfig {
     /// The settings for `config` over `store`, owned by the calling user.
     pub fn new(config: &Config, store: &dyn Cloudstore, read_only: bool) -> Self {
-        // SAFETY: getuid/getgid cannot fail and touch no memory.
-        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let (uid, gid) = (crate::sys::process::uid(), crate::sys::process::gid());
         // A store with versioned ranged reads is a remote one (each call a round trip) that
         // other clients may share.
         let remote = store.capabilities().versioned_ranges;

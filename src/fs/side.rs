@@ -60,14 +60,25 @@ pub fn encode_scratch<'a>(
     out
 }
 
+/// What is wrong with a saved-scratch record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("not a saved-scratch record (bad header)")]
+    BadHeader,
+    #[error("record cut short")]
+    CutShort,
+    #[error("value length out of range")]
+    LengthOutOfRange,
+}
+
 /// Reads saved scratch files back; an error says what is wrong with the record.
-pub fn decode_scratch(mut b: &[u8]) -> Result<Vec<SavedScratch>, String> {
+pub fn decode_scratch(mut b: &[u8]) -> Result<Vec<SavedScratch>, RecordError> {
     b = b
         .strip_prefix(SCRATCH_MAGIC)
-        .ok_or("not a saved-scratch record (bad header)")?;
-    fn take<'a>(b: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
+        .ok_or(RecordError::BadHeader)?;
+    fn take<'a>(b: &mut &'a [u8], n: usize) -> Result<&'a [u8], RecordError> {
         if b.len() < n {
-            return Err("record cut short".into());
+            return Err(RecordError::CutShort);
         }
         let (head, rest) = b.split_at(n);
         *b = rest;
@@ -80,7 +91,7 @@ pub fn decode_scratch(mut b: &[u8]) -> Result<Vec<SavedScratch>, String> {
         let secs = u64::from_le_bytes(take(&mut b, 8)?.try_into().unwrap());
         let nanos = u32::from_le_bytes(take(&mut b, 4)?.try_into().unwrap());
         let len = u64::from_le_bytes(take(&mut b, 8)?.try_into().unwrap());
-        let len = usize::try_from(len).map_err(|_| "value length out of range")?;
+        let len = usize::try_from(len).map_err(|_| RecordError::LengthOutOfRange)?;
         let value = take(&mut b, len)?.to_vec();
         out.push(SavedScratch {
             name,

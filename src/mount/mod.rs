@@ -211,7 +211,7 @@ fn serve(
     // Bound before the mount: a port in use fails the mount, not later.
     let metrics = match opts.metrics_addr.map(crate::metrics::bind).transpose() {
         Ok(m) => m,
-        Err(e) => return Err(report(notify, MountError::Mount(e))),
+        Err(e) => return Err(report(notify, MountError::Mount(e.to_string()))),
     };
     let (store, timings) = match &metrics {
         Some(_) => {
