@@ -3,194 +3,34 @@
 
 use std::ffi::OsStr;
 use std::io;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation,
-    INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl,
-    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, BsdFileFlags, Errno, FileHandle, FileType, FopenFlags, Generation, INodeNo,
+    InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::fs::{Attr, ChunkFs, FileKind, FsError, Io, SetTime};
+use crate::fs::{ChunkFs, FileKind};
 
+mod answers;
+mod invalidate;
 mod logging;
+
+use answers::{guard, no_xattrs, open_flags, process_of, time, FILE_OPEN_FLAGS};
+pub use invalidate::wire_invalidation;
 pub use logging::DaemonLogger;
 
 /// The largest write the kernel may send (it clamps to 1 MiB anyway: fs.fuse.max_pages_limit).
 pub const MAX_WRITE: u32 = 1 << 20;
 
-/// Writers, and readers that cannot share the inode's page cache, are direct I/O: reads and
-/// writes reach the core, which serves each handle its own view (a writer's new value, a
-/// reader's committed version); the kernel's shared page cache would otherwise show one
-/// handle's uncommitted writes to every other reader of the inode. mmap still works
-/// (FUSE_DIRECT_IO_ALLOW_MMAP) through the page cache, which the core invalidates after each
-/// commit. Creates are writers.
-const FILE_OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_DIRECT_IO;
-
-/// The flags of an open: direct I/O, or through the page cache (the core decides: see
-/// `fs/cache.rs`), keeping the kernel's pages when they are of the version opened, and without
-/// FLUSH on close (a reader has nothing to publish).
-fn open_flags(io: Io) -> FopenFlags {
-    match io {
-        Io::Direct => FILE_OPEN_FLAGS,
-        Io::Cached { keep: true } => FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH,
-        Io::Cached { keep: false } => FopenFlags::FOPEN_NOFLUSH,
-    }
-}
-
-/// Runs a core call; a panic in it is logged and answered with EIO. Every lock in the core is
-/// parking_lot's (no poisoning), so the next request finds it usable.
-fn guard<T>(op: &str, f: impl FnOnce() -> Result<T, FsError>) -> Result<T, FsError> {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
-        let why = crate::fs::commit::panic_message(&*panic);
-        log::error!("{op}: panic in the filesystem core: {why}; answered with EIO");
-        Err(FsError::new(libc::EIO, format!("{op}: internal error")).logged())
-    })
-}
-
-/// Hands the core a way to drop the kernel's cache of an inode after a change (its pages, used
-/// by mmap, and its attributes). The notifications go out from a thread of their own: one sent
-/// from a request handler could wait on a page that a pending read of ours holds locked.
-pub fn wire_invalidation(core: &ChunkFs, notifier: fuser::Notifier) {
-    // Attributes alone (offset -1: no page is touched) are dropped at once, from the request
-    // handler: an open that found a newer version than the kernel's attributes must not be
-    // followed by a stat of the old size.
-    let attrs = notifier.clone();
-    core.set_attr_invalidator(Box::new(move |ino| {
-        let _ = attrs.inval_inode(INodeNo(ino), -1, 0);
-    }));
-    let (tx, rx) = std::sync::mpsc::channel::<u64>();
-    let spawned = std::thread::Builder::new()
-        .name("inval".into())
-        .spawn(move || {
-            for ino in rx {
-                match notifier.inval_inode(INodeNo(ino), 0, 0) {
-                    Ok(()) => {}
-                    // The kernel does not know the inode (never looked up, or forgotten).
-                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                    Err(e) => {
-                        log::debug!("invalidating inode {ino}: {e}; no more invalidations");
-                        return;
-                    }
-                }
-            }
-        });
-    match spawned {
-        Ok(_) => core.set_invalidator(Box::new(move |ino| {
-            let _ = tx.send(ino);
-        })),
-        Err(e) => log::warn!("no kernel cache invalidation (cannot start its thread: {e})"),
-    }
-}
-
 /// A [`ChunkFs`] as a fuser filesystem.
 pub struct FuseAdapter {
     core: Arc<ChunkFs>,
     ttl: Duration,
-}
-
-impl FuseAdapter {
-    /// Adapts `core`.
-    pub fn new(core: Arc<ChunkFs>) -> Self {
-        let ttl = core.config().attr_ttl;
-        FuseAdapter { core, ttl }
-    }
-
-    /// How long the kernel may cache `a`: not at all while the file has writers open.
-    fn ttl_of(&self, a: &Attr) -> Duration {
-        if a.volatile {
-            Duration::ZERO
-        } else {
-            self.ttl
-        }
-    }
-
-    fn attr(&self, a: &Attr) -> FileAttr {
-        FileAttr {
-            ino: INodeNo(a.ino),
-            size: a.size,
-            blocks: a.size.div_ceil(512),
-            atime: a.mtime,
-            mtime: a.mtime,
-            ctime: a.mtime,
-            crtime: a.mtime,
-            kind: match a.kind {
-                FileKind::Directory => FileType::Directory,
-                FileKind::File => FileType::RegularFile,
-            },
-            perm: a.perm,
-            nlink: a.nlink,
-            uid: a.uid,
-            gid: a.gid,
-            rdev: 0,
-            blksize: blksize(a.size),
-            flags: 0,
-        }
-    }
-}
-
-/// st_blksize for a file of `size` bytes. cp, cat and friends size their buffers by it: with
-/// direct I/O every buffer is one FUSE round trip, so a large file moves a megabyte at a time;
-/// a small one gets a buffer that fits it, since the kernel pins every page of the buffer for
-/// each direct read (a 4 KiB chunk read through a 1 MiB buffer faulted in 256 pages, twice).
-fn blksize(size: u64) -> u32 {
-    size.clamp(4096, MAX_WRITE as u64).next_power_of_two() as u32
-}
-
-impl FuseAdapter {
-    /// Runs a request's work in the core (see [`guard`]), counting the request for `stats`.
-    fn guard<T>(
-        &self,
-        op: &'static str,
-        f: impl FnOnce() -> Result<T, FsError>,
-    ) -> Result<T, FsError> {
-        self.core.count_request(op);
-        guard(op, f)
-    }
-
-    /// Counts a failure for `cloudstore-fs stats`, logs it once, and gives its errno.
-    fn fail(&self, op: &str, e: FsError) -> Errno {
-        self.core.record_error(op, &e);
-        fail(op, e)
-    }
-}
-
-/// The process that sent a request: FUSE gives the id of the calling thread, but a descriptor
-/// belongs to the whole process (see [`crate::fs::process_of`]). Only open, create and flush pay
-/// for the lookup; stat maps a thread lazily, when the file has writers.
-fn process_of(req: &Request) -> u32 {
-    crate::fs::process_of(req.pid())
-}
-
-/// Logs a failure once (expected answers such as ENOENT only at debug) and gives its errno.
-fn fail(op: &str, e: FsError) -> Errno {
-    if e.is_quiet() {
-        log::debug!("{op}: {e}");
-    } else {
-        log::warn!("{op}: {e}");
-    }
-    Errno::from_i32(e.errno)
-}
-
-/// Logs an extended-attribute call (the kernel sends each kind once per mount).
-fn no_xattrs(op: &str, ino: INodeNo, name: Option<&OsStr>) {
-    let attr = name.map_or_else(String::new, |n| format!(" {n:?}"));
-    log::info!(
-        "{op}{attr} on inode {}: extended attributes are not supported (ENOSYS; programs see \
-         EOPNOTSUPP, and the kernel asks no more on this mount)",
-        ino.0
-    );
-}
-
-fn time(t: TimeOrNow) -> SetTime {
-    match t {
-        TimeOrNow::Now => SetTime::Now,
-        TimeOrNow::SpecificTime(t) => SetTime::At(t),
-    }
 }
 
 impl fuser::Filesystem for FuseAdapter {
@@ -226,27 +66,8 @@ impl fuser::Filesystem for FuseAdapter {
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.guard("lookup", || self.core.lookup(parent.0, name, req.pid())) {
             Ok(a) => reply.entry(&self.ttl_of(&a), &self.attr(&a), Generation(0)),
-            // A negative entry (inode 0) that the kernel caches for the TTL: `cp` and `rsync`
-            // otherwise look a new name up three times before creating it.
             Err(e) if e.errno == libc::ENOENT => {
-                let none = self.attr(&Attr {
-                    ino: 0,
-                    kind: FileKind::File,
-                    size: 0,
-                    mtime: SystemTime::UNIX_EPOCH,
-                    perm: 0,
-                    nlink: 0,
-                    uid: 0,
-                    gid: 0,
-                    volatile: false,
-                });
-                // Not on a store that other clients share: a name another mount creates must
-                // be found by the next open here (close-to-open).
-                let ttl = if self.core.config().whole_value_reads {
-                    self.ttl
-                } else {
-                    Duration::ZERO
-                };
+                let (ttl, none) = self.negative_entry();
                 reply.entry(&ttl, &none, Generation(0));
             }
             Err(e) => reply.error(self.fail("lookup", e)),
@@ -663,28 +484,5 @@ impl fuser::Filesystem for FuseAdapter {
             ),
             Err(e) => reply.error(self.fail("create", e)),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn blksize_fits_small_files_and_caps_large_ones() {
-        assert_eq!(blksize(0), 4096);
-        assert_eq!(blksize(4096), 4096);
-        assert_eq!(blksize(4097), 8192);
-        assert_eq!(blksize(60_000), 65536);
-        assert_eq!(blksize(1 << 20), 1 << 20);
-        assert_eq!(blksize(64 << 20), MAX_WRITE);
-    }
-
-    #[test]
-    fn a_panic_in_the_core_is_answered_with_eio() {
-        let e = guard("read", || -> Result<(), FsError> { panic!("boom") }).unwrap_err();
-        assert_eq!(e.errno, libc::EIO);
-        assert!(e.logged);
-        assert_eq!(guard("read", || Ok(7)).unwrap(), 7);
     }
 }
