@@ -19,8 +19,7 @@
 //! - the cache is byte-bounded (`cache_bytes`, at most 1/8 of the memory budget) and every byte
 //!   is charged to the budget; when the budget is tight values are simply not kept.
 
-use std::collections::{btree_map, BTreeMap, HashMap, VecDeque};
-use std::ops::Bound;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -29,6 +28,10 @@ use std::time::{Duration, Instant};
 
 use super::budget::Budget;
 use crate::store::{Cloudstore, RawChunk};
+
+mod listing;
+
+use listing::{Key, Listing, Order, Start, ORDERS};
 
 /// The knobs of read-ahead.
 #[derive(Debug, Clone)]
@@ -79,91 +82,6 @@ pub struct ReadAheadStats {
     pub fetched: u64,
     /// Opens served from a batch.
     pub served: u64,
-}
-
-type Key = Arc<[u8]>;
-
-/// The two orders an open can follow.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Order {
-    Listing,
-    Name,
-}
-
-const ORDERS: [Order; 2] = [Order::Listing, Order::Name];
-
-/// The most recent listing: names in listing order, their positions, and the same in name order.
-#[derive(Default)]
-struct Listing {
-    id: u64,
-    order: Vec<(Key, u64)>,
-    index: HashMap<Key, usize>,
-    by_name: BTreeMap<Key, u64>,
-}
-
-impl Listing {
-    /// Up to `n` names (with listed sizes) of `order` from `start`.
-    fn walk(&self, order: Order, start: Start<'_>, n: usize) -> Vec<(Key, u64)> {
-        match order {
-            Order::Listing => {
-                let first = match start {
-                    Start::Beginning => 0,
-                    Start::At(k) => match self.index.get(k) {
-                        Some(&i) => i,
-                        None => return Vec::new(),
-                    },
-                    Start::After(k) => match self.index.get(k) {
-                        Some(&i) => i + 1,
-                        None => return Vec::new(),
-                    },
-                };
-                self.order.iter().skip(first).take(n).cloned().collect()
-            }
-            Order::Name => self
-                .names_from(start)
-                .take(n)
-                .map(|(k, &s)| (k.clone(), s))
-                .collect(),
-        }
-    }
-}
-
-impl Listing {
-    /// The names in name order from `start` on.
-    fn names_from(&self, start: Start<'_>) -> btree_map::Range<'_, Key, u64> {
-        let lower = match start {
-            Start::Beginning => Bound::Unbounded,
-            Start::At(k) => Bound::Included(k),
-            Start::After(k) => Bound::Excluded(k),
-        };
-        self.by_name.range::<[u8], _>((lower, Bound::Unbounded))
-    }
-
-    /// Whether `key` is among the first `n` names of `order` after `start` (no allocation: this
-    /// runs on every open).
-    fn within(&self, order: Order, start: Start<'_>, n: usize, key: &[u8]) -> bool {
-        match order {
-            Order::Listing => {
-                let Some(&at) = self.index.get(key) else {
-                    return false;
-                };
-                let first = match start {
-                    Start::Beginning => 0,
-                    Start::At(k) => self.index.get(k).copied().unwrap_or(usize::MAX),
-                    Start::After(k) => self.index.get(k).map_or(usize::MAX, |i| i + 1),
-                };
-                at >= first && at - first < n
-            }
-            Order::Name => self.names_from(start).take(n).any(|(k, _)| **k == *key),
-        }
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Start<'a> {
-    Beginning,
-    At(&'a [u8]),
-    After(&'a [u8]),
 }
 
 /// Where the opens stand in one order.
