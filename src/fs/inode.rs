@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 
+use super::name::{self, Name};
 use crate::store::Version;
 
 /// The inode number of the directory (the FUSE root).
@@ -25,6 +26,9 @@ pub const ROOT_INO: u64 = 1;
 struct Entry {
     /// The name the number stands for now; None once unlinked or replaced.
     name: Option<OsString>,
+    /// What that name is (a chunk's decoded key, or scratch), classified once, when the name
+    /// entered the table.
+    class: Option<Name>,
     /// Lookups the kernel holds (entries handed to it minus those it forgot).
     lookups: u64,
     /// The version whose bytes the kernel's page cache holds for this inode, when known
@@ -97,6 +101,7 @@ impl InodeTable {
             ino,
             Entry {
                 name: Some(name.to_owned()),
+                class: Some(name::classify(name)),
                 lookups: 0,
                 pages: None,
             },
@@ -188,12 +193,18 @@ impl InodeTable {
         self.by_ino.get(&ino)?.name.as_deref()
     }
 
+    /// What the name of `ino` is (a chunk's key, or scratch); `None` once it has no name.
+    pub fn class_of(&self, ino: u64) -> Option<&Name> {
+        self.by_ino.get(&ino)?.class.as_ref()
+    }
+
     /// Forgets `name` (unlink): returns the number it had. The number stays (nameless) while the
     /// kernel holds lookups on it.
     pub fn remove(&mut self, name: &OsStr) -> Option<u64> {
         let ino = self.by_name.remove(name)?;
         if let Some(e) = self.by_ino.get_mut(&ino) {
             e.name = None;
+            e.class = None;
             if e.lookups == 0 {
                 self.by_ino.remove(&ino);
             }
@@ -213,6 +224,7 @@ impl InodeTable {
             self.by_name.insert(to.to_owned(), ino);
             if let Some(e) = self.by_ino.get_mut(&ino) {
                 e.name = Some(to.to_owned());
+                e.class = Some(name::classify(to));
             }
         }
         (moved, replaced)

@@ -293,8 +293,8 @@ impl ChunkFs {
 
     /// The chunk key `ino` stands for now (None for a scratch file or an unlinked one).
     fn key_of(&self, ino: u64) -> Option<Vec<u8>> {
-        match name::classify(&self.name_of(ino)?) {
-            Name::Chunk(key) => Some(key),
+        match self.tables().inodes.class_of(ino)? {
+            Name::Chunk(key) => Some(key.clone()),
             _ => None,
         }
     }
@@ -330,10 +330,7 @@ impl ChunkFs {
     /// file's node lives as long as its name).
     fn release_node(&self, ino: u64) {
         let mut t = self.tables();
-        let keep_scratch = t
-            .inodes
-            .name_of(ino)
-            .is_some_and(|n| name::classify(n) == Name::Scratch);
+        let keep_scratch = t.inodes.class_of(ino) == Some(&Name::Scratch);
         if let Some(entry) = t.nodes.get_mut(&ino) {
             entry.open = entry.open.saturating_sub(1);
             if entry.open == 0 && !keep_scratch {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::error::{FsError, FsResult};
 use super::handle::{Handle, HandleState, View};
-use super::name::{self, Name};
+use super::name::Name;
 use super::node::Node;
 use super::value::Value;
 use super::ChunkFs;
@@ -134,7 +134,6 @@ impl ChunkFs {
     }
 
     pub(super) fn is_scratch(&self, ino: u64) -> bool {
-        self.name_of(ino)
-            .is_some_and(|n| name::classify(&n) == Name::Scratch)
+        self.tables().inodes.class_of(ino) == Some(&Name::Scratch)
     }
 }
