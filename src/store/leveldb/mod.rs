@@ -304,6 +304,7 @@ impl LevelDbStore {
                 write_buffer_size: config.write_buffer_size as usize,
                 max_open_files: config.max_open_files as i32,
                 compression,
+                block_size: db::MIN_BLOCK_SIZE,
             },
         )?);
         let meta_dir = dir.join(META_DIR);
@@ -315,6 +316,7 @@ impl LevelDbStore {
                 write_buffer_size: 4 << 20,
                 max_open_files: 100,
                 compression,
+                block_size: db::DEFAULT_BLOCK_SIZE,
             },
         )?);
         let state = meta_dir.join(STATE_FILE);
