@@ -276,6 +276,29 @@ impl Db {
         check(|err| unsafe { sys::leveldb_write(self.raw, opts, batch.raw, err) })
     }
 
+    /// Writes the memtable out as a level-0 table and waits for it (nothing else is compacted:
+    /// the range given to LevelDB's CompactRange is the empty key alone, which no chunk has).
+    ///
+    /// Why before a close: LevelDB does not write its memtable at close, the next open replays
+    /// the log instead, and replaying a big value holds it four to five times at once (the
+    /// log reader's record, the batch, the memtable, the table block being built and snappy's
+    /// output buffer): a 256 MiB value took 1.34 GiB of RSS at the next mount (issue 14).
+    /// Written out here, it costs the memtable, the block and the compression buffer, once,
+    /// when the daemon holds nothing else.
+    pub fn write_memtable(&self) {
+        let empty: &[u8] = b"";
+        // SAFETY: valid database; the (empty) keys are only read during the call.
+        unsafe {
+            sys::leveldb_compact_range(
+                self.raw,
+                empty.as_ptr() as *const c_char,
+                0,
+                empty.as_ptr() as *const c_char,
+                0,
+            )
+        }
+    }
+
     /// A consistent view of the database as it is now.
     pub fn snapshot(self: &Arc<Self>) -> Snapshot {
         // SAFETY: the snapshot is released in Drop, before the Arc'd database can close.

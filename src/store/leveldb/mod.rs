@@ -489,6 +489,8 @@ impl Cloudstore for LevelDbStore {
             return Ok(());
         };
         sync_dbs(&dbs)?;
+        // The next open then replays no big value from the log (see write_memtable).
+        dbs.data.write_memtable();
         // Calls that started before the close finish first; a listing still open keeps the
         // databases open until it is dropped, and then the next open rebuilds the index.
         let deadline = Instant::now() + CLOSE_WAIT;
