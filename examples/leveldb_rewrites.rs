@@ -65,7 +65,7 @@ fn main() {
         .map(|i| {
             let key = bytes(i + 1_000_003, 32);
             let r = xorshift(&mut x);
-            let len = if r % 40 == 0 {
+            let len = if r.is_multiple_of(40) {
                 ((1 << 20) + (xorshift(&mut x) % (max_mib << 20).max(1))) as usize
             } else {
                 (xorshift(&mut x) % (256 << 10)) as usize

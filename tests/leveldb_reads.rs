@@ -6,7 +6,7 @@
 //! pread on the caller's thread), not in time.
 
 use cloudstore_fs::config::Config;
-use cloudstore_fs::store::{self, Cloudstore, RawChunk};
+use cloudstore_fs::store::{self, RawChunk};
 
 const MIB: usize = 1 << 20;
 /// Bytes a get of a value of a few KiB may read: its block, and the index and filter blocks of
