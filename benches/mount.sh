@@ -55,6 +55,8 @@
 #   CLOUDSTORE_BENCH_TMP (/var/tmp)        parent of the temporary directory (a real disk)
 #   CLOUDSTORE_BENCH_STEP_TIMEOUT (300)    seconds a step may take
 #   CARGO_TARGET_DIR                       where the build goes
+#   CLOUDSTORE_BENCH_BIN                   a cloudstore-fs binary to measure instead of building
+#                                          (e.g. an older commit's, for a before/after)
 # Needs root (mount, /dev/fuse, drop_caches); installs bindfs, fio and cpio when missing (and
 # ceph-mds, ceph-fuse through scripts/ceph-cluster.sh install --mds). It unmounts what it
 # mounted, stops only the daemons it started (by PID), stops the cluster it started, and removes
@@ -110,15 +112,20 @@ CEPH=0
 [ -n "$CEPH_CONF" ] || [ "$CEPH_START" = 1 ] && CEPH=1
 features=()
 [ "$CEPH" = 1 ] && features=(--features ceph)
-say "building: cargo build --release ${features[*]}"
-(cd "$repo" && cargo build --release --quiet "${features[@]}") || die "build failed"
-target=${CARGO_TARGET_DIR:-target}
-case $target in /*) ;; *) target=$repo/$target ;; esac
-BIN=$target/release/cloudstore-fs
+if [ -n "${CLOUDSTORE_BENCH_BIN:-}" ]; then
+    BIN=$CLOUDSTORE_BENCH_BIN
+    commit="binary $BIN"
+else
+    say "building: cargo build --release ${features[*]}"
+    (cd "$repo" && cargo build --release --quiet "${features[@]}") || die "build failed"
+    target=${CARGO_TARGET_DIR:-target}
+    case $target in /*) ;; *) target=$repo/$target ;; esac
+    BIN=$target/release/cloudstore-fs
+    commit=$(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
+    dirty=$(cd "$repo" && git status --porcelain --untracked-files=no 2>/dev/null | head -c1)
+    [ -n "$dirty" ] && commit="$commit (with uncommitted changes)"
+fi
 [ -x "$BIN" ] || die "no binary at $BIN"
-commit=$(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
-dirty=$(cd "$repo" && git status --porcelain --untracked-files=no 2>/dev/null | head -c1)
-[ -n "$dirty" ] && commit="$commit (with uncommitted changes)"
 
 # --- everything the cleanup undoes -------------------------------------------------------------
 BASE=""
