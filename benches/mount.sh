@@ -122,7 +122,7 @@ else
     case $target in /*) ;; *) target=$repo/$target ;; esac
     BIN=$target/release/cloudstore-fs
     commit=$(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
-    dirty=$(cd "$repo" && git status --porcelain --untracked-files=no 2>/dev/null | head -c1)
+    dirty=$(cd "$repo" && git status --porcelain --untracked-files=no 2>/dev/null || true)
     [ -n "$dirty" ] && commit="$commit (with uncommitted changes)"
 fi
 [ -x "$BIN" ] || die "no binary at $BIN"
@@ -214,7 +214,10 @@ say "generating $FILES x 4 KiB files and a $BIG_MIB MiB file of random bytes in 
 # Names: "ab" + 4 hex digits (lowercase, even length: valid chunk names).
 head -c $((FILES * 4096)) /dev/urandom | (cd "$SRC" && split -b 4096 -a 4 -x - ab)
 [ "$(find "$SRC" -type f | wc -l)" = "$FILES" ] || die "source generation failed"
-find "$SRC" -type f | sort | head -n "$CEPH_FILES" | xargs -r cp -t "$SRC_CEPH"
+[ "$CEPH_FILES" -le "$FILES" ] || die "CLOUDSTORE_BENCH_CEPH_FILES must not exceed CLOUDSTORE_BENCH_FILES"
+for ((i = 0; i < CEPH_FILES; i++)); do
+    ln "$SRC/$(printf 'ab%04x' "$i")" "$SRC_CEPH/"
+done
 big_src_mib=$((BIG_MIB > FIO_MIB ? BIG_MIB : FIO_MIB))
 head -c $((big_src_mib << 20)) /dev/urandom >"$BIG"
 if part clients; then
@@ -530,7 +533,7 @@ cpu_model=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
 echo
 echo "Commit: $commit. Command: $env_line$command_line"
 echo "Machine: $(nproc) cores ($cpu_model), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, kernel $(uname -r), $(. /etc/os-release && echo "$PRETTY_NAME")"
-echo "Disk: $BASE on $fstype ($(df --output=source "$BASE" | tail -n 1)); bindfs $(bindfs --version 2>&1 | head -n 1 | awk '{ print $2 }'), fio $(fio --version), restic $(restic version | awk '{ print $2 }')"
+echo "Disk: $BASE on $fstype ($(df --output=source "$BASE" | tail -n 1)); bindfs $(bindfs --version 2>&1 | awk 'NR == 1 { print $2 }'), fio $(fio --version), restic $(restic version | awk '{ print $2 }')"
 echo "uptime before: $uptime0"
 echo "uptime after:  $uptime1"
 echo "Load average before: $load0; after: $load1; benchmark time ${total}s"
