@@ -3,13 +3,16 @@
 # 127.0.0.1, no systemd, everything (data, logs, sockets, pids, crash dumps) inside DIR. The fault
 # mode (--osds 3) runs 3 OSDs, pools of size 3 / min_size 2; --cephx adds cephx auth and a
 # restricted client; --mgr adds a ceph-mgr (mgr.x), which pool quotas need (the monitor sets a
-# pool's full_quota flag from the manager's pool statistics). Memstore keeps an OSD's objects in its memory: an OSD killed with -9 comes
+# pool's full_quota flag from the manager's pool statistics); --mds adds a metadata server (mds.a)
+# and a CephFS named cephfs (pools cephfs-data, cephfs-meta), for ceph-fuse. Memstore keeps an OSD's objects in its memory: an OSD killed with -9 comes
 # back (start-osd) as an empty store with the same id, uuid and key, and the cluster backfills it.
 #
-#   scripts/ceph-cluster.sh install      install the Debian packages when they are missing
-#   scripts/ceph-cluster.sh start DIR [--osds N] [--cephx] [--mgr]
+#   scripts/ceph-cluster.sh install [--mds]
+#                                        install the Debian packages when they are missing (--mds:
+#                                        also ceph-mds and ceph-fuse)
+#   scripts/ceph-cluster.sh start DIR [--osds N] [--cephx] [--mgr] [--mds]
 #                                        start a cluster in DIR; prints DIR/ceph.conf as its last line
-#   scripts/ceph-cluster.sh stop DIR     stop the OSDs and the manager, then the monitor, by the PIDs
+#   scripts/ceph-cluster.sh stop DIR     stop the OSDs, the manager and the MDS, then the monitor, by the PIDs
 #                                        recorded in DIR
 #   scripts/ceph-cluster.sh status DIR   is it up? (exit status 0 when every daemon runs)
 #   scripts/ceph-cluster.sh kill-osd DIR ID     kill -9 osd.ID (and wait until it is gone)
@@ -38,6 +41,7 @@ OTHER_POOL="${CEPH_OTHER_POOL:-cloudstore-other}"
 LIMITED_USER=cloudstore-limited
 START_TIMEOUT="${CEPH_START_TIMEOUT:-90}"
 PACKAGES=(ceph-mon ceph-osd ceph-mgr ceph-common librados-dev)
+MDS_PACKAGES=(ceph-mds ceph-fuse)
 
 say() { echo "ceph-cluster: $*" >&2; }
 die() {
@@ -50,25 +54,32 @@ usage() {
     exit 2
 }
 
-# Installs the packages when a binary or the librados header is missing (needs root or sudo).
+# Installs the packages when a binary or the librados header is missing (needs root or sudo);
+# with --mds also the metadata server and ceph-fuse.
 install_packages() {
+    local packages=("${PACKAGES[@]}") mds_ok=1
+    if [ "${1:-}" = --mds ]; then
+        packages+=("${MDS_PACKAGES[@]}")
+        command -v ceph-mds >/dev/null && command -v ceph-fuse >/dev/null || mds_ok=0
+    fi
     if command -v ceph-mon >/dev/null && command -v ceph-osd >/dev/null &&
         command -v ceph-mgr >/dev/null && command -v rados >/dev/null && command -v ceph >/dev/null &&
-        [ -e /usr/include/rados/librados.h ]; then
+        [ -e /usr/include/rados/librados.h ] && [ "$mds_ok" = 1 ]; then
         return 0
     fi
     local sudo=()
     if [ "$(id -u)" != 0 ]; then
-        command -v sudo >/dev/null || die "not root and no sudo: install ${PACKAGES[*]} by hand"
+        command -v sudo >/dev/null || die "not root and no sudo: install ${packages[*]} by hand"
         sudo=(sudo)
     fi
-    say "installing ${PACKAGES[*]} (about a minute)"
+    say "installing ${packages[*]} (about a minute)"
     export DEBIAN_FRONTEND=noninteractive
     # postinst prints "Failed to connect to bus" without systemd: harmless, no service starts.
     "${sudo[@]}" apt-get update -q >&2 || die "apt-get update failed"
-    "${sudo[@]}" apt-get install -y -q --no-install-recommends "${PACKAGES[@]}" >&2 ||
-        die "apt-get install ${PACKAGES[*]} failed"
+    "${sudo[@]}" apt-get install -y -q --no-install-recommends "${packages[@]}" >&2 ||
+        die "apt-get install ${packages[*]} failed"
     command -v ceph-mon >/dev/null || die "ceph-mon still missing after the install"
+    [ "$mds_ok" = 1 ] || command -v ceph-mds >/dev/null || die "ceph-mds still missing after the install"
 }
 
 abs_dir() {
@@ -136,6 +147,7 @@ daemons() {
         echo "osd.$i"
     done
     [ -e "$dir/mgr" ] && echo mgr.x
+    [ -e "$dir/mds" ] && echo mds.a
     echo mon.a
 }
 
@@ -240,6 +252,11 @@ mgr data = $dir/\$name
 pid file = $dir/run/\$name.pid
 admin socket = $dir/run/\$name.asok
 $mgr_section
+
+[mds]
+mds data = $dir/\$name
+pid file = $dir/run/\$name.pid
+admin socket = $dir/run/\$name.asok
 
 [mon]
 mon data = $dir/\$name
@@ -358,9 +375,30 @@ spawn_mgr() {
     "${ceph[@]}" health mute MGR_MODULE_ERROR --sticky >>"$dir/log/setup.log" 2>&1 || true
 }
 
+# The metadata server, mds.a, and a CephFS (for ceph-fuse): its key, the daemon in the foreground
+# (-f, as the manager), the two pools and the filesystem; then waits until the MDS is active.
+start_mds() {
+    local dir="$1"
+    shift
+    local ceph=("$@") pool
+    mkdir -p "$dir/mds.a"
+    "${ceph[@]}" auth get-or-create mds.a mon 'allow profile mds' osd 'allow rwx' mds 'allow *' \
+        mgr 'allow profile mds' -o "$dir/mds.a/keyring" >>"$dir/log/setup.log" 2>&1 ||
+        fail_with_logs "$dir" "creating the key of mds.a failed"
+    for pool in cephfs-meta cephfs-data; do
+        "${ceph[@]}" osd pool create "$pool" 8 8 >>"$dir/log/setup.log" 2>&1 ||
+            fail_with_logs "$dir" "creating pool $pool failed"
+    done
+    "${ceph[@]}" fs new cephfs cephfs-meta cephfs-data >>"$dir/log/setup.log" 2>&1 ||
+        fail_with_logs "$dir" "ceph fs new failed"
+    spawn mds.a "$dir" ceph-mds -c "$dir/ceph.conf" -f -i a --keyring "$dir/mds.a/keyring"
+    wait_for "$dir" "$START_TIMEOUT" "the MDS to be active" \
+        bash -c "${ceph[*]} mds stat | grep -q 'up:active'"
+}
+
 start_cluster() {
     [ $# -ge 1 ] || usage
-    local dir_arg="$1" osds=1 cephx=0 mgr=0
+    local dir_arg="$1" osds=1 cephx=0 mgr=0 mds=0
     shift
     while [ $# -gt 0 ]; do
         case "$1" in
@@ -377,11 +415,15 @@ start_cluster() {
             mgr=1
             shift
             ;;
+        --mds)
+            mds=1
+            shift
+            ;;
         *) usage ;;
         esac
     done
     [ "$osds" = 1 ] || [ "$osds" -ge 3 ] || die "--osds: 1, or at least 3 (pools of size 3)"
-    install_packages
+    if [ "$mds" = 1 ]; then install_packages --mds; else install_packages; fi
     local dir
     dir="$(abs_dir "$dir_arg")"
     local pid d
@@ -393,11 +435,12 @@ start_cluster() {
     done
     rm -rf "$dir"/osd.* "$dir/mon.a" "$dir/run" "$dir/pids" "$dir/log" "$dir/crash" "$dir/monmap" \
         "$dir/ceph.conf" "$dir/limited.conf" "$dir/wrong-key.conf" "$dir"/*.keyring "$dir/keyring" \
-        "$dir/osds" "$dir/cephx" "$dir/mgr" "$dir/mgr.x"
+        "$dir/osds" "$dir/cephx" "$dir/mgr" "$dir/mgr.x" "$dir/mds" "$dir/mds.a"
     mkdir -p "$dir/run" "$dir/pids" "$dir/log" "$dir/crash" "$dir/mon.a"
     echo "$osds" >"$dir/osds"
     [ "$cephx" = 1 ] && touch "$dir/cephx"
     [ "$mgr" = 1 ] && touch "$dir/mgr"
+    [ "$mds" = 1 ] && touch "$dir/mds"
     local conf="$dir/ceph.conf" port fsid
     port="$(free_port)"
     fsid="$(cat /proc/sys/kernel/random/uuid)"
@@ -405,6 +448,7 @@ start_cluster() {
     local mode="$osds OSD(s)"
     [ "$cephx" = 1 ] && mode="$mode, cephx"
     [ "$mgr" = 1 ] && mode="$mode, a manager"
+    [ "$mds" = 1 ] && mode="$mode, an MDS and a CephFS"
     say "starting in $dir (monitor on 127.0.0.1:$port, pool $POOL, $mode)"
 
     local mon_keyring=()
@@ -460,6 +504,7 @@ start_cluster() {
     if [ "$mgr" = 1 ]; then
         wait "$mgr_pid" || fail_with_logs "$dir" "starting mgr.x failed"
     fi
+    [ "$mds" = 1 ] && start_mds "$dir" "${ceph[@]}"
     local up=()
     for d in $(daemons "$dir"); do
         up+=("$d pid $(pid_of "$dir" "$d")")
@@ -658,7 +703,7 @@ EOF
 cmd="$1"
 shift
 case "$cmd" in
-install) install_packages ;;
+install) install_packages "$@" ;;
 start) start_cluster "$@" ;;
 stop) stop_cluster "$@" ;;
 status) status_cluster "$@" ;;

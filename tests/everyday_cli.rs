@@ -408,6 +408,7 @@ fn store_with_unnamed_keys(data: &Path) -> Vec<u8> {
             write_buffer_size: 1 << 20,
             max_open_files: 100,
             compression: true,
+            block_size: cloudstore_fs::store::leveldb::db::DEFAULT_BLOCK_SIZE,
         },
     )
     .unwrap();

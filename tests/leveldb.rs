@@ -23,6 +23,7 @@ fn plain_options() -> db::Options {
         write_buffer_size: 4 << 20,
         max_open_files: 100,
         compression: true,
+        block_size: db::DEFAULT_BLOCK_SIZE,
     }
 }
 

@@ -104,6 +104,7 @@ impl LevelDbStore {
                 write_buffer_size: config.write_buffer_size as usize,
                 max_open_files: config.max_open_files as i32,
                 compression,
+                block_size: db::MIN_BLOCK_SIZE,
             },
         )?);
         let meta_dir = dir.join(META_DIR);
@@ -115,6 +116,7 @@ impl LevelDbStore {
                 write_buffer_size: 4 << 20,
                 max_open_files: 100,
                 compression,
+                block_size: db::DEFAULT_BLOCK_SIZE,
             },
         )?);
         let state = meta_dir.join(STATE_FILE);
@@ -290,6 +292,8 @@ impl Cloudstore for LevelDbStore {
             return Ok(());
         };
         sync_dbs(&dbs)?;
+        // The next open then replays no big value from the log (see write_memtable).
+        dbs.data.write_memtable();
         // Calls that started before the close finish first; a listing still open keeps the
         // databases open until it is dropped, and then the next open rebuilds the index.
         let deadline = Instant::now() + CLOSE_WAIT;

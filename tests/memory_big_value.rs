@@ -1,0 +1,137 @@
+//! A value of several hundred MiB through a real mount over LevelDB: written, read back in the
+//! same daemon, unmounted, and read back again after a remount (a get from the tables), byte for
+//! byte, while the daemon's peak RSS (VmHWM) stays under the memory budget plus a fixed overhead
+//! plus the one copy LevelDB keeps outside the budget (issue 14: a 512 MiB value peaked at
+//! 2.76 GB).
+//!
+//! Where the copies are (256 MiB value, measured): writing, the handle's buffer (in the budget),
+//! LevelDB's write batch (the store's copy the budget reserves during the commit) and LevelDB's
+//! memtable (outside the budget until it is written out): 795 MiB. Unmounting, the store writes
+//! the memtable out as a table (the memtable, the block being built, snappy's output buffer):
+//! 831 MiB. Reading after the remount, LevelDB's block and the value handed out (the budget
+//! reserves both): 531 MiB; before the store wrote its memtable at close, the open replayed the
+//! value from the log and peaked at 1,341 MiB.
+//!
+//! `CLOUDSTORE_TEST_BIG_VALUE_MIB` changes the value's size (default 256; the budget is twice it,
+//! as in the issue's target of 512 MiB under `--memory-budget 1G`).
+
+mod ceph_support;
+mod common;
+
+use std::fs;
+use std::time::Instant;
+
+use common::files::{assert_bytes, read_file, tagged, write_in_pieces};
+use common::mount::{Store, TestMount};
+
+const MIB: u64 = 1 << 20;
+
+/// What the daemon may use beyond the budget whatever the value's size: code and libraries, the
+/// threads and fuser's request buffers, LevelDB's write buffer and block cache at their defaults
+/// (64 MiB each, neither filled by chunk values: see SEMANTICS.md), and slack. An idle daemon
+/// measured 25 MiB.
+const OVERHEAD: u64 = 192 * MIB;
+// Beyond that, one copy of the value: LevelDB's memtable holds the value last written until the
+// memtable is written out (at a later write or at close), outside the budget, since the daemon
+// cannot tell when LevelDB lets go.
+
+/// A field of /proc/PID/status, in bytes.
+fn status_bytes(pid: u32, field: &str) -> u64 {
+    let text = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| {
+            v.trim_start_matches(':')
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"));
+    kb * 1024
+}
+
+fn value_mib() -> u64 {
+    std::env::var("CLOUDSTORE_TEST_BIG_VALUE_MIB")
+        .ok()
+        .map_or(256, |v| {
+            v.parse().expect("CLOUDSTORE_TEST_BIG_VALUE_MIB: MiB")
+        })
+}
+
+#[test]
+fn a_big_value_stays_within_the_memory_budget() {
+    let size = value_mib() * MIB;
+    let budget = 2 * size;
+    let limit = budget + OVERHEAD + size;
+    let (budget_arg, max_arg) = (budget.to_string(), size.to_string());
+    let Some(mut m) = TestMount::with_args(
+        Store::Leveldb,
+        "a_big_value_stays_within_the_memory_budget",
+        &["--memory-budget", &budget_arg, "--max-chunk-size", &max_arg],
+    ) else {
+        return;
+    };
+    let value = tagged(1, 0, size as usize);
+    let path = m.path("b1");
+    let mut report = Vec::new();
+    let check = |m: &TestMount, report: &mut Vec<String>, step: &str| {
+        let pid = m.daemon_pid().expect("daemon pid");
+        let hwm = status_bytes(pid, "VmHWM");
+        report.push(format!("{step}: peak RSS {} MiB", hwm / MIB));
+        eprintln!("{step}: daemon peak RSS (VmHWM) {} MiB", hwm / MIB);
+        hwm
+    };
+
+    let t = Instant::now();
+    let out = write_in_pieces(&path, &value, MIB as usize, true);
+    assert!(out.ok(), "writing {} MiB: {out:?}", size / MIB);
+    let after_write = check(&m, &mut report, "write");
+    assert_bytes(&read_file(&path), &value, "read back in the same daemon");
+    let after_read = check(&m, &mut report, "write + read");
+    // The daemon's peak up to its exit (the store's close writes the memtable out), sampled
+    // until it is gone; then a new daemon, where the value comes out of LevelDB with a get.
+    let pid = m.daemon_pid().expect("daemon pid");
+    let exiting = std::thread::spawn(move || {
+        let mut last = 0;
+        while let Ok(text) = fs::read_to_string(format!("/proc/{pid}/status")) {
+            if let Some(hwm) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                last = hwm * 1024;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        last
+    });
+    m.unmount();
+    let at_exit = exiting.join().unwrap();
+    report.push(format!("unmount: peak RSS {} MiB", at_exit / MIB));
+    eprintln!("unmount: daemon peak RSS (VmHWM) {} MiB", at_exit / MIB);
+    m.mount();
+    assert_bytes(&read_file(&path), &value, "read back after a remount");
+    let after_remount = check(&m, &mut report, "read after a remount");
+    eprintln!(
+        "{} MiB value, budget {} MiB, limit {} MiB, {:.1} s",
+        size / MIB,
+        budget / MIB,
+        limit / MIB,
+        t.elapsed().as_secs_f64()
+    );
+    for hwm in [after_write, after_read, at_exit, after_remount] {
+        assert!(
+            hwm <= limit,
+            "a {} MiB value under --memory-budget {} MiB: the daemon's peak RSS went over the \
+             budget + {} MiB overhead + LevelDB's memtable copy ({} MiB):\n{}",
+            size / MIB,
+            budget / MIB,
+            OVERHEAD / MIB,
+            limit / MIB,
+            report.join("\n")
+        );
+    }
+}
