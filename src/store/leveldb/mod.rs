@@ -31,6 +31,7 @@ mod index;
 mod listing;
 pub mod lock;
 mod open;
+mod side;
 mod snapshot;
 
 use std::path::{Path, PathBuf};
@@ -50,7 +51,7 @@ pub use open::{inspect_data_dir, DataDir};
 
 use super::{
     check_chunk, clamp_range, Capabilities, ChunkList, Cloudstore, RawChunk, Result, SpaceInfo,
-    StoreError, SIDE_DIR_MTIME,
+    StoreError,
 };
 use crate::config::{Compression, Config};
 
@@ -443,47 +444,15 @@ impl Cloudstore for LevelDbStore {
         d.write_index(&index, key)
     }
 
-    /// Side records are files `cloudstore-meta/cloudstore-side-NAME` (LevelDB leaves files it
-    /// does not know alone): never in either database, so no other program sees them as keys.
+    /// Side records are files beside the databases (see `side.rs`).
     fn side_get(&self, name: &str) -> Result<Option<Vec<u8>>> {
         self.dbs()?;
-        let path = self.side_path(name);
-        match std::fs::read(&path) {
-            Ok(v) => Ok(Some(v)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err("read side record", &path, e)),
-        }
+        side::get(&self.dir, name)
     }
 
     fn side_put(&self, name: &str, value: &[u8]) -> Result<()> {
         self.dbs()?;
-        let path = self.side_path(name);
-        let meta_dir = self.dir.join(META_DIR);
-        if value.is_empty() {
-            match std::fs::remove_file(&path) {
-                Ok(()) => return sync_dir(&meta_dir),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-                Err(e) => return Err(io_err("remove side record", &path, e)),
-            }
-        }
-        // The directory's mtime changes with every new name: written whole (rename) but not
-        // fsynced, a power loss may leave an older one. The scratch files are fsynced.
-        let durable = name != SIDE_DIR_MTIME;
-        let tmp = path.with_extension("tmp");
-        let written = std::fs::File::create(&tmp).and_then(|mut f| {
-            use std::io::Write;
-            f.write_all(value)?;
-            if durable {
-                f.sync_all()?;
-            }
-            Ok(())
-        });
-        written.map_err(|e| io_err("write side record", &tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| io_err("write side record", &path, e))?;
-        if durable {
-            sync_dir(&meta_dir)?;
-        }
-        Ok(())
+        side::put(&self.dir, name, value)
     }
 
     fn space(&self) -> Result<Option<SpaceInfo>> {
@@ -497,14 +466,5 @@ impl Cloudstore for LevelDbStore {
             free,
             available,
         }))
-    }
-}
-
-impl LevelDbStore {
-    /// Where the side record `name` lives.
-    fn side_path(&self, name: &str) -> PathBuf {
-        self.dir
-            .join(META_DIR)
-            .join(format!("cloudstore-side-{name}"))
     }
 }
