@@ -19,6 +19,8 @@ pub struct FsError {
     /// A failure even where its errno is usually an answer (ESTALE of a read: the kernel does
     /// not retry it, the program gets it).
     pub failure: bool,
+    /// The store's error behind it, when a store call failed.
+    pub source: Option<StoreError>,
 }
 
 impl FsError {
@@ -29,6 +31,7 @@ impl FsError {
             message: message.into(),
             logged: false,
             failure: false,
+            source: None,
         }
     }
 
@@ -39,7 +42,10 @@ impl FsError {
 
     /// A store failure while doing `op` on `name`.
     pub fn store(op: &str, name: impl fmt::Display, err: StoreError) -> Self {
-        FsError::new(err.errno(), format!("{op} {name}: {err}"))
+        FsError {
+            source: Some(err.clone()),
+            ..FsError::new(err.errno(), format!("{op} {name}: {err}"))
+        }
     }
 
     /// Marks the error as a failure to count and log, whatever its errno.
@@ -76,4 +82,30 @@ impl fmt::Display for FsError {
     }
 }
 
-impl std::error::Error for FsError {}
+impl std::error::Error for FsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_ref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::FsError;
+    use crate::store::StoreError;
+
+    #[test]
+    fn a_store_failure_keeps_the_store_error_as_its_source() {
+        let e = FsError::store("open", "aa", StoreError::Closed { backend: "memory" });
+        assert_eq!(e.errno, libc::EIO);
+        let source = e.source().expect("a source");
+        assert_eq!(
+            source.downcast_ref::<StoreError>(),
+            Some(&StoreError::Closed { backend: "memory" })
+        );
+        assert!(FsError::not_found("aa").source().is_none());
+    }
+}
