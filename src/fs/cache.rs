@@ -158,7 +158,7 @@ impl ChunkFs {
             (
                 st.value.clone(),
                 st.value_version,
-                st.new_chunk,
+                st.residence,
                 st.mtime,
                 st.mtime_explicit,
             )
@@ -168,14 +168,14 @@ impl ChunkFs {
         if let Some(old) = t.inodes.remove(name) {
             t.drop_if_unused(old);
         }
-        if let Some((value, value_version, new_chunk, mtime, mtime_explicit)) = successor {
+        if let Some((value, value_version, residence, mtime, mtime_explicit)) = successor {
             let new_ino = t.inodes.get_or_assign(name);
             let next = Node::stored(new_ino);
             {
                 let mut st = next.state.lock();
                 st.value = value;
                 st.value_version = value_version;
-                st.new_chunk = new_chunk;
+                st.residence = residence;
                 st.mtime = mtime;
                 st.mtime_explicit = mtime_explicit;
             }

@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 
 use super::error::{FsError, FsResult};
 use super::name::{self, Name};
+use super::node::Residence;
 use super::{Attr, ChunkFs, FileKind, ROOT_INO};
 use crate::store::ChunkList;
 
@@ -275,7 +276,7 @@ impl ChunkFs {
             // Lock order: the node's state, then the tables. The name is read under the node's
             // lock, so no commit, rename or unlink of it is halfway.
             let st = node.state.lock();
-            if !st.new_chunk {
+            if st.residence != Residence::New {
                 continue;
             }
             let name = self.tables().inodes.name_of(node.ino).map(OsStr::to_owned);

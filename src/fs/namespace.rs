@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use super::error::{FsError, FsResult};
 use super::name::{self, Name};
-use super::node::Node;
+use super::node::{Node, Residence};
 use super::value::Value;
 use super::{Attr, ChunkFs, MAX_RACED};
 
@@ -232,8 +232,7 @@ impl ChunkFs {
     /// The node lost its name: it lives on, in the daemon only, for its open handles.
     pub(super) fn mark_detached(node: &Node) {
         let mut st = node.state.lock();
-        st.detached = true;
-        st.new_chunk = false;
+        st.residence = Residence::Detached;
     }
 
     /// unlink: deletes the chunk (or drops the scratch file). Handles that still have it open
@@ -359,7 +358,9 @@ impl ChunkFs {
         }
         match (src, dst) {
             (Name::Chunk(k_from), Name::Chunk(k_to)) => {
-                let new_chunk = src_node.as_ref().is_some_and(|n| n.state.lock().new_chunk);
+                let new_chunk = src_node
+                    .as_ref()
+                    .is_some_and(|n| n.state.lock().residence == Residence::New);
                 if let (Some(node), false, true) = (&src_node, new_chunk, self.ranged()) {
                     // Ranged readers follow the file, but a move makes a new object in the
                     // store (a new version): they keep reading the one they began with.
@@ -416,7 +417,7 @@ impl ChunkFs {
                 // The chunk leaves the store: its value and mtime become the scratch file's,
                 // held in the daemon (within the budget) as long as the name.
                 let value = match &src_node {
-                    Some(n) if n.state.lock().new_chunk => None,
+                    Some(n) if n.state.lock().residence == Residence::New => None,
                     _ => self.fetch(&k_from, self.budget.ticket())?,
                 };
                 let (value, version) = value.unwrap_or_else(|| (Value::empty(&self.budget), None));
@@ -438,7 +439,7 @@ impl ChunkFs {
                 let mut st = node.state.lock();
                 st.value = Some(Arc::new(value));
                 st.value_version = version;
-                st.new_chunk = false;
+                st.residence = Residence::Stored;
                 st.mtime = Some(mtime);
                 st.mtime_explicit = true;
             }

@@ -32,11 +32,8 @@ pub struct NodeState {
     pub value: Option<Arc<Value>>,
     /// The store's version of `value`, when it was read from a store with versions.
     pub value_version: Option<Version>,
-    /// A chunk created in the daemon whose first commit has not succeeded: it exists only here,
-    /// with an empty committed value, and readdir lists it from the daemon.
-    pub new_chunk: bool,
-    /// Unlinked or replaced while open: no name; its handles keep reading `value`.
-    pub detached: bool,
+    /// Where the committed value lives.
+    pub residence: Residence,
     /// A scratch file's or new chunk's mtime, or one set while writers were open.
     pub mtime: Option<SystemTime>,
     /// `mtime` was set explicitly (touch -d, cp -p, rsync) and is stored after the next commit.
@@ -67,11 +64,29 @@ impl Node {
         let node = Node::stored(ino);
         {
             let mut st = node.state.lock();
-            st.new_chunk = new_chunk;
+            st.residence = if new_chunk {
+                Residence::New
+            } else {
+                Residence::Stored
+            };
             st.mtime = Some(SystemTime::now());
         }
         node
     }
+}
+
+/// Where a file's committed value lives. A scratch file's bytes live in the daemon whatever
+/// this says: its name says it is one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Residence {
+    /// In the store (the node holds at most a copy).
+    #[default]
+    Stored,
+    /// A chunk created in the daemon whose first commit has not succeeded: it exists only here,
+    /// with an empty committed value, and readdir lists it from the daemon.
+    New,
+    /// Unlinked or replaced while open: no name; its handles keep reading `value`.
+    Detached,
 }
 
 /// An older value kept for its ranged readers, with its store version (when the store has
@@ -91,7 +106,7 @@ pub enum RangedView {
 impl NodeState {
     /// The committed value lives in the daemon, not the store.
     pub fn is_local(&self, scratch: bool) -> bool {
-        scratch || self.new_chunk || self.detached
+        scratch || self.residence != Residence::Stored
     }
 
     /// Registers a ranged reader on the current version; returns the version.

@@ -14,6 +14,7 @@ use super::error::{FsError, FsResult};
 use super::handle::{Handle, HandleState, View};
 use super::name::{self, Name};
 use super::node::Node;
+use super::node::Residence;
 use super::value::Value;
 use super::ChunkFs;
 
@@ -93,8 +94,8 @@ impl ChunkFs {
             } else {
                 st.advance(None);
             }
-            if result.is_ok() {
-                st.new_chunk = false;
+            if result.is_ok() && st.residence == Residence::New {
+                st.residence = Residence::Stored;
             }
             let pending = st.mtime_explicit.then_some(st.mtime).flatten();
             if result.is_ok() {

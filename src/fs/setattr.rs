@@ -6,6 +6,7 @@ use std::time::SystemTime;
 use super::error::{FsError, FsResult};
 use super::handle::{Handle, HandleState};
 use super::name::{self, Name};
+use super::node::Residence;
 use super::value::Value;
 use super::Attr;
 use super::{ChunkFs, SetTime, ROOT_INO};
@@ -200,7 +201,7 @@ impl ChunkFs {
             let mut hs = h.st.lock();
             let untouched = hs.dirty
                 && hs.buf.as_ref().is_some_and(|b| b.is_empty())
-                && h.node.state.lock().new_chunk;
+                && h.node.state.lock().residence == Residence::New;
             if untouched {
                 hs.dirty = false;
             }
