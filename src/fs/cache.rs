@@ -147,7 +147,7 @@ impl ChunkFs {
             .lock()
             .is_local(name::classify(name) == Name::Scratch);
         if !local {
-            if let Err(e) = self.keep_for_open_handles(&node, name) {
+            if let Err(e) = self.keep_for_nameless_handles(&node, name) {
                 return e;
             }
         }

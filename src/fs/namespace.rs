@@ -203,7 +203,7 @@ impl ChunkFs {
     /// reading its bytes, so the committed value is loaded for them (within the memory budget:
     /// EBUSY, with a log line, when it does not fit). The caller holds the node's gate; once
     /// the store change succeeded it marks the node detached.
-    pub(super) fn keep_for_open_handles(&self, node: &Node, name: &OsStr) -> FsResult<()> {
+    pub(super) fn keep_for_nameless_handles(&self, node: &Node, name: &OsStr) -> FsResult<()> {
         let open = self.tables().nodes.get(&node.ino).map_or(0, |e| e.open);
         let needed = {
             let st = node.state.lock();
@@ -250,7 +250,7 @@ impl ChunkFs {
         let node = ino.and_then(|ino| self.node_of(ino));
         let _gate = node.as_ref().map(|n| n.gate.write());
         if let Some(node) = &node {
-            self.keep_for_open_handles(node, name)?;
+            self.keep_for_nameless_handles(node, name)?;
         }
         let deleted = match &class {
             Name::Chunk(key) => {
@@ -354,7 +354,7 @@ impl ChunkFs {
         let _src_gate = src_node.as_ref().map(|n| n.gate.write());
         let _dst_gate = dst_node.as_ref().map(|n| n.gate.write());
         if let Some(node) = &dst_node {
-            self.keep_for_open_handles(node, to)?;
+            self.keep_for_nameless_handles(node, to)?;
         }
         match (src, dst) {
             (Name::Chunk(k_from), Name::Chunk(k_to)) => {
@@ -364,7 +364,7 @@ impl ChunkFs {
                 if let (Some(node), false, true) = (&src_node, new_chunk, self.ranged()) {
                     // Ranged readers follow the file, but a move makes a new object in the
                     // store (a new version): they keep reading the one they began with.
-                    self.keep_for_readers(node, &k_from, self.budget.ticket());
+                    self.keep_for_ranged_readers(node, &k_from, self.budget.ticket());
                 }
                 self.attrs.forget(&k_from);
                 self.attrs.forget(&k_to);

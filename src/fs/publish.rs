@@ -76,7 +76,7 @@ impl ChunkFs {
             hs.dirty = false;
             return Ok(());
         };
-        self.keep_for_readers(&h.node, &key, h.age);
+        self.keep_for_ranged_readers(&h.node, &key, h.age);
         let buf = hs.buf.as_mut().expect("a dirty handle has a new value");
         let len = buf.len() as u64;
         let (bytes, result) = self.committer.commit(key.clone(), buf.take_bytes());
@@ -137,7 +137,7 @@ impl ChunkFs {
     /// Before the committed value of `key` changes: loads it for the ranged readers still on it
     /// (they keep reading the version they began with). The caller holds the node's gate
     /// exclusively. Failing that, their reads fail with EIO (never a mix of versions).
-    pub(super) fn keep_for_readers(&self, node: &Node, key: &[u8], age: u64) {
+    pub(super) fn keep_for_ranged_readers(&self, node: &Node, key: &[u8], age: u64) {
         {
             let st = node.state.lock();
             if !st.must_keep_current(!self.ranged() || st.is_local(false)) {

@@ -32,7 +32,10 @@ pub(super) fn open_flags(io: Io) -> FopenFlags {
 
 /// Runs a core call; a panic in it is logged and answered with EIO. Every lock in the core is
 /// parking_lot's (no poisoning), so the next request finds it usable.
-pub(super) fn guard<T>(op: &str, f: impl FnOnce() -> Result<T, FsError>) -> Result<T, FsError> {
+pub(super) fn catch_panics<T>(
+    op: &str,
+    f: impl FnOnce() -> Result<T, FsError>,
+) -> Result<T, FsError> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
         let why = crate::fs::commit::panic_message(&*panic);
         log::error!("{op}: panic in the filesystem core: {why}; answered with EIO");
@@ -114,13 +117,13 @@ pub(super) fn blksize(size: u64) -> u32 {
 
 impl FuseAdapter {
     /// Runs a request's work in the core (see [`guard`]), counting the request for `stats`.
-    pub(super) fn guard<T>(
+    pub(super) fn run<T>(
         &self,
         op: &'static str,
         f: impl FnOnce() -> Result<T, FsError>,
     ) -> Result<T, FsError> {
         self.core.count_request(op);
-        guard(op, f)
+        catch_panics(op, f)
     }
 
     /// Counts a failure for `cloudstore-fs stats`, logs it once, and gives its errno.
@@ -180,9 +183,9 @@ mod tests {
 
     #[test]
     fn a_panic_in_the_core_is_answered_with_eio() {
-        let e = guard("read", || -> Result<(), FsError> { panic!("boom") }).unwrap_err();
+        let e = catch_panics("read", || -> Result<(), FsError> { panic!("boom") }).unwrap_err();
         assert_eq!(e.errno, libc::EIO);
         assert!(e.logged);
-        assert_eq!(guard("read", || Ok(7)).unwrap(), 7);
+        assert_eq!(catch_panics("read", || Ok(7)).unwrap(), 7);
     }
 }

@@ -20,7 +20,7 @@ mod answers;
 mod invalidate;
 mod logging;
 
-use answers::{guard, no_xattrs, open_flags, process_of, time, FILE_OPEN_FLAGS};
+use answers::{catch_panics, no_xattrs, open_flags, process_of, time, FILE_OPEN_FLAGS};
 pub use invalidate::wire_invalidation;
 pub use logging::DaemonLogger;
 
@@ -58,13 +58,13 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn destroy(&mut self) {
-        if let Err(e) = self.guard("unmount", || self.core.shutdown()) {
+        if let Err(e) = self.run("unmount", || self.core.shutdown()) {
             log::error!("unmount: {e}");
         }
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.guard("lookup", || self.core.lookup(parent.0, name, req.pid())) {
+        match self.run("lookup", || self.core.lookup(parent.0, name, req.pid())) {
             Ok(a) => reply.entry(&self.ttl_of(&a), &self.attr(&a), Generation(0)),
             Err(e) if e.errno == libc::ENOENT => {
                 let (ttl, none) = self.negative_entry();
@@ -79,14 +79,14 @@ impl fuser::Filesystem for FuseAdapter {
     // keeps fuser's default, which calls this for each node (fuser 0.18 does not export
     // `ForgetOne`, so it cannot be overridden).
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        let _ = self.guard("forget", || {
+        let _ = self.run("forget", || {
             self.core.forget(ino.0, nlookup);
             Ok(())
         });
     }
 
     fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.guard("getattr", || {
+        match self.run("getattr", || {
             self.core.getattr(ino.0, fh.map(|f| f.0), req.pid())
         }) {
             Ok(a) => reply.attr(&self.ttl_of(&a), &self.attr(&a)),
@@ -112,7 +112,7 @@ impl fuser::Filesystem for FuseAdapter {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        match self.guard("setattr", || {
+        match self.run("setattr", || {
             self.core.check_mode_owner(ino.0, mode, uid, gid)?;
             self.core
                 .setattr(ino.0, fh.map(|f| f.0), size, mtime.map(time))
@@ -148,7 +148,7 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.guard("unlink", || self.core.unlink(parent.0, name)) {
+        match self.run("unlink", || self.core.unlink(parent.0, name)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(self.fail("unlink", e)),
         }
@@ -179,7 +179,7 @@ impl fuser::Filesystem for FuseAdapter {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        match self.guard("rename", || {
+        match self.run("rename", || {
             self.core
                 .rename(parent.0, name, newparent.0, newname, flags.bits())
         }) {
@@ -226,7 +226,7 @@ impl fuser::Filesystem for FuseAdapter {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        match guard("fallocate", || {
+        match catch_panics("fallocate", || {
             self.core.fallocate(fh.0, offset, length, mode)
         }) {
             Ok(()) => reply.ok(),
@@ -235,7 +235,7 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.guard("open", || {
+        match self.run("open", || {
             self.core.open_io(ino.0, flags.0, process_of(req))
         }) {
             Ok((fh, io)) => reply.opened(FileHandle(fh), open_flags(io)),
@@ -254,7 +254,7 @@ impl fuser::Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.guard("read", || self.core.read_data(fh.0, offset, size)) {
+        match self.run("read", || self.core.read_data(fh.0, offset, size)) {
             Ok(data) => {
                 self.core.count_bytes(true, data.len() as u64);
                 reply.data(&data)
@@ -275,7 +275,7 @@ impl fuser::Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.guard("write", || self.core.write(fh.0, offset, data)) {
+        match self.run("write", || self.core.write(fh.0, offset, data)) {
             Ok(n) => {
                 self.core.count_bytes(false, n.into());
                 reply.written(n)
@@ -292,7 +292,7 @@ impl fuser::Filesystem for FuseAdapter {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        match self.guard("flush", || self.core.flush(fh.0, process_of(req))) {
+        match self.run("flush", || self.core.flush(fh.0, process_of(req))) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(self.fail("flush", e)),
         }
@@ -308,7 +308,7 @@ impl fuser::Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        match self.guard("release", || self.core.release(fh.0)) {
+        match self.run("release", || self.core.release(fh.0)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(self.fail("release", e)),
         }
@@ -322,14 +322,14 @@ impl fuser::Filesystem for FuseAdapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.guard("fsync", || self.core.fsync(fh.0)) {
+        match self.run("fsync", || self.core.fsync(fh.0)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(self.fail("fsync", e)),
         }
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.guard("opendir", || self.core.opendir(ino.0)) {
+        match self.run("opendir", || self.core.opendir(ino.0)) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(self.fail("opendir", e)),
         }
@@ -350,7 +350,7 @@ impl fuser::Filesystem for FuseAdapter {
             };
             reply.add(INodeNo(e.ino), e.offset, kind, &e.name)
         };
-        match self.guard("readdir", || {
+        match self.run("readdir", || {
             self.core.readdir(fh.0, offset, false, &mut add)
         }) {
             Ok(()) => reply.ok(),
@@ -378,7 +378,7 @@ impl fuser::Filesystem for FuseAdapter {
                 Generation(0),
             )
         };
-        match self.guard("readdir", || {
+        match self.run("readdir", || {
             self.core.readdir(fh.0, offset, true, &mut add)
         }) {
             Ok(()) => reply.ok(),
@@ -394,7 +394,7 @@ impl fuser::Filesystem for FuseAdapter {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        let _ = self.guard("releasedir", || {
+        let _ = self.run("releasedir", || {
             self.core.releasedir(fh.0);
             Ok(())
         });
@@ -409,14 +409,14 @@ impl fuser::Filesystem for FuseAdapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.guard("fsyncdir", || self.core.fsyncdir()) {
+        match self.run("fsyncdir", || self.core.fsyncdir()) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(self.fail("fsyncdir", e)),
         }
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        match self.guard("statfs", || self.core.statfs()) {
+        match self.run("statfs", || self.core.statfs()) {
             Ok(s) => reply.statfs(
                 s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.bsize,
             ),
@@ -472,7 +472,7 @@ impl fuser::Filesystem for FuseAdapter {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        match self.guard("create", || {
+        match self.run("create", || {
             self.core.create(parent.0, name, flags, process_of(req))
         }) {
             Ok((a, fh)) => reply.created(

@@ -8,6 +8,7 @@
 //! (the socket `cloudstore-fs stats` and `snapshot` ask), `snapshot` (read-only point-in-time
 //! views served beside the mount), `systemd` (readiness notifications).
 
+mod control;
 mod daemon;
 mod error;
 mod files;
@@ -17,7 +18,6 @@ mod mountpoint;
 mod options;
 mod signals;
 mod snapshot;
-mod stats;
 pub mod systemd;
 mod unmount;
 
@@ -132,14 +132,14 @@ fn pin_mmap_threshold() {
 fn start_stats(
     core: &Arc<ChunkFs>,
     mountpoint: &Path,
-    control: Option<stats::Control>,
-) -> Option<stats::StatsServer> {
+    control: Option<control::Control>,
+) -> Option<control::StatsServer> {
     let Some(m) = mountinfo::find_mount(mountpoint) else {
         log::warn!("stats: {} not found in mountinfo", mountpoint.display());
         return None;
     };
     let served = files::stats_socket_path(&m.dev).and_then(|path| {
-        stats::serve_with(core.clone(), &path, control)
+        control::serve_with(core.clone(), &path, control)
             .map_err(|e| MountError::Files(format!("{}: {e}", path.display())))
     });
     match served {
@@ -156,7 +156,7 @@ fn start_stats(
 pub fn stats(mountpoint: &Path) -> Result<String, MountError> {
     let shown = mountpoint.display();
     let socket = control_socket(mountpoint)?;
-    stats::request(&socket).map_err(|e| {
+    control::request(&socket).map_err(|e| {
         MountError::Stats(format!(
             "cannot reach the daemon of {shown} at {}: {e} (is it run by another user, or did \
              it die?)",

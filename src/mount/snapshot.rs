@@ -26,7 +26,7 @@ use super::error::{MountError, MountResult};
 use super::files::runtime_dir;
 use super::mountinfo::find_mount;
 use super::unmount::{daemon_running, detach, umount2};
-use super::{check_mountpoint, join_session, new_core, new_session, stats, MountOptions};
+use super::{check_mountpoint, control, join_session, new_core, new_session, MountOptions};
 use crate::config::Config;
 use crate::store::Cloudstore;
 use crate::sys::mounts::Unmount;
@@ -148,7 +148,7 @@ impl Snapshots {
     }
 
     /// The control requests of the stats socket this answers.
-    pub fn control(self: &Arc<Self>) -> stats::Control {
+    pub fn control(self: &Arc<Self>) -> control::Control {
         let me = self.clone();
         Arc::new(move |request: &str| match request.split_once(' ') {
             Some(("snapshot", dir)) => match me.take(Path::new(dir)) {
@@ -283,7 +283,7 @@ pub fn request(mountpoint: &Path, dir: &Path) -> MountResult<String> {
             dir.display()
         )));
     }
-    let answer = stats::request_with(&socket, &line, TAKE_TIMEOUT).map_err(|e| {
+    let answer = control::request_with(&socket, &line, TAKE_TIMEOUT).map_err(|e| {
         MountError::Snapshot(format!(
             "cannot reach the daemon of {} at {}: {e}",
             mountpoint.display(),

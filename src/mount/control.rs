@@ -1,5 +1,5 @@
-//! The daemon's stats socket: a Unix socket beside its pid file that reads one request line
-//! per connection and answers it: the filesystem's [`StatsSnapshot`] as text for `stats` (or
+//! The daemon's control socket (stats, snapshots): a Unix socket beside its pid file that
+//! reads one request line per connection and answers it: the filesystem's [`StatsSnapshot`] as text for `stats` (or
 //! no line), what the daemon's [`Control`] answers for the others (`snapshot DIR`), then
 //! closes it. `cloudstore-fs stats MOUNTPOINT` and `cloudstore-fs snapshot` are its clients. Only the mounting user (and root) is answered: the socket is
 //! created owner-only in an owner-only directory, and the peer's uid is checked as well.
