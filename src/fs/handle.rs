@@ -20,6 +20,33 @@ pub fn process_of(tid: u32) -> u32 {
     crate::sys::process::thread_group(tid).unwrap_or(tid)
 }
 
+/// The open(2) flags the core acts on, read once from the raw flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenMode {
+    /// Opened for writing (O_WRONLY or O_RDWR).
+    pub write: bool,
+    /// O_TRUNC, on an open for writing.
+    pub truncate: bool,
+    /// O_APPEND.
+    pub append: bool,
+    /// O_EXCL (with O_CREAT).
+    pub exclusive: bool,
+}
+
+impl OpenMode {
+    /// The mode of raw open(2) `flags`.
+    pub fn of(flags: i32) -> Self {
+        let acc = flags & libc::O_ACCMODE;
+        let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
+        OpenMode {
+            write,
+            truncate: write && flags & libc::O_TRUNC != 0,
+            append: flags & libc::O_APPEND != 0,
+            exclusive: flags & libc::O_EXCL != 0,
+        }
+    }
+}
+
 /// What a handle reads when it has not written.
 #[derive(Default)]
 pub enum View {

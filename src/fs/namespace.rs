@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::error::{FsError, FsResult};
+use super::handle::OpenMode;
 use super::name::{self, Name};
 use super::node::{Node, Residence};
 use super::value::Value;
@@ -135,7 +136,8 @@ impl ChunkFs {
             return Err(refuse_name("create", name, &reason));
         }
         let exists = self.exists(name)?;
-        if exists && flags & libc::O_EXCL != 0 {
+        let mode = OpenMode::of(flags);
+        if exists && mode.exclusive {
             return Err(FsError::new(
                 libc::EEXIST,
                 format!("create {name:?}: exists"),
@@ -143,7 +145,7 @@ impl ChunkFs {
         }
         // The reply hands the kernel an entry: one lookup, undone if this fails.
         let ino = self.tables().inodes.lookup(name);
-        let result = self.create_ino(ino, name, flags, exists, pid);
+        let result = self.create_ino(ino, name, mode, exists, pid);
         if result.is_err() {
             self.forget(ino, 1);
         } else if !exists {
@@ -157,16 +159,16 @@ impl ChunkFs {
         &self,
         ino: u64,
         name: &OsStr,
-        flags: i32,
+        mode: OpenMode,
         exists: bool,
         pid: u32,
     ) -> FsResult<(Attr, u64)> {
         let fh = if exists {
-            self.open_ino(ino, name, flags, pid)?.0
+            self.open_ino(ino, name, mode, pid)?.0
         } else {
             let chunk = matches!(name::classify(name), Name::Chunk(_));
             let (node, created) = self.acquire_node(ino, || Node::created(ino, chunk));
-            if !created && flags & libc::O_EXCL != 0 {
+            if !created && mode.exclusive {
                 self.release_node(ino);
                 return Err(FsError::new(
                     libc::EEXIST,
@@ -177,14 +179,7 @@ impl ChunkFs {
                 self.attrs.forget(&key);
             }
             // Dirty and empty, so that closing it stores a 0-byte chunk (`touch`).
-            match self.add_handle(
-                ino,
-                node,
-                flags,
-                pid,
-                Some(Value::empty(&self.budget)),
-                None,
-            ) {
+            match self.add_handle(ino, node, mode, pid, Some(Value::empty(&self.budget)), None) {
                 Ok((fh, _)) => fh,
                 Err(_) => return Err(self.supersede(ino, name, "create")),
             }

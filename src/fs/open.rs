@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::cache::{Conflict, Io, Stamp};
 use super::error::{FsError, FsResult};
-use super::handle::{Handle, View};
+use super::handle::{Handle, OpenMode, View};
 use super::name::{self, Name};
 use super::node::Node;
 use super::value::Value;
@@ -22,14 +22,13 @@ impl ChunkFs {
         &self,
         ino: u64,
         node: Arc<Node>,
-        flags: i32,
+        mode: OpenMode,
         pid: u32,
         buf: Option<Value>,
         read: Option<(Stamp, u64)>,
     ) -> Result<(u64, Io), Conflict> {
         let fh = self.new_fh();
-        let acc = flags & libc::O_ACCMODE;
-        let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
+        let write = mode.write;
         let registered = {
             let mut st = node.state.lock();
             let writers = st.writers;
@@ -65,7 +64,7 @@ impl ChunkFs {
             node,
             write,
             io,
-            append: flags & libc::O_APPEND != 0,
+            append: mode.append,
             st: Default::default(),
         };
         {
@@ -73,7 +72,7 @@ impl ChunkFs {
             hs.dirty = buf.is_some();
             // A file created by an O_APPEND open: its bytes are appended to whatever another
             // appender committed first. O_TRUNC replaces the value.
-            if handle.append && buf.is_some() && flags & libc::O_TRUNC == 0 {
+            if handle.append && buf.is_some() && !mode.truncate {
                 hs.append_base = Some(0);
             }
             hs.buf = buf;
@@ -90,10 +89,10 @@ impl ChunkFs {
         &self,
         ino: u64,
         name: &OsStr,
-        flags: i32,
+        mode: OpenMode,
         pid: u32,
     ) -> FsResult<(u64, Io)> {
-        self.open_ino_once(ino, name, flags, pid, true)
+        self.open_ino_once(ino, name, mode, pid, true)
     }
 
     /// `open_ino`; with `retry`, an open that conflicts with cached readers waits briefly for
@@ -102,12 +101,11 @@ impl ChunkFs {
         &self,
         ino: u64,
         name: &OsStr,
-        flags: i32,
+        mode: OpenMode,
         pid: u32,
         retry: bool,
     ) -> FsResult<(u64, Io)> {
-        let acc = flags & libc::O_ACCMODE;
-        let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
+        let write = mode.write;
         if write {
             self.check_writable(format_args!("open of {} for writing", self.label(ino)))?;
         }
@@ -118,7 +116,7 @@ impl ChunkFs {
             self.release_node(ino);
             return Err(FsError::not_found(name.to_string_lossy()));
         }
-        let truncate = write && flags & libc::O_TRUNC != 0;
+        let truncate = mode.truncate;
         let open_read = !write && self.ranged();
         if let (Name::Chunk(key), false) = (&class, truncate) {
             // A value over the maximum (written by another program, or before the maximum was
@@ -155,7 +153,7 @@ impl ChunkFs {
             }
             _ => None,
         };
-        let added = self.add_handle(ino, node, flags, pid, buf, read);
+        let added = self.add_handle(ino, node, mode, pid, buf, read);
         drop(gate);
         let (fh, io) = match added {
             Ok(added) => added,
@@ -164,7 +162,7 @@ impl ChunkFs {
                     held.state.lock().remove_ranged(version);
                 }
                 if retry && self.cached_readers_left(&held) {
-                    return self.open_ino_once(ino, name, flags, pid, false);
+                    return self.open_ino_once(ino, name, mode, pid, false);
                 }
                 drop(held);
                 return Err(self.supersede(ino, name, "open"));
@@ -357,6 +355,6 @@ impl ChunkFs {
         let name = self
             .name_of(ino)
             .ok_or_else(|| FsError::new(libc::ESTALE, format!("open: inode {ino} has no name")))?;
-        self.open_ino(ino, &name, flags, pid)
+        self.open_ino(ino, &name, OpenMode::of(flags), pid)
     }
 }

@@ -4,7 +4,7 @@ use std::ffi::OsStr;
 use std::time::SystemTime;
 
 use super::error::{FsError, FsResult};
-use super::handle::{Handle, HandleState};
+use super::handle::{Handle, HandleState, OpenMode};
 use super::name::{self, Name};
 use super::node::Residence;
 use super::value::Value;
@@ -231,12 +231,13 @@ impl ChunkFs {
             // The file must exist.
             self.attr_of(ino, name)?;
         }
-        let flags = if size == 0 {
-            libc::O_WRONLY | libc::O_TRUNC
-        } else {
-            libc::O_WRONLY
+        let mode = OpenMode {
+            write: true,
+            truncate: size == 0,
+            append: false,
+            exclusive: false,
         };
-        let (fh, _) = self.open_ino(ino, name, flags, 0)?;
+        let (fh, _) = self.open_ino(ino, name, mode, 0)?;
         let h = self.handle(fh)?;
         let result = self
             .truncate_handle(&h, size)
