@@ -71,7 +71,7 @@ pub struct Handle {
     pub node: Arc<Node>,
     pub write: bool,
     /// Direct I/O or through the page cache.
-    pub io: super::cache::Io,
+    pub io: super::readers::Io,
     pub append: bool,
     pub st: Mutex<HandleState>,
 }

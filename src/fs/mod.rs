@@ -33,6 +33,7 @@ mod open;
 mod publish;
 mod read;
 pub mod readahead;
+mod readers;
 mod setattr;
 pub mod side;
 pub mod stats;
@@ -53,11 +54,11 @@ use std::time::SystemTime;
 use parking_lot::{Mutex, MutexGuard, RwLock};
 
 pub use attr::{Attr, FileKind, SetTime, StatFs};
-pub use cache::Io;
 pub use config::{FsConfig, OPEN_READ};
 pub use dir::DirEntry;
 pub use error::{FsError, FsResult};
 pub use inode::ROOT_INO;
+pub use readers::Io;
 
 use attr::AttrCache;
 use budget::Budget;

@@ -41,7 +41,7 @@ pub struct NodeState {
     /// Handles open for writing.
     pub writers: usize,
     /// Who reads through the kernel's page cache, and who through the daemon (see `cache.rs`).
-    pub readers: super::cache::Readers,
+    pub readers: super::readers::Readers,
     /// Ranged readers (handles reading straight from the store) by the version they read.
     ranged: HashMap<u64, usize>,
     /// Values of older versions kept for the ranged readers still on them, with their store

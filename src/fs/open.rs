@@ -4,11 +4,11 @@
 use std::ffi::OsStr;
 use std::sync::Arc;
 
-use super::cache::{Conflict, Io, Stamp};
 use super::error::{FsError, FsResult};
 use super::handle::{Handle, OpenMode, View};
 use super::name::{self, Name};
 use super::node::Node;
+use super::readers::{Conflict, Io, Stamp};
 use super::value::Value;
 use super::{ChunkFs, ROOT_INO};
 

@@ -19,6 +19,7 @@ mod options;
 mod signals;
 mod snapshot;
 pub mod systemd;
+mod teardown;
 mod unmount;
 
 use std::fs::File;
@@ -42,7 +43,7 @@ use files::PidFile;
 use mountinfo::Ours;
 use options::{fuse_config, mount_error, raise_read_ahead};
 use signals::StopSignals;
-use unmount::{detach, umount2};
+use teardown::{detach, umount2};
 
 use crate::sys::mounts::Unmount;
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use super::error::MountError;
 use super::files;
 use super::mountinfo::{absolute, find_mount, MountInfo, Ours};
-use super::unmount::{daemon_running, umount2};
+use super::teardown::{daemon_running, umount2};
 use crate::sys::mounts::Unmount;
 
 /// How many stale mounts stacked at one point are cleared before giving up.

@@ -18,7 +18,7 @@ use signal_hook::iterator::{Handle, Signals};
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
 
 use super::mountinfo::{find_mount, Ours};
-use super::unmount::{detach, umount2};
+use super::teardown::{detach, umount2};
 use crate::fs::ChunkFs;
 use crate::sys::mounts::Unmount;
 

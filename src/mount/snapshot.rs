@@ -25,7 +25,7 @@ use parking_lot::Mutex;
 use super::error::{MountError, MountResult};
 use super::files::runtime_dir;
 use super::mountinfo::find_mount;
-use super::unmount::{daemon_running, detach, umount2};
+use super::teardown::{daemon_running, detach, umount2};
 use super::{check_mountpoint, control, join_session, new_core, new_session, MountOptions};
 use crate::config::Config;
 use crate::store::Cloudstore;

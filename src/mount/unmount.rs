@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::error::MountError;
 use super::files;
 use super::mountinfo::{absolute, find_mount, Ours};
+use super::teardown::{daemon_running, umount2};
 use crate::sys::mounts::Unmount;
 use crate::sys::process;
 
@@ -122,32 +123,4 @@ pub fn wait_for_exit(pid: u32, timeout: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     true
-}
-
-/// Whether `pid` is a running cloudstore-fs process (a pid file may name a reused pid).
-pub(super) fn daemon_running(pid: u32) -> bool {
-    process::running(pid)
-        && process::command_and_state(pid)
-            .is_some_and(|(comm, _)| comm.starts_with("cloudstore-fs"))
-}
-
-/// Lazy unmount of a busy mount: it disappears from the namespace now and is served until the
-/// last open file is closed.
-pub(super) fn detach(mountpoint: &Path) {
-    match umount2(mountpoint, Unmount::Detach) {
-        Ok(()) => log::warn!(
-            "{} is busy: detached lazily; open files are served until they are closed",
-            mountpoint.display()
-        ),
-        Err(e) => log::error!("lazy unmount of {}: {e}", mountpoint.display()),
-    }
-}
-
-/// umount2(2); for a user other than root, `fusermount3 -u` (`-z` to detach), which unmounts
-/// what that user mounted.
-pub(super) fn umount2(path: &Path, how: Unmount) -> io::Result<()> {
-    if super::fusermount::needed() {
-        return super::fusermount::unmount(path, how == Unmount::Detach);
-    }
-    crate::sys::mounts::umount(path, how)
 }
