@@ -7,7 +7,8 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,13 +18,22 @@ use super::files::{log_tail, open_log};
 
 /// The environment variable through which a `--daemon` child learns its readiness pipe.
 const NOTIFY_ENV: &str = "CLOUDSTORE_FS_NOTIFY_FD";
+/// Its value: the pipe is the child's standard input.
+const NOTIFY_STDIN: &str = "stdin";
 /// How long `--daemon` waits for the child's mount.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The readiness pipe, in a `--daemon` child.
+/// The readiness pipe, in a `--daemon` child: its standard input, taken the first time (and
+/// /dev/null put in its place); each call gives a descriptor of it.
 pub(super) fn notify_pipe_from_env() -> Option<File> {
-    let fd: i32 = std::env::var(NOTIFY_ENV).ok()?.parse().ok()?;
-    crate::sys::fd::adopt_inherited(fd).map(File::from)
+    static PIPE: std::sync::OnceLock<Option<File>> = std::sync::OnceLock::new();
+    if std::env::var(NOTIFY_ENV).ok()? != NOTIFY_STDIN {
+        return None;
+    }
+    PIPE.get_or_init(|| crate::sys::fd::take_stdin().ok().map(File::from))
+        .as_ref()?
+        .try_clone()
+        .ok()
 }
 
 /// Tells a waiting `--daemon` parent about a failure, and gives the message back.
@@ -58,18 +68,19 @@ pub(super) fn daemonize(backend: &str, mountpoint: &Path) -> Result<(), MountErr
         .map_err(|e| MountError::Daemon(format!("cannot find this program: {e}")))?;
     let mut cmd = Command::new(exe);
     cmd.args(std::env::args_os().skip(1))
-        .env(NOTIFY_ENV, write_end.as_raw_fd().to_string())
-        .stdin(Stdio::null())
+        .env(NOTIFY_ENV, NOTIFY_STDIN)
+        .stdin(Stdio::from(write_end))
+        // A process group of its own: the terminal's Ctrl-C and hangup do not reach it.
+        .process_group(0)
         .stdout(
             log.try_clone()
                 .map_err(|e| MountError::Daemon(format!("daemon log: {e}")))?,
         )
         .stderr(log);
-    crate::sys::fd::inherit_fd(&mut cmd, write_end.as_fd(), true);
     let mut child = cmd
         .spawn()
         .map_err(|e| MountError::Daemon(format!("cannot start the daemon: {e}")))?;
-    drop(write_end);
+    drop(cmd);
     let msg = read_line_with_timeout(read_end, READY_TIMEOUT);
     let shown = mountpoint.display();
     match msg.as_deref().map(str::trim_end) {

@@ -5,7 +5,7 @@
 //! `fuser::Session::from_fd` serves. Unmounting is `fusermount3 -u` for such a user.
 
 use std::io::{self, IoSliceMut};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -50,24 +50,23 @@ pub(super) fn mount(
     }
     let (ours, theirs) =
         UnixStream::pair().map_err(|e| MountError::Mount(format!("socketpair: {e}")))?;
-    let their_fd = theirs.as_raw_fd();
+    // The socket is fusermount3's descriptor 0 (the protocol names it by number).
     let mut cmd = Command::new(program());
     cmd.arg("-o")
         .arg(opts.join(","))
         .arg("--")
         .arg(mountpoint)
-        .env("_FUSE_COMMFD", their_fd.to_string())
-        .stdin(Stdio::null())
+        .env("_FUSE_COMMFD", "0")
+        .stdin(Stdio::from(OwnedFd::from(theirs)))
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    crate::sys::fd::inherit_fd(&mut cmd, theirs.as_fd(), false);
     let child = cmd.spawn().map_err(|e| {
         MountError::Mount(format!(
             "cannot mount at {shown} as a user other than root: cannot run fusermount3 ({e}); \
              install the fuse3 package"
         ))
     })?;
-    drop(theirs);
+    drop(cmd);
     let received = receive_fd(&ours);
     let out = child
         .wait_with_output()
@@ -92,21 +91,16 @@ pub(super) fn mount(
 
 /// The descriptor fusermount3 sends (one SCM_RIGHTS message).
 fn receive_fd(socket: &UnixStream) -> io::Result<OwnedFd> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
     let mut byte = [0u8; 1];
     let mut iov = [IoSliceMut::new(&mut byte)];
-    let mut space = nix::cmsg_space!(RawFd);
-    let msg = recvmsg::<()>(
-        socket.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(io::Error::from)?;
-    for cmsg in msg.cmsgs().map_err(io::Error::from)? {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg {
-            if let Some(&fd) = fds.first() {
-                return Ok(crate::sys::fd::adopt_received(fd));
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    recvmsg(socket, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)?;
+    for msg in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(mut fds) = msg {
+            if let Some(fd) = fds.next() {
+                return Ok(fd);
             }
         }
     }

@@ -1,11 +1,9 @@
 //! Descriptors, pipes, sockets and file systems: the calls the daemon makes on them.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag, AT_FDCWD};
@@ -62,42 +60,14 @@ pub fn identity(fd: impl AsFd) -> io::Result<(u64, u64)> {
     Ok((st.st_dev, st.st_ino))
 }
 
-/// Takes ownership of descriptor `fd`, inherited from the parent process, if it is open; it is
-/// made close-on-exec.
-pub fn adopt_inherited(fd: RawFd) -> Option<OwnedFd> {
-    // SAFETY: F_GETFD on a number touches no memory; it only asks whether it is open.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        return None;
-    }
-    // SAFETY: the parent handed this open descriptor to us (see `mount::daemon`), and nothing
-    // else in this process owns it.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    fcntl(&owned, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).ok()?;
-    Some(owned)
-}
-
-/// Takes ownership of a descriptor the kernel just installed in this process (SCM_RIGHTS).
-pub fn adopt_received(fd: RawFd) -> OwnedFd {
-    // SAFETY: recvmsg installed it for us and returned its number; nothing else owns it.
-    unsafe { OwnedFd::from_raw_fd(fd) }
-}
-
-/// Makes `cmd`'s child keep `keep` open across exec (as the same number) and, with
-/// `new_session`, start a session of its own (setsid: no controlling terminal, no SIGHUP or
-/// SIGINT from ours).
-pub fn inherit_fd(cmd: &mut Command, keep: BorrowedFd<'_>, new_session: bool) {
-    let fd = keep.as_raw_fd();
-    // SAFETY: between fork and exec only async-signal-safe calls: setsid, fcntl.
-    unsafe {
-        cmd.pre_exec(move || {
-            if new_session {
-                nix::unistd::setsid()?;
-            }
-            let kept = BorrowedFd::borrow_raw(fd);
-            fcntl(kept, FcntlArg::F_SETFD(FdFlag::empty()))?;
-            Ok(())
-        });
-    }
+/// Takes this process's standard input (a pipe a parent handed over) as a descriptor of its
+/// own, and puts /dev/null in its place.
+pub fn take_stdin() -> io::Result<OwnedFd> {
+    let taken = std::io::stdin().as_fd().try_clone_to_owned()?;
+    fcntl(&taken, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+    let null = std::fs::File::open("/dev/null")?;
+    nix::unistd::dup2_stdin(&null)?;
+    Ok(taken)
 }
 
 /// Chunk values of MiBs come and go: glibc is told to give each allocation of 1 MiB or more its
