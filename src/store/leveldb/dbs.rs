@@ -85,3 +85,9 @@ pub(super) fn sync_dbs(d: &Dbs) -> Result<()> {
         .write(&empty, true)
         .map_err(|e| ldb_err("sync index", b"", e))
 }
+
+impl super::listing::ReadValue for Dbs {
+    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Dbs::read(self, key)
+    }
+}

@@ -1,25 +1,68 @@
-//! Listings: one iterator over a snapshot, resumable from a cursor.
+//! Listings: one iterator over a snapshot, resumable from a cursor; and the reads the live
+//! store and a snapshot view share.
 
 use std::sync::Arc;
 
 use super::db::Iter;
 use super::index::Entry;
 
-use super::dbs::Dbs;
 use super::ldb_err;
-use crate::store::{ChunkInfo, Result};
+use crate::store::{clamp_range, ChunkInfo, RawChunk, Result};
+
+/// Where values are read from: the live databases, or a snapshot of them.
+pub(super) trait ReadValue: Send + Sync {
+    /// The value of `key`, if there is one.
+    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+}
+
+/// GetChunkBatch over `src`: each chunk's value, or its own error.
+pub(super) fn read_batch(src: &impl ReadValue, chunks: &mut [RawChunk]) {
+    for chunk in chunks.iter_mut() {
+        match src.read(&chunk.key) {
+            Ok(v) => {
+                chunk.ok = v.is_some();
+                chunk.value = v.unwrap_or_default();
+                chunk.error = None;
+            }
+            Err(e) => {
+                chunk.ok = false;
+                chunk.value.clear();
+                chunk.error = Some(e);
+            }
+        }
+    }
+}
+
+/// GetChunkWithRange over `src`: LevelDB has no partial read, so the whole value, then the
+/// range of it.
+pub(super) fn read_range(
+    src: &impl ReadValue,
+    key: &[u8],
+    start: u64,
+    end: u64,
+) -> Result<Option<Vec<u8>>> {
+    clamp_range(key, start, end, u64::MAX)?;
+    let Some(mut value) = src.read(key)? else {
+        return Ok(None);
+    };
+    let (s, e) = clamp_range(key, start, end, value.len() as u64)?;
+    value.truncate(e);
+    value.drain(..s);
+    Ok(Some(value))
+}
 
 /// A listing: one iterator over a snapshot (of the index, or of the data when the index is not
-/// trusted), owned, so it can live in a directory handle; `list(Some(cursor))` resumes.
-pub(super) struct Listing {
+/// trusted), owned, so it can live in a directory handle; `list(Some(cursor))` resumes. Values
+/// without a size in the index are measured by reading them from `src`.
+pub(super) struct Listing<R> {
     pub(super) it: Iter,
     pub(super) from_index: bool,
     pub(super) skip: Option<Vec<u8>>,
-    pub(super) dbs: Arc<Dbs>,
+    pub(super) src: Arc<R>,
     pub(super) done: bool,
 }
 
-impl Iterator for Listing {
+impl<R: ReadValue> Iterator for Listing<R> {
     type Item = Result<ChunkInfo>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -41,7 +84,7 @@ impl Iterator for Listing {
             let size = match size {
                 Some(s) => s,
                 // An entry without a size (the index always has them after open): measure.
-                None => match self.dbs.read(&key) {
+                None => match self.src.read(&key) {
                     Ok(Some(v)) => v.len() as u64,
                     Ok(None) => continue,
                     Err(e) => return Some(Err(e)),

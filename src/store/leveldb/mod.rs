@@ -45,13 +45,12 @@ pub use index::STATE_FILE;
 use index::{
     encode_mtime, fingerprint, read_state, rebuild_index, sync_dir, write_state, Entry, NO_MTIME,
 };
-use listing::Listing;
+use listing::{read_batch, read_range, Listing};
 use open::open_db;
 pub use open::{inspect_data_dir, DataDir};
 
 use super::{
-    check_chunk, clamp_range, Capabilities, ChunkList, Cloudstore, RawChunk, Result, SpaceInfo,
-    StoreError,
+    check_chunk, Capabilities, ChunkList, Cloudstore, RawChunk, Result, SpaceInfo, StoreError,
 };
 use crate::config::{Compression, Config};
 
@@ -207,34 +206,12 @@ impl Cloudstore for LevelDbStore {
     }
 
     fn get_chunk_batch(&self, chunks: &mut [RawChunk]) -> Result<()> {
-        let d = self.dbs()?;
-        for chunk in chunks.iter_mut() {
-            match d.read(&chunk.key) {
-                Ok(v) => {
-                    chunk.ok = v.is_some();
-                    chunk.value = v.unwrap_or_default();
-                    chunk.error = None;
-                }
-                Err(e) => {
-                    chunk.ok = false;
-                    chunk.value.clear();
-                    chunk.error = Some(e);
-                }
-            }
-        }
+        read_batch(&*self.dbs()?, chunks);
         Ok(())
     }
 
     fn get_chunk_with_range(&self, key: &[u8], start: u64, end: u64) -> Result<Option<Vec<u8>>> {
-        clamp_range(key, start, end, u64::MAX)?;
-        // LevelDB has no partial read: the whole value, then the range of it.
-        let Some(mut value) = self.get_chunk(key)? else {
-            return Ok(None);
-        };
-        let (s, e) = clamp_range(key, start, end, value.len() as u64)?;
-        value.truncate(e);
-        value.drain(..s);
-        Ok(Some(value))
+        read_range(&*self.dbs()?, key, start, end)
     }
 
     fn set_chunk(&self, key: &[u8], value: &[u8]) -> Result<()> {
@@ -390,7 +367,7 @@ impl Cloudstore for LevelDbStore {
             it,
             from_index,
             skip: after.map(<[u8]>::to_vec),
-            dbs: d,
+            src: d,
             done: false,
         }))
     }

@@ -15,12 +15,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
-use super::db::{Db, Iter, Snapshot};
+use super::db::{Db, Snapshot};
 use super::index::Entry;
+use super::listing::{read_batch, read_range, Listing, ReadValue};
 use super::{ldb_err, BACKEND};
-use crate::store::{
-    clamp_range, read_only_view, ChunkInfo, ChunkList, Cloudstore, RawChunk, Result, StoreError,
-};
+use crate::store::{read_only_view, ChunkList, Cloudstore, RawChunk, Result, StoreError};
 
 /// The two snapshots, held until the view is closed.
 struct Held {
@@ -70,13 +69,15 @@ impl LevelDbSnapshot {
     }
 }
 
-impl Held {
+impl ReadValue for Held {
     fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.data_db
             .get_at(&self.data, key)
             .map_err(|e| ldb_err("get (snapshot)", key, e))
     }
+}
 
+impl Held {
     fn entry(&self, key: &[u8]) -> Result<Option<Entry>> {
         if !self.index_ok {
             return Ok(None);
@@ -99,33 +100,12 @@ impl Cloudstore for LevelDbSnapshot {
     }
 
     fn get_chunk_batch(&self, chunks: &mut [RawChunk]) -> Result<()> {
-        let held = self.held()?;
-        for chunk in chunks.iter_mut() {
-            match held.read(&chunk.key) {
-                Ok(v) => {
-                    chunk.ok = v.is_some();
-                    chunk.value = v.unwrap_or_default();
-                    chunk.error = None;
-                }
-                Err(e) => {
-                    chunk.ok = false;
-                    chunk.value.clear();
-                    chunk.error = Some(e);
-                }
-            }
-        }
+        read_batch(&*self.held()?, chunks);
         Ok(())
     }
 
     fn get_chunk_with_range(&self, key: &[u8], start: u64, end: u64) -> Result<Option<Vec<u8>>> {
-        clamp_range(key, start, end, u64::MAX)?;
-        let Some(mut value) = self.get_chunk(key)? else {
-            return Ok(None);
-        };
-        let (s, e) = clamp_range(key, start, end, value.len() as u64)?;
-        value.truncate(e);
-        value.drain(..s);
-        Ok(Some(value))
+        read_range(&*self.held()?, key, start, end)
     }
 
     fn set_chunk(&self, key: &[u8], _value: &[u8]) -> Result<()> {
@@ -170,10 +150,11 @@ impl Cloudstore for LevelDbSnapshot {
             Some(k) => it.seek(k),
             None => it.seek_to_first(),
         }
-        Ok(Box::new(SnapshotListing {
+        Ok(Box::new(Listing {
             it,
+            from_index: held.index_ok,
             skip: after.map(<[u8]>::to_vec),
-            held,
+            src: held,
             done: false,
         }))
     }
@@ -198,52 +179,6 @@ impl Cloudstore for LevelDbSnapshot {
 impl Drop for LevelDbSnapshot {
     fn drop(&mut self) {
         let _ = self.close();
-    }
-}
-
-/// A listing of the view: the index at the snapshot (or the data, when the index was not
-/// trusted then).
-struct SnapshotListing {
-    it: Iter,
-    skip: Option<Vec<u8>>,
-    held: Arc<Held>,
-    done: bool,
-}
-
-impl Iterator for SnapshotListing {
-    type Item = Result<ChunkInfo>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        while !self.done {
-            if !self.it.valid() {
-                self.done = true;
-                return self
-                    .it
-                    .status()
-                    .err()
-                    .map(|e| Err(ldb_err("list (snapshot)", b"", e)));
-            }
-            let key = self.it.key().to_vec();
-            let size = if self.held.index_ok {
-                Entry::decode(self.it.value()).size
-            } else {
-                Some(self.it.value().len() as u64)
-            };
-            self.it.next();
-            if self.skip.as_deref() == Some(&key[..]) {
-                continue;
-            }
-            let size = match size {
-                Some(s) => s,
-                None => match self.held.read(&key) {
-                    Ok(Some(v)) => v.len() as u64,
-                    Ok(None) => continue,
-                    Err(e) => return Some(Err(e)),
-                },
-            };
-            return Some(Ok(ChunkInfo { key, size }));
-        }
-        None
     }
 }
 
