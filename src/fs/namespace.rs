@@ -406,6 +406,12 @@ impl ChunkFs {
                 let mut st = node.state.lock();
                 st.mtime = None;
                 st.mtime_explicit = false;
+                if self.ranged() {
+                    // The value is in the store now, as a new object: ranged readers still on
+                    // the scratch file's bytes (a chunk renamed to a scratch name while open,
+                    // and back) keep them, and later readers read the store.
+                    st.advance(None);
+                }
             }
             (Name::Chunk(k_from), Name::Scratch) => {
                 self.note_scratch("rename to", to);

@@ -409,3 +409,28 @@ fn getattr_of_an_inode_that_lost_its_name() {
         libc::ENOENT
     );
 }
+
+/// A chunk read by range (longer than the open's first read), renamed to a scratch name and
+/// back to a chunk name while open: the reader keeps reading its bytes (the model found it
+/// answered ESTALE: the value's new object in the store has another version).
+#[test]
+fn a_ranged_reader_follows_its_chunk_through_a_scratch_name() {
+    let store = mem();
+    store.set_chunk(&[0x0c], &vec![7u8; 1025]).unwrap();
+    let fs = ChunkFs::new(
+        store,
+        FsConfig {
+            open_read: 1024,
+            ..cfg()
+        },
+    );
+    let a = fs.lookup(ROOT_INO, n("0c"), 0).unwrap();
+    let r = fs.open(a.ino, libc::O_RDONLY, 0).unwrap();
+    fs.rename(ROOT_INO, n("0c"), ROOT_INO, n("tmpX"), 0)
+        .unwrap();
+    fs.rename(ROOT_INO, n("tmpX"), ROOT_INO, n("0a"), 0)
+        .unwrap();
+    assert_eq!(fs.read(r, 0, 2000).unwrap(), vec![7u8; 1025]);
+    fs.release(r).unwrap();
+    assert_eq!(cat(&fs, "0a").unwrap(), vec![7u8; 1025]);
+}
