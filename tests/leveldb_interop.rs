@@ -5,6 +5,7 @@
 //! failure under CI=true; scripts/test.sh installs it with pip).
 
 mod ceph_support;
+mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,6 +14,7 @@ use std::process::Command;
 use ceph_support::{bytes, skip_or_fail};
 use cloudstore_fs::config::{Backend, Config};
 use cloudstore_fs::store::{self, RawChunk};
+use common::files::files_in;
 
 fn plyvel_available(test: &str) -> bool {
     let ok = Command::new("python3")
@@ -48,20 +50,6 @@ fn config(dir: &Path) -> Config {
         data_dir: dir.to_path_buf(),
         ..Config::default()
     }
-}
-
-/// Every file in `dir`, by name (hex key) -> bytes.
-fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().into_string().unwrap(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect()
 }
 
 /// Writes a database with plyvel (small write buffer: many tables and compactions; snappy, the
@@ -116,7 +104,7 @@ fn a_database_written_by_plyvel_reads_right() {
     let (db_dir, expect) = (tmp.path().join("db"), tmp.path().join("expect"));
     std::fs::create_dir(&expect).unwrap();
     python(PLYVEL_WRITES, &[&db_dir, &expect]);
-    let want = files(&expect);
+    let want = files_in(&expect);
     assert!(want.contains_key(&hex::encode(b"big")));
     let has_snappy_tables = std::fs::read_dir(&db_dir)
         .unwrap()
@@ -208,7 +196,7 @@ fn a_database_we_wrote_reads_right_in_plyvel() {
         s.close().unwrap();
     }
     python(PLYVEL_DUMPS, &[&db_dir, &dump]);
-    let got: BTreeMap<Vec<u8>, Vec<u8>> = files(&dump)
+    let got: BTreeMap<Vec<u8>, Vec<u8>> = files_in(&dump)
         .into_iter()
         .map(|(k, v)| (hex::decode(k).unwrap(), v))
         .collect();

@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ceph_support::{bytes, TestCluster};
-use common::files::{errno, read_file, write_file};
+use common::files::{errno, files_in, read_file, write_file};
 use common::mount::{Store, TestMount, BIN, SMALL_STORE_CACHES};
 
 /// A TCP port free on loopback now.
@@ -160,20 +160,6 @@ fn is_mount_point(dir: &Path) -> bool {
     text.lines().any(|l| l.split(' ').nth(4) == Some(want))
 }
 
-/// Every file of `dir` with its bytes.
-fn files_of(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().into_string().unwrap(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect()
-}
-
 /// The snapshot scenario on one mount: old values and names stay while the live mount
 /// overwrites, deletes and creates; writes are EROFS; `tar c` reads it whole; it unmounts
 /// while the live mount goes on.
@@ -212,7 +198,7 @@ fn snapshot_keeps_the_old_values(m: &mut TestMount) {
     write_file(&m.path("aa01"), b"new value");
     std::fs::remove_file(m.path("aa02")).unwrap();
     write_file(&m.path("bb05"), b"created after the snapshot");
-    assert_eq!(files_of(&snap), old, "the snapshot after the changes");
+    assert_eq!(files_in(&snap), old, "the snapshot after the changes");
     // Changes are refused: EROFS.
     let e = std::fs::write(snap.join("aa03"), b"x").unwrap_err();
     assert_eq!(errno(&e), libc::EROFS, "{e}");
@@ -251,8 +237,8 @@ fn snapshot_keeps_the_old_values(m: &mut TestMount) {
         .output()
         .unwrap();
     assert!(out.status.success(), "tar x: {out:?}");
-    assert_eq!(files_of(&unpacked), old, "what tar read from the snapshot");
-    assert_eq!(files_of(&snap), old, "the snapshot after more changes");
+    assert_eq!(files_in(&unpacked), old, "what tar read from the snapshot");
+    assert_eq!(files_in(&snap), old, "the snapshot after more changes");
     // Let go of it; the live mount goes on.
     cli_ok(&["unmount".as_ref(), snap.as_os_str()]);
     assert!(!is_mount_point(&snap));

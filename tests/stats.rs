@@ -137,12 +137,13 @@ fn requests_per_file_of_a_cold_cat(m: &mut TestMount) {
     ));
     let want = m.sh(&format!("cat {}/c* | md5sum", src.display()));
     m.remount();
-    let per_file = |before: &BTreeMap<String, String>,
+    // Requests of `kind` answered between two stats.
+    let requests = |before: &BTreeMap<String, String>,
                     after: &BTreeMap<String, String>,
                     kind: &str| {
         let key = format!("requests_{kind}");
         let n = |s: &BTreeMap<String, String>| s.get(&key).map_or(0, |v| v.parse::<u64>().unwrap());
-        (n(after) - n(before)) as f64 / FILES as f64
+        n(after) - n(before)
     };
     let kinds = ["lookup", "getattr", "open", "read", "flush", "release"];
     let mut runs = Vec::new();
@@ -151,32 +152,22 @@ fn requests_per_file_of_a_cold_cat(m: &mut TestMount) {
         let got = m.sh("cat \"$MNT\"/c* | md5sum");
         let after = stats(m);
         assert_eq!(got, want, "{run} cat read other bytes than were written");
+        let delta = |kind: &str| requests(&before, &after, kind);
+        let per_file = |kind: &str| delta(kind) as f64 / FILES as f64;
         let report: Vec<String> = kinds
             .iter()
-            .map(|k| format!("{k} {:.2}", per_file(&before, &after, k)))
+            .map(|k| format!("{k} {:.2}", per_file(k)))
             .collect();
         eprintln!("{run} cat, requests per file: {}", report.join(", "));
         // Every request but the directory's (opendir, readdir, releasedir of the glob).
         let dir: u64 = ["opendir", "readdir", "readdirplus", "releasedir"]
             .iter()
-            .map(|k| {
-                let key = format!("requests_{k}");
-                let n = |s: &BTreeMap<String, String>| {
-                    s.get(&key).map_or(0, |v| v.parse::<u64>().unwrap())
-                };
-                n(&after) - n(&before)
-            })
+            .map(|k| delta(k))
             .sum();
         // Less the mountpoint's getattr that asking `stats` costs, and the revalidations
         // (lookup, getattr) of entries whose 1 s TTL ran out during the run: how many depends
         // on how long the run took on a loaded machine, not on what a file costs. They are
         // bounded on their own below.
-        let delta = |kind: &str| {
-            let key = format!("requests_{kind}");
-            let n =
-                |s: &BTreeMap<String, String>| s.get(&key).map_or(0, |v| v.parse::<u64>().unwrap());
-            n(&after) - n(&before)
-        };
         let revalidations = delta("lookup") + delta("getattr");
         assert!(
             revalidations <= FILES / 2,
@@ -195,7 +186,7 @@ fn requests_per_file_of_a_cold_cat(m: &mut TestMount) {
             ("read", reads),
         ] {
             assert_eq!(
-                per_file(&before, &after, kind),
+                per_file(kind),
                 want,
                 "{run}: {kind} per file: {}",
                 report.join(", ")

@@ -4,6 +4,7 @@
 //! described instead of just "differs".
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::IntoRawFd;
@@ -170,4 +171,18 @@ pub fn assert_bytes(got: &[u8], want: &[u8], what: &str) {
             first_difference(got, want)
         );
     }
+}
+
+/// Every file of `dir`, by name, with its bytes.
+pub fn files_in(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().into_string().unwrap(),
+                fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
 }
