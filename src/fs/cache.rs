@@ -57,31 +57,30 @@ impl ChunkFs {
             return stale();
         };
         let _gate = node.gate.write();
-        if node.state.lock().readers.cached == 0 {
-            // The readers are gone: the name stays.
-            return stale();
-        }
-        let local = node
-            .state
-            .lock()
-            .is_local(name::classify(name) == Name::Scratch);
-        if !local {
+        // A file that lives in the daemon (a scratch file, renamed from a chunk the readers
+        // opened) is its node: the name's new node carries the same bytes on.
+        let successor = {
+            let st = node.state.lock();
+            if st.readers.cached == 0 {
+                // The readers are gone: the name stays.
+                return stale();
+            }
+            st.is_local(self.tables().inodes.class_of(ino) == Some(&Name::Scratch))
+                .then(|| {
+                    (
+                        st.value.clone(),
+                        st.value_version,
+                        st.residence,
+                        st.mtime,
+                        st.mtime_explicit,
+                    )
+                })
+        };
+        if successor.is_none() {
             if let Err(e) = self.keep_for_nameless_handles(&node, name) {
                 return e;
             }
         }
-        // A file that lives in the daemon (a scratch file, renamed from a chunk the readers
-        // opened) is its node: the name's new node carries the same bytes on.
-        let successor = local.then(|| {
-            let st = node.state.lock();
-            (
-                st.value.clone(),
-                st.value_version,
-                st.residence,
-                st.mtime,
-                st.mtime_explicit,
-            )
-        });
         Self::mark_detached(&node);
         let mut t = self.tables();
         if let Some(old) = t.inodes.remove(name) {
