@@ -1029,18 +1029,43 @@ fn pool_has_flag(conf: &Path, pool: &str, flag: &str) -> bool {
         .is_some_and(|flags| flags.split(',').any(|f| f == flag))
 }
 
-/// Waits (up to 90 s) until `pool` has `flag`, or has not when `present` is false.
+/// Waits (up to 90 s) until `pool` has `flag`, or has not when `present` is false, in the
+/// monitors' map and then in every OSD's: an OSD judges a write by the map it has, which may
+/// lag behind the monitors' by a moment (a write then still went through to a "full" pool).
 fn wait_pool_flag(conf: &Path, pool: &str, flag: &str, present: bool) -> Duration {
     let start = Instant::now();
-    while pool_has_flag(conf, pool, flag) != present {
+    let waited = |what: &str| {
         assert!(
             start.elapsed() < Duration::from_secs(90),
-            "pool {pool}: flag {flag} {} after 90 s",
+            "pool {pool}: flag {flag} {} after 90 s ({what})",
             if present { "never set" } else { "still set" }
         );
         thread::sleep(Duration::from_millis(250));
+    };
+    while pool_has_flag(conf, pool, flag) != present {
+        waited("monitors");
+    }
+    let epoch = map_number(&ceph_text(conf, &["osd", "dump"]), "epoch ");
+    for osd in ceph_text(conf, &["osd", "ls"]).split_whitespace() {
+        let target = format!("osd.{osd}");
+        while map_number(
+            &ceph_text(conf, &["tell", &target, "status"]),
+            "\"newest_map\": ",
+        ) < epoch
+        {
+            waited(&target);
+        }
     }
     start.elapsed()
+}
+
+/// The number after `prefix` on the first line (trimmed) that starts with it: the map epoch in
+/// `ceph osd dump` ("epoch 12") or an OSD's newest map in `ceph tell osd.N status`.
+fn map_number(text: &str, prefix: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(prefix))
+        .and_then(|rest| rest.trim_end_matches(',').trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix:?} number in:\n{text}"))
 }
 
 /// How long a refusal by a full cluster, or an rm while full, may take on a loaded machine (one

@@ -298,9 +298,13 @@ fn notifications_until(socket: &std::os::unix::net::UnixDatagram, want: &str) ->
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
-        let n = socket
-            .recv(&mut buf)
-            .unwrap_or_else(|e| panic!("no {want:?} within 60 s (got {got:?}): {e}"));
+        let n = match socket.recv(&mut buf) {
+            Ok(n) => n,
+            // A signal caught by this process ends a recv that has a timeout with EINTR,
+            // whatever SA_RESTART says (signal(7)): receive again.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => panic!("no {want:?} within 60 s (got {got:?}): {e}"),
+        };
         let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
         let done = msg.lines().any(|l| l == want);
         got.push(msg);

@@ -47,9 +47,20 @@ pub fn exists(pid: u32) -> bool {
     i32::try_from(pid).is_ok_and(|p| p > 0 && kill(Pid::from_raw(p), None).is_ok())
 }
 
-/// Whether process `pid` exists and has not exited (a zombie has).
+/// Whether process `pid` exists and has not finished exiting: some thread of it is not yet a
+/// zombie. A killed process's main thread turns zombie while its other threads still run their
+/// exit, and the files they share (a FUSE connection) are closed only when the last is done.
 pub fn running(pid: u32) -> bool {
-    exists(pid) && command_and_state(pid).is_none_or(|(_, state)| !matches!(state, 'Z' | 'X'))
+    if !exists(pid) {
+        return false;
+    }
+    let Some(tasks) = process(pid).and_then(|p| p.tasks().ok()) else {
+        return command_and_state(pid).is_none_or(|(_, state)| !matches!(state, 'Z' | 'X'));
+    };
+    tasks.flatten().any(|task| {
+        task.stat()
+            .is_ok_and(|s| !matches!(s.state, 'Z' | 'X' | 'x'))
+    })
 }
 
 /// PF_EXITING in a thread's stat flags: the thread is in do_exit.
