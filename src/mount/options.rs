@@ -12,8 +12,11 @@ use super::MountOptions;
 
 /// FUSE worker threads: requests wait on the store, so more than the cores.
 const FUSE_THREADS: usize = 8;
-/// What read_ahead_kb is raised to (1 MiB reads instead of 128 KiB).
-const READ_AHEAD_KB: u32 = 1024;
+/// What read_ahead_kb is raised to: the kernel reads ahead of a sequential reader up to 8 MiB,
+/// in requests of up to 1 MiB (max_write) sent in parallel, so that a cold read of a big Ceph
+/// object has 8 RADOS reads in flight instead of 1 or 2 (issue 14: a 64 MiB read took 0.13-0.155
+/// s instead of 0.15-0.20 s). The default 128 KiB caps every read.
+const READ_AHEAD_KB: u32 = 8 << 10;
 
 /// The fuser settings for a mount.
 pub(super) fn fuse_config(opts: &MountOptions, backend: &str) -> fuser::Config {
@@ -54,7 +57,7 @@ pub(super) fn mount_error(mountpoint: &Path, e: io::Error) -> MountError {
     })
 }
 
-/// Raises the kernel read-ahead of the new mount to 1 MiB (the default 128 KiB caps every read).
+/// Raises the kernel read-ahead of the new mount to [`READ_AHEAD_KB`].
 pub(super) fn raise_read_ahead(mountpoint: &Path) {
     let Some(m) = find_mount(mountpoint) else {
         log::info!(
