@@ -74,6 +74,8 @@ impl ChunkFs {
             }
             hs.view = View::Pinned(value);
             hs.dirty = false;
+            // The kernel may hold the attributes a create answered (see `create`).
+            self.invalidate_kernel_attrs(h.ino);
             return Ok(());
         };
         self.keep_for_ranged_readers(&h.node, &key, h.age);
@@ -104,6 +106,9 @@ impl ChunkFs {
             }
             pending
         };
+        // The attributes at once, before close() returns (a create's may be cached: see
+        // `create`); the pages from the invalidation thread.
+        self.invalidate_kernel_attrs(h.ino);
         self.invalidate_kernel(h.ino);
         result.map_err(|e| {
             let unknown = e.outcome_unknown();
