@@ -268,21 +268,26 @@ fn requests_per_file_of_a_create(m: &mut TestMount) {
             .map(|(k, v)| format!("{k} {} -> {v}", before.get(k).map_or("0", |b| b.as_str())))
             .collect();
         eprintln!("{run}: requests for {FILES} creates: {moved:?}");
-        for (kind, per_file) in [
-            ("lookup", lookups),
-            ("create", 1),
-            ("write", 1),
-            ("flush", 1),
-            ("release", 1),
-        ] {
-            assert_eq!(delta(kind), per_file * FILES, "{run}: {kind}: {moved:?}");
+        for kind in ["create", "write", "flush", "release"] {
+            assert_eq!(delta(kind), FILES, "{run}: {kind}: {moved:?}");
         }
-        // Less the mountpoint's getattr that asking `stats` costs.
-        let getattr = delta("getattr") - 1;
-        assert!(getattr <= getattrs * FILES, "{run}: getattr: {moved:?}");
+        assert!(
+            delta("lookup") >= lookups * FILES,
+            "{run}: lookup: {moved:?}"
+        );
+        // Less the mountpoint's getattr that asking `stats` costs, and a few revalidations
+        // (lookup, getattr) of entries and attributes whose 1 s TTL ran out between two system
+        // calls of one file on a loaded machine (a create's own GETATTR would be one more per
+        // file).
+        let slack = FILES / 4;
+        let revalidations = delta("lookup") + delta("getattr") - 1;
+        assert!(
+            revalidations <= (lookups + getattrs) * FILES + slack,
+            "{run}: lookups and getattrs: {moved:?}"
+        );
         let total = delta("total") - 1;
         assert!(
-            total <= (lookups + 4 + getattrs) * FILES,
+            total <= (lookups + 4 + getattrs) * FILES + slack,
             "{run}: {total} requests for {FILES} creates: {moved:?}"
         );
     }

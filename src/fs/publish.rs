@@ -177,7 +177,15 @@ impl ChunkFs {
         }
         let mut hs = h.st.lock();
         if h.write {
-            self.publish(&h, &mut hs, true)?;
+            let published = self.publish(&h, &mut hs, true);
+            // A created file this close leaves uncommitted (a refused fallocate left nothing
+            // to store, a poisoned handle) is gone at release: the kernel may hold the
+            // attributes its create answered (only a write, even a failed one, drops them),
+            // and must ask again once close() returns.
+            if h.node.state.lock().residence == Residence::New {
+                self.invalidate_kernel_attrs(h.ino);
+            }
+            published?;
         }
         self.forget_view(&h, &mut hs);
         Ok(())
@@ -236,17 +244,24 @@ impl ChunkFs {
         if let Err(e) = &result {
             log::error!("release: {e}; the writes to this file are lost");
         }
-        {
+        let never_stored = {
             let mut st = h.node.state.lock();
             if h.write {
                 st.writers = st.writers.saturating_sub(1);
             } else {
                 st.readers.close(h.io);
             }
-        }
+            h.write && st.residence == Residence::New
+        };
         let ino = h.ino;
         drop(h);
         self.release_node(ino);
+        if never_stored {
+            // A created file that goes without a commit (a refused fallocate, a failed write)
+            // is gone with its last handle: the kernel may hold the attributes its create
+            // answered, and must ask again (then it finds the name gone).
+            self.invalidate_kernel_attrs(ino);
+        }
         result.map_err(FsError::logged)
     }
 }
