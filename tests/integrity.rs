@@ -97,6 +97,19 @@ fn efbig_keeps_the_old_value(m: &mut TestMount) {
     );
     assert_chunk(m, "aa", Some(&old), "after a poisoned handle closed");
 
+    // A new name whose only write fails: close() fails and the name is gone at once (the
+    // kernel held the attributes its create answered).
+    let mut f = File::create(m.path("cc")).unwrap();
+    f.seek(SeekFrom::Start(SMALL_MAX as u64)).unwrap();
+    let e = f.write_all(b"x").unwrap_err();
+    assert_eq!(errno(&e), libc::EFBIG, "a write past the maximum: {e}");
+    close(f).expect_err("close() of a poisoned new file returned 0");
+    assert!(
+        absent(&m.path("cc")),
+        "a new name whose only write failed exists"
+    );
+    assert_chunk(m, "cc", None, "after a poisoned new file closed");
+
     // Append across the maximum onto a chunk just under it.
     let near = tagged(3, 0, SMALL_MAX - 16);
     write_file(&m.path("cc"), &near);

@@ -492,8 +492,18 @@ fn sh_holding(m: &TestMount, fd: std::os::fd::RawFd, script: &str) -> String {
 fn listing_shows_files_being_written(m: &mut TestMount) {
     write_file(&m.path("0100"), b"committed");
     let mut f = fs::File::create(m.path("beef")).unwrap();
+    // A new file is empty to everyone until its first write (the kernel keeps the attributes
+    // the create answered); then the writer sees its own size and others the committed one.
+    assert_eq!(
+        f.metadata().unwrap().len(),
+        0,
+        "the writer's fstat after create"
+    );
+    let stat = |f: &fs::File| sh_holding(m, f.as_raw_fd(), "stat -c %s \"$MNT\"/beef");
+    assert_eq!(stat(&f).trim(), "0", "another process's stat after create");
     f.write_all(&bytes(7, 1234)).unwrap();
     assert_eq!(f.metadata().unwrap().len(), 1234, "the writer's fstat");
+    assert_eq!(stat(&f).trim(), "0", "another process's stat while written");
     // Read in this process: a child that inherits the descriptor closes it when it exits,
     // and that close (a FUSE flush) commits the file.
     assert_eq!(
@@ -508,6 +518,12 @@ fn listing_shows_files_being_written(m: &mut TestMount) {
         .unwrap_or_else(|| panic!("beef missing from ls -l while open:\n{ls}"));
     let fields: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(fields[4], "0", "{line}");
+    // The listing's attributes are not cached for the writer (it showed 0 for 1 s after ls -l).
+    assert_eq!(
+        f.metadata().unwrap().len(),
+        1234,
+        "the writer's fstat after another process's ls -l"
+    );
     assert_eq!(
         ls.lines().filter(|l| l.ends_with(" beef")).count(),
         1,

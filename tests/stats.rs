@@ -11,7 +11,7 @@ use std::fs;
 use std::io::Write;
 use std::process::Command;
 
-use common::files::{close, errno, write_file};
+use common::files::{close, errno, read_file, write_file};
 use common::mount::{TestMount, BIN};
 
 const MIB: usize = 1 << 20;
@@ -38,6 +38,17 @@ fn number(s: &BTreeMap<String, String>, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {key} in {s:?}"))
         .parse()
         .unwrap_or_else(|_| panic!("{key} is not a number in {s:?}"))
+}
+
+/// Requests of `kind` answered between two stats.
+fn requests(
+    before: &BTreeMap<String, String>,
+    after: &BTreeMap<String, String>,
+    kind: &str,
+) -> u64 {
+    let key = format!("requests_{kind}");
+    let n = |s: &BTreeMap<String, String>| s.get(&key).map_or(0, |v| v.parse::<u64>().unwrap());
+    n(after) - n(before)
 }
 
 fn stats_show_commits_errors_and_memory(m: &mut TestMount) {
@@ -137,14 +148,6 @@ fn requests_per_file_of_a_cold_cat(m: &mut TestMount) {
     ));
     let want = m.sh(&format!("cat {}/c* | md5sum", src.display()));
     m.remount();
-    // Requests of `kind` answered between two stats.
-    let requests = |before: &BTreeMap<String, String>,
-                    after: &BTreeMap<String, String>,
-                    kind: &str| {
-        let key = format!("requests_{kind}");
-        let n = |s: &BTreeMap<String, String>| s.get(&key).map_or(0, |v| v.parse::<u64>().unwrap());
-        n(after) - n(before)
-    };
     let kinds = ["lookup", "getattr", "open", "read", "flush", "release"];
     let mut runs = Vec::new();
     for run in ["cold", "warm"] {
@@ -205,10 +208,108 @@ fn requests_per_file_of_a_cold_cat(m: &mut TestMount) {
     assert_eq!(runs[1].1, 0, "warm cat: bytes the daemon served");
 }
 
+/// The FUSE requests a create of a 4 KiB file costs, from the stats counters (issue 14: a `cp`
+/// cost 10 on LevelDB and 11 on Ceph). Every request left is one the kernel sends on its own:
+/// - open(O_CREAT) + write + close (with O_TRUNC, and with O_EXCL): LOOKUP (the kernel's
+///   atomic_open looks a name it does not know up before it creates), CREATE, WRITE, FLUSH
+///   (close() returns the commit's result), RELEASE; no GETATTR of the file (a create's answer
+///   is cached: its writer's permission check and fstat are answered by the kernel). One
+///   GETATTR of the directory per create besides: every create makes the kernel drop the
+///   directory's attributes (fuse_dir_changed), and under default_permissions the next path
+///   walk through it asks for them again (fuse_permission).
+/// - `cp` adds its own system calls: stat and lstat of the new name before the open (one
+///   LOOKUP, answered with a negative entry the kernel keeps; on Ceph none is kept, for
+///   close-to-open across mounts, so two), an O_EXCL open whose lookup the kernel always sends
+///   again for a negative entry (fuse_dentry_revalidate with LOOKUP_EXCL), fstat (answered by
+///   the kernel), and lstat after close (a GETATTR: the kernel drops a file's size at every
+///   write, fuse_write_update_attr).
+fn requests_per_file_of_a_create(m: &mut TestMount) {
+    const FILES: u64 = 200;
+    let src = m.outside("create-src");
+    m.sh(&format!(
+        "mkdir -p {src} && cd {src} && for i in $(seq 1 {FILES}); do head -c 4096 /dev/urandom > $(printf 'd%03x' $i); done",
+        src = src.display()
+    ));
+    let value = vec![5u8; 4096];
+    let ceph = m.store == common::mount::Store::Ceph;
+    let cp_lookups = if ceph { 3 } else { 2 };
+    // (workload, lookups per file, getattrs per file at most)
+    for (run, lookups, getattrs) in [("cp", cp_lookups, 2), ("O_TRUNC", 1, 1), ("O_EXCL", 1, 1)] {
+        let before = stats(m);
+        match run {
+            "cp" => {
+                m.sh(&format!("cp {}/d* \"$MNT\"/", src.display()));
+            }
+            _ => {
+                for i in 0..FILES {
+                    let path = m.path(&format!(
+                        "{}{i:03x}",
+                        if run == "O_TRUNC" { "e" } else { "f" }
+                    ));
+                    let mut f = if run == "O_TRUNC" {
+                        fs::File::create(&path)
+                    } else {
+                        fs::OpenOptions::new()
+                            .write(true)
+                            .create_new(true)
+                            .open(&path)
+                    }
+                    .unwrap();
+                    f.write_all(&value).unwrap();
+                    close(f).unwrap();
+                }
+            }
+        }
+        let after = stats(m);
+        let delta = |kind: &str| requests(&before, &after, kind);
+        let moved: Vec<String> = after
+            .iter()
+            .filter(|(k, v)| k.starts_with("requests_") && before.get(*k) != Some(*v))
+            .map(|(k, v)| format!("{k} {} -> {v}", before.get(k).map_or("0", |b| b.as_str())))
+            .collect();
+        eprintln!("{run}: requests for {FILES} creates: {moved:?}");
+        for kind in ["create", "write", "flush", "release"] {
+            assert_eq!(delta(kind), FILES, "{run}: {kind}: {moved:?}");
+        }
+        assert!(
+            delta("lookup") >= lookups * FILES,
+            "{run}: lookup: {moved:?}"
+        );
+        // Less the mountpoint's getattr that asking `stats` costs, and a few revalidations
+        // (lookup, getattr) of entries and attributes whose 1 s TTL ran out between two system
+        // calls of one file on a loaded machine (a create's own GETATTR would be one more per
+        // file).
+        let slack = FILES / 4;
+        let revalidations = delta("lookup") + delta("getattr") - 1;
+        assert!(
+            revalidations <= (lookups + getattrs) * FILES + slack,
+            "{run}: lookups and getattrs: {moved:?}"
+        );
+        let total = delta("total") - 1;
+        assert!(
+            total <= (lookups + 4 + getattrs) * FILES + slack,
+            "{run}: {total} requests for {FILES} creates: {moved:?}"
+        );
+    }
+    // Every file holds its bytes, also read after a remount.
+    m.remount();
+    let got = m.sh(&format!(
+        "cd {} && for f in d*; do cmp $f \"$MNT\"/$f || echo $f; done",
+        src.display()
+    ));
+    assert_eq!(got, "", "files that differ after cp");
+    for i in 0..FILES {
+        for prefix in ["e", "f"] {
+            assert_eq!(read_file(&m.path(&format!("{prefix}{i:03x}"))), value);
+        }
+    }
+}
+
 mount_suites!([
     stats_show_commits_errors_and_memory(&["--max-chunk-size", "4M", "--memory-budget", "64M"]),
     stats_are_for_the_owner_and_for_our_mounts_only,
     requests_per_file_of_a_cold_cat,
+    requests_per_file_of_a_create,
 ]);
 
 /// A field of /proc/PID/status (VmRSS, RssFile, ...), in bytes.

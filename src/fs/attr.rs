@@ -27,7 +27,8 @@ pub struct Attr {
     pub uid: u32,
     pub gid: u32,
     /// The file has writers open: what it shows may differ by caller (a writer sees its own
-    /// size) and change at any moment, so the kernel must not cache it.
+    /// size) and change at any moment, so the kernel must not cache it. (A create's answer
+    /// for a new file is the exception: see `ChunkFs::create`.)
     pub volatile: bool,
 }
 

@@ -163,6 +163,12 @@ impl ChunkFs {
         exists: bool,
         pid: u32,
     ) -> FsResult<(Attr, u64)> {
+        // A new file is what everyone sees of it until its first write (empty, both to its
+        // writer and to others), so the kernel may cache these attributes: the writer's own
+        // permission check and fstat then cost no GETATTR. A write makes the kernel drop them
+        // itself (size and mtime: `fuse_write_update_attr`), a truncate or utimes through the
+        // handle answers with uncached ones, and the commit drops them (`publish`).
+        let mut fresh = false;
         let fh = if exists {
             self.open_ino(ino, name, mode, pid)?.0
         } else {
@@ -178,14 +184,24 @@ impl ChunkFs {
             if let Name::Chunk(key) = name::classify(name) {
                 self.attrs.forget(&key);
             }
+            fresh = created;
             // Dirty and empty, so that closing it stores a 0-byte chunk (`touch`).
             match self.add_handle(ino, node, mode, pid, Some(Value::empty(&self.budget)), None) {
                 Ok((fh, _)) => fh,
                 Err(_) => return Err(self.supersede(ino, name, "create")),
             }
         };
-        let writer = self.handle(fh).ok();
-        match self.attr_with(ino, name, writer.as_deref()) {
+        let attr = if fresh {
+            // What others see (the node's creation time, not a writer's "now").
+            self.attr_of(ino, name).map(|a| Attr {
+                volatile: false,
+                ..a
+            })
+        } else {
+            let writer = self.handle(fh).ok();
+            self.attr_with(ino, name, writer.as_deref())
+        };
+        match attr {
             Ok(attr) => Ok((attr, fh)),
             Err(e) => {
                 let _ = self.release(fh);

@@ -74,6 +74,8 @@ impl ChunkFs {
             }
             hs.view = View::Pinned(value);
             hs.dirty = false;
+            // The kernel may hold the attributes a create answered (see `create`).
+            self.invalidate_kernel_attrs(h.ino);
             return Ok(());
         };
         self.keep_for_ranged_readers(&h.node, &key, h.age);
@@ -104,6 +106,9 @@ impl ChunkFs {
             }
             pending
         };
+        // The attributes at once, before close() returns (a create's may be cached: see
+        // `create`); the pages from the invalidation thread.
+        self.invalidate_kernel_attrs(h.ino);
         self.invalidate_kernel(h.ino);
         result.map_err(|e| {
             let unknown = e.outcome_unknown();
@@ -172,7 +177,15 @@ impl ChunkFs {
         }
         let mut hs = h.st.lock();
         if h.write {
-            self.publish(&h, &mut hs, true)?;
+            let published = self.publish(&h, &mut hs, true);
+            // A created file this close leaves uncommitted (a refused fallocate left nothing
+            // to store, a poisoned handle) is gone at release: the kernel may hold the
+            // attributes its create answered (only a write, even a failed one, drops them),
+            // and must ask again once close() returns.
+            if h.node.state.lock().residence == Residence::New {
+                self.invalidate_kernel_attrs(h.ino);
+            }
+            published?;
         }
         self.forget_view(&h, &mut hs);
         Ok(())
@@ -231,17 +244,24 @@ impl ChunkFs {
         if let Err(e) = &result {
             log::error!("release: {e}; the writes to this file are lost");
         }
-        {
+        let never_stored = {
             let mut st = h.node.state.lock();
             if h.write {
                 st.writers = st.writers.saturating_sub(1);
             } else {
                 st.readers.close(h.io);
             }
-        }
+            h.write && st.residence == Residence::New
+        };
         let ino = h.ino;
         drop(h);
         self.release_node(ino);
+        if never_stored {
+            // A created file that goes without a commit (a refused fallocate, a failed write)
+            // is gone with its last handle: the kernel may hold the attributes its create
+            // answered, and must ask again (then it finds the name gone).
+            self.invalidate_kernel_attrs(ino);
+        }
         result.map_err(FsError::logged)
     }
 }

@@ -366,15 +366,16 @@ impl fuser::Filesystem for FuseAdapter {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let ttl = self.ttl;
         let mut add = |e: crate::fs::DirEntry| {
-            let attr = self.attr(&e.attr.expect("readdirplus entries carry attributes"));
+            let a = e.attr.expect("readdirplus entries carry attributes");
+            // Not cached while writers are open, as for lookup and getattr: the kernel would
+            // answer a writer's fstat with the committed size the listing carries.
             reply.add(
                 INodeNo(e.ino),
                 e.offset,
                 &e.name,
-                &ttl,
-                &attr,
+                &self.ttl_of(&a),
+                &self.attr(&a),
                 Generation(0),
             )
         };

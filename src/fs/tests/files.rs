@@ -431,3 +431,33 @@ fn a_panic_in_the_store_fails_that_commit_and_nothing_else() {
     assert_eq!(inner.get_chunk(&[0xaa]).unwrap().unwrap(), b"after");
     assert_eq!(fs.memory_in_use(), 0);
 }
+
+/// A create of a new name answers attributes the kernel may cache (the new file is empty to
+/// its writer and to everyone else until the first write), so the writer's permission check
+/// and fstat cost no GETATTR; once written, and for a create that finds the name, they are
+/// per caller again and not cached.
+#[test]
+fn a_create_of_a_new_name_answers_cacheable_attributes() {
+    let fs = fs_over(mem());
+    let (attr, fh) = fs.create(ROOT_INO, n("0d"), CREATE, 1).unwrap();
+    assert!(!attr.volatile, "{attr:?}");
+    assert_eq!(attr.size, 0);
+    let others = fs.getattr(attr.ino, None, 99).unwrap();
+    assert_eq!((others.size, others.mtime), (attr.size, attr.mtime));
+    fs.write(fh, 0, b"four").unwrap();
+    let own = fs.getattr(attr.ino, Some(fh), 1).unwrap();
+    assert!(own.volatile && own.size == 4, "{own:?}");
+    let others = fs.getattr(attr.ino, None, 99).unwrap();
+    assert!(others.volatile && others.size == 0, "{others:?}");
+    // The name exists (open and written): a second create opens it, per caller.
+    let (again, fh2) = fs.create(ROOT_INO, n("0d"), CREATE, 2).unwrap();
+    assert!(again.volatile, "{again:?}");
+    for fh in [fh, fh2] {
+        fs.flush(fh, 0).unwrap();
+        fs.release(fh).unwrap();
+    }
+    // A committed chunk recreated with O_TRUNC: its writer sees 0 bytes, others the value.
+    let (trunc, fh) = fs.create(ROOT_INO, n("0d"), CREATE, 3).unwrap();
+    assert!(trunc.volatile && trunc.size == 0, "{trunc:?}");
+    fs.release(fh).unwrap();
+}

@@ -205,3 +205,31 @@ fn lookups_racing_forgets_never_lose_a_held_number() {
     }
     assert_eq!(fs.inode_count(), 1);
 }
+
+/// The kernel may hold the attributes a create answered (see `create`): every close that
+/// leaves a created file (committed, or never stored: a refused fallocate) drops them before
+/// close() returns, and so does the release of one never stored.
+#[test]
+fn closes_of_created_files_drop_the_kernels_attributes() {
+    let fs = fs_over(mem());
+    let dropped = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let seen = dropped.clone();
+    fs.set_attr_invalidator(Box::new(move |ino| seen.lock().push(ino)));
+    // Never stored: fallocate with a mode other than 0 is refused and leaves nothing to store.
+    let (attr, fh) = fs.create(ROOT_INO, n("0e"), CREATE, 0).unwrap();
+    let keep_size = 1;
+    let e = fs.fallocate(fh, 0, 10, keep_size).unwrap_err();
+    assert_eq!(e.errno, libc::EOPNOTSUPP);
+    fs.flush(fh, 0).unwrap();
+    assert_eq!(*dropped.lock(), [attr.ino], "at the flush");
+    fs.release(fh).unwrap();
+    assert_eq!(*dropped.lock(), [attr.ino, attr.ino], "at the release");
+    let e = fs.lookup(ROOT_INO, n("0e"), 0).unwrap_err();
+    assert_eq!(e.errno, libc::ENOENT, "the created file is gone");
+    // Committed (touch): its commit drops them.
+    dropped.lock().clear();
+    let (attr, fh) = fs.create(ROOT_INO, n("0f"), CREATE, 0).unwrap();
+    fs.flush(fh, 0).unwrap();
+    assert!(dropped.lock().contains(&attr.ino), "at the commit");
+    fs.release(fh).unwrap();
+}
