@@ -25,8 +25,7 @@ const TUNABLE: &str = "glibc.malloc.mmap_threshold";
 /// Whether this process's environment already sets glibc's mmap threshold (ours or the user's).
 pub fn mmap_threshold_set() -> bool {
     std::env::var_os(MMAP_THRESHOLD_ENV).is_some()
-        || std::env::var_os("GLIBC_TUNABLES")
-            .is_some_and(|t| t.to_string_lossy().contains(TUNABLE))
+        || std::env::var_os("GLIBC_TUNABLES").is_some_and(|t| t.to_string_lossy().contains(TUNABLE))
 }
 
 /// Makes sure glibc's mmap threshold is [`MMAP_THRESHOLD`]: returns at once when the environment
