@@ -100,8 +100,8 @@ impl ChunkFs {
     pub fn read_data(&self, fh: u64, offset: u64, size: u32) -> FsResult<ReadData> {
         let h = self.handle(fh)?;
         let mut hs = h.st.lock();
-        if let Some(buf) = &hs.buf {
-            return Ok(ReadData::Owned(buf.slice(offset, size)));
+        if let Some(new) = hs.new_value() {
+            return Ok(ReadData::Owned(new.value.slice(offset, size)));
         }
         match &hs.view {
             View::Pinned(v) => return Ok(ReadData::held(v, offset, size)),
