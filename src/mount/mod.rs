@@ -205,7 +205,7 @@ fn serve(
     };
     let (store, timings) = match &metrics {
         Some(_) => {
-            let (timed, timings) = crate::metrics::TimedStore::wrap(store);
+            let (timed, timings) = crate::metrics::timed(store);
             (timed, Some(timings))
         }
         None => (store, None),
