@@ -16,6 +16,12 @@ fn main() -> ExitCode {
     }
     // Usage errors exit 2 (clap's default), --help and --version 0.
     let cli = Cli::parse();
+    // The daemon's big buffers each get their own mapping (see `sys::malloc`): this may execute
+    // the program again, so it comes before the logger, threads or descriptors exist.
+    let pinned = match cli.command {
+        Command::Mount { .. } => cloudstore_fs::sys::malloc::pin_mmap_threshold(),
+        _ => Ok(()),
+    };
     // A command's failure is printed once, as its message below. The mount daemon's log keeps
     // warnings and errors (it runs for long, and its failures reach programs as errno); the
     // other commands log nothing unless RUST_LOG asks.
@@ -26,6 +32,14 @@ fn main() -> ExitCode {
     if let Err(e) = cli::logging::init(&cli.log, default_log) {
         eprintln!("cloudstore-fs: {e}");
         return ExitCode::from(e.exit_code());
+    }
+    if let Err(e) = pinned {
+        log::warn!(
+            "cannot execute this program again with {}={} ({e}): large buffers freed may stay \
+             in the heap",
+            cloudstore_fs::sys::malloc::MMAP_THRESHOLD_ENV,
+            cloudstore_fs::sys::malloc::MMAP_THRESHOLD
+        );
     }
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,8 +3,8 @@
 //! by `tiny_http`.
 //!
 //! The figures are the ones `cloudstore-fs stats` shows ([`StatsSnapshot`], read at each
-//! scrape), plus latency histograms of the store calls, measured by [`TimedStore`], a
-//! `Cloudstore` that wraps the mounted store and times each call. Names carry the
+//! scrape), plus latency histograms of the store calls, measured by the store [`timed`] makes
+//! (a `PassThrough` around the mounted store whose hook times each call). Names carry the
 //! `cloudstore_` prefix and their unit (`_seconds`, `_bytes`; counters end in `_total`); the
 //! list and what each means is in README.md ("Metrics").
 //!
@@ -14,7 +14,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use prometheus_client::encoding::{text::encode, EncodeLabelSet};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -25,9 +25,8 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::fs::stats::errno_name;
 use crate::fs::{ChunkFs, StatsSnapshot};
-use crate::store::{
-    Capabilities, ChunkList, Cloudstore, RawChunk, Result, SpaceInfo, Version, VersionedRange,
-};
+use crate::store::passthrough::{Hook, PassThrough};
+use crate::store::Cloudstore;
 
 /// A `--metrics-addr` that cannot be used: its message names the address and the reason.
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +70,7 @@ struct OpLabel {
     op: &'static str,
 }
 
-/// Latencies of the store calls, shared by the [`TimedStore`] and the endpoint.
+/// Latencies of the store calls, shared by the store [`timed`] makes and the endpoint.
 #[derive(Debug)]
 pub struct StoreTimings {
     calls: Family<OpLabel, Histogram, fn() -> Histogram>,
@@ -96,11 +95,11 @@ impl Default for StoreTimings {
 }
 
 impl StoreTimings {
-    fn observe<T>(&self, op: &'static str, started: Instant, out: &Result<T>) {
-        let secs = started.elapsed().as_secs_f64();
+    fn observe(&self, op: &'static str, took: Duration, failed: bool) {
+        let secs = took.as_secs_f64();
         let label = OpLabel { op };
         self.calls.get_or_create(&label).observe(secs);
-        if out.is_err() {
+        if failed {
             self.errors.get_or_create(&label).inc();
         }
         // The group committer publishes each commit (one file's, or a batch of them) with
@@ -111,107 +110,23 @@ impl StoreTimings {
     }
 }
 
-/// A store that times every call of the store it wraps (see [`StoreTimings`]).
-pub struct TimedStore {
-    inner: Arc<dyn Cloudstore>,
-    timings: Arc<StoreTimings>,
+/// Wraps `inner` in a store that times each of its calls (but `close`); the timings are the
+/// second value.
+pub fn timed(inner: Arc<dyn Cloudstore>) -> (Arc<dyn Cloudstore>, Arc<StoreTimings>) {
+    let timings = Arc::new(StoreTimings::default());
+    let store = PassThrough::wrap(inner, Timer(timings.clone()));
+    (Arc::new(store), timings)
 }
 
-impl TimedStore {
-    /// Wraps `inner`; its timings are the second value.
-    pub fn wrap(inner: Arc<dyn Cloudstore>) -> (Arc<dyn Cloudstore>, Arc<StoreTimings>) {
-        let timings = Arc::new(StoreTimings::default());
-        let store = TimedStore {
-            inner,
-            timings: timings.clone(),
-        };
-        (Arc::new(store), timings)
-    }
+/// The hook of the store [`timed`] makes: each call's latency goes to the timings (a listing's
+/// is its opening: its later pages are read as the directory is read).
+struct Timer(Arc<StoreTimings>);
 
-    fn timed<T>(
-        &self,
-        op: &'static str,
-        call: impl FnOnce(&dyn Cloudstore) -> Result<T>,
-    ) -> Result<T> {
-        let started = Instant::now();
-        let out = call(&*self.inner);
-        self.timings.observe(op, started, &out);
-        out
-    }
-}
-
-impl Cloudstore for TimedStore {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
-    }
-    fn get_chunk(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.timed("get_chunk", |s| s.get_chunk(key))
-    }
-    fn get_chunk_batch(&self, chunks: &mut [RawChunk]) -> Result<()> {
-        self.timed("get_chunk_batch", |s| s.get_chunk_batch(chunks))
-    }
-    fn get_chunk_with_range(&self, key: &[u8], start: u64, end: u64) -> Result<Option<Vec<u8>>> {
-        self.timed("get_chunk_with_range", |s| {
-            s.get_chunk_with_range(key, start, end)
-        })
-    }
-    fn set_chunk(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.timed("set_chunk", |s| s.set_chunk(key, value))
-    }
-    fn set_chunk_batch(&self, chunks: &mut [RawChunk]) -> Result<()> {
-        self.timed("set_chunk_batch", |s| s.set_chunk_batch(chunks))
-    }
-    fn close(&self) -> Result<()> {
-        self.inner.close()
-    }
-    fn stat(&self, key: &[u8]) -> Result<Option<u64>> {
-        self.timed("stat", |s| s.stat(key))
-    }
-    fn delete(&self, key: &[u8]) -> Result<bool> {
-        self.timed("delete", |s| s.delete(key))
-    }
-    /// Times the opening of a listing (its later pages are read as the directory is read).
-    fn list(&self, after: Option<&[u8]>) -> Result<ChunkList> {
-        self.timed("list", |s| s.list(after))
-    }
-    fn sync(&self) -> Result<()> {
-        self.timed("sync", |s| s.sync())
-    }
-    fn rename(&self, from: &[u8], to: &[u8]) -> Result<bool> {
-        self.timed("rename", |s| s.rename(from, to))
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    fn read_version(
-        &self,
-        key: &[u8],
-        start: u64,
-        end: u64,
-        expect: Option<Version>,
-    ) -> Result<Option<VersionedRange>> {
-        self.timed("read_version", |s| s.read_version(key, start, end, expect))
-    }
-    fn stat_with_mtime(&self, key: &[u8]) -> Result<Option<(u64, Option<SystemTime>)>> {
-        self.timed("stat_with_mtime", |s| s.stat_with_mtime(key))
-    }
-    fn mtime(&self, key: &[u8]) -> Result<Option<SystemTime>> {
-        self.timed("mtime", |s| s.mtime(key))
-    }
-    fn set_mtime(&self, key: &[u8], mtime: SystemTime) -> Result<()> {
-        self.timed("set_mtime", |s| s.set_mtime(key, mtime))
-    }
-    fn space(&self) -> Result<Option<SpaceInfo>> {
-        self.timed("space", |s| s.space())
-    }
-    fn side_get(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        self.timed("side_get", |s| s.side_get(name))
-    }
-    fn side_put(&self, name: &str, value: &[u8]) -> Result<()> {
-        self.timed("side_put", |s| s.side_put(name, value))
-    }
-    fn snapshot(&self) -> Result<Arc<dyn Cloudstore>> {
-        self.timed("snapshot", |s| s.snapshot())
+impl Hook for Timer {
+    fn after(&self, op: &'static str, took: Duration, failed: bool) {
+        if op != "close" {
+            self.0.observe(op, took, failed);
+        }
     }
 }
 
@@ -413,7 +328,7 @@ mod tests {
 
     #[test]
     fn the_timed_store_measures_each_call_and_the_text_names_it() {
-        let (store, timings) = TimedStore::wrap(Arc::new(MemoryStore::new(1 << 20)));
+        let (store, timings) = timed(Arc::new(MemoryStore::new(1 << 20)));
         store.set_chunk(b"\x01", b"v").unwrap();
         store.get_chunk(b"\x01").unwrap();
         store.get_chunk_with_range(b"\x01", 2, 1).unwrap_err();

@@ -253,6 +253,9 @@ impl Foreground {
             .arg(mnt)
             .env("NOTIFY_SOCKET", socket)
             .env("RUST_LOG", "info")
+            // The daemon sets glibc's mmap threshold itself (see `assert_pinned_and_unchanged`).
+            .env_remove("MALLOC_MMAP_THRESHOLD_")
+            .env_remove("GLIBC_TUNABLES")
             .stdout(std::fs::File::create(log).unwrap())
             .stderr(std::fs::File::options().append(true).open(log).unwrap())
             .spawn()
@@ -314,11 +317,37 @@ fn notifications_until(socket: &std::os::unix::net::UnixDatagram, want: &str) ->
     }
 }
 
+/// The daemon runs with glibc's mmap threshold at 1 MiB, which it sets by executing itself again
+/// with `MALLOC_MMAP_THRESHOLD_` (`sys::malloc`): it is still the process that was started (the
+/// main pid systemd watches, the pid file's), under the same command line and name.
+fn assert_pinned_and_unchanged(daemon: &Foreground, data: &Path) {
+    let pid = daemon.child.id();
+    assert_eq!(cloudstore_fs::mount::daemon_pid(&daemon.mnt), Some(pid));
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    assert!(
+        environ
+            .split(|&b| b == 0)
+            .any(|v| v == b"MALLOC_MMAP_THRESHOLD_=1048576"),
+        "{}",
+        String::from_utf8_lossy(&environ)
+    );
+    let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
+    let args: Vec<&str> = cmdline.trim_end_matches('\0').split('\0').collect();
+    let (data, mnt) = (data.to_str().unwrap(), daemon.mnt.to_str().unwrap());
+    assert_eq!(
+        args,
+        [BIN, "mount", "--foreground", "--data-dir", data, mnt]
+    );
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(comm, "cloudstore-fs\n");
+}
+
 /// With `$NOTIFY_SOCKET` set (systemd's Type=notify), a foreground mount sends `READY=1` only
 /// once the mount answers (it is in mountinfo and a stat of the mountpoint is the FUSE
-/// filesystem's root when the datagram arrives), with a `STATUS=` line saying what it serves;
-/// `STOPPING=1` when it starts draining, on SIGTERM and on `cloudstore-fs unmount`; it then
-/// exits 0 with everything committed.
+/// filesystem's root when the datagram arrives), with a `STATUS=` line saying what it serves,
+/// from the process systemd started (glibc's tuning executes it again: same pid, command line
+/// and name); `STOPPING=1` when it starts draining, on SIGTERM and on `cloudstore-fs unmount`;
+/// it then exits 0 with everything committed.
 #[test]
 fn systemd_hears_ready_once_the_mount_answers_and_stopping_at_unmount() {
     let test = "systemd_hears_ready_once_the_mount_answers_and_stopping_at_unmount";
@@ -353,6 +382,7 @@ fn systemd_hears_ready_once_the_mount_answers_and_stopping_at_unmount() {
             ready.contains("STATUS=serving the leveldb store at "),
             "{ready:?}"
         );
+        assert_pinned_and_unchanged(&daemon, &data);
         std::fs::write(mnt.join("0a"), stop).unwrap();
         match stop {
             "SIGTERM" => {

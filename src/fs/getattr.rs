@@ -123,9 +123,9 @@ impl ChunkFs {
     ) -> FsResult<Attr> {
         if let Some(h) = writer {
             let hs = h.st.lock();
-            if let Some(buf) = &hs.buf {
-                let mtime = hs.mtime.unwrap_or_else(SystemTime::now);
-                let mut attr = self.file_attr(ino, buf.len() as u64, mtime);
+            if let Some(new) = hs.new_value() {
+                let mtime = new.mtime.unwrap_or_else(SystemTime::now);
+                let mut attr = self.file_attr(ino, new.value.len() as u64, mtime);
                 attr.volatile = true;
                 return Ok(attr);
             }

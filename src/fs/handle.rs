@@ -1,6 +1,6 @@
-//! An open file. A handle opened for writing builds its own new value (`buf`), so that nothing
-//! of it is seen by anyone else until it is committed whole; every handle reads one consistent
-//! version of the committed value (`view`) until it has written.
+//! An open file. A handle that writes builds its own new value (`Written::New`), so that
+//! nothing of it is seen by anyone else until it is committed whole; every handle reads one
+//! consistent version of the committed value (its `View`) until it has written.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -47,7 +47,7 @@ impl OpenMode {
     }
 }
 
-/// What a handle reads when it has not written.
+/// What a handle reads while it has no new value of its own.
 #[derive(Default)]
 pub enum View {
     /// Nothing read yet: the first read decides.
@@ -76,39 +76,120 @@ pub struct Handle {
     pub st: Mutex<HandleState>,
 }
 
-/// A handle's own state.
+/// A handle's own state: the version it reads, and what it wrote.
 #[derive(Default)]
 pub struct HandleState {
+    /// What it reads while `written` holds no new value (and, on a ranged store, the version
+    /// the node keeps for it until it lets go of the view).
     pub view: View,
-    /// The new value being written (None until the first write, or O_TRUNC).
-    pub buf: Option<Value>,
-    /// `buf` has changes not committed yet.
+    pub written: Written,
+}
+
+/// What a handle wrote.
+#[derive(Default)]
+pub enum Written {
+    /// Nothing (or it gave its new value to the node when it committed it): reads go to the
+    /// view.
+    #[default]
+    Nothing,
+    /// Its own new value, which reads go to (made by its first write, an O_TRUNC or a create).
+    New(NewValue),
+    /// A write, fetch or commit failed: it fails from then on and commits nothing (the first
+    /// failure is the one reported).
+    Poisoned(FsError),
+}
+
+/// A handle's new value and what goes with it.
+pub struct NewValue {
+    pub value: Value,
+    /// Changes not committed yet.
     pub dirty: bool,
-    /// A write, fetch or commit of this handle failed: it fails from then on and commits nothing.
-    pub poisoned: Option<FsError>,
     /// An mtime set through this handle, stored after its commit.
     pub mtime: Option<SystemTime>,
-    /// An O_APPEND handle that has only appended: `buf` is a base value of this many bytes
+    /// An O_APPEND handle that has only appended: `value` is a base value of this many bytes
     /// followed by its own bytes, which its commit appends to the value as it then stands
     /// (`None`: the handle replaces the value whole, as any writer after an ftruncate).
     pub append_base: Option<usize>,
 }
 
-impl HandleState {
-    /// Fails from now on with `e` (the first failure is the one reported).
-    pub fn poison(&mut self, e: &FsError) {
-        if self.poisoned.is_none() {
-            self.poisoned = Some(e.clone().logged());
+impl NewValue {
+    /// A value that replaces the chunk's whole when committed (dirty, so that closing the
+    /// handle commits it).
+    pub fn replacing(value: Value) -> Self {
+        NewValue {
+            value,
+            dirty: true,
+            mtime: None,
+            append_base: None,
         }
-        self.dirty = false;
-        self.buf = None;
+    }
+
+    /// After a write: changes to commit, whose mtime is the commit's time.
+    pub fn changed(&mut self) {
+        self.dirty = true;
+        self.mtime = None;
+    }
+}
+
+impl HandleState {
+    /// The state of a new handle: `new`, the new value an O_TRUNC or a create starts with.
+    pub fn opened(new: Option<NewValue>) -> Self {
+        HandleState {
+            view: View::Unset,
+            written: new.map_or(Written::Nothing, Written::New),
+        }
+    }
+
+    /// Its new value, if it has one.
+    pub fn new_value(&self) -> Option<&NewValue> {
+        match &self.written {
+            Written::New(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// Its new value, if it has one, to change.
+    pub fn new_value_mut(&mut self) -> Option<&mut NewValue> {
+        match &mut self.written {
+            Written::New(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// Gives its new value up (to the node that commits it, or because it is clean).
+    pub fn take_new_value(&mut self) -> Option<NewValue> {
+        match std::mem::take(&mut self.written) {
+            Written::New(n) => Some(n),
+            other => {
+                self.written = other;
+                None
+            }
+        }
+    }
+
+    /// Whether it has changes not committed yet.
+    pub fn is_dirty(&self) -> bool {
+        self.new_value().is_some_and(|n| n.dirty)
+    }
+
+    /// Whether a failure poisoned it.
+    pub fn is_poisoned(&self) -> bool {
+        matches!(self.written, Written::Poisoned(_))
+    }
+
+    /// Fails from now on with `e` (the first failure is the one reported); its new value is
+    /// dropped.
+    pub fn poison(&mut self, e: &FsError) {
+        if !self.is_poisoned() {
+            self.written = Written::Poisoned(e.clone().logged());
+        }
     }
 
     /// The error a poisoned handle answers with.
     pub fn check(&self) -> Result<(), FsError> {
-        match &self.poisoned {
-            Some(e) => Err(e.clone()),
-            None => Ok(()),
+        match &self.written {
+            Written::Poisoned(e) => Err(e.clone()),
+            _ => Ok(()),
         }
     }
 }

@@ -46,7 +46,7 @@ impl ChunkFs {
         let mut first = None;
         for h in writers {
             let mut hs = h.st.lock();
-            if hs.poisoned.is_some() {
+            if hs.is_poisoned() {
                 // Already reported to the program by its write or close.
                 continue;
             }

@@ -4,8 +4,10 @@
 use std::ffi::OsStr;
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+
 use super::error::{FsError, FsResult};
-use super::handle::{Handle, OpenMode, View};
+use super::handle::{Handle, HandleState, NewValue, OpenMode, View};
 use super::name::{self, Name};
 use super::node::Node;
 use super::readers::{Conflict, Io, Stamp};
@@ -65,21 +67,13 @@ impl ChunkFs {
             write,
             io,
             append: mode.append,
-            st: Default::default(),
+            st: Mutex::new(HandleState::opened(buf.map(|value| NewValue {
+                // A file created by an O_APPEND open: its bytes are appended to whatever
+                // another appender committed first. O_TRUNC replaces the value.
+                append_base: (mode.append && !mode.truncate).then_some(0),
+                ..NewValue::replacing(value)
+            }))),
         };
-        {
-            let mut hs = handle.st.lock();
-            hs.dirty = buf.is_some();
-            // A file created by an O_APPEND open: its bytes are appended to whatever another
-            // appender committed first. O_TRUNC replaces the value.
-            if handle.append && buf.is_some() && !mode.truncate {
-                hs.append_base = Some(0);
-            }
-            hs.buf = buf;
-            if hs.dirty {
-                hs.mtime = None;
-            }
-        }
         self.tables().handles.insert(fh, Arc::new(handle));
         Ok((fh, io))
     }

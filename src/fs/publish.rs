@@ -25,11 +25,11 @@ impl ChunkFs {
     /// value, shared with the readers that open next, instead of being kept for more writes.
     pub(super) fn publish(&self, h: &Handle, hs: &mut HandleState, share: bool) -> FsResult<()> {
         hs.check()?;
-        if !hs.dirty {
+        let Some(new) = hs.new_value().filter(|new| new.dirty) else {
             return Ok(());
-        }
+        };
+        let len = new.value.len() as u64;
         let label = self.label(h.ino);
-        let len = hs.buf.as_ref().map_or(0, |b| b.len() as u64);
         // The store copies the value while it writes it: that memory is reserved first (and
         // before the namespace lock, so that a rename never waits behind the budget).
         if let Err(e) = self.budget.reserve_wait(len, h.age, &label) {
@@ -57,32 +57,37 @@ impl ChunkFs {
                 "inode {}: discarding writes to a file unlinked while open",
                 h.ino
             );
-            hs.dirty = false;
+            if let Some(new) = hs.new_value_mut() {
+                new.dirty = false;
+            }
             return Ok(());
         };
-        if let Some(base) = hs.append_base {
-            self.rebase_appends(h, hs, base)?;
+        let new = hs.new_value_mut().expect("a dirty handle has a new value");
+        if let Some(base) = new.append_base {
+            self.rebase_appends(h, new, base)?;
         }
         let Name::Chunk(key) = name::classify(&name) else {
-            // A scratch file: its committed value is the buffer, in the daemon.
-            let value = Arc::new(hs.buf.take().expect("a dirty handle has a new value"));
+            // A scratch file: its committed value is the handle's, in the daemon.
+            let new = hs.take_new_value().expect("a dirty handle has a new value");
+            let value = Arc::new(new.value);
             let mut st = h.node.state.lock();
             st.advance(Some(value.clone()));
-            if !st.mtime_explicit || hs.mtime.is_some() {
-                st.mtime = Some(hs.mtime.unwrap_or_else(SystemTime::now));
-                st.mtime_explicit = hs.mtime.is_some();
+            if !st.mtime_explicit || new.mtime.is_some() {
+                st.mtime = Some(new.mtime.unwrap_or_else(SystemTime::now));
+                st.mtime_explicit = new.mtime.is_some();
             }
             hs.view = View::Pinned(value);
-            hs.dirty = false;
             // The kernel may hold the attributes a create answered (see `create`).
             self.invalidate_kernel_attrs(h.ino);
             return Ok(());
         };
         self.keep_for_ranged_readers(&h.node, &key, h.age);
-        let buf = hs.buf.as_mut().expect("a dirty handle has a new value");
-        let len = buf.len() as u64;
-        let (bytes, result) = self.committer.commit(key.clone(), buf.take_bytes());
-        buf.put_bytes(bytes);
+        // Stored after the commit; a failed commit poisons the handle, which then has no use
+        // for it.
+        let own_mtime = new.mtime.take();
+        let len = new.value.len() as u64;
+        let (bytes, result) = self.committer.commit(key.clone(), new.value.take_bytes());
+        new.value.put_bytes(bytes);
         // Even a failed commit may have reached the store: nothing cached of it stays.
         self.readahead.invalidate(&key);
         self.attrs.forget(&key);
@@ -91,8 +96,8 @@ impl ChunkFs {
             // A store others may change keeps no committed value on the node: the next open
             // reads the store (close-to-open).
             if result.is_ok() && share && !self.ranged() {
-                let value = hs.buf.take().expect("a dirty handle has a new value");
-                st.advance(Some(Arc::new(value)));
+                let new = hs.take_new_value().expect("a dirty handle has a new value");
+                st.advance(Some(Arc::new(new.value)));
             } else {
                 st.advance(None);
             }
@@ -120,14 +125,16 @@ impl ChunkFs {
             }
             e.logged()
         })?;
-        hs.dirty = false;
-        if h.append {
-            // Later appends through this handle go after what it committed (a truncation it
-            // made is committed now).
-            hs.append_base = hs.buf.as_ref().map(|b| b.len());
+        if let Some(new) = hs.new_value_mut() {
+            new.dirty = false;
+            if h.append {
+                // Later appends through this handle go after what it committed (a truncation
+                // it made is committed now).
+                new.append_base = Some(new.value.len());
+            }
         }
         self.attrs.set_size(&key, len);
-        match hs.mtime.take().or(pending_mtime) {
+        match own_mtime.or(pending_mtime) {
             Some(t) => {
                 self.store
                     .set_mtime(&key, t)
@@ -196,10 +203,10 @@ impl ChunkFs {
     /// such handles long after the close, as with fsx) reads the committed value of then, and
     /// no closed handle pins memory.
     pub(super) fn forget_view(&self, h: &Handle, hs: &mut HandleState) {
-        if hs.dirty {
+        if hs.is_dirty() {
             return;
         }
-        hs.buf = None;
+        hs.take_new_value();
         if let View::Ranged { version, .. } = std::mem::take(&mut hs.view) {
             h.node.state.lock().remove_ranged(version);
         }
@@ -228,8 +235,7 @@ impl ChunkFs {
         };
         let result = {
             let mut hs = h.st.lock();
-            let dirty = hs.dirty && hs.poisoned.is_none();
-            let result = if dirty {
+            let result = if hs.is_dirty() {
                 self.publish(&h, &mut hs, true)
             } else {
                 Ok(())
@@ -238,7 +244,7 @@ impl ChunkFs {
                 h.node.state.lock().remove_ranged(version);
             }
             hs.view = View::Unset;
-            hs.buf = None;
+            hs.take_new_value();
             result
         };
         if let Err(e) = &result {

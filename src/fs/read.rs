@@ -100,8 +100,8 @@ impl ChunkFs {
     pub fn read_data(&self, fh: u64, offset: u64, size: u32) -> FsResult<ReadData> {
         let h = self.handle(fh)?;
         let mut hs = h.st.lock();
-        if let Some(buf) = &hs.buf {
-            return Ok(ReadData::Owned(buf.slice(offset, size)));
+        if let Some(new) = hs.new_value() {
+            return Ok(ReadData::Owned(new.value.slice(offset, size)));
         }
         match &hs.view {
             View::Pinned(v) => return Ok(ReadData::held(v, offset, size)),
@@ -201,7 +201,8 @@ impl ChunkFs {
             return Ok(ReadData::held(&v, offset, size));
         }
         let key = match self.key_of(h.ino) {
-            Some(key) if !local => key,
+            // A read of no bytes asks the store nothing: its range end 0 means "to the end".
+            Some(key) if !local && size > 0 => key,
             _ => return Ok(ReadData::Owned(Vec::new())),
         };
         let end = offset.saturating_add(size as u64);

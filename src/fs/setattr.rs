@@ -4,7 +4,7 @@ use std::ffi::OsStr;
 use std::time::SystemTime;
 
 use super::error::{FsError, FsResult};
-use super::handle::{Handle, HandleState, OpenMode};
+use super::handle::{Handle, NewValue, OpenMode, Written};
 use super::name::{self, Name};
 use super::node::Residence;
 use super::value::Value;
@@ -128,19 +128,19 @@ impl ChunkFs {
             );
             Err(FsError::new(libc::EFBIG, "truncate: file too large").logged())
         } else if size == 0 {
-            hs.append_base = None;
-            hs.buf = Some(Value::empty(&self.budget));
+            hs.written = Written::New(NewValue::replacing(Value::empty(&self.budget)));
             Ok(())
         } else {
             self.buffer(h, &mut hs)
-                .and_then(|buf| buf.resize(size as usize, max, &label))
+                .and_then(|new| new.value.resize(size as usize, max, &label))
         };
         match result {
             Ok(()) => {
-                // From now on the handle's value replaces the chunk's whole.
-                hs.append_base = None;
-                hs.dirty = true;
-                hs.mtime = None;
+                if let Some(new) = hs.new_value_mut() {
+                    // From now on the handle's value replaces the chunk's whole.
+                    new.append_base = None;
+                    new.changed();
+                }
                 Ok(())
             }
             Err(e) => {
@@ -156,11 +156,11 @@ impl ChunkFs {
     pub(super) fn rebase_appends(
         &self,
         h: &Handle,
-        hs: &mut HandleState,
+        new: &mut NewValue,
         base: usize,
     ) -> FsResult<()> {
         let current = self.committed(&h.node, h.ino, h.age)?;
-        let buf = hs.buf.as_ref().expect("a dirty handle has a new value");
+        let buf = &new.value;
         if current.len() == base && current[..] == buf[..base] {
             return Ok(());
         }
@@ -179,7 +179,7 @@ impl ChunkFs {
         let mut value = Value::copy_of(&current, &self.budget, h.age, &label)?;
         value.resize(len, max, &label)?;
         value.write_at(current.len(), &buf[base..]);
-        hs.buf = Some(value);
+        new.value = value;
         Ok(())
     }
 
@@ -199,11 +199,11 @@ impl ChunkFs {
         let label = self.label(h.ino);
         if mode != 0 {
             let mut hs = h.st.lock();
-            let untouched = hs.dirty
-                && hs.buf.as_ref().is_some_and(|b| b.is_empty())
-                && h.node.state.lock().residence == Residence::New;
-            if untouched {
-                hs.dirty = false;
+            let untouched = hs.new_value().is_some_and(|new| {
+                new.dirty && new.value.is_empty() && h.node.state.lock().residence == Residence::New
+            });
+            if let Some(new) = hs.new_value_mut().filter(|_| untouched) {
+                new.dirty = false;
             }
             log::warn!(
                 "fallocate {label} mode {mode:#x}: only mode 0 (extend with zeros) is supported \
@@ -256,9 +256,9 @@ impl ChunkFs {
     ) -> FsResult<()> {
         if let Some(h) = writer {
             let mut hs = h.st.lock();
-            if hs.dirty {
+            if let Some(new) = hs.new_value_mut().filter(|new| new.dirty) {
                 // futimens on a file being written: stored after its commit.
-                hs.mtime = Some(t);
+                new.mtime = Some(t);
                 return Ok(());
             }
         }

@@ -136,7 +136,7 @@ impl Hook for Faults {
                 )?;
                 self.wait_if_stalled(chunks.iter().map(|c| &c.key[..]));
             }
-            Call::Stat(key) => self.wait_if_stat_stalled(key),
+            Call::Stat(key) | Call::StatWithMtime(key) => self.wait_if_stat_stalled(key),
             Call::Delete(key) => self.check(inner, "delete", key)?,
             Call::Rename { from, .. } => self.check(inner, "rename", from)?,
             Call::SetMtime(key) => self.check(inner, "set_mtime", key)?,

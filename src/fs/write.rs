@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::error::{FsError, FsResult};
-use super::handle::{Handle, HandleState, View};
+use super::handle::{Handle, HandleState, NewValue, View, Written};
 use super::name::Name;
 use super::node::Node;
 use super::value::Value;
@@ -11,13 +11,14 @@ use super::ChunkFs;
 
 impl ChunkFs {
     /// The handle's new value, made on its first write: a copy of the committed value it read
-    /// (or of the current one). A failure poisons the handle.
+    /// (or of the current one). A failure poisons the handle. The caller checked that it is
+    /// not poisoned.
     pub(super) fn buffer<'a>(
         &self,
         h: &Handle,
         hs: &'a mut HandleState,
-    ) -> FsResult<&'a mut Value> {
-        if hs.buf.is_none() {
+    ) -> FsResult<&'a mut NewValue> {
+        if hs.new_value().is_none() {
             let base = match &hs.view {
                 View::Pinned(v) => Ok(v.clone()),
                 _ => {
@@ -28,11 +29,12 @@ impl ChunkFs {
             let label = self.label(h.ino);
             let copy = base.and_then(|v| Value::copy_of(&v, &self.budget, h.age, &label));
             match copy {
-                Ok(v) => {
-                    if h.append {
-                        hs.append_base = Some(v.len());
-                    }
-                    hs.buf = Some(v)
+                Ok(value) => {
+                    hs.written = Written::New(NewValue {
+                        append_base: h.append.then_some(value.len()),
+                        dirty: false,
+                        ..NewValue::replacing(value)
+                    })
                 }
                 Err(e) => {
                     hs.poison(&e);
@@ -40,7 +42,7 @@ impl ChunkFs {
                 }
             }
         }
-        Ok(hs.buf.as_mut().expect("made above"))
+        Ok(hs.new_value_mut().expect("made above"))
     }
 
     /// write: `data` at `offset` (at the end for O_APPEND); returns the bytes written.
@@ -58,8 +60,8 @@ impl ChunkFs {
         let max = self.cfg.max_chunk_size;
         let label = self.label(h.ino);
         let result = (|| {
-            let buf = self.buffer(&h, &mut hs)?;
-            let len = buf.len() as u64;
+            let new = self.buffer(&h, &mut hs)?;
+            let len = new.value.len() as u64;
             let offset = if h.append { len } else { offset };
             let end = offset.saturating_add(data.len() as u64);
             if end > max {
@@ -70,17 +72,14 @@ impl ChunkFs {
                 return Err(FsError::new(libc::EFBIG, "write: file too large").logged());
             }
             if end > len {
-                buf.resize(end as usize, max, &label)?;
+                new.value.resize(end as usize, max, &label)?;
             }
-            buf.write_at(offset as usize, data);
+            new.value.write_at(offset as usize, data);
+            new.changed();
             Ok(())
         })();
         match result {
-            Ok(()) => {
-                hs.dirty = true;
-                hs.mtime = None;
-                Ok(data.len() as u32)
-            }
+            Ok(()) => Ok(data.len() as u32),
             Err(e) => {
                 if e.errno == libc::ENOMEM {
                     log::warn!("memory held: {}", self.census());
@@ -103,7 +102,7 @@ impl ChunkFs {
         let (mut bufs, mut views) = (0u64, 0u64);
         for h in &handles {
             if let Some(hs) = h.st.try_lock() {
-                bufs += hs.buf.as_ref().map_or(0, |b| b.reserved());
+                bufs += hs.new_value().map_or(0, |n| n.value.reserved());
                 if let View::Pinned(v) = &hs.view {
                     views += v.reserved();
                 }

@@ -1,8 +1,8 @@
 //! `--daemon`: re-executes the same command line in a new session (setsid) instead of forking:
 //! forking a process that may already run threads (librados starts several when the Ceph store
-//! is opened) is unsafe, and a re-executed child opens its own store. The parent therefore
-//! closes its store first (which releases the LevelDB lock), waits until the child reports the
-//! mount ready (or failed) through an inherited pipe, and returns. The child logs to
+//! is opened) can deadlock the child, and a re-executed child opens its own store. The parent
+//! therefore closes its store first (which releases the LevelDB lock), waits until the child
+//! reports the mount ready (or failed) through an inherited pipe, and returns. The child logs to
 //! `$CLOUDSTORE_FS_LOG`, by default a file in the runtime directory (see `files`).
 
 use std::fs::File;

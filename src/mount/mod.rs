@@ -118,16 +118,6 @@ fn new_core(store: Arc<dyn Cloudstore>, config: &Config, opts: &MountOptions) ->
     Arc::new(ChunkFs::new(store, fs_config))
 }
 
-/// Chunk values of MiBs come and go (write buffers, fetched values, the store's copies): they are
-/// given their own mappings, returned to the system when freed. glibc otherwise raises its mmap
-/// threshold after the first such free (up to 32 MiB) and serves the next ones from its heap,
-/// which keeps the memory after they are freed: the daemon's RSS then grows past its budget.
-fn pin_mmap_threshold() {
-    if !crate::sys::fd::pin_mmap_threshold() {
-        log::info!("mallopt(M_MMAP_THRESHOLD) failed: large buffers may stay in the heap");
-    }
-}
-
 /// Starts answering `cloudstore-fs stats` (and the requests of `control`) for the mount at
 /// `mountpoint`; a failure is logged and does not stop the mount.
 fn start_stats(
@@ -208,7 +198,6 @@ fn serve(
     notify: Option<File>,
 ) -> Result<(), MountError> {
     let backend = store.backend();
-    pin_mmap_threshold();
     // Bound before the mount: a port in use fails the mount, not later.
     let metrics = match opts.metrics_addr.map(crate::metrics::bind).transpose() {
         Ok(m) => m,
@@ -216,7 +205,7 @@ fn serve(
     };
     let (store, timings) = match &metrics {
         Some(_) => {
-            let (timed, timings) = crate::metrics::TimedStore::wrap(store);
+            let (timed, timings) = crate::metrics::timed(store);
             (timed, Some(timings))
         }
         None => (store, None),

@@ -1,9 +1,10 @@
-//! A store that forwards every call to another, with a hook that sees each call first: what the
-//! fault-injecting and counting stores of the tests (`fs::testing`) are made of.
+//! A store that forwards every call to another, with a hook around each call: what the store
+//! that times calls for the metrics (`metrics`) and the fault-injecting and counting stores of
+//! the tests (`fs::testing`) are made of.
 
 use std::ops::Deref;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use super::{
     Capabilities, ChunkList, Cloudstore, RawChunk, Result, SpaceInfo, Version, VersionedRange,
@@ -18,13 +19,10 @@ pub enum Call<'a> {
     ReadVersion(&'a [u8]),
     Set(&'a [u8]),
     SetBatch(&'a [RawChunk]),
-    /// `stat` and `stat_with_mtime`.
     Stat(&'a [u8]),
+    StatWithMtime(&'a [u8]),
     Delete(&'a [u8]),
-    Rename {
-        from: &'a [u8],
-        to: &'a [u8],
-    },
+    Rename { from: &'a [u8], to: &'a [u8] },
     Mtime(&'a [u8]),
     SetMtime(&'a [u8]),
     List(Option<&'a [u8]>),
@@ -33,6 +31,34 @@ pub enum Call<'a> {
     Space,
     SideGet(&'a str),
     SidePut(&'a str),
+    Snapshot,
+}
+
+impl Call<'_> {
+    /// The name of the `Cloudstore` method called.
+    pub fn op(&self) -> &'static str {
+        match self {
+            Call::Get(_) => "get_chunk",
+            Call::GetBatch(_) => "get_chunk_batch",
+            Call::GetRange(_) => "get_chunk_with_range",
+            Call::ReadVersion(_) => "read_version",
+            Call::Set(_) => "set_chunk",
+            Call::SetBatch(_) => "set_chunk_batch",
+            Call::Stat(_) => "stat",
+            Call::StatWithMtime(_) => "stat_with_mtime",
+            Call::Delete(_) => "delete",
+            Call::Rename { .. } => "rename",
+            Call::Mtime(_) => "mtime",
+            Call::SetMtime(_) => "set_mtime",
+            Call::List(_) => "list",
+            Call::Sync => "sync",
+            Call::Close => "close",
+            Call::Space => "space",
+            Call::SideGet(_) => "side_get",
+            Call::SidePut(_) => "side_put",
+            Call::Snapshot => "snapshot",
+        }
+    }
 }
 
 /// What a [`PassThrough`] does around the calls it forwards. Every method has a default that
@@ -43,6 +69,12 @@ pub trait Hook: Send + Sync {
     fn before(&self, inner: &dyn Cloudstore, call: Call<'_>) -> Result<()> {
         let _ = (inner, call);
         Ok(())
+    }
+
+    /// Runs once the call `op` (a [`Call::op`]) returned, `took` after it was made; `failed`
+    /// when it returned an error. Not run for a call [`Hook::before`] refused.
+    fn after(&self, op: &'static str, took: Duration, failed: bool) {
+        let _ = (op, took, failed);
     }
 
     /// The backend name shown, given the inner store's.
@@ -56,7 +88,7 @@ pub trait Hook: Send + Sync {
     }
 }
 
-/// Forwards every call to `inner`, after `hook` has seen it. Derefs to the hook, so the hook's
+/// Forwards every call to `inner`, through `hook`. Derefs to the hook, so the hook's
 /// controls (`fail_writes`, counters) are called on the store itself.
 pub struct PassThrough<H> {
     inner: Arc<dyn Cloudstore>,
@@ -74,8 +106,23 @@ impl<H: Hook> PassThrough<H> {
         &self.inner
     }
 
-    fn before(&self, call: Call<'_>) -> Result<()> {
-        self.hook.before(&*self.inner, call)
+    /// Shows `call` to the hook; the name of its operation when it may go on.
+    fn before(&self, call: Call<'_>) -> Result<&'static str> {
+        let op = call.op();
+        self.hook.before(&*self.inner, call)?;
+        Ok(op)
+    }
+
+    /// Makes the call `op` on the inner store, then shows its outcome to the hook.
+    fn forward<T>(
+        &self,
+        op: &'static str,
+        call: impl FnOnce(&dyn Cloudstore) -> Result<T>,
+    ) -> Result<T> {
+        let started = Instant::now();
+        let out = call(&*self.inner);
+        self.hook.after(op, started.elapsed(), out.is_err());
+        out
     }
 }
 
@@ -92,48 +139,48 @@ impl<H: Hook> Cloudstore for PassThrough<H> {
         self.hook.backend(self.inner.backend())
     }
     fn get_chunk(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.before(Call::Get(key))?;
-        self.inner.get_chunk(key)
+        let op = self.before(Call::Get(key))?;
+        self.forward(op, |s| s.get_chunk(key))
     }
     fn get_chunk_batch(&self, chunks: &mut [RawChunk]) -> Result<()> {
-        self.before(Call::GetBatch(chunks))?;
-        self.inner.get_chunk_batch(chunks)
+        let op = self.before(Call::GetBatch(chunks))?;
+        self.forward(op, |s| s.get_chunk_batch(chunks))
     }
     fn get_chunk_with_range(&self, key: &[u8], start: u64, end: u64) -> Result<Option<Vec<u8>>> {
-        self.before(Call::GetRange(key))?;
-        self.inner.get_chunk_with_range(key, start, end)
+        let op = self.before(Call::GetRange(key))?;
+        self.forward(op, |s| s.get_chunk_with_range(key, start, end))
     }
     fn set_chunk(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.before(Call::Set(key))?;
-        self.inner.set_chunk(key, value)
+        let op = self.before(Call::Set(key))?;
+        self.forward(op, |s| s.set_chunk(key, value))
     }
     fn set_chunk_batch(&self, chunks: &mut [RawChunk]) -> Result<()> {
-        self.before(Call::SetBatch(chunks))?;
-        self.inner.set_chunk_batch(chunks)
+        let op = self.before(Call::SetBatch(chunks))?;
+        self.forward(op, |s| s.set_chunk_batch(chunks))
     }
     fn close(&self) -> Result<()> {
-        self.before(Call::Close)?;
-        self.inner.close()
+        let op = self.before(Call::Close)?;
+        self.forward(op, |s| s.close())
     }
     fn stat(&self, key: &[u8]) -> Result<Option<u64>> {
-        self.before(Call::Stat(key))?;
-        self.inner.stat(key)
+        let op = self.before(Call::Stat(key))?;
+        self.forward(op, |s| s.stat(key))
     }
     fn delete(&self, key: &[u8]) -> Result<bool> {
-        self.before(Call::Delete(key))?;
-        self.inner.delete(key)
+        let op = self.before(Call::Delete(key))?;
+        self.forward(op, |s| s.delete(key))
     }
     fn list(&self, after: Option<&[u8]>) -> Result<ChunkList> {
-        self.before(Call::List(after))?;
-        self.hook.list(&*self.inner, after)
+        let op = self.before(Call::List(after))?;
+        self.forward(op, |s| self.hook.list(s, after))
     }
     fn sync(&self) -> Result<()> {
-        self.before(Call::Sync)?;
-        self.inner.sync()
+        let op = self.before(Call::Sync)?;
+        self.forward(op, |s| s.sync())
     }
     fn rename(&self, from: &[u8], to: &[u8]) -> Result<bool> {
-        self.before(Call::Rename { from, to })?;
-        self.inner.rename(from, to)
+        let op = self.before(Call::Rename { from, to })?;
+        self.forward(op, |s| s.rename(from, to))
     }
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
@@ -145,46 +192,51 @@ impl<H: Hook> Cloudstore for PassThrough<H> {
         end: u64,
         expect: Option<Version>,
     ) -> Result<Option<VersionedRange>> {
-        self.before(Call::ReadVersion(key))?;
-        self.inner.read_version(key, start, end, expect)
+        let op = self.before(Call::ReadVersion(key))?;
+        self.forward(op, |s| s.read_version(key, start, end, expect))
     }
     fn stat_with_mtime(&self, key: &[u8]) -> Result<Option<(u64, Option<SystemTime>)>> {
-        self.before(Call::Stat(key))?;
-        self.inner.stat_with_mtime(key)
+        let op = self.before(Call::StatWithMtime(key))?;
+        self.forward(op, |s| s.stat_with_mtime(key))
     }
     fn mtime(&self, key: &[u8]) -> Result<Option<SystemTime>> {
-        self.before(Call::Mtime(key))?;
-        self.inner.mtime(key)
+        let op = self.before(Call::Mtime(key))?;
+        self.forward(op, |s| s.mtime(key))
     }
     fn set_mtime(&self, key: &[u8], mtime: SystemTime) -> Result<()> {
-        self.before(Call::SetMtime(key))?;
-        self.inner.set_mtime(key, mtime)
+        let op = self.before(Call::SetMtime(key))?;
+        self.forward(op, |s| s.set_mtime(key, mtime))
     }
     fn space(&self) -> Result<Option<SpaceInfo>> {
-        self.before(Call::Space)?;
-        self.inner.space()
+        let op = self.before(Call::Space)?;
+        self.forward(op, |s| s.space())
     }
     fn side_get(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        self.before(Call::SideGet(name))?;
-        self.inner.side_get(name)
+        let op = self.before(Call::SideGet(name))?;
+        self.forward(op, |s| s.side_get(name))
     }
     fn side_put(&self, name: &str, value: &[u8]) -> Result<()> {
-        self.before(Call::SidePut(name))?;
-        self.inner.side_put(name, value)
+        let op = self.before(Call::SidePut(name))?;
+        self.forward(op, |s| s.side_put(name, value))
+    }
+    fn snapshot(&self) -> Result<Arc<dyn Cloudstore>> {
+        let op = self.before(Call::Snapshot)?;
+        self.forward(op, |s| s.snapshot())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
 
     use super::*;
     use crate::store::memory::MemoryStore;
     use crate::store::StoreError;
 
-    /// Counts calls and refuses deletes.
+    /// Counts calls and refuses deletes; notes the outcomes it is shown.
     #[derive(Default)]
-    struct Probe(AtomicUsize);
+    struct Probe(AtomicUsize, Mutex<Vec<(&'static str, bool)>>);
 
     impl Hook for Probe {
         fn before(&self, inner: &dyn Cloudstore, call: Call<'_>) -> Result<()> {
@@ -199,6 +251,10 @@ mod tests {
                 )),
                 _ => Ok(()),
             }
+        }
+
+        fn after(&self, op: &'static str, _took: Duration, failed: bool) {
+            self.1.lock().unwrap().push((op, failed));
         }
     }
 
@@ -217,5 +273,15 @@ mod tests {
         );
         assert_eq!(store.backend(), "memory");
         assert_eq!(store.0.load(Ordering::SeqCst), 3);
+        assert!(store.get_chunk_with_range(b"k", 2, 1).is_err());
+        assert_eq!(
+            *store.1.lock().unwrap(),
+            [
+                ("set_chunk", false),
+                ("stat", false),
+                ("get_chunk_with_range", true)
+            ],
+            "each call forwarded, with its outcome; the refused delete is not"
+        );
     }
 }

@@ -69,12 +69,3 @@ pub fn take_stdin() -> io::Result<OwnedFd> {
     nix::unistd::dup2_stdin(&null)?;
     Ok(taken)
 }
-
-/// Chunk values of MiBs come and go: glibc is told to give each allocation of 1 MiB or more its
-/// own mapping, returned to the system when freed (its default raises the threshold after the
-/// first such free and keeps the memory in its heap). False when glibc refused.
-pub fn pin_mmap_threshold() -> bool {
-    // SAFETY: mallopt only changes the allocator's tuning; 1 MiB is a valid threshold. No safe
-    // wrapper for it exists in nix or rustix.
-    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20) == 1 }
-}

@@ -28,6 +28,30 @@ fn ranged_reads_at_offsets() {
     fs.release(fh).unwrap();
 }
 
+/// A read of no bytes is no bytes, also through a view read by range from the store (whose
+/// range end 0 means "to the end": the core model found it returning the whole value).
+#[test]
+fn a_read_of_no_bytes_is_empty_on_every_view() {
+    let store = mem();
+    store.set_chunk(&[1], b"0123456789").unwrap();
+    for open_read in [crate::fs::OPEN_READ, 4] {
+        let fs = ChunkFs::new(store.clone(), FsConfig { open_read, ..cfg() });
+        let ino = fs.lookup(ROOT_INO, n("01"), 0).unwrap().ino;
+        for flags in [libc::O_RDONLY, libc::O_RDWR] {
+            let fh = fs.open(ino, flags, 0).unwrap();
+            for offset in [0, 3, 50] {
+                assert_eq!(
+                    fs.read(fh, offset, 0).unwrap(),
+                    b"",
+                    "open_read {open_read}"
+                );
+            }
+            assert_eq!(fs.read(fh, 3, 4).unwrap(), b"3456", "open_read {open_read}");
+            fs.release(fh).unwrap();
+        }
+    }
+}
+
 #[test]
 fn overwrite_in_the_middle_append_and_truncate() {
     let store = mem();
