@@ -16,10 +16,12 @@
 //! otherwise the kernel drops them at the open. Every commit, rename and unlink still drops the
 //! pages (`invalidate_kernel`), and forgets that they were current.
 
-use std::ffi::OsStr;
-
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use super::error::FsError;
 use super::name::{self, Name};
@@ -31,12 +33,48 @@ use crate::store::Version;
 /// before it moves the name to a new inode.
 const RELEASE_GRACE: Duration = Duration::from_millis(20);
 
+/// How long a name moved off cached readers for a writer stays reserved for that writer.
+const WRITER_DUE: Duration = Duration::from_secs(1);
+
+/// Names moved to a new inode for a writer (an open for writing, a create) that is on its way
+/// back: the kernel retries an open answered ESTALE only once, so until the writer has opened
+/// the new inode (or [`WRITER_DUE`] passed), readers of the name read through the daemon
+/// instead of through the page cache, and the writer's second open cannot meet cached readers
+/// again (readers reopening in a loop made a writer's open fail with ESTALE).
+#[derive(Default)]
+pub(super) struct WritersDue(Mutex<HashMap<OsString, Instant>>);
+
+impl WritersDue {
+    /// A writer of `name` will come back.
+    fn expect(&self, name: &OsStr) {
+        let now = Instant::now();
+        let mut due = self.0.lock();
+        due.retain(|_, until| *until > now);
+        due.insert(name.to_owned(), now + WRITER_DUE);
+    }
+
+    /// Whether a writer of `name` is on its way: readers must not open it through the cache.
+    pub(super) fn due(&self, name: &OsStr) -> bool {
+        let due = self.0.lock();
+        due.get(name).is_some_and(|until| *until > Instant::now())
+    }
+
+    /// A writer of `name` has opened it.
+    pub(super) fn arrived(&self, name: &OsStr) {
+        let mut due = self.0.lock();
+        if !due.is_empty() {
+            due.remove(name);
+        }
+    }
+}
+
 impl ChunkFs {
     /// Moves `name` off inode `ino`, whose cached readers keep it (with the committed value,
     /// loaded for them, as for an unlink), so that the next lookup of the name makes a new
     /// inode. The store is not touched. Answers the ESTALE that makes the kernel look the path
     /// up again and open what it finds.
-    pub(super) fn supersede(&self, ino: u64, name: &OsStr, op: &str) -> FsError {
+    /// `writer`: the open is a writer's, whose retry the name is kept for (see [`WritersDue`]).
+    pub(super) fn supersede(&self, ino: u64, name: &OsStr, op: &str, writer: bool) -> FsError {
         let stale = || {
             FsError::new(
                 libc::ESTALE,
@@ -47,6 +85,9 @@ impl ChunkFs {
             )
         };
         let _ns = self.ns.write();
+        if writer {
+            self.writers_due.expect(name);
+        }
         self.ns_changes
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if self.tables().inodes.ino_of(name) != Some(ino) {
@@ -251,6 +292,42 @@ mod tests {
         // The kernel's pages of the new inode are now of its value: the next open keeps them.
         let (r3, io) = fs.open_io(b.ino, libc::O_RDONLY, 0).unwrap();
         assert_eq!(io, Io::Cached { keep: true });
+        fs.release(r3).unwrap();
+    }
+
+    /// A reader that opens the name between a writer's ESTALE and the writer's second open
+    /// (the kernel's one retry) reads through the daemon, so the writer's second open does not
+    /// meet cached readers again; once the writer is in, readers are cached again.
+    #[test]
+    fn a_writer_moved_off_cached_readers_gets_the_new_inode() {
+        let fs = fs();
+        put(&fs, "ab", b"old value");
+        let a = fs.lookup(ROOT_INO, OsStr::new("ab"), 0).unwrap();
+        let (r, _) = fs.open_io(a.ino, libc::O_RDONLY, 0).unwrap();
+        let e = fs.open_io(a.ino, libc::O_WRONLY, 0).unwrap_err();
+        assert_eq!(e.errno, libc::ESTALE);
+        let b = fs.lookup(ROOT_INO, OsStr::new("ab"), 0).unwrap();
+        let (r2, io) = fs.open_io(b.ino, libc::O_RDONLY, 0).unwrap();
+        assert_eq!(io, Io::Direct, "a reader before the writer's retry");
+        assert_eq!(fs.read(r2, 0, 100).unwrap(), b"old value");
+        let (w, io) = fs
+            .open_io(b.ino, libc::O_WRONLY | libc::O_TRUNC, 0)
+            .unwrap();
+        assert_eq!(io, Io::Direct);
+        fs.write(w, 0, b"new").unwrap();
+        fs.flush(w, 0).unwrap();
+        fs.release(w).unwrap();
+        assert_eq!(fs.read(r2, 0, 100).unwrap(), b"old value");
+        assert_eq!(fs.read(r, 0, 100).unwrap(), b"old value");
+        fs.release(r2).unwrap();
+        fs.release(r).unwrap();
+        let (r3, io) = fs.open_io(b.ino, libc::O_RDONLY, 0).unwrap();
+        assert_eq!(
+            io,
+            Io::Cached { keep: false },
+            "the writer came: cached again"
+        );
+        assert_eq!(fs.read(r3, 0, 100).unwrap(), b"new");
         fs.release(r3).unwrap();
     }
 

@@ -128,6 +128,8 @@ pub struct ChunkFs {
     errors: ErrorCounts,
     /// Requests answered, by kind, for `cloudstore-fs stats`.
     requests: RequestCounts,
+    /// Names moved off cached readers for a writer that has yet to open them again.
+    writers_due: cache::WritersDue,
     /// Tells the kernel to drop what it caches of an inode (pages, attributes) after a change.
     invalidator: OnceLock<Box<dyn Fn(u64) + Send + Sync>>,
     /// Tells the kernel, at once, to drop its attributes of an inode (no pages).
@@ -161,6 +163,7 @@ impl ChunkFs {
             started,
             errors: ErrorCounts::default(),
             requests: RequestCounts::default(),
+            writers_due: Default::default(),
             invalidator: OnceLock::new(),
             attr_invalidator: OnceLock::new(),
             dir_mtime: Arc::new(side::DirState::new(started)),

@@ -187,8 +187,11 @@ impl ChunkFs {
             fresh = created;
             // Dirty and empty, so that closing it stores a 0-byte chunk (`touch`).
             match self.add_handle(ino, node, mode, pid, Some(Value::empty(&self.budget)), None) {
-                Ok((fh, _)) => fh,
-                Err(_) => return Err(self.supersede(ino, name, "create")),
+                Ok((fh, _)) => {
+                    self.writers_due.arrived(name);
+                    fh
+                }
+                Err(_) => return Err(self.supersede(ino, name, "create", true)),
             }
         };
         let attr = if fresh {

@@ -142,7 +142,7 @@ impl ChunkFs {
         let held = node.clone();
         let gate = held.gate.read();
         let read = match (&class, write) {
-            (Name::Chunk(key), false) if self.cfg.cached_reads => {
+            (Name::Chunk(key), false) if self.cfg.cached_reads && !self.writers_due.due(name) => {
                 self.read_stamp(&node, key, name, seen)
             }
             _ => None,
@@ -159,9 +159,12 @@ impl ChunkFs {
                     return self.open_ino_once(ino, name, mode, pid, false);
                 }
                 drop(held);
-                return Err(self.supersede(ino, name, "open"));
+                return Err(self.supersede(ino, name, "open", write));
             }
         };
+        if write {
+            self.writers_due.arrived(name);
+        }
         if !matches!(view, View::Unset) {
             if let Ok(h) = self.handle(fh) {
                 h.st.lock().view = view;
