@@ -26,7 +26,8 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::fs::stats::errno_name;
 use crate::fs::{ChunkFs, StatsSnapshot};
 use crate::store::{
-    Capabilities, ChunkList, Cloudstore, RawChunk, Result, SpaceInfo, Version, VersionedRange,
+    Capabilities, ChunkList, Cloudstore, RawChunk, Result, RoundTrips, SpaceInfo, Version,
+    VersionedRange,
 };
 
 /// A `--metrics-addr` that cannot be used: its message names the address and the reason.
@@ -200,6 +201,9 @@ impl Cloudstore for TimedStore {
     }
     fn set_mtime(&self, key: &[u8], mtime: SystemTime) -> Result<()> {
         self.timed("set_mtime", |s| s.set_mtime(key, mtime))
+    }
+    fn round_trips(&self) -> Option<RoundTrips> {
+        self.inner.round_trips()
     }
     fn space(&self) -> Result<Option<SpaceInfo>> {
         self.timed("space", |s| s.space())

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::{
-    Capabilities, ChunkList, Cloudstore, RawChunk, Result, SpaceInfo, Version, VersionedRange,
+    Capabilities, ChunkList, Cloudstore, RawChunk, Result, RoundTrips, SpaceInfo, Version,
+    VersionedRange,
 };
 
 /// A call on its way to the inner store: the operation and the keys it concerns.
@@ -159,6 +160,9 @@ impl<H: Hook> Cloudstore for PassThrough<H> {
     fn set_mtime(&self, key: &[u8], mtime: SystemTime) -> Result<()> {
         self.before(Call::SetMtime(key))?;
         self.inner.set_mtime(key, mtime)
+    }
+    fn round_trips(&self) -> Option<RoundTrips> {
+        self.inner.round_trips()
     }
     fn space(&self) -> Result<Option<SpaceInfo>> {
         self.before(Call::Space)?;
