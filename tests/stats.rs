@@ -312,6 +312,106 @@ mount_suites!([
     requests_per_file_of_a_create,
 ]);
 
+/// Round trips to the OSDs (`store_round_trips`, one per RADOS operation sent) per request on
+/// a Ceph mount (issue 14): a listing page's sizes and mtimes come from one pipelined batch of
+/// compound ops (stat + xattrs), one per name, and no per-entry call follows; a lookup is one op;
+/// an open of a small chunk is one versioned read that also serves its reads; a ranged read is
+/// one op, however long; a rewrite of part of a small chunk reads it in one op and commits it
+/// in one. Revalidations after a TTL ran out (a loaded machine) only add ops, so each figure is
+/// the fewest of three tries.
+fn round_trips_per_request(m: &mut TestMount) {
+    const FILES: u64 = 300;
+    const BIG: &str = "b16b";
+    let src = m.outside("trips-src");
+    m.sh(&format!(
+        "mkdir -p {src} && cd {src} && for i in $(seq 1 {FILES}); do head -c 4096 /dev/urandom > $(printf 'd%03x' $i); done && head -c $((2 << 20)) /dev/urandom > {BIG} && cp {src}/* \"$MNT\"/",
+        src = src.display()
+    ));
+    let n = |s: &BTreeMap<String, String>, key: &str| {
+        s.get(key).map_or(0, |v| v.parse::<u64>().unwrap())
+    };
+    // (round trips, batches, ops in batches, FUSE reads, lookups + getattrs) of `script`.
+    let measure = |m: &TestMount, script: &str| {
+        let before = stats(m);
+        m.sh(script);
+        let after = stats(m);
+        let d = |key: &str| n(&after, key) - n(&before, key);
+        (
+            d("store_round_trips"),
+            d("store_batches"),
+            d("store_batched_round_trips"),
+            d("requests_read"),
+            d("requests_lookup") + d("requests_getattr"),
+        )
+    };
+    let objects = FILES + 1;
+    let mut fewest = BTreeMap::new();
+    for _ in 0..3 {
+        m.remount();
+        let (trips, batches, batched, _, revalidations) = measure(m, "ls -l \"$MNT\" > /dev/null");
+        assert_eq!(batched, objects, "ls -l: one op per name, in batches");
+        assert_eq!(
+            batches,
+            objects.div_ceil(256),
+            "ls -l: one batch per page of 256 names"
+        );
+        assert!(
+            trips <= objects + revalidations,
+            "ls -l: {trips} round trips for {objects} names ({revalidations} revalidations)"
+        );
+        m.remount();
+        let mut keep = |what: &'static str, trips: u64| {
+            let e = fewest.entry(what).or_insert(u64::MAX);
+            *e = (*e).min(trips);
+        };
+        keep("lookup", measure(m, "stat \"$MNT\"/d001 > /dev/null").0);
+        keep(
+            "open and read a 4 KiB chunk",
+            measure(m, "cat \"$MNT\"/d001 > /dev/null").0,
+        );
+        measure(m, &format!("stat \"$MNT\"/{BIG} > /dev/null"));
+        let (trips, _, _, reads, _) = measure(
+            m,
+            &format!("dd if=\"$MNT\"/{BIG} bs=1M of=/dev/null 2>/dev/null"),
+        );
+        assert!(reads >= 2, "{reads} FUSE reads of a 2 MiB chunk");
+        keep("ranged reads less one per read", trips - reads);
+        measure(m, "stat \"$MNT\"/d002 > /dev/null");
+        keep(
+            "rewrite 10 bytes of a 4 KiB chunk",
+            measure(
+                m,
+                "printf 0123456789 | dd of=\"$MNT\"/d002 bs=1 seek=100 conv=notrunc 2>/dev/null",
+            )
+            .0,
+        );
+    }
+    let want = BTreeMap::from([
+        ("lookup", 1),
+        ("open and read a 4 KiB chunk", 1),
+        ("ranged reads less one per read", 1),
+        ("rewrite 10 bytes of a 4 KiB chunk", 2),
+    ]);
+    assert_eq!(
+        fewest, want,
+        "round trips per request (the fewest of three tries)"
+    );
+    // What was read and written is what the files hold.
+    let got = m.sh(&format!(
+        "cmp {}/{BIG} \"$MNT\"/{BIG} && echo same",
+        src.display()
+    ));
+    assert_eq!(got.trim(), "same");
+    let d002 = m.sh("dd if=\"$MNT\"/d002 bs=1 skip=100 count=10 2>/dev/null");
+    assert_eq!(d002, "0123456789");
+}
+
+mount_suite!(
+    ceph_only,
+    common::mount::Store::Ceph,
+    [round_trips_per_request]
+);
+
 /// A field of /proc/PID/status (VmRSS, RssFile, ...), in bytes.
 fn proc_status_bytes(pid: u32, field: &str) -> u64 {
     let text = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

@@ -205,6 +205,9 @@ impl ChunkFs {
                                         s.fresh.remove(&n);
                                     }
                                     self.attrs.learn_size(&info.key, Some(info.size), s.since);
+                                    if let Some(t) = info.mtime {
+                                        self.attrs.learn_mtime(&info.key, t, s.since);
+                                    }
                                     s.push(n, FileKind::File, Some(info.size));
                                     page.push((info.key, info.size));
                                     added += 1;

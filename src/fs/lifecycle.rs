@@ -2,6 +2,7 @@
 //! closed.
 
 use std::ffi::OsStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::attr::StatFs;
@@ -43,18 +44,33 @@ impl ChunkFs {
             .filter(|h| h.write)
             .cloned()
             .collect();
-        let mut first = None;
-        for h in writers {
-            let mut hs = h.st.lock();
-            if hs.is_poisoned() {
-                // Already reported to the program by its write or close.
-                continue;
+        // Several commits in flight (on a remote store each is a round trip): as many workers
+        // as metadata calls may run at once; the committer batches what they queue together.
+        let next = AtomicUsize::new(0);
+        let first = parking_lot::Mutex::new(None);
+        let work = || {
+            while let Some(h) = writers.get(next.fetch_add(1, Ordering::Relaxed)) {
+                let mut hs = h.st.lock();
+                if hs.is_poisoned() {
+                    // Already reported to the program by its write or close.
+                    continue;
+                }
+                if let Err(e) = self.publish(h, &mut hs, false) {
+                    first.lock().get_or_insert(e.logged());
+                }
             }
-            if let Err(e) = self.publish(&h, &mut hs, false) {
-                first.get_or_insert(e.logged());
-            }
+        };
+        let workers = self.cfg.metadata_parallelism.min(writers.len());
+        if workers <= 1 {
+            work();
+        } else {
+            std::thread::scope(|scope| {
+                for _ in 0..workers {
+                    scope.spawn(work);
+                }
+            });
         }
-        first.map_or(Ok(()), Err)
+        first.into_inner().map_or(Ok(()), Err)
     }
 
     /// fsyncdir: a barrier for every pending commit, then durable.

@@ -242,6 +242,7 @@ impl ChunkFs {
             requests,
             bytes_read,
             bytes_written,
+            round_trips: self.store.round_trips(),
         }
     }
 

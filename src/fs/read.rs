@@ -14,13 +14,34 @@ impl ChunkFs {
     /// The whole value of `key` from the store, reserved in the budget before it is fetched
     /// (with room for the store's own transient copy), with its store version where the store
     /// has versions. `None`: the chunk does not exist.
+    ///
+    /// On a ranged store the first read gives the size with the first bytes: a value that fits
+    /// it costs that one round trip (no stat first).
     pub(super) fn fetch(&self, key: &[u8], age: u64) -> FsResult<Option<(Value, Option<Version>)>> {
         let label = hex::encode(key);
-        let Some(size) = self
-            .store
-            .stat(key)
-            .map_err(|e| FsError::store("stat", &label, e))?
-        else {
+        let size = if self.ranged() {
+            let first = self
+                .store
+                .read_version(key, 0, self.cfg.open_read.max(1), None)
+                .map_err(|e| FsError::store("read", &label, e))?;
+            let Some(first) = first else {
+                return Ok(None);
+            };
+            self.check_within_maximum("read", key, first.size)?;
+            if first.bytes.len() as u64 == first.size {
+                let len = first.bytes.capacity() as u64;
+                self.budget.reserve_wait(len, age, &label)?;
+                let value = Value::adopt(first.bytes, len, &self.budget, &label)?;
+                return Ok(Some((value, Some(first.version))));
+            }
+            // Longer: read whole below, of one version, once the budget has room for it.
+            Some(first.size)
+        } else {
+            self.store
+                .stat(key)
+                .map_err(|e| FsError::store("stat", &label, e))?
+        };
+        let Some(size) = size else {
             return Ok(None);
         };
         self.check_within_maximum("read", key, size)?;

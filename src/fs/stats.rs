@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 
 use super::error::FsError;
+use crate::store::RoundTrips;
 
 pub use crate::sys::errno::errno_name;
 
@@ -133,6 +134,8 @@ pub struct StatsSnapshot {
     /// File bytes read and written through the mount.
     pub bytes_read: u64,
     pub bytes_written: u64,
+    /// Round trips to the store's servers (Ceph), `None` for a local store.
+    pub round_trips: Option<RoundTrips>,
 }
 
 impl fmt::Display for StatsSnapshot {
@@ -154,6 +157,11 @@ impl fmt::Display for StatsSnapshot {
         }
         writeln!(f, "bytes_read: {}", self.bytes_read)?;
         writeln!(f, "bytes_written: {}", self.bytes_written)?;
+        if let Some(t) = &self.round_trips {
+            writeln!(f, "store_round_trips: {}", t.ops)?;
+            writeln!(f, "store_batches: {}", t.batches)?;
+            writeln!(f, "store_batched_round_trips: {}", t.batched_ops)?;
+        }
         let total: u64 = self.errors.values().sum();
         writeln!(f, "errors_total: {total}")?;
         for (errno, count) in &self.errors {
@@ -227,6 +235,11 @@ mod tests {
             requests: BTreeMap::from([("open", 3), ("read", 4)]),
             bytes_read: 4096,
             bytes_written: 0,
+            round_trips: Some(RoundTrips {
+                ops: 9,
+                batches: 2,
+                batched_ops: 7,
+            }),
         }
         .to_string();
         for line in [
@@ -240,6 +253,9 @@ mod tests {
             "requests_total: 7",
             "requests_open: 3",
             "bytes_read: 4096",
+            "store_round_trips: 9",
+            "store_batches: 2",
+            "store_batched_round_trips: 7",
             "last_error: ETIMEDOUT flush: commit 00ab: timed out",
         ] {
             assert!(s.contains(line), "{line:?} missing from:\n{s}");

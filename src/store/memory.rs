@@ -205,6 +205,7 @@ impl Cloudstore for MemoryStore {
                 Ok(ChunkInfo {
                     key: k.clone(),
                     size: e.value.len() as u64,
+                    mtime: e.mtime,
                 })
             })
             .collect();

@@ -46,11 +46,23 @@ impl RawChunk {
     }
 }
 
-/// A chunk seen in a listing: its key and the size of its value in bytes.
+/// A chunk seen in a listing: its key, the size of its value in bytes, and its modification
+/// time when the listing had it without another round trip (see [`Cloudstore::mtime`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkInfo {
     pub key: Vec<u8>,
     pub size: u64,
+    pub mtime: Option<SystemTime>,
+}
+
+/// Round trips a backend made to its servers so far (`cloudstore-fs stats`): every operation
+/// sent (a compound RADOS operation, e.g. a stat with a read, is one), and those of them that
+/// went out pipelined, several in flight at once, with how many batches that took.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RoundTrips {
+    pub ops: u64,
+    pub batches: u64,
+    pub batched_ops: u64,
 }
 
 /// A streaming listing. It owns what it needs (no borrow of the store), so a directory handle can
@@ -194,6 +206,11 @@ pub trait Cloudstore: Send + Sync {
     /// Sets the modification time of an existing `key` (touch -d, tar x, rsync -a).
     fn set_mtime(&self, _key: &[u8], _mtime: SystemTime) -> Result<()> {
         Ok(())
+    }
+
+    /// The round trips made so far, for a backend that talks to servers (`None` otherwise).
+    fn round_trips(&self) -> Option<RoundTrips> {
+        None
     }
 
     /// Space figures for statfs, when the backend knows them.

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{
-    Capabilities, ChunkList, Cloudstore, RawChunk, Result, SpaceInfo, Version, VersionedRange,
+    Capabilities, ChunkList, Cloudstore, RawChunk, Result, RoundTrips, SpaceInfo, Version,
+    VersionedRange,
 };
 
 /// A call on its way to the inner store: the operation and the keys it concerns.
@@ -206,6 +207,9 @@ impl<H: Hook> Cloudstore for PassThrough<H> {
     fn set_mtime(&self, key: &[u8], mtime: SystemTime) -> Result<()> {
         let op = self.before(Call::SetMtime(key))?;
         self.forward(op, |s| s.set_mtime(key, mtime))
+    }
+    fn round_trips(&self) -> Option<RoundTrips> {
+        self.inner.round_trips()
     }
     fn space(&self) -> Result<Option<SpaceInfo>> {
         let op = self.before(Call::Space)?;

@@ -12,6 +12,7 @@ use super::*;
 use crate::store::memory::MemoryStore;
 use crate::store::{ChunkList, RawChunk, Result as StoreResult};
 
+mod commits;
 mod files;
 mod inodes;
 mod listing;

@@ -10,10 +10,12 @@ use std::collections::VecDeque;
 use std::ffi::CString;
 use std::os::raw::{c_char, c_int};
 use std::ptr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use ceph::rados as ffi;
 
 use super::rados::{aio_version, check, Cluster, Errno};
+use crate::store::RoundTrips;
 
 /// One librados aio completion, released on drop (after waiting for it if still in flight).
 struct Completion {
@@ -76,9 +78,39 @@ pub trait AioOp {
     fn finish(&mut self, ret: c_int, version: u64);
 }
 
+/// The operations a connection sent to the OSDs (`cloudstore-fs stats`): each is one round
+/// trip, however many steps (stat, read, xattrs) it carries.
+#[derive(Default)]
+pub struct TripCounter {
+    ops: AtomicU64,
+    batches: AtomicU64,
+    batched_ops: AtomicU64,
+}
+
+impl TripCounter {
+    /// `n` operations sent together (pipelined when more than one).
+    pub fn sent(&self, n: usize) {
+        let n = n as u64;
+        self.ops.fetch_add(n, Relaxed);
+        if n > 1 {
+            self.batches.fetch_add(1, Relaxed);
+            self.batched_ops.fetch_add(n, Relaxed);
+        }
+    }
+
+    pub fn get(&self) -> RoundTrips {
+        RoundTrips {
+            ops: self.ops.load(Relaxed),
+            batches: self.batches.load(Relaxed),
+            batched_ops: self.batched_ops.load(Relaxed),
+        }
+    }
+}
+
 /// Runs every operation of `ops`, at most `max_in_flight` at once.
 pub fn pipeline<T: AioOp>(cluster: &Cluster, ops: &mut [T], max_in_flight: usize) {
     let ioctx = cluster.ioctx();
+    let mut sent = 0;
     let window = max_in_flight.max(1);
     let mut in_flight: VecDeque<(usize, Completion)> = VecDeque::with_capacity(window);
     for i in 0..ops.len() {
@@ -104,9 +136,11 @@ pub fn pipeline<T: AioOp>(cluster: &Cluster, ops: &mut [T], max_in_flight: usize
             drop(c);
             ops[i].finish(ret, 0);
         } else {
+            sent += 1;
             in_flight.push_back((i, completion));
         }
     }
+    cluster.trips.sent(sent);
     while let Some((j, mut c)) = in_flight.pop_front() {
         let (ret, version) = c.wait();
         ops[j].finish(ret, version);
@@ -358,46 +392,5 @@ impl AioOp for WriteOp<'_> {
 impl Drop for WriteOp<'_> {
     fn drop(&mut self) {
         self.release();
-    }
-}
-
-/// The size of an object (for listings).
-pub struct StatOp {
-    pub oid: CString,
-    size: u64,
-    mtime: libc::time_t,
-    /// After `finish`: the size or the errno.
-    pub result: Option<Result<u64, Errno>>,
-}
-
-impl StatOp {
-    /// A stat of `oid`.
-    pub fn new(oid: CString) -> StatOp {
-        StatOp {
-            oid,
-            size: 0,
-            mtime: 0,
-            result: None,
-        }
-    }
-}
-
-impl AioOp for StatOp {
-    unsafe fn submit(
-        &mut self,
-        ioctx: ffi::rados_ioctx_t,
-        completion: ffi::rados_completion_t,
-    ) -> c_int {
-        ffi::rados_aio_stat(
-            ioctx,
-            self.oid.as_ptr(),
-            completion,
-            &mut self.size,
-            &mut self.mtime,
-        )
-    }
-
-    fn finish(&mut self, ret: c_int, _version: u64) {
-        self.result = Some(check(ret).map(|_| self.size));
     }
 }

@@ -120,7 +120,7 @@ impl CephStore {
             PoolState::Recreated => {}
         }
         // The access was probed at mount: a reconnect only has to reach the new pool.
-        let params = ConnectParams::of(&self.params, false);
+        let params = ConnectParams::of(&self.params, false, &self.trips);
         let cluster = Arc::new(Cluster::connect(&params).map_err(|message| {
             let err = StoreError::Backend {
                 backend: BACKEND,

@@ -1,5 +1,6 @@
 //! Streaming listing of a pool namespace: object names from `rados_nobjects_list_*`, filtered to
-//! chunk keys, with sizes fetched a page at a time by pipelined stats.
+//! chunk keys, with sizes and mtimes fetched a page at a time: one pipelined batch of compound
+//! ops (stat + xattrs), one op per name.
 //!
 //! RADOS lists in hash order: deterministic for a given pool layout, but not sorted, so a
 //! resume point (`after`) can only be found by listing up to it.
@@ -13,12 +14,13 @@ use std::time::Duration;
 
 use ceph::rados as ffi;
 
-use super::aio::{pipeline, StatOp};
+use super::aio::pipeline;
+use super::attrs::AttrOp;
 use super::rados::{check, Cluster, Errno};
 use super::{describe, key_of_object_name, BACKEND};
 use crate::store::{ChunkInfo, Result, StoreError};
 
-/// Object names per page: sizes of a page are fetched with one pipelined batch of stats.
+/// Object names per page: the attributes of a page are fetched with one pipelined batch.
 const PAGE: usize = 256;
 
 /// An open librados listing; keeps its cluster alive and closes the listing on drop.
@@ -151,7 +153,7 @@ impl ChunkListing {
                         continue;
                     }
                     // Names from librados never contain NUL.
-                    ops.push(StatOp::new(
+                    ops.push(AttrOp::new(
                         CString::new(name).expect("no NUL in a C string"),
                     ));
                 }
@@ -170,7 +172,11 @@ impl ChunkListing {
         for op in ops {
             let key = key_of_object_name(op.oid.as_bytes()).expect("checked above");
             let item = match op.result.expect("pipeline finishes every op") {
-                Ok(size) => Ok(ChunkInfo { key, size }),
+                Ok((size, mtime)) => Ok(ChunkInfo {
+                    key,
+                    size,
+                    mtime: Some(mtime),
+                }),
                 // Deleted between the listing and the stat: not there any more.
                 Err(libc::ENOENT) => continue,
                 Err(e) => Err(self.error("stat", Some(&key), e)),

@@ -3,18 +3,22 @@
 //! a 0-byte object. What this backend writes is exactly what `rados get` sees, and the reverse.
 //!
 //! - set is one write_full (a shorter overwrite leaves no old tail), carrying the mtime xattr;
-//! - reads (whole or ranged) read only what is asked, at the offset: first a plain read of up
-//!   to 64 KiB, and only for values that fill it a read with a stat in the same op (so a value
-//!   is never stitched from two versions);
+//! - reads (whole or ranged) read only what is asked, at the offset: a range with an end in one
+//!   plain read (up to 4 MiB), a value to its end first up to 64 KiB, and only for values that
+//!   fill it a read with a stat in the same op (so a value is never stitched from two versions);
 //! - a versioned read ([`Cloudstore::read_version`]) is one op: a stat, the read, and the
-//!   object version it read; later reads of the same open file assert that version, so the OSD
+//!   object version it read (a range to the end of a value longer than 64 KiB: a second op
+//!   asserting that version); later reads of the same open file assert that version, so the OSD
 //!   refuses them once another client replaced or deleted the object (ESTALE, never a mix);
 //! - a full pool (quota) or cluster (full ratio) fails a write at once with EDQUOT or ENOSPC,
 //!   and deletes still go through (the I/O context is in "full try" mode);
 //! - a deleted pool is told from a missing object by the cluster map after every operation:
 //!   every operation then fails naming the pool, and a pool created again under the same name
 //!   is picked up by reconnecting;
-//! - batches are pipelined with librados aio, at most `ceph.max_in_flight` outstanding;
+//! - batches are pipelined with librados aio, at most `ceph.max_in_flight` outstanding; every
+//!   operation sent is counted (`Cloudstore::round_trips`, shown by `cloudstore-fs stats`);
+//! - a getattr is one op (stat + xattrs), and so is every name of a listing page (one
+//!   pipelined batch per page of 256 names gives their sizes and mtimes);
 //! - the mtime lives beside the keyspace: an xattr `cloudstore.mtime` on the chunk's own object
 //!   (nanoseconds), with the object mtime set to the same second; an object written by another
 //!   tool (no xattr, or an object mtime that moved on) shows its RADOS mtime;
@@ -24,10 +28,12 @@
 //! the connection.
 //!
 //! One file a job: `rados` (the librados handle and connect), `connection` (reconnect, the
-//! unreachable and deleted-pool guards), `read` (pipelined reads), `aio` (the pipeline),
+//! unreachable and deleted-pool guards), `read` (pipelined reads), `attrs` (size and mtime in
+//! one op), `aio` (the pipeline and the count of operations sent),
 //! `list`, `names` (object names, mtime text), `errors` (errno meanings), `side` (side records).
 
 mod aio;
+mod attrs;
 mod connection;
 mod errors;
 mod list;
@@ -42,7 +48,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
-use aio::{pipeline, WriteOp};
+use aio::{pipeline, TripCounter, WriteOp};
 pub(crate) use errors::describe;
 pub(crate) use names::key_of_object_name;
 use names::{encode_mtime, object_name};
@@ -50,8 +56,8 @@ use rados::{Cluster, ConnectParams, Errno};
 use read::ReadRequest;
 
 use super::{
-    check_chunk, clamp_range, Capabilities, ChunkList, Cloudstore, RawChunk, Result, SpaceInfo,
-    StoreError, Version, VersionedRange,
+    check_chunk, clamp_range, Capabilities, ChunkList, Cloudstore, RawChunk, Result, RoundTrips,
+    SpaceInfo, StoreError, Version, VersionedRange,
 };
 use crate::config::{CephConfig, Config};
 
@@ -81,13 +87,16 @@ pub struct CephStore {
     max_chunk_size: u64,
     max_in_flight: usize,
     op_timeout: Duration,
+    /// The operations sent to the OSDs, over every connection this store made.
+    trips: Arc<TripCounter>,
 }
 
 impl CephStore {
     /// Connects to the cluster that `config.ceph` names and opens its pool and namespace.
     pub fn open(config: &Config) -> Result<Self> {
         let c = &config.ceph;
-        let params = ConnectParams::of(c, c.probe_access);
+        let trips = Arc::new(TripCounter::default());
+        let params = ConnectParams::of(c, c.probe_access, &trips);
         // Not logged here: the caller reports the error once.
         let cluster = Arc::new(Cluster::connect(&params).map_err(|e| StoreError::Config(e.0))?);
         let store = CephStore {
@@ -104,6 +113,7 @@ impl CephStore {
             max_chunk_size: config.max_chunk_size,
             max_in_flight: c.max_in_flight.max(1),
             op_timeout: c.op_timeout(),
+            trips,
         };
         log::info!(
             "{BACKEND}: connected as client.{} to {} ({})",
@@ -406,6 +416,10 @@ impl Cloudstore for CephStore {
 
     fn side_put(&self, name: &str, value: &[u8]) -> Result<()> {
         self.side_write(name, value)
+    }
+
+    fn round_trips(&self) -> Option<RoundTrips> {
+        Some(self.trips.get())
     }
 
     /// Cluster-wide figures (RADOS pools have no size of their own, only quotas); `None` when

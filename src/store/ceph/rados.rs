@@ -13,9 +13,12 @@ use std::ffi::{CStr, CString};
 use std::os::raw::{c_char, c_int};
 use std::path::Path;
 use std::ptr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ceph::rados as ffi;
+
+use super::aio::TripCounter;
 
 /// The object the access probe stats: not a chunk name (not hex), so never a chunk.
 const ACCESS_PROBE: &CStr = c"cloudstore-fs.access-probe";
@@ -74,11 +77,17 @@ pub struct ConnectParams<'a> {
     pub op_timeout: Duration,
     /// Stat the probe object after connecting (see [`Cluster::probe_access`]).
     pub probe_access: bool,
+    /// Where the connection counts the operations it sends.
+    pub trips: Arc<TripCounter>,
 }
 
 impl<'a> ConnectParams<'a> {
     /// The connection `c` configures, with the access probe or without.
-    pub fn of(c: &'a crate::config::CephConfig, probe_access: bool) -> Self {
+    pub fn of(
+        c: &'a crate::config::CephConfig,
+        probe_access: bool,
+        trips: &Arc<TripCounter>,
+    ) -> Self {
         ConnectParams {
             conf: &c.conf,
             user: &c.user,
@@ -87,6 +96,7 @@ impl<'a> ConnectParams<'a> {
             connect_timeout: c.connect_timeout(),
             op_timeout: c.op_timeout(),
             probe_access,
+            trips: trips.clone(),
         }
     }
 }
@@ -106,6 +116,8 @@ pub struct Cluster {
     pool_id: i64,
     /// The access probe at connect ran into the op timeout: the OSDs did not answer.
     pub probe_timed_out: bool,
+    /// The operations sent (shared with the store, which outlives a reconnect).
+    pub trips: Arc<TripCounter>,
 }
 
 // librados handles are thread-safe; the one ioctx setting that is not (the namespace) is set
@@ -268,6 +280,7 @@ impl Cluster {
             pool,
             pool_id,
             probe_timed_out: false,
+            trips: p.trips.clone(),
         };
         let mut cluster = cluster;
         if p.probe_access {
@@ -341,6 +354,7 @@ impl Cluster {
     pub fn stat(&self, oid: &CStr) -> Result<(u64, i64), Errno> {
         let mut size = 0u64;
         let mut mtime: libc::time_t = 0;
+        self.trips.sent(1);
         // SAFETY: valid ioctx and C string, out-pointers to locals.
         check(unsafe { ffi::rados_stat(self.ioctx, oid.as_ptr(), &mut size, &mut mtime) })?;
         Ok((size, mtime))
@@ -348,65 +362,9 @@ impl Cluster {
 
     /// Deletes an object.
     pub fn remove(&self, oid: &CStr) -> Result<(), Errno> {
+        self.trips.sent(1);
         // SAFETY: valid ioctx and C string.
         check(unsafe { ffi::rados_remove(self.ioctx, oid.as_ptr()) }).map(drop)
-    }
-
-    /// Size, mtime (whole seconds) and the value of one xattr (`None` when unset), read in one
-    /// round trip.
-    pub fn stat_with_xattr(
-        &self,
-        oid: &CStr,
-        xattr: &str,
-    ) -> Result<(u64, i64, Option<Vec<u8>>), Errno> {
-        let mut size = 0u64;
-        let mut mtime: libc::time_t = 0;
-        let mut stat_rval: c_int = 0;
-        let mut iter: ffi::rados_xattrs_iter_t = ptr::null_mut();
-        let mut xattrs_rval: c_int = 0;
-        // SAFETY: the op and every out-pointer live until rados_read_op_operate returns (it is
-        // synchronous); the op is released on every path.
-        let ret = unsafe {
-            let op = ffi::rados_create_read_op();
-            if op.is_null() {
-                return Err(libc::ENOMEM);
-            }
-            ffi::rados_read_op_stat(op, &mut size, &mut mtime, &mut stat_rval);
-            ffi::rados_read_op_getxattrs(op, &mut iter, &mut xattrs_rval);
-            let ret = ffi::rados_read_op_operate(op, self.ioctx, oid.as_ptr(), 0);
-            ffi::rados_release_read_op(op);
-            ret
-        };
-        let iter = XattrIter(iter);
-        check(ret)?;
-        check(stat_rval)?;
-        check(xattrs_rval)?;
-        let mut found = None;
-        loop {
-            let mut name: *const c_char = ptr::null();
-            let mut val: *const c_char = ptr::null();
-            let mut len: libc::size_t = 0;
-            if iter.0.is_null() {
-                break;
-            }
-            // SAFETY: a live iterator; name/val stay valid until the next call.
-            check(unsafe { ffi::rados_getxattrs_next(iter.0, &mut name, &mut val, &mut len) })?;
-            if name.is_null() {
-                break;
-            }
-            // SAFETY: librados gives a NUL-terminated name and `len` bytes of value.
-            let this = unsafe { CStr::from_ptr(name) };
-            if this.to_bytes() == xattr.as_bytes() {
-                let value = if len == 0 || val.is_null() {
-                    Vec::new()
-                } else {
-                    unsafe { std::slice::from_raw_parts(val as *const u8, len) }.to_vec()
-                };
-                found = Some(value);
-                break;
-            }
-        }
-        Ok((size, mtime, found))
     }
 
     /// Space figures of the whole cluster (a pool has no size of its own in RADOS).
@@ -435,18 +393,6 @@ impl Drop for Cluster {
         unsafe {
             ffi::rados_ioctx_destroy(self.ioctx);
             ffi::rados_shutdown(self.rados);
-        }
-    }
-}
-
-/// An xattr iterator, ended on drop.
-struct XattrIter(ffi::rados_xattrs_iter_t);
-
-impl Drop for XattrIter {
-    fn drop(&mut self) {
-        if !self.0.is_null() {
-            // SAFETY: an iterator librados handed out, ended once.
-            unsafe { ffi::rados_getxattrs_end(self.0) }
         }
     }
 }

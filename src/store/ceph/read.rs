@@ -1,17 +1,20 @@
-//! Reads, pipelined: whole values, ranges, versioned reads and attributes (size and mtime).
+//! Reads, pipelined: whole values, ranges and versioned reads.
 
-use std::ffi::{CStr, CString};
-use std::time::SystemTime;
+use std::ffi::CString;
 
 use super::aio::{pipeline, ReadOp};
-use super::names::{decode_mtime, from_secs_nanos};
 use super::rados::{Cluster, Errno};
-use super::{CephStore, BACKEND, MTIME_XATTR};
+use super::{CephStore, BACKEND};
 use crate::store::{Result, StoreError, Version, VersionedRange};
 
 /// Bytes asked for by the first read of a value of unknown size. Chunks smaller than this take
 /// one round trip; larger ones one or two more (a read with the size, then an exact one).
 const FIRST_READ: usize = 64 << 10;
+
+/// Most bytes asked for at once of a range whose end the caller gave (a FUSE read is at most
+/// 1 MiB): such a range takes one op. Only a range to the end of a value of unknown size starts
+/// with [`FIRST_READ`] (a buffer of the whole range would be allocated before the size is known).
+const MAX_RANGE_READ: u64 = 4 << 20;
 
 /// Read rounds before giving up on an object whose size keeps changing under us.
 const MAX_READ_ROUNDS: usize = 4;
@@ -25,11 +28,20 @@ pub(super) struct ReadRequest {
     pub result: Option<std::result::Result<Option<Vec<u8>>, Errno>>,
 }
 
+/// Bytes the first read of a range asks for: the range itself when its length is known
+/// (`Some`), up to [`MAX_RANGE_READ`]; otherwise [`FIRST_READ`].
+fn first_len(want: Option<u64>) -> u64 {
+    match want {
+        Some(n) => n.min(MAX_RANGE_READ),
+        None => FIRST_READ as u64,
+    }
+}
+
 impl CephStore {
     /// Reads every request, pipelined; the values come back into `result`.
     ///
-    /// The first round is a plain read of up to [`FIRST_READ`] bytes: a shorter answer is the
-    /// whole value (or range). Values that filled it are read again from the start together
+    /// The first round is a plain read of the range (see [`first_len`]): a shorter answer is
+    /// the whole value (or range). Values that filled it are read again from the start together
     /// with a stat in the same operation, so a value is never stitched from two versions.
     pub(super) fn read_all(&self, cluster: &Cluster, requests: &mut [ReadRequest]) {
         let want = |r: &ReadRequest| r.end.map_or(u64::MAX, |e| e.saturating_sub(r.start));
@@ -37,7 +49,7 @@ impl CephStore {
         let mut todo: Vec<(usize, usize, bool)> = requests
             .iter()
             .enumerate()
-            .map(|(i, r)| (i, want(r).min(FIRST_READ as u64) as usize, false))
+            .map(|(i, r)| (i, first_len(r.end.map(|_| want(r))) as usize, false))
             .collect();
         for _round in 0..MAX_READ_ROUNDS {
             if todo.is_empty() {
@@ -119,8 +131,9 @@ impl CephStore {
     }
 
     /// `[start, end)` of one version of an object (see [`Cloudstore::read_version`]): one op
-    /// (stat, read, version) for a value that fits the first read, and for a longer one a
-    /// second op for the rest that asserts the version the first one read.
+    /// (stat, read, version) for a range with an end (up to [`MAX_RANGE_READ`]) or a value
+    /// that fits the first read, and for a longer one a second op for the rest that asserts
+    /// the version the first one read.
     pub(super) fn read_versioned(
         &self,
         cluster: &Cluster,
@@ -133,7 +146,7 @@ impl CephStore {
         let want = if end == 0 { u64::MAX } else { end - start };
         let mut bytes: Vec<u8> = Vec::new();
         let mut expect = expect;
-        let mut len = want.min(FIRST_READ as u64);
+        let mut len = first_len((end != 0).then_some(want));
         loop {
             let offset = start + bytes.len() as u64;
             let mut op = [ReadOp::versioned(oid.clone(), offset, len as usize, expect)];
@@ -172,34 +185,6 @@ impl CephStore {
             expect = Some(version);
             len = target - bytes.len() as u64;
             bytes.reserve_exact(len as usize);
-        }
-    }
-
-    /// Size and mtime of an object in one round trip (see [`Cloudstore::mtime`] for which
-    /// mtime); `None` when missing.
-    pub(super) fn attributes(
-        &self,
-        cluster: &Cluster,
-        oid: &CStr,
-    ) -> std::result::Result<Option<(u64, SystemTime)>, Errno> {
-        match cluster.stat_with_xattr(oid, MTIME_XATTR.to_str().expect("ASCII")) {
-            Ok((size, object_secs, xattr)) => {
-                // The xattr is ours only while the object's mtime is still the second we gave
-                // it; a write by another tool moves the object mtime on.
-                let ours = xattr
-                    .as_deref()
-                    .and_then(decode_mtime)
-                    .filter(|(secs, _)| *secs == object_secs);
-                Ok(Some((
-                    size,
-                    match ours {
-                        Some((_, t)) => t,
-                        None => from_secs_nanos(object_secs, 0),
-                    },
-                )))
-            }
-            Err(libc::ENOENT) => Ok(None),
-            Err(e) => Err(e),
         }
     }
 }

@@ -90,7 +90,11 @@ impl<R: ReadValue> Iterator for Listing<R> {
                     Err(e) => return Some(Err(e)),
                 },
             };
-            return Some(Ok(ChunkInfo { key, size }));
+            return Some(Ok(ChunkInfo {
+                key,
+                size,
+                mtime: None,
+            }));
         }
         None
     }
