@@ -33,14 +33,14 @@ use crate::store::Version;
 /// before it moves the name to a new inode.
 const RELEASE_GRACE: Duration = Duration::from_millis(20);
 
-/// How long a name moved off cached readers for a writer stays reserved for that writer.
+/// How long a name moved off cached readers for a writer stays reserved for writers.
 const WRITER_DUE: Duration = Duration::from_secs(1);
 
 /// Names moved to a new inode for a writer (an open for writing, a create) that is on its way
-/// back: the kernel retries an open answered ESTALE only once, so until the writer has opened
-/// the new inode (or [`WRITER_DUE`] passed), readers of the name read through the daemon
-/// instead of through the page cache, and the writer's second open cannot meet cached readers
-/// again (readers reopening in a loop made a writer's open fail with ESTALE).
+/// back: the kernel retries an open answered ESTALE only once, so for [`WRITER_DUE`] readers of
+/// the name read through the daemon instead of through the page cache, and the writer's second
+/// open cannot meet cached readers again (readers reopening in a loop made a writer's open fail
+/// with ESTALE). Not ended by a writer's arrival: several writers may be on their way.
 #[derive(Default)]
 pub(super) struct WritersDue(Mutex<HashMap<OsString, Instant>>);
 
@@ -57,14 +57,6 @@ impl WritersDue {
     pub(super) fn due(&self, name: &OsStr) -> bool {
         let due = self.0.lock();
         due.get(name).is_some_and(|until| *until > Instant::now())
-    }
-
-    /// A writer of `name` has opened it.
-    pub(super) fn arrived(&self, name: &OsStr) {
-        let mut due = self.0.lock();
-        if !due.is_empty() {
-            due.remove(name);
-        }
     }
 }
 
@@ -191,6 +183,7 @@ mod tests {
     use std::ffi::OsStr;
     use std::sync::Arc;
 
+    use crate::fs::handle::OpenMode;
     use crate::fs::readers::{Io, Readers, Stamp};
     use crate::fs::{ChunkFs, FsConfig, ROOT_INO};
     use crate::store::memory::MemoryStore;
@@ -285,6 +278,12 @@ mod tests {
         assert_eq!(fs.read(r, 0, 100).unwrap(), b"old value");
         assert_eq!(fs.getattr(a.ino, Some(r), 0).unwrap().size, 9);
         fs.release(r).unwrap();
+        // Readers of the name read through the daemon while writers may be on their way.
+        let (r1, io) = fs.open_io(b.ino, libc::O_RDONLY, 0).unwrap();
+        assert_eq!(io, Io::Direct);
+        assert_eq!(fs.read(r1, 0, 100).unwrap(), b"the new value");
+        fs.release(r1).unwrap();
+        std::thread::sleep(super::WRITER_DUE);
         let (r2, io) = fs.open_io(b.ino, libc::O_RDONLY, 0).unwrap();
         assert_eq!(io, Io::Cached { keep: false });
         assert_eq!(fs.read(r2, 0, 100).unwrap(), b"the new value");
@@ -297,7 +296,7 @@ mod tests {
 
     /// A reader that opens the name between a writer's ESTALE and the writer's second open
     /// (the kernel's one retry) reads through the daemon, so the writer's second open does not
-    /// meet cached readers again; once the writer is in, readers are cached again.
+    /// meet cached readers again.
     #[test]
     fn a_writer_moved_off_cached_readers_gets_the_new_inode() {
         let fs = fs();
@@ -322,13 +321,48 @@ mod tests {
         fs.release(r2).unwrap();
         fs.release(r).unwrap();
         let (r3, io) = fs.open_io(b.ino, libc::O_RDONLY, 0).unwrap();
-        assert_eq!(
-            io,
-            Io::Cached { keep: false },
-            "the writer came: cached again"
-        );
+        assert_eq!(io, Io::Direct, "another writer may still be on its way");
         assert_eq!(fs.read(r3, 0, 100).unwrap(), b"new");
         fs.release(r3).unwrap();
+    }
+
+    /// An open that gets to an inode after its name moved off it (it waited for the cached
+    /// readers' releases while another writer moved the name) is ESTALE: a writer registered
+    /// there would write to a file no name reaches, and its close would drop its bytes while
+    /// returning 0; a reader would read nothing.
+    #[test]
+    fn a_writer_never_opens_an_inode_that_lost_its_name() {
+        let fs = fs();
+        put(&fs, "ac", b"old value");
+        let a = fs.lookup(ROOT_INO, OsStr::new("ac"), 0).unwrap();
+        let (r, _) = fs.open_io(a.ino, libc::O_RDONLY, 0).unwrap();
+        let e = fs.open_io(a.ino, libc::O_WRONLY, 0).unwrap_err();
+        assert_eq!(e.errno, libc::ESTALE, "the name moved");
+        fs.release(r).unwrap();
+        let mode = OpenMode::of(libc::O_WRONLY | libc::O_TRUNC);
+        let e = fs
+            .open_ino_once(a.ino, OsStr::new("ac"), mode, 0, false)
+            .unwrap_err();
+        assert_eq!(e.errno, libc::ESTALE);
+        // Nor a reader: the node keeps no value for it (its last readers read cached pages).
+        let e = fs
+            .open_ino_once(
+                a.ino,
+                OsStr::new("ac"),
+                OpenMode::of(libc::O_RDONLY),
+                0,
+                false,
+            )
+            .unwrap_err();
+        assert_eq!(e.errno, libc::ESTALE);
+        let b = fs.lookup(ROOT_INO, OsStr::new("ac"), 0).unwrap();
+        let (w, _) = fs
+            .open_io(b.ino, libc::O_WRONLY | libc::O_TRUNC, 0)
+            .unwrap();
+        fs.write(w, 0, b"new").unwrap();
+        fs.flush(w, 0).unwrap();
+        fs.release(w).unwrap();
+        assert_eq!(fs.store().get_chunk(&[0xac]).unwrap().unwrap(), b"new");
     }
 
     /// A chunk open by a cached reader, renamed to a scratch name (its bytes now live in the

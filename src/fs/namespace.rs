@@ -187,10 +187,7 @@ impl ChunkFs {
             fresh = created;
             // Dirty and empty, so that closing it stores a 0-byte chunk (`touch`).
             match self.add_handle(ino, node, mode, pid, Some(Value::empty(&self.budget)), None) {
-                Ok((fh, _)) => {
-                    self.writers_due.arrived(name);
-                    fh
-                }
+                Ok((fh, _)) => fh,
                 Err(_) => return Err(self.supersede(ino, name, "create", true)),
             }
         };

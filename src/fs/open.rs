@@ -137,8 +137,26 @@ impl ChunkFs {
                 self.load_prefetched(&node, key);
             }
         }
-        // The version read, its size and the registration are one step under the gate: no
-        // commit lands between them.
+        // An open registers with the namespace lock held, after checking that the name still
+        // leads here: the name may have moved off this inode since the kernel looked it up
+        // (another open moved it off cached readers, or a rename or an unlink took it). A writer
+        // registered there would write to a file no name reaches, whose close drops its bytes;
+        // a reader, to a node that holds no value for it (its cached readers read the kernel's
+        // pages), would read nothing. ESTALE sends the kernel to the name's inode now.
+        // (`supersede`, renames and unlinks move names under the lock held exclusively.)
+        let ns = self.ns.read();
+        if self.tables().inodes.ino_of(name) != Some(ino) {
+            drop(ns);
+            if let View::Ranged { version, .. } = view {
+                node.state.lock().remove_ranged(version);
+            }
+            drop(node);
+            self.release_node(ino);
+            return Err(FsError::new(
+                libc::ESTALE,
+                format!("open of {name:?}: inode {ino} lost the name"),
+            ));
+        }
         let held = node.clone();
         let gate = held.gate.read();
         let read = match (&class, write) {
@@ -149,6 +167,7 @@ impl ChunkFs {
         };
         let added = self.add_handle(ino, node, mode, pid, buf, read);
         drop(gate);
+        drop(ns);
         let (fh, io) = match added {
             Ok(added) => added,
             Err(Conflict) => {
@@ -162,9 +181,6 @@ impl ChunkFs {
                 return Err(self.supersede(ino, name, "open", write));
             }
         };
-        if write {
-            self.writers_due.arrived(name);
-        }
         if !matches!(view, View::Unset) {
             if let Ok(h) = self.handle(fh) {
                 h.st.lock().view = view;
