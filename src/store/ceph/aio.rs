@@ -10,12 +10,10 @@ use std::collections::VecDeque;
 use std::ffi::CString;
 use std::os::raw::{c_char, c_int};
 use std::ptr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use ceph::rados as ffi;
 
 use super::rados::{aio_version, check, Cluster, Errno};
-use crate::store::RoundTrips;
 
 /// One librados aio completion, released on drop (after waiting for it if still in flight).
 struct Completion {
@@ -76,35 +74,6 @@ pub trait AioOp {
     /// Records the outcome: `ret` is the completion's return value (or the submit error), and
     /// `version` the object's version after the operation (0 when it did not run).
     fn finish(&mut self, ret: c_int, version: u64);
-}
-
-/// The operations a connection sent to the OSDs (`cloudstore-fs stats`): each is one round
-/// trip, however many steps (stat, read, xattrs) it carries.
-#[derive(Default)]
-pub struct TripCounter {
-    ops: AtomicU64,
-    batches: AtomicU64,
-    batched_ops: AtomicU64,
-}
-
-impl TripCounter {
-    /// `n` operations sent together (pipelined when more than one).
-    pub fn sent(&self, n: usize) {
-        let n = n as u64;
-        self.ops.fetch_add(n, Relaxed);
-        if n > 1 {
-            self.batches.fetch_add(1, Relaxed);
-            self.batched_ops.fetch_add(n, Relaxed);
-        }
-    }
-
-    pub fn get(&self) -> RoundTrips {
-        RoundTrips {
-            ops: self.ops.load(Relaxed),
-            batches: self.batches.load(Relaxed),
-            batched_ops: self.batched_ops.load(Relaxed),
-        }
-    }
 }
 
 /// Runs every operation of `ops`, at most `max_in_flight` at once.

@@ -42,18 +42,20 @@ mod rados;
 mod read;
 mod side;
 mod snapshot;
+mod trips;
 
 use std::ffi::{CStr, CString};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
-use aio::{pipeline, TripCounter, WriteOp};
+use aio::{pipeline, WriteOp};
 pub(crate) use errors::describe;
 pub(crate) use names::key_of_object_name;
 use names::{encode_mtime, object_name};
 use rados::{Cluster, ConnectParams, Errno};
 use read::ReadRequest;
+use trips::TripCounter;
 
 use super::{
     check_chunk, clamp_range, Capabilities, ChunkList, Cloudstore, RawChunk, Result, RoundTrips,

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use ceph::rados as ffi;
 
-use super::aio::TripCounter;
+use super::trips::TripCounter;
 
 /// The object the access probe stats: not a chunk name (not hex), so never a chunk.
 const ACCESS_PROBE: &CStr = c"cloudstore-fs.access-probe";
