@@ -289,9 +289,17 @@ fn requests_per_file_of_a_create(m: &mut TestMount) {
             .map(|(k, v)| format!("{k} {} -> {v}", before.get(k).map_or("0", |b| b.as_str())))
             .collect();
         eprintln!("{run}: requests for {FILES} creates: {moved:?}");
-        for kind in ["create", "write", "flush", "release"] {
+        for kind in ["create", "write", "release"] {
             assert_eq!(delta(kind), FILES, "{run}: {kind}: {moved:?}");
         }
+        // One flush per close, and a few more: another test of this binary that forks (to run
+        // `sh` or `cloudstore-fs stats`) while this one has a file open gives the child a copy
+        // of the descriptor, which the child's exec closes (O_CLOEXEC): a FLUSH the kernel
+        // sends for a close that is not this file's (the daemon leaves it to the opener).
+        assert!(
+            (FILES..=FILES + FILES / 20).contains(&delta("flush")),
+            "{run}: flush: {moved:?}"
+        );
         assert!(
             delta("lookup") >= lookups * FILES,
             "{run}: lookup: {moved:?}"

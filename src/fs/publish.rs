@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::error::{FsError, FsResult};
-use super::handle::{Handle, HandleState, View};
+use super::handle::{process_of, Handle, HandleState, View};
 use super::name::{self, Name};
 use super::node::Node;
 use super::node::Residence;
@@ -167,13 +167,16 @@ impl ChunkFs {
         }
     }
 
-    /// flush (every close() of a descriptor, by process `pid`): publishes, so that close()
-    /// reports a failed commit. Only the process that opened the file publishes this way: a
-    /// child that inherited the descriptor flushes it when it exits or execs (close-on-exec),
-    /// which would otherwise commit another thread's half-written file. Its writes, if any, are
-    /// published by the opener's close or at release.
-    pub fn flush(&self, fh: u64, pid: u32) -> FsResult<()> {
+    /// flush (every close() of a descriptor, by thread `tid`): publishes, so that close()
+    /// reports a failed commit. Only the opener (the process that opened the file for writing,
+    /// the thread that opened it read-only) publishes this way: a child that inherited the
+    /// descriptor flushes it when it exits or execs (close-on-exec), which would otherwise
+    /// commit another thread's half-written file. Its writes, if any, are published by the
+    /// opener's close or at release. The thread is mapped to its process (a read of /proc) only
+    /// when it is not the opener itself.
+    pub fn flush(&self, fh: u64, tid: u32) -> FsResult<()> {
         let h = self.handle(fh)?;
+        let pid = if tid == h.pid { tid } else { process_of(tid) };
         if pid != h.pid {
             log::debug!(
                 "flush of {} by pid {pid}, opened by pid {}: left to the opener or release",

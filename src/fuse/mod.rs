@@ -20,7 +20,9 @@ mod answers;
 mod invalidate;
 mod logging;
 
-use answers::{catch_panics, no_xattrs, open_flags, process_of, time, FILE_OPEN_FLAGS};
+use answers::{
+    catch_panics, no_xattrs, open_flags, owner_of_open, process_of, time, FILE_OPEN_FLAGS,
+};
 pub use invalidate::wire_invalidation;
 pub use logging::DaemonLogger;
 
@@ -236,7 +238,8 @@ impl fuser::Filesystem for FuseAdapter {
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.run("open", || {
-            self.core.open_io(ino.0, flags.0, process_of(req))
+            self.core
+                .open_io(ino.0, flags.0, owner_of_open(req, flags.0))
         }) {
             Ok((fh, io)) => reply.opened(FileHandle(fh), open_flags(io)),
             Err(e) => reply.error(self.fail("open", e)),
@@ -292,7 +295,7 @@ impl fuser::Filesystem for FuseAdapter {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        match self.run("flush", || self.core.flush(fh.0, process_of(req))) {
+        match self.run("flush", || self.core.flush(fh.0, req.pid())) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(self.fail("flush", e)),
         }
