@@ -72,6 +72,17 @@ fn stats_once_released(
     }
 }
 
+/// `n` files of 4 KiB of random bytes, named `prefix` and a 3-digit hex number from 001, in a
+/// new directory `name` beside the mount.
+fn random_files(m: &TestMount, name: &str, prefix: char, n: u64) -> std::path::PathBuf {
+    let dir = m.outside(name);
+    m.sh(&format!(
+        "mkdir -p {dir} && cd {dir} && for i in $(seq 1 {n}); do head -c 4096 /dev/urandom > $(printf '{prefix}%03x' $i); done",
+        dir = dir.display()
+    ));
+    dir
+}
+
 fn stats_show_commits_errors_and_memory(m: &mut TestMount) {
     let s = stats(m);
     let backend = match m.store {
@@ -162,11 +173,8 @@ fn stats_are_for_the_owner_and_for_our_mounts_only(m: &mut TestMount) {
 /// the bytes from the kernel's page cache. Both read back exactly what was written.
 fn requests_per_file_of_a_cold_cat(m: &mut TestMount) {
     const FILES: u64 = 1000;
-    let src = m.outside("cat-src");
-    m.sh(&format!(
-        "mkdir -p {src} && cd {src} && for i in $(seq 1 {FILES}); do head -c 4096 /dev/urandom > $(printf 'c%03x' $i); done && cp {src}/c* \"$MNT\"/",
-        src = src.display()
-    ));
+    let src = random_files(m, "cat-src", 'c', FILES);
+    m.sh(&format!("cp {}/c* \"$MNT\"/", src.display()));
     let want = m.sh(&format!("cat {}/c* | md5sum", src.display()));
     m.remount();
     let kinds = ["lookup", "getattr", "open", "read", "flush", "release"];
@@ -265,11 +273,7 @@ fn requests_per_file_of_a_cold_cat(m: &mut TestMount) {
 ///   write, fuse_write_update_attr).
 fn requests_per_file_of_a_create(m: &mut TestMount) {
     const FILES: u64 = 200;
-    let src = m.outside("create-src");
-    m.sh(&format!(
-        "mkdir -p {src} && cd {src} && for i in $(seq 1 {FILES}); do head -c 4096 /dev/urandom > $(printf 'd%03x' $i); done",
-        src = src.display()
-    ));
+    let src = random_files(m, "create-src", 'd', FILES);
     let value = vec![5u8; 4096];
     let ceph = m.store == common::mount::Store::Ceph;
     let cp_lookups = if ceph { 3 } else { 2 };
@@ -370,9 +374,9 @@ mount_suites!([
 fn round_trips_per_request(m: &mut TestMount) {
     const FILES: u64 = 300;
     const BIG: &str = "b16b";
-    let src = m.outside("trips-src");
+    let src = random_files(m, "trips-src", 'd', FILES);
     m.sh(&format!(
-        "mkdir -p {src} && cd {src} && for i in $(seq 1 {FILES}); do head -c 4096 /dev/urandom > $(printf 'd%03x' $i); done && head -c $((2 << 20)) /dev/urandom > {BIG} && cp {src}/* \"$MNT\"/",
+        "cd {src} && head -c $((2 << 20)) /dev/urandom > {BIG} && cp {src}/* \"$MNT\"/",
         src = src.display()
     ));
     let n = |s: &BTreeMap<String, String>, key: &str| {
