@@ -271,12 +271,23 @@ impl Config {
     /// Values that work but likely not as meant, one sentence each (logged at startup).
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
-        // Committing a value holds the write buffer and the store's copy of it at once.
-        if self.memory_budget < self.max_chunk_size.saturating_mul(2) {
+        // Committing a value holds the write buffer and the store's copies of it at once:
+        // Ceph one (the request), LevelDB two (the batch, the memtable) and, for a value as big
+        // as its write buffer, three (the memtable and the table block it is written out to,
+        // grown to twice its size), the write buffer being freed once the batch holds it.
+        let (copies, held) = match self.backend {
+            Backend::Leveldb if self.max_chunk_size >= self.write_buffer_size => {
+                (3, "three times (and snappy's buffer)")
+            }
+            _ => (2, "twice"),
+        };
+        if self.memory_budget < self.max_chunk_size.saturating_mul(copies) {
             out.push(format!(
-                "memory_budget ({}) is less than twice max_chunk_size ({}): a value near the \
-                 maximum is held twice while it is committed and may fail with ENOMEM",
-                self.memory_budget, self.max_chunk_size
+                "memory_budget ({}) is less than {} max_chunk_size ({}): a value near the \
+                 maximum is held {held} while it is committed and may fail with ENOMEM",
+                self.memory_budget,
+                if copies == 3 { "three times" } else { "twice" },
+                self.max_chunk_size
             ));
         }
         out

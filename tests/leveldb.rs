@@ -228,3 +228,56 @@ fn acknowledged_writes_survive_kill_9() {
         );
     }
 }
+
+/// A value the caller gives up (a close) lands whole like any other; one as big as the write
+/// buffer is written out of the memtable as a table before the call returns (the memtable would
+/// otherwise hold it outside the memory budget until a later write), and what a commit holds is
+/// what the daemon reserves for it: three times a value as big as the write buffer (and
+/// snappy's buffer), twice a smaller one, one copy less when the caller's is freed early.
+#[test]
+fn a_value_given_up_lands_whole_and_a_big_one_leaves_the_memtable_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config {
+        write_buffer_size: 1 << 20,
+        ..config(dir.path())
+    };
+    let s = store::open(&cfg).unwrap();
+    let tables = || -> u64 {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".ldb"))
+            .map(|e| e.metadata().unwrap().len())
+            .sum()
+    };
+    let small: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    s.set_chunk_owned(b"small", small.clone()).unwrap();
+    assert_eq!(s.get_chunk(b"small").unwrap(), Some(small.clone()));
+    assert_eq!(tables(), 0, "a small value stays in the memtable");
+    // Incompressible (xorshift), so that the table holds all of it.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let big: Vec<u8> = (0..3 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    s.set_chunk_owned(b"big", big.clone()).unwrap();
+    assert!(
+        tables() >= 3 << 20,
+        "the big value is in a table: {} bytes",
+        tables()
+    );
+    assert_eq!(s.get_chunk(b"big").unwrap(), Some(big));
+    assert_eq!(s.stat(b"big").unwrap(), Some(3 << 20));
+    assert_eq!(s.get_chunk(b"small").unwrap(), Some(small));
+
+    let mib = 1u64 << 20;
+    assert_eq!(s.write_cost(mib / 2, false), mib);
+    assert_eq!(s.write_cost(mib / 2, true), mib / 2);
+    assert_eq!(s.write_cost(6 * mib, false), 18 * mib + mib + 32);
+    assert_eq!(s.write_cost(6 * mib, true), 12 * mib + mib + 32);
+    s.close().unwrap();
+}

@@ -1,22 +1,24 @@
 //! A value of several hundred MiB through a real mount over LevelDB: written, read back in the
 //! same daemon, unmounted, and read back again after a remount (a get from the tables), byte for
-//! byte, while the daemon's peak RSS (VmHWM) stays under the memory budget plus a fixed overhead
-//! plus the one copy LevelDB keeps outside the budget (issue 14: a 512 MiB value peaked at
-//! 2.76 GB).
+//! byte, while the daemon's peak RSS (VmHWM) stays under the memory budget plus a fixed
+//! overhead: the budget counts every copy the daemon and LevelDB make (issue 14: a 512 MiB value
+//! peaked at 2.76 GB under a 1.5 GiB budget).
 //!
-//! Where the copies are (256 MiB value, measured): writing, the handle's buffer (in the budget),
-//! LevelDB's write batch (the store's copy the budget reserves during the commit) and LevelDB's
-//! memtable (outside the budget until it is written out): 795 MiB. Unmounting, the store writes
-//! the memtable out as a table (the memtable, the block being built, snappy's output buffer):
-//! 831 MiB. Reading after the remount, LevelDB's block and the value handed out (the budget
-//! reserves both): 531 MiB; before the store wrote its memtable at close, the open replayed the
-//! value from the log and peaked at 1,341 MiB.
+//! Where the copies are (512 MiB value, snappy, RSS sampled every 20 ms): the handle's buffer
+//! (512 MiB); at close, LevelDB's write batch beside it (1,036), the buffer freed as soon as the
+//! batch holds it (539), the memtable beside the batch (1,012), the batch freed; the memtable,
+//! too big for the write buffer, written out at once as a table: the memtable, the table block
+//! it is copied into, grown to twice its size when LevelDB appends the block's trailer
+//! (1,553), then snappy's zero-filled output buffer of 1 1/6 times the value (1,652). The
+//! commit reserves all of it beforehand, so a budget under about 3.2 times the value fails the
+//! close with ENOMEM (the startup warns), never exceeds it. Reading, LevelDB's block and the
+//! value it hands out (the budget reserves both).
 //!
 //! Also: values of MiBs read and let go are given back to the system (glibc's mmap threshold,
 //! which the daemon pins).
 //!
-//! `CLOUDSTORE_TEST_BIG_VALUE_MIB` changes the value's size (default 256; the budget is twice it,
-//! as in the issue's target of 512 MiB under `--memory-budget 1G`).
+//! `CLOUDSTORE_TEST_BIG_VALUE_MIB` changes the value's size (default 256; the budget is 3 1/4
+//! times it).
 
 mod ceph_support;
 mod common;
@@ -34,9 +36,6 @@ const MIB: u64 = 1 << 20;
 /// (64 MiB each, neither filled by chunk values: see SEMANTICS.md), and slack. An idle daemon
 /// measured 25 MiB.
 const OVERHEAD: u64 = 192 * MIB;
-// Beyond that, one copy of the value: LevelDB's memtable holds the value last written until the
-// memtable is written out (at a later write or at close), outside the budget, since the daemon
-// cannot tell when LevelDB lets go.
 
 /// A field of /proc/PID/status, in bytes.
 fn status_bytes(pid: u32, field: &str) -> u64 {
@@ -67,8 +66,9 @@ fn value_mib() -> u64 {
 #[test]
 fn a_big_value_stays_within_the_memory_budget() {
     let size = value_mib() * MIB;
-    let budget = 2 * size;
-    let limit = budget + OVERHEAD + size;
+    // The commit's peak (above) with snappy: 3 1/6 times the value, and some room.
+    let budget = size * 13 / 4;
+    let limit = budget + OVERHEAD;
     let (budget_arg, max_arg) = (budget.to_string(), size.to_string());
     let Some(mut m) = TestMount::with_args(
         Store::Leveldb,
@@ -129,7 +129,7 @@ fn a_big_value_stays_within_the_memory_budget() {
         assert!(
             hwm <= limit,
             "a {} MiB value under --memory-budget {} MiB: the daemon's peak RSS went over the \
-             budget + {} MiB overhead + LevelDB's memtable copy ({} MiB):\n{}",
+             budget + {} MiB overhead ({} MiB):\n{}",
             size / MIB,
             budget / MIB,
             OVERHEAD / MIB,

@@ -25,6 +25,8 @@ struct Job {
     id: u64,
     key: Vec<u8>,
     value: Vec<u8>,
+    /// The committer gives the value back with the result (else the store may take it).
+    hand_back: bool,
 }
 
 #[derive(Default)]
@@ -115,8 +117,18 @@ impl Committer {
 
     /// Stores `value` under `key`; gives the value back (it is moved, not copied) with the result.
     pub fn commit(&self, key: Vec<u8>, value: Vec<u8>) -> Outcome {
+        self.commit_job(key, value, true)
+    }
+
+    /// Stores `value` under `key`, which the caller gives up: a commit on its own lets the store
+    /// free the bytes as soon as it holds its copy (`Cloudstore::set_chunk_owned`).
+    pub fn commit_owned(&self, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
+        self.commit_job(key, value, false).1
+    }
+
+    fn commit_job(&self, key: Vec<u8>, value: Vec<u8>, hand_back: bool) -> Outcome {
         self.pending.fetch_add(1, Ordering::Relaxed);
-        let outcome = self.commit_queued(key, value);
+        let outcome = self.commit_queued(key, value, hand_back);
         let counter = if outcome.1.is_ok() {
             &self.done
         } else {
@@ -127,12 +139,17 @@ impl Committer {
         outcome
     }
 
-    fn commit_queued(&self, key: Vec<u8>, value: Vec<u8>) -> Outcome {
+    fn commit_queued(&self, key: Vec<u8>, value: Vec<u8>, hand_back: bool) -> Outcome {
         let mut q = self.queue.lock();
         let id = q.next_id;
         q.next_id += 1;
         let mine = key.clone();
-        q.waiting.push(Job { id, key, value });
+        q.waiting.push(Job {
+            id,
+            key,
+            value,
+            hand_back,
+        });
         loop {
             if let Some(done) = q.done.remove(&id) {
                 return done;
@@ -158,6 +175,11 @@ impl Committer {
         let backend = self.store.backend();
         if jobs.len() == 1 {
             let job = jobs.pop().expect("one job");
+            if !job.hand_back {
+                let Job { id, key, value, .. } = job;
+                let res = guarded(backend, &key, || self.store.set_chunk_owned(&key, value));
+                return vec![(id, (Vec::new(), res))];
+            }
             let res = guarded(backend, &job.key, || {
                 self.store.set_chunk(&job.key, &job.value)
             });

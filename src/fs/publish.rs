@@ -18,6 +18,12 @@ use super::node::Residence;
 use super::value::Value;
 use super::ChunkFs;
 
+/// A value at least this big that its handle gives up (a close) is not kept on the node once
+/// committed: the store takes it (and may free it as soon as it holds its copy), and the next
+/// open reads it from the store. Smaller ones stay for the next readers, whose opens then need
+/// no store read.
+const GIVE_UP_AT: u64 = 4 << 20;
+
 impl ChunkFs {
     /// Publishes the handle's new value if it has one not committed yet: one SetChunk, ordered
     /// with renames and unlinks. A failure poisons the handle (what close() says is final).
@@ -30,14 +36,24 @@ impl ChunkFs {
         };
         let len = new.value.len() as u64;
         let label = self.label(h.ino);
-        // The store copies the value while it writes it: that memory is reserved first (and
-        // before the namespace lock, so that a rename never waits behind the budget).
-        if let Err(e) = self.budget.reserve_wait(len, h.age, &label) {
+        // A big value the handle gives up goes to the store without coming back (see
+        // `publish_reserved`).
+        let give_up = share && len >= GIVE_UP_AT;
+        // The store's copies of the value while it writes it: that memory is reserved first
+        // (and before the namespace lock, so that a rename never waits behind the budget).
+        // (A scratch file's value stays in the daemon: one copy, as its rename onto a chunk
+        // name makes.)
+        let cost = if self.is_scratch(h.ino) {
+            len
+        } else {
+            self.store.write_cost(len, give_up)
+        };
+        if let Err(e) = self.budget.reserve_wait(cost, h.age, &label) {
             hs.poison(&e);
             return Err(e);
         }
-        let result = self.publish_reserved(h, hs, share);
-        self.budget.release(len);
+        let result = self.publish_reserved(h, hs, share, give_up);
+        self.budget.release(cost);
         if let Err(e) = &result {
             hs.poison(e);
         }
@@ -49,6 +65,7 @@ impl ChunkFs {
         h: &Handle,
         hs: &mut HandleState,
         share: bool,
+        give_up: bool,
     ) -> FsResult<()> {
         let _ns = self.ns.read();
         let _gate = h.node.gate.write();
@@ -86,8 +103,17 @@ impl ChunkFs {
         // for it.
         let own_mtime = new.mtime.take();
         let len = new.value.len() as u64;
-        let (bytes, result) = self.committer.commit(key.clone(), new.value.take_bytes());
-        new.value.put_bytes(bytes);
+        // A big value the handle gives up goes to the store without coming back: it is not
+        // kept on the node for the next readers (they read the store), and the store may free
+        // it once it holds its own copy.
+        let result = if give_up {
+            self.committer
+                .commit_owned(key.clone(), new.value.take_bytes())
+        } else {
+            let (bytes, result) = self.committer.commit(key.clone(), new.value.take_bytes());
+            new.value.put_bytes(bytes);
+            result
+        };
         // Even a failed commit may have reached the store: nothing cached of it stays.
         self.readahead.invalidate(&key);
         self.attrs.forget(&key);
@@ -95,10 +121,13 @@ impl ChunkFs {
             let mut st = h.node.state.lock();
             // A store others may change keeps no committed value on the node: the next open
             // reads the store (close-to-open).
-            if result.is_ok() && share && !self.ranged() {
+            if result.is_ok() && share && !self.ranged() && !give_up {
                 let new = hs.take_new_value().expect("a dirty handle has a new value");
                 st.advance(Some(Arc::new(new.value)));
             } else {
+                if give_up {
+                    hs.take_new_value();
+                }
                 st.advance(None);
             }
             if result.is_ok() && st.residence == Residence::New {

@@ -135,6 +135,21 @@ pub trait Cloudstore: Send + Sync {
     /// SetChunk: stores `value` under `key`, replacing any previous value whole.
     fn set_chunk(&self, key: &[u8], value: &[u8]) -> Result<()>;
 
+    /// SetChunk of a value the caller gives up: a store that copies the value on its way in
+    /// frees the caller's bytes as soon as it holds its copy, so that the value is not held
+    /// three times at once (the caller's, the store's batch, its memtable).
+    fn set_chunk_owned(&self, key: &[u8], value: Vec<u8>) -> Result<()> {
+        self.set_chunk(key, &value)
+    }
+
+    /// The memory, beyond the caller's `len` bytes, that writing a value of `len` bytes holds
+    /// at its peak (`owned`: through `set_chunk_owned`, where a store may free the caller's
+    /// bytes early, which this then subtracts): what the daemon reserves in its memory budget
+    /// before a commit. The default: one copy (a store that copies the value into its request).
+    fn write_cost(&self, len: u64, _owned: bool) -> u64 {
+        len
+    }
+
     /// SetChunkBatch: stores every item; per-item failures go to the item's `error`.
     fn set_chunk_batch(&self, chunks: &mut [RawChunk]) -> Result<()>;
 

@@ -155,6 +155,13 @@ impl<H: Hook> Cloudstore for PassThrough<H> {
         let op = self.before(Call::Set(key))?;
         self.forward(op, |s| s.set_chunk(key, value))
     }
+    fn set_chunk_owned(&self, key: &[u8], value: Vec<u8>) -> Result<()> {
+        let op = self.before(Call::Set(key))?;
+        self.forward(op, |s| s.set_chunk_owned(key, value))
+    }
+    fn write_cost(&self, len: u64, owned: bool) -> u64 {
+        self.inner.write_cost(len, owned)
+    }
     fn set_chunk_batch(&self, chunks: &mut [RawChunk]) -> Result<()> {
         let op = self.before(Call::SetBatch(chunks))?;
         self.forward(op, |s| s.set_chunk_batch(chunks))
