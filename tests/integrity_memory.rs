@@ -1,5 +1,5 @@
 //! The memory budget bounds the daemon's real memory, through a real FUSE mount over LevelDB
-//! and over Ceph: 8 writers of 50 MiB values under a 128 MiB budget, the daemon's RSS measured.
+//! and over Ceph: 8 writers of 50 MiB values under a 192 MiB budget, the daemon's RSS measured.
 //! Needs root and /dev/fuse (SKIPPED otherwise; a failure under CI=true); the Ceph variant needs
 //! CLOUDSTORE_TEST_CEPH_CONF (see scripts/test.sh).
 
@@ -23,8 +23,10 @@ const MIB: usize = 1 << 20;
 // ---------------------------------------------------------------------------------------------
 // 6. The memory budget bounds the daemon's real memory.
 
-/// The budget of the memory test, given with --memory-budget.
-const BUDGET: u64 = 128 << 20;
+/// The budget of the memory test, given with --memory-budget: room for one commit of a value
+/// at a time on LevelDB, whose write buffer here (4 MiB) is smaller than the values, so that a
+/// commit holds the handle's buffer and about 3 1/6 copies in LevelDB (see SEMANTICS.md): 158 MiB.
+const BUDGET: u64 = 192 << 20;
 /// What the daemon may use beyond the budget, whatever it does: its code and libraries, the
 /// allocator's and the threads' fixed memory, fuser's request buffers (one 1 MiB + header per
 /// FUSE thread), librados' client, the store's own caches (4 MiB each, see below),
@@ -32,10 +34,9 @@ const BUDGET: u64 = 128 << 20;
 /// of any kind (write buffers, fetched values, copies handed to the store) is inside the budget.
 /// The store's own caches are set to 4 MiB each ([`SMALL_STORE_CACHES`]) to fit in it.
 const OVERHEAD: u64 = 64 << 20;
-/// LevelDB's own copies of the chunk it is writing, outside the budget but bounded by the
-/// largest value, whatever the number of writers: the memtable holds the value written last and
-/// the immutable memtable the one before it until its table is written, and building that table
-/// holds the value's block and its compressed form. Four copies of the largest value.
+/// What LevelDB holds of values outside the budget: its background compactions, which merge
+/// level-0 tables (here one per value: each is written out at its commit) holding a block of
+/// each input table at once, and build the output table's block.
 const LEVELDB_COPIES: u64 = 4 * BIG as u64;
 /// librados' own copy of a value in flight (the bufferlist it sends), outside the budget, bounded
 /// by the largest value: the budget admits one such commit at a time. (Measured peaks: 151-157
