@@ -7,7 +7,8 @@
 //! Where the copies are (512 MiB value, snappy, RSS sampled every 20 ms): the handle's buffer
 //! (512 MiB); at close, LevelDB's write batch beside it (1,036), the buffer freed as soon as the
 //! batch holds it (539), the memtable beside the batch (1,012), the batch freed; the memtable,
-//! too big for the write buffer, written out at once as a table: the memtable, the table block
+//! too big for the write buffer, written out as a table right after (in the background, its
+//! memory still reserved): the memtable, the table block
 //! it is copied into, grown to twice its size when LevelDB appends the block's trailer
 //! (1,553), then snappy's zero-filled output buffer of 1 1/6 times the value (1,652). The
 //! commit reserves all of it beforehand, so a budget under about 3.2 times the value fails the

@@ -85,6 +85,7 @@ impl ChunkFs {
     /// At unmount: commits what is pending and drops the scratch files, saying which.
     pub fn shutdown(&self) -> FsResult<()> {
         let result = self.commit_all();
+        self.write_outs.wait();
         self.readahead.clear();
         let ra = self.readahead.stats();
         if ra.batches > 0 {
@@ -130,6 +131,7 @@ impl ChunkFs {
     /// daemon's exit status tells.
     pub fn finish_unmount(&self) -> FsResult<()> {
         let late = self.commit_all();
+        self.write_outs.wait();
         let saved = self.scratch_saved.lock().clone();
         let saved = match saved {
             Some(result) => result,

@@ -41,6 +41,7 @@ pub mod stats;
 pub mod testing;
 mod value;
 mod write;
+mod writeout;
 
 #[cfg(test)]
 mod tests;
@@ -115,6 +116,8 @@ pub struct ChunkFs {
     attrs: AttrCache,
     budget: Arc<Budget>,
     committer: Committer,
+    /// What the store holds of big values after their commits, written out in the background.
+    write_outs: Arc<writeout::WriteOuts>,
     readahead: ReadAhead,
     /// Commits hold it shared from resolving their name to the end of the store write; renames
     /// and unlinks hold it exclusively, so no commit lands under a name after it moved.
@@ -151,6 +154,7 @@ impl ChunkFs {
         let started = SystemTime::now();
         let fs = ChunkFs {
             committer: Committer::new(store.clone()),
+            write_outs: Arc::default(),
             attrs: AttrCache::new(cfg.attr_ttl),
             readahead: ReadAhead::new(cfg.readahead.clone(), budget.clone()),
             budget,

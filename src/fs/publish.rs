@@ -52,8 +52,16 @@ impl ChunkFs {
             hs.poison(&e);
             return Err(e);
         }
-        let result = self.publish_reserved(h, hs, share, give_up);
-        self.budget.release(cost);
+        // The handle's own share of the budget, for a value it gave up: the store freed the
+        // bytes, but holds copies of its own until they are written out (see `write_out`).
+        let mut taken = 0;
+        let result = self.publish_reserved(h, hs, share, give_up, &mut taken);
+        let held = cost + taken;
+        if result.is_ok() && !self.is_scratch(h.ino) && self.store.holds_after_write(len) {
+            self.write_outs.start(&self.store, &self.budget, held);
+        } else {
+            self.budget.release(held);
+        }
         if let Err(e) = &result {
             hs.poison(e);
         }
@@ -66,6 +74,7 @@ impl ChunkFs {
         hs: &mut HandleState,
         share: bool,
         give_up: bool,
+        taken: &mut u64,
     ) -> FsResult<()> {
         let _ns = self.ns.read();
         let _gate = h.node.gate.write();
@@ -126,7 +135,9 @@ impl ChunkFs {
                 st.advance(Some(Arc::new(new.value)));
             } else {
                 if give_up {
-                    hs.take_new_value();
+                    *taken = hs
+                        .take_new_value()
+                        .map_or(0, |new| new.value.into_reservation());
                 }
                 st.advance(None);
             }

@@ -141,6 +141,13 @@ impl Value {
         std::mem::take(&mut self.bytes)
     }
 
+    /// Lets go of the bytes and hands their share of the budget to the caller, who gives it
+    /// back (`Budget::release`) when the memory it stands for is free.
+    pub fn into_reservation(mut self) -> u64 {
+        self.bytes = Vec::new();
+        std::mem::take(&mut self.reserved)
+    }
+
     /// Puts back the bytes `take_bytes` moved out.
     pub fn put_bytes(&mut self, bytes: Vec<u8>) {
         debug_assert!(bytes.capacity() as u64 <= self.reserved);

@@ -150,6 +150,16 @@ pub trait Cloudstore: Send + Sync {
         len
     }
 
+    /// Whether a commit of `len` bytes leaves copies of the value in the store's memory that
+    /// [`Cloudstore::write_out`] writes out (its share of `write_cost` is held until then).
+    fn holds_after_write(&self, _len: u64) -> bool {
+        false
+    }
+
+    /// Writes out what the store holds in memory of the values written (LevelDB: the memtable,
+    /// as a table), so that the memory is given back; errors are the store's to log.
+    fn write_out(&self) {}
+
     /// SetChunkBatch: stores every item; per-item failures go to the item's `error`.
     fn set_chunk_batch(&self, chunks: &mut [RawChunk]) -> Result<()>;
 

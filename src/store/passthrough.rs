@@ -162,6 +162,12 @@ impl<H: Hook> Cloudstore for PassThrough<H> {
     fn write_cost(&self, len: u64, owned: bool) -> u64 {
         self.inner.write_cost(len, owned)
     }
+    fn holds_after_write(&self, len: u64) -> bool {
+        self.inner.holds_after_write(len)
+    }
+    fn write_out(&self) {
+        self.inner.write_out()
+    }
     fn set_chunk_batch(&self, chunks: &mut [RawChunk]) -> Result<()> {
         let op = self.before(Call::SetBatch(chunks))?;
         self.forward(op, |s| s.set_chunk_batch(chunks))

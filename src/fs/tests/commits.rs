@@ -61,3 +61,120 @@ fn commit_all_has_several_commits_in_flight() {
         assert_eq!(cat(&fs, &format!("c{i}")).unwrap(), vec![i as u8; 100]);
     }
 }
+
+/// A store that, like LevelDB with a value as big as its write buffer, holds copies of a value
+/// after its commit until `write_out`, which waits here until the test lets it go.
+struct HoldsAfterWrite {
+    inner: MemoryStore,
+    gate: parking_lot::Mutex<bool>,
+    opened: parking_lot::Condvar,
+    writes_out: AtomicUsize,
+}
+
+impl HoldsAfterWrite {
+    fn open_gate(&self) {
+        *self.gate.lock() = true;
+        self.opened.notify_all();
+    }
+}
+
+impl Cloudstore for HoldsAfterWrite {
+    fn backend(&self) -> &'static str {
+        "holds-after-write"
+    }
+    fn get_chunk(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        self.inner.get_chunk(key)
+    }
+    fn get_chunk_batch(&self, chunks: &mut [RawChunk]) -> StoreResult<()> {
+        self.inner.get_chunk_batch(chunks)
+    }
+    fn get_chunk_with_range(&self, key: &[u8], s: u64, e: u64) -> StoreResult<Option<Vec<u8>>> {
+        self.inner.get_chunk_with_range(key, s, e)
+    }
+    fn set_chunk(&self, key: &[u8], value: &[u8]) -> StoreResult<()> {
+        self.inner.set_chunk(key, value)
+    }
+    fn set_chunk_batch(&self, chunks: &mut [RawChunk]) -> StoreResult<()> {
+        self.inner.set_chunk_batch(chunks)
+    }
+    fn close(&self) -> StoreResult<()> {
+        self.inner.close()
+    }
+    fn stat(&self, key: &[u8]) -> StoreResult<Option<u64>> {
+        self.inner.stat(key)
+    }
+    fn delete(&self, key: &[u8]) -> StoreResult<bool> {
+        self.inner.delete(key)
+    }
+    fn list(&self, after: Option<&[u8]>) -> StoreResult<ChunkList> {
+        self.inner.list(after)
+    }
+    fn sync(&self) -> StoreResult<()> {
+        self.inner.sync()
+    }
+    fn write_cost(&self, len: u64, _owned: bool) -> u64 {
+        3 * len
+    }
+    fn holds_after_write(&self, len: u64) -> bool {
+        len >= 1000
+    }
+    fn write_out(&self) {
+        self.writes_out.fetch_add(1, Ordering::SeqCst);
+        let mut open = self.gate.lock();
+        while !*open {
+            self.opened.wait(&mut open);
+        }
+    }
+}
+
+/// What the store holds of a big value after its commit stays counted in the memory budget
+/// until the store has written it out, which runs in the background (the close does not wait
+/// for it), and the unmount waits for it.
+#[test]
+fn a_write_out_holds_its_budget_until_done_and_the_unmount_waits_for_it() {
+    let store = Arc::new(HoldsAfterWrite {
+        inner: MemoryStore::new(MAX),
+        gate: Default::default(),
+        opened: Default::default(),
+        writes_out: AtomicUsize::new(0),
+    });
+    let fs = Arc::new(fs_over(store.clone()));
+    let (_, small) = fs.create(ROOT_INO, n("01"), CREATE, 0).unwrap();
+    fs.write(small, 0, &[1; 999]).unwrap();
+    fs.flush(small, 0).unwrap();
+    fs.release(small).unwrap();
+    assert_eq!(store.writes_out.load(Ordering::SeqCst), 0, "nothing held");
+    let base = fs.memory_in_use();
+
+    let (_, big) = fs.create(ROOT_INO, n("02"), CREATE, 0).unwrap();
+    fs.write(big, 0, &[2; 4000]).unwrap();
+    fs.flush(big, 0).unwrap();
+    fs.release(big).unwrap();
+    assert_eq!(store.get_chunk(&[2]).unwrap().unwrap(), vec![2; 4000]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while store.writes_out.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(
+        store.writes_out.load(Ordering::SeqCst),
+        1,
+        "written out once"
+    );
+    assert!(
+        fs.memory_in_use() >= base + 3 * 4000,
+        "the store's copies stay counted while it holds them: {} of the budget in use",
+        fs.memory_in_use()
+    );
+    let unmount = {
+        let fs = fs.clone();
+        std::thread::spawn(move || fs.shutdown())
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        !unmount.is_finished(),
+        "the unmount waits for the write-out"
+    );
+    store.open_gate();
+    unmount.join().unwrap().unwrap();
+    assert_eq!(fs.memory_in_use(), base, "given back once written out");
+}

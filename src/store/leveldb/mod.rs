@@ -186,16 +186,10 @@ impl LevelDbStore {
         check_chunk(BACKEND, key, value, self.max_chunk_size)
     }
 
-    /// After the data of `key` (`len` bytes) is written: a value as big as the write buffer
-    /// is written out of the memtable at once (the memtable would otherwise hold it, outside
-    /// any budget, until a later write fills it: a value read back meanwhile is held three
-    /// times, the memtable's, LevelDB's read copy and the one handed out); then its mtime and
-    /// size. Data first: a crash in between leaves the old mtime on the new data, never a new
-    /// mtime on old data (and the open after it rebuilds the sizes).
+    /// After the data of `key` (`len` bytes) is written: its mtime and size. Data first: a
+    /// crash in between leaves the old mtime on the new data, never a new mtime on old data
+    /// (and the open after it rebuilds the sizes).
     fn written(&self, d: &Dbs, key: &[u8], len: u64) -> Result<()> {
-        if len >= self.write_buffer_size {
-            d.data.write_memtable();
-        }
         let mut index = WriteBatch::default();
         index.put(key, &Entry::encode(&encode_mtime(SystemTime::now()), len));
         d.write_index(&index, key)
@@ -264,7 +258,7 @@ impl Cloudstore for LevelDbStore {
     }
 
     /// LevelDB holds a value it writes twice (the batch, then the memtable), and a value as big
-    /// as the write buffer, written out at once (see `written`), three times: the memtable,
+    /// as the write buffer, written out right after (`write_out`), three times: the memtable,
     /// and the table block it is copied into, which grows once more (to twice its size, by
     /// std::string's doubling) when LevelDB appends the block's trailer (1.22
     /// `BlockBuilder::Finish`); snappy then compresses the block into a buffer of 1 1/6 times
@@ -280,6 +274,19 @@ impl Cloudstore for LevelDbStore {
             3 * len
         };
         held - caller
+    }
+
+    /// A value as big as the write buffer: the memtable would hold it, outside any budget,
+    /// until a later write fills it (and a read of it meanwhile holds it three times: the
+    /// memtable's, LevelDB's read copy and the one handed out).
+    fn holds_after_write(&self, len: u64) -> bool {
+        len >= self.write_buffer_size
+    }
+
+    fn write_out(&self) {
+        if let Ok(d) = self.dbs() {
+            d.data.write_memtable();
+        }
     }
 
     fn set_chunk_batch(&self, chunks: &mut [RawChunk]) -> Result<()> {
