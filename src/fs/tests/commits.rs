@@ -129,7 +129,7 @@ impl Cloudstore for HoldsAfterWrite {
 
 /// What the store holds of a big value after its commit stays counted in the memory budget
 /// until the store has written it out, which runs in the background (the close does not wait
-/// for it), and the unmount waits for it.
+/// for it; commits made meanwhile share the next write-out), and the unmount waits for it.
 #[test]
 fn a_write_out_holds_its_budget_until_done_and_the_unmount_waits_for_it() {
     let store = Arc::new(HoldsAfterWrite {
@@ -165,6 +165,13 @@ fn a_write_out_holds_its_budget_until_done_and_the_unmount_waits_for_it() {
         "the store's copies stay counted while it holds them: {} of the budget in use",
         fs.memory_in_use()
     );
+    // Commits made while a write-out runs share the next one (no backlog holding the budget).
+    for name in ["03", "04"] {
+        let (_, fh) = fs.create(ROOT_INO, n(name), CREATE, 0).unwrap();
+        fs.write(fh, 0, &[3; 2000]).unwrap();
+        fs.flush(fh, 0).unwrap();
+        fs.release(fh).unwrap();
+    }
     let unmount = {
         let fs = fs.clone();
         std::thread::spawn(move || fs.shutdown())
@@ -176,5 +183,10 @@ fn a_write_out_holds_its_budget_until_done_and_the_unmount_waits_for_it() {
     );
     store.open_gate();
     unmount.join().unwrap().unwrap();
+    assert_eq!(
+        store.writes_out.load(Ordering::SeqCst),
+        2,
+        "one write-out for the commits made during the first"
+    );
     assert_eq!(fs.memory_in_use(), base, "given back once written out");
 }
