@@ -170,7 +170,8 @@ fn stats_are_for_the_owner_and_for_our_mounts_only(m: &mut TestMount) {
 /// the bytes it moved. Cold (after a remount): open, one read, release; no flush (read-only
 /// opens are cached and skip it), no second read (the kernel answers EOF from the page cache),
 /// no lookup (readdirplus gave the entries). Warm (the same files again): open and release,
-/// the bytes from the kernel's page cache. Both read back exactly what was written.
+/// the bytes from the kernel's page cache (but for the few pages the kernel reclaimed in
+/// between). Both read back exactly what was written.
 fn requests_per_file_of_a_cold_cat(m: &mut TestMount) {
     const FILES: u64 = 1000;
     let src = random_files(m, "cat-src", 'c', FILES);
@@ -211,15 +212,13 @@ fn requests_per_file_of_a_cold_cat(m: &mut TestMount) {
         } else {
             (0.0, 2.0)
         };
-        // Known and not yet explained (issue 14): on Ceph a warm open is now and then not told
-        // to keep the kernel's pages (1 to 16 files in 1,000, in 3 runs of 20), so the kernel
-        // reads those again: one READ each. Allowed for up to 2% of the files on Ceph; exact on
-        // LevelDB.
-        let reread = if run == "warm" && m.store == common::mount::Store::Ceph {
-            0.02
-        } else {
-            0.0
-        };
+        // The kernel may reclaim a clean page of the page cache at any time, and then reads it
+        // again (one READ) although the open kept the cache. On this kind of VM it does, with
+        // no memory pressure: the proactive reclaim of DAMON (kdamond, a `pageout` scheme on
+        // physical memory) pages out now and then a page the cold cat cached (traced: one file
+        // of 1,000 in 2 runs of 100 on Ceph and in 2 of 60 on LevelDB; up to 16 files seen).
+        // Allowed for up to 2% of the files on both backends; opens and releases stay exact.
+        let reread = if run == "warm" { 0.02 } else { 0.0 };
         for (kind, want) in [("open", 1.0), ("flush", 0.0), ("release", 1.0)] {
             assert_eq!(
                 per_file(kind),
@@ -244,13 +243,9 @@ fn requests_per_file_of_a_cold_cat(m: &mut TestMount) {
         runs.push((run, bytes));
     }
     assert_eq!(runs[0].1, FILES * 4096, "cold cat: bytes the daemon served");
-    let reread = if m.store == common::mount::Store::Ceph {
-        FILES * 4096 / 50
-    } else {
-        0
-    };
+    // Less the pages the kernel reclaimed in between (see `reread` above).
     assert!(
-        runs[1].1 <= reread,
+        runs[1].1 <= FILES * 4096 / 50,
         "warm cat: {} bytes the daemon served",
         runs[1].1
     );
