@@ -180,6 +180,16 @@ pub fn render(s: &StatsSnapshot, timings: Option<&StoreTimings>, snapshots: &[Du
         "FUSE requests answered, by kind",
         labelled("kind", s.requests.iter().map(|(k, n)| (k.to_string(), *n))),
     );
+    r.register(
+        "page_cache_opens",
+        "Opens answered through the kernel's page cache",
+        ConstCounter::new(s.cached_opens),
+    );
+    r.register(
+        "page_cache_kept_opens",
+        "Opens told to keep the kernel's pages of the file (they are of the version opened)",
+        ConstCounter::new(s.kept_opens),
+    );
     r.register_with_unit(
         "read",
         "File bytes read through the mount",

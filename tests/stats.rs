@@ -233,6 +233,16 @@ fn requests_per_file_of_a_cold_cat(m: &mut TestMount) {
             report.join(", ")
         );
         let most = most + reread;
+        // What the daemon controls is exact: every open went through the page cache, the cold
+        // ones (after a remount) told to drop what the kernel might hold, every warm one to keep
+        // it (the cache hits).
+        let opens = |k: &str| number(&after, k) - number(&before, k);
+        let kept = if run == "warm" { FILES } else { 0 };
+        assert_eq!(
+            (opens("opens_page_cache"), opens("opens_page_cache_kept")),
+            (FILES, kept),
+            "{run}: opens through the page cache, and kept"
+        );
         let moved: Vec<String> = after
             .iter()
             .filter(|(k, v)| k.starts_with("requests_") && before.get(*k) != Some(*v))

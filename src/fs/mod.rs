@@ -233,6 +233,7 @@ impl ChunkFs {
         };
         let (errors, last_error) = self.errors.snapshot();
         let (requests, bytes_read, bytes_written) = self.requests.snapshot();
+        let (cached_opens, kept_opens) = self.requests.cached_opens();
         StatsSnapshot {
             backend: self.store.backend(),
             uptime: self.started.elapsed().unwrap_or_default(),
@@ -246,6 +247,8 @@ impl ChunkFs {
             requests,
             bytes_read,
             bytes_written,
+            cached_opens,
+            kept_opens,
             round_trips: self.store.round_trips(),
         }
     }

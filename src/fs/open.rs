@@ -49,9 +49,11 @@ impl ChunkFs {
             }
         };
         let io = match io {
-            Io::Cached { .. } => Io::Cached {
-                keep: self.pages_current(ino, read.and_then(|(s, _)| s.store)),
-            },
+            Io::Cached { .. } => {
+                let keep = self.pages_current(ino, read.and_then(|(s, _)| s.store));
+                self.requests.count_cached_open(keep);
+                Io::Cached { keep }
+            }
             Io::Direct => {
                 self.pages_unknown(ino);
                 Io::Direct

@@ -19,6 +19,9 @@ pub struct RequestCounts {
     by_kind: Mutex<BTreeMap<&'static str, u64>>,
     bytes_read: std::sync::atomic::AtomicU64,
     bytes_written: std::sync::atomic::AtomicU64,
+    /// Opens answered through the page cache, and of them those told to keep it.
+    cached_opens: std::sync::atomic::AtomicU64,
+    kept_opens: std::sync::atomic::AtomicU64,
 }
 
 impl RequestCounts {
@@ -35,6 +38,25 @@ impl RequestCounts {
             &self.bytes_written
         };
         counter.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Counts an open answered through the page cache (`kept`: told to keep the pages the
+    /// kernel holds of the inode, which are of the version opened).
+    pub fn count_cached_open(&self, kept: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.cached_opens.fetch_add(1, Relaxed);
+        if kept {
+            self.kept_opens.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// (opens through the page cache, of them told to keep it).
+    pub fn cached_opens(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.cached_opens.load(Relaxed),
+            self.kept_opens.load(Relaxed),
+        )
     }
 
     /// (requests by kind, bytes read, bytes written).
@@ -134,6 +156,11 @@ pub struct StatsSnapshot {
     /// File bytes read and written through the mount.
     pub bytes_read: u64,
     pub bytes_written: u64,
+    /// Opens answered through the page cache, and of them those told to keep the kernel's
+    /// pages (the cache hits: the kernel reads nothing of the file from the daemon that it
+    /// still holds).
+    pub cached_opens: u64,
+    pub kept_opens: u64,
     /// Round trips to the store's servers (Ceph), `None` for a local store.
     pub round_trips: Option<RoundTrips>,
 }
@@ -157,6 +184,8 @@ impl fmt::Display for StatsSnapshot {
         }
         writeln!(f, "bytes_read: {}", self.bytes_read)?;
         writeln!(f, "bytes_written: {}", self.bytes_written)?;
+        writeln!(f, "opens_page_cache: {}", self.cached_opens)?;
+        writeln!(f, "opens_page_cache_kept: {}", self.kept_opens)?;
         if let Some(t) = &self.round_trips {
             writeln!(f, "store_round_trips: {}", t.ops)?;
             writeln!(f, "store_batches: {}", t.batches)?;
@@ -235,6 +264,8 @@ mod tests {
             requests: BTreeMap::from([("open", 3), ("read", 4)]),
             bytes_read: 4096,
             bytes_written: 0,
+            cached_opens: 2,
+            kept_opens: 1,
             round_trips: Some(RoundTrips {
                 ops: 9,
                 batches: 2,
@@ -253,6 +284,8 @@ mod tests {
             "requests_total: 7",
             "requests_open: 3",
             "bytes_read: 4096",
+            "opens_page_cache: 2",
+            "opens_page_cache_kept: 1",
             "store_round_trips: 9",
             "store_batches: 2",
             "store_batched_round_trips: 7",
