@@ -317,9 +317,8 @@ fn notifications_until(socket: &std::os::unix::net::UnixDatagram, want: &str) ->
     }
 }
 
-/// The daemon runs with glibc's mmap threshold at 1 MiB and huge pages for mapped chunks, which
-/// it sets by executing itself again with `MALLOC_MMAP_THRESHOLD_` and `GLIBC_TUNABLES`
-/// (`sys::malloc`): it is still the process that was started (the
+/// The daemon runs with glibc's mmap threshold at 1 MiB, which it sets by executing itself again
+/// with `MALLOC_MMAP_THRESHOLD_` (`sys::malloc`): it is still the process that was started (the
 /// main pid systemd watches, the pid file's), under the same command line and name.
 fn assert_pinned_and_unchanged(daemon: &Foreground, data: &Path) {
     let pid = daemon.child.id();
@@ -330,13 +329,6 @@ fn assert_pinned_and_unchanged(daemon: &Foreground, data: &Path) {
             .split(|&b| b == 0)
             .any(|v| v == b"MALLOC_MMAP_THRESHOLD_=1048576"),
         "{}",
-        String::from_utf8_lossy(&environ)
-    );
-    assert!(
-        environ
-            .split(|&b| b == 0)
-            .any(|v| v == b"GLIBC_TUNABLES=glibc.malloc.hugetlb=1"),
-        "transparent huge pages for big buffers: {}",
         String::from_utf8_lossy(&environ)
     );
     let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
