@@ -43,6 +43,11 @@ pub(super) fn catch_panics<T>(
     })
 }
 
+/// The TTL of names and attributes on a store nothing else changes (see `ttl_of`): a repeated
+/// `cat *` of 10,000 chunks, slower than the 1 s attribute TTL, sent a LOOKUP or GETATTR per
+/// file to revalidate what had not changed.
+const EXCLUSIVE_TTL: Duration = Duration::from_secs(60);
+
 impl FuseAdapter {
     /// Adapts `core`.
     pub fn new(core: Arc<ChunkFs>) -> Self {
@@ -50,12 +55,33 @@ impl FuseAdapter {
         FuseAdapter { core, ttl }
     }
 
-    /// How long the kernel may cache `a`: not at all while the file has writers open.
+    /// How long the kernel may cache `a`: not at all while the file has writers open; long on a
+    /// store nothing else changes (LevelDB: every change goes through this daemon, which drops
+    /// the kernel's attributes of a file at each commit, before close() returns, and the
+    /// kernel updates them itself at its truncates, utimes, renames and unlinks); one attribute
+    /// TTL where other clients change chunks (Ceph: close-to-open, `stat` as NFS does).
     pub(super) fn ttl_of(&self, a: &Attr) -> Duration {
         if a.volatile {
             Duration::ZERO
+        } else if self.core.config().whole_value_reads {
+            EXCLUSIVE_TTL
         } else {
             self.ttl
+        }
+    }
+
+    /// How long the kernel may keep the entry of a name it looked up, apart from its attributes
+    /// (`ttl_of`, zero while writers are open): long on a store nothing else changes (LevelDB,
+    /// which this daemon holds locked: its names change only by this mount's creates, unlinks
+    /// and renames, which the kernel makes itself and applies to its entries; an open of a name
+    /// the daemon moved to a new inode is answered ESTALE, on which the kernel looks the name up
+    /// again whatever the TTL); as the attributes where other clients change names (Ceph: a name
+    /// another mount removed must not stay, or a create of it here would open the removed chunk).
+    pub(super) fn entry_ttl_of(&self, a: &Attr) -> Duration {
+        if self.core.config().whole_value_reads {
+            EXCLUSIVE_TTL
+        } else {
+            self.ttl_of(a)
         }
     }
 

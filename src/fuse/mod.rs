@@ -67,7 +67,12 @@ impl fuser::Filesystem for FuseAdapter {
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.run("lookup", || self.core.lookup(parent.0, name, req.pid())) {
-            Ok(a) => reply.entry(&self.ttl_of(&a), &self.attr(&a), Generation(0)),
+            Ok(a) => reply.entry_with_ttls(
+                &self.ttl_of(&a),
+                &self.entry_ttl_of(&a),
+                &self.attr(&a),
+                Generation(0),
+            ),
             Err(e) if e.errno == libc::ENOENT => {
                 let (ttl, none) = self.negative_entry();
                 reply.entry(&ttl, &none, Generation(0));
