@@ -8,7 +8,13 @@ use super::handle::{Handle, View};
 use super::node::{Node, RangedView};
 use super::value::{ReadData, Value};
 use super::ChunkFs;
-use crate::store::{StoreError, Version};
+use crate::store::{SharedBytes, StoreError, Version};
+
+/// A value fetched whole: bytes of the daemon's own, or left in the store's buffer.
+enum Fetched {
+    Own(Vec<u8>),
+    Shared(SharedBytes),
+}
 
 impl ChunkFs {
     /// The whole value of `key` from the store, reserved in the budget before it is fetched
@@ -50,12 +56,15 @@ impl ChunkFs {
             log::warn!("memory held: {}", self.census());
             return Err(e);
         }
+        // LevelDB: the value stays in the buffer its C API returned (no copy into a Vec).
         let fetched = if self.ranged() {
             self.store
                 .read_version(key, 0, 0, None)
-                .map(|r| r.map(|r| (r.bytes, Some(r.version))))
+                .map(|r| r.map(|r| (Fetched::Own(r.bytes), Some(r.version))))
         } else {
-            self.store.get_chunk(key).map(|v| v.map(|v| (v, None)))
+            self.store
+                .get_chunk_bytes(key)
+                .map(|v| v.map(|v| (Fetched::Shared(v), None)))
         };
         let fetched = match fetched {
             Ok(v) => v,
@@ -66,7 +75,11 @@ impl ChunkFs {
         };
         match fetched {
             Some((bytes, version)) => {
-                Value::adopt(bytes, reserved, &self.budget, &label).map(|v| Some((v, version)))
+                let value = match bytes {
+                    Fetched::Own(b) => Value::adopt(b, reserved, &self.budget, &label),
+                    Fetched::Shared(b) => Value::adopt_shared(b, reserved, &self.budget, &label),
+                };
+                value.map(|v| Some((v, version)))
             }
             None => {
                 self.budget.release(reserved);

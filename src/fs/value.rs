@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::budget::Budget;
 use super::error::FsResult;
+use crate::store::SharedBytes;
 
 /// The most a write buffer's capacity runs ahead of its length: doubling costs O(n) copying in
 /// all, but on a 50 MiB file it would hold a 64 MiB reservation.
@@ -15,6 +16,9 @@ pub const GROWTH_STEP: u64 = 8 << 20;
 /// Bytes with their share of the budget.
 pub struct Value {
     bytes: Vec<u8>,
+    /// A value read whole and left in the store's own buffer (`bytes` is then empty); made a
+    /// `Vec` of its own, by a copy, before anything changes it.
+    shared: Option<SharedBytes>,
     /// The budget age its growth waits with (see `budget`).
     age: u64,
     /// Bytes of the budget this value holds: at least `bytes.capacity()`.
@@ -27,6 +31,7 @@ impl Value {
     pub fn empty(budget: &Arc<Budget>) -> Self {
         Value {
             bytes: Vec::new(),
+            shared: None,
             age: budget.ticket(),
             reserved: 0,
             budget: budget.clone(),
@@ -41,22 +46,61 @@ impl Value {
         budget: &Arc<Budget>,
         what: &dyn std::fmt::Display,
     ) -> FsResult<Self> {
-        let mut v = Value {
+        let mut v = Value::with_reservation(reserved, budget);
+        v.hold(bytes.capacity() as u64, what)?;
+        v.bytes = bytes;
+        Ok(v)
+    }
+
+    /// As [`Value::adopt`], for bytes left in the store's own buffer (`get_chunk_bytes`).
+    pub fn adopt_shared(
+        bytes: SharedBytes,
+        reserved: u64,
+        budget: &Arc<Budget>,
+        what: &dyn std::fmt::Display,
+    ) -> FsResult<Self> {
+        let mut v = Value::with_reservation(reserved, budget);
+        v.hold((*bytes).as_ref().len() as u64, what)?;
+        v.shared = Some(bytes);
+        Ok(v)
+    }
+
+    /// An empty value holding `reserved` bytes of the budget, taken beforehand.
+    fn with_reservation(reserved: u64, budget: &Arc<Budget>) -> Self {
+        Value {
             bytes: Vec::new(),
+            shared: None,
             age: budget.ticket(),
             reserved,
             budget: budget.clone(),
-        };
-        let need = bytes.capacity() as u64;
-        if need > v.reserved {
-            budget.reserve(need - v.reserved, what)?;
-            v.reserved = need;
-        } else {
-            budget.release(v.reserved - need);
-            v.reserved = need;
         }
-        v.bytes = bytes;
-        Ok(v)
+    }
+
+    /// Trims (or tops up) the reservation to `need`, the bytes about to be held.
+    fn hold(&mut self, need: u64, what: &dyn std::fmt::Display) -> FsResult<()> {
+        if need > self.reserved {
+            self.budget.reserve(need - self.reserved, what)?;
+        } else {
+            self.budget.release(self.reserved - need);
+        }
+        self.reserved = need;
+        Ok(())
+    }
+
+    /// The bytes, wherever they are.
+    fn data(&self) -> &[u8] {
+        match &self.shared {
+            Some(shared) => (**shared).as_ref(),
+            None => &self.bytes,
+        }
+    }
+
+    /// Makes shared bytes a `Vec` of this value's own (a copy, of the length already
+    /// reserved), before they change.
+    fn unshare(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            self.bytes = (*shared).as_ref().to_vec();
+        }
     }
 
     /// A copy of `data` for a request of age `age`, reserved before it is made (waiting for
@@ -70,6 +114,7 @@ impl Value {
         budget.reserve_wait(data.len() as u64, age, what)?;
         Ok(Value {
             bytes: data.to_vec(),
+            shared: None,
             age,
             reserved: data.len() as u64,
             budget: budget.clone(),
@@ -80,6 +125,7 @@ impl Value {
     /// at most [`GROWTH_STEP`]) up to `max`, and every byte of it is reserved before it is
     /// allocated.
     pub fn resize(&mut self, len: usize, max: u64, what: &dyn std::fmt::Display) -> FsResult<()> {
+        self.unshare();
         if len > self.bytes.capacity() {
             let cap = self.bytes.capacity() as u64;
             let grown = cap.saturating_mul(2).min(cap + GROWTH_STEP).min(max);
@@ -112,12 +158,16 @@ impl Value {
 
     /// Writes `data` at `offset`; the value must already be at least `offset + data.len()` long.
     pub fn write_at(&mut self, offset: usize, data: &[u8]) {
+        self.unshare();
         self.bytes[offset..offset + data.len()].copy_from_slice(data);
     }
 
     /// Gives back the reservation beyond the capacity in use.
     fn trim(&mut self) {
-        let cap = self.bytes.capacity() as u64;
+        let cap = match &self.shared {
+            Some(shared) => (**shared).as_ref().len() as u64,
+            None => self.bytes.capacity() as u64,
+        };
         if self.reserved > cap {
             self.budget.release(self.reserved - cap);
             self.reserved = cap;
@@ -126,18 +176,20 @@ impl Value {
 
     /// The byte span `[offset, offset + size)`, clamped to the end.
     fn span(&self, offset: u64, size: u32) -> std::ops::Range<usize> {
-        let start = (offset.min(self.bytes.len() as u64)) as usize;
-        let end = start.saturating_add(size as usize).min(self.bytes.len());
+        let len = self.data().len();
+        let start = (offset.min(len as u64)) as usize;
+        let end = start.saturating_add(size as usize).min(len);
         start..end
     }
 
     /// A copy of the bytes `[offset, offset + size)`, clamped to the end.
     pub fn slice(&self, offset: u64, size: u32) -> Vec<u8> {
-        self.bytes[self.span(offset, size)].to_vec()
+        self.data()[self.span(offset, size)].to_vec()
     }
 
     /// Moves the bytes out for a store call (the reservation stays with this value).
     pub fn take_bytes(&mut self) -> Vec<u8> {
+        self.unshare();
         std::mem::take(&mut self.bytes)
     }
 
@@ -145,12 +197,14 @@ impl Value {
     /// back (`Budget::release`) when the memory it stands for is free.
     pub fn into_reservation(mut self) -> u64 {
         self.bytes = Vec::new();
+        self.shared = None;
         std::mem::take(&mut self.reserved)
     }
 
     /// Puts back the bytes `take_bytes` moved out.
     pub fn put_bytes(&mut self, bytes: Vec<u8>) {
         debug_assert!(bytes.capacity() as u64 <= self.reserved);
+        self.shared = None;
         self.bytes = bytes;
     }
 }
@@ -174,7 +228,7 @@ impl Deref for ReadData {
 
     fn deref(&self) -> &[u8] {
         match self {
-            ReadData::Held(v, span) => &v.bytes[span.clone()],
+            ReadData::Held(v, span) => &v.data()[span.clone()],
             ReadData::Owned(b) => b,
         }
     }
@@ -184,7 +238,7 @@ impl Deref for Value {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        &self.bytes
+        self.data()
     }
 }
 
@@ -196,7 +250,7 @@ impl Drop for Value {
 
 impl std::fmt::Debug for Value {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Value({} bytes)", self.bytes.len())
+        write!(f, "Value({} bytes)", self.data().len())
     }
 }
 
@@ -224,6 +278,33 @@ mod tests {
         assert_eq!(b.used(), 10);
         drop(c);
         drop(v);
+        assert_eq!(b.used(), 0);
+    }
+
+    #[test]
+    fn a_value_left_in_the_store_buffer_reads_and_copies_before_it_changes() {
+        let b = Arc::new(Budget::new(1000, std::time::Duration::from_millis(10)));
+        b.reserve(200, &"t").unwrap();
+        let shared: SharedBytes = Box::new(vec![7u8; 50]);
+        let mut v = Value::adopt_shared(shared, 200, &b, &"t").unwrap();
+        assert_eq!(b.used(), 50, "the reservation trimmed to the bytes held");
+        assert_eq!(&v[..], &[7u8; 50][..]);
+        assert_eq!(v.slice(45, 10), vec![7u8; 5]);
+        b.reserve(3, &"t").unwrap();
+        let arc = Arc::new(Value::adopt_shared(Box::new(vec![1u8, 2, 3]), 3, &b, &"t").unwrap());
+        assert_eq!(b.used(), 53);
+        assert_eq!(&*ReadData::held(&arc, 1, 5), &[2u8, 3][..]);
+        v.write_at(0, &[9]);
+        assert_eq!(v[0], 9);
+        assert_eq!(&v[1..], &[7u8; 49][..]);
+        assert_eq!(v.take_bytes().len(), 50);
+        assert_eq!(
+            b.used(),
+            53,
+            "the copy made before the change is what was reserved"
+        );
+        drop(v);
+        drop(arc);
         assert_eq!(b.used(), 0);
     }
 }

@@ -17,6 +17,10 @@ pub use error::{Result, StoreError};
 
 use crate::config::{Backend, Config};
 
+/// Bytes a store hands out in an allocation of its own (LevelDB's C API returns each value in a
+/// buffer it allocated), read-only: kept as they are instead of copied into a `Vec`.
+pub type SharedBytes = Box<dyn AsRef<[u8]> + Send + Sync>;
+
 /// One item of a batch call: the key, and after the call its value, whether it was found (`ok`)
 /// and the error that concerned this chunk alone, if any.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -125,6 +129,12 @@ pub trait Cloudstore: Send + Sync {
 
     /// GetChunk: the whole value of `key`, `None` when the key is missing.
     fn get_chunk(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    /// GetChunk into bytes the store may keep in its own allocation (no copy into a `Vec`):
+    /// for values read whole and then only read.
+    fn get_chunk_bytes(&self, key: &[u8]) -> Result<Option<SharedBytes>> {
+        Ok(self.get_chunk(key)?.map(|v| Box::new(v) as SharedBytes))
+    }
 
     /// GetChunkBatch: reads every item's key into its `value`/`ok`/`error`.
     fn get_chunk_batch(&self, chunks: &mut [RawChunk]) -> Result<()>;

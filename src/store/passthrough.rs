@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{
-    Capabilities, ChunkList, Cloudstore, RawChunk, Result, RoundTrips, SpaceInfo, Version,
-    VersionedRange,
+    Capabilities, ChunkList, Cloudstore, RawChunk, Result, RoundTrips, SharedBytes, SpaceInfo,
+    Version, VersionedRange,
 };
 
 /// A call on its way to the inner store: the operation and the keys it concerns.
@@ -142,6 +142,10 @@ impl<H: Hook> Cloudstore for PassThrough<H> {
     fn get_chunk(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let op = self.before(Call::Get(key))?;
         self.forward(op, |s| s.get_chunk(key))
+    }
+    fn get_chunk_bytes(&self, key: &[u8]) -> Result<Option<SharedBytes>> {
+        let op = self.before(Call::Get(key))?;
+        self.forward(op, |s| s.get_chunk_bytes(key))
     }
     fn get_chunk_batch(&self, chunks: &mut [RawChunk]) -> Result<()> {
         let op = self.before(Call::GetBatch(chunks))?;

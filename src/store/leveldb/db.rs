@@ -18,6 +18,40 @@ use leveldb_sys as sys;
 mod iter;
 pub use iter::{Iter, Snapshot};
 
+/// A value as LevelDB's C API returned it: a buffer it allocated (`malloc`, freed with
+/// `leveldb_free`), owned here and only read.
+pub struct Value {
+    ptr: ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a plain heap buffer owned by this value alone; nothing else refers to it.
+unsafe impl Send for Value {}
+// SAFETY: only ever read (no interior mutability).
+unsafe impl Sync for Value {}
+
+impl std::ops::Deref for Value {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // SAFETY: LevelDB returned `len` initialised bytes at `ptr`, freed only in Drop.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl AsRef<[u8]> for Value {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl Drop for Value {
+    fn drop(&mut self) {
+        // SAFETY: allocated by LevelDB's C API for this value, freed once.
+        unsafe { sys::leveldb_free(self.ptr.as_ptr() as *mut c_void) };
+    }
+}
+
 /// An error from LevelDB, with its message as LevelDB gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error(pub String);
@@ -228,13 +262,28 @@ impl Db {
         self.get_with(self.read_uncached, key)
     }
 
+    /// As [`Db::get_uncached`], the value left in the buffer LevelDB's C API allocated for it
+    /// (no copy into a `Vec`).
+    pub fn get_uncached_value(&self, key: &[u8]) -> Result<Option<Value>, Error> {
+        self.get_value(self.read_uncached, key)
+    }
+
     fn get_with(
         &self,
         read: *const sys::leveldb_readoptions_t,
         key: &[u8],
     ) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.get_value(read, key)?.map(|v| v.to_vec()))
+    }
+
+    fn get_value(
+        &self,
+        read: *const sys::leveldb_readoptions_t,
+        key: &[u8],
+    ) -> Result<Option<Value>, Error> {
         let mut len: usize = 0;
-        // SAFETY: key is valid for its length; the returned buffer is copied, then freed.
+        // SAFETY: key is valid for its length; the returned buffer is owned by the `Value`,
+        // which frees it.
         let buf = check(|err| unsafe {
             sys::leveldb_get(
                 self.raw,
@@ -245,12 +294,7 @@ impl Db {
                 err,
             )
         })?;
-        if buf.is_null() {
-            return Ok(None);
-        }
-        let value = unsafe { std::slice::from_raw_parts(buf as *const u8, len) }.to_vec();
-        unsafe { sys::leveldb_free(buf as *mut c_void) };
-        Ok(Some(value))
+        Ok(ptr::NonNull::new(buf as *mut u8).map(|ptr| Value { ptr, len }))
     }
 
     /// Stores `value` under `key`; with `sync`, the log is fsynced before this returns.

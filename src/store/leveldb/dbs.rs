@@ -86,6 +86,16 @@ pub(super) fn sync_dbs(d: &Dbs) -> Result<()> {
         .map_err(|e| ldb_err("sync index", b"", e))
 }
 
+impl Dbs {
+    /// As [`Dbs::read`], the value left in LevelDB's own buffer.
+    pub(super) fn read_value(&self, key: &[u8]) -> Result<Option<super::db::Value>> {
+        self.value_reads.fetch_add(1, Ordering::Relaxed);
+        self.data
+            .get_uncached_value(key)
+            .map_err(|e| ldb_err("get", key, e))
+    }
+}
+
 impl super::listing::ReadValue for Dbs {
     fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Dbs::read(self, key)

@@ -50,7 +50,8 @@ use open::open_db;
 pub use open::{inspect_data_dir, DataDir};
 
 use super::{
-    check_chunk, Capabilities, ChunkList, Cloudstore, RawChunk, Result, SpaceInfo, StoreError,
+    check_chunk, Capabilities, ChunkList, Cloudstore, RawChunk, Result, SharedBytes, SpaceInfo,
+    StoreError,
 };
 use crate::config::{Compression, Config};
 
@@ -218,6 +219,13 @@ impl Cloudstore for LevelDbStore {
 
     fn get_chunk(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.dbs()?.read(key)
+    }
+
+    fn get_chunk_bytes(&self, key: &[u8]) -> Result<Option<SharedBytes>> {
+        Ok(self
+            .dbs()?
+            .read_value(key)?
+            .map(|v| Box::new(v) as SharedBytes))
     }
 
     fn get_chunk_batch(&self, chunks: &mut [RawChunk]) -> Result<()> {
