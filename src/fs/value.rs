@@ -125,6 +125,18 @@ impl Value {
     /// at most [`GROWTH_STEP`]) up to `max`, and every byte of it is reserved before it is
     /// allocated.
     pub fn resize(&mut self, len: usize, max: u64, what: &dyn std::fmt::Display) -> FsResult<()> {
+        self.grow_to(len, max, what)?;
+        self.bytes.resize(len, 0);
+        if len == 0 && self.bytes.capacity() > 0 {
+            // A truncation to nothing (O_TRUNC, `: > file`) gives the memory back.
+            self.bytes = Vec::new();
+            self.trim();
+        }
+        Ok(())
+    }
+
+    /// Makes room for `len` bytes (see `resize`), reserved first; the length stays.
+    fn grow_to(&mut self, len: usize, max: u64, what: &dyn std::fmt::Display) -> FsResult<()> {
         self.unshare();
         if len > self.bytes.capacity() {
             let cap = self.bytes.capacity() as u64;
@@ -137,11 +149,29 @@ impl Value {
             }
             self.bytes.reserve_exact(cap as usize - self.bytes.len());
         }
-        self.bytes.resize(len, 0);
-        if len == 0 && self.bytes.capacity() > 0 {
-            // A truncation to nothing (O_TRUNC, `: > file`) gives the memory back.
-            self.bytes = Vec::new();
-            self.trim();
+        Ok(())
+    }
+
+    /// Writes `data` at `offset`, growing the value to its end if need be (a gap before
+    /// `offset` reads as zeros). Bytes that land past the end are appended, not zero-filled
+    /// first and then overwritten (a sequential writer's bytes are copied once).
+    pub fn write(
+        &mut self,
+        offset: usize,
+        data: &[u8],
+        max: u64,
+        what: &dyn std::fmt::Display,
+    ) -> FsResult<()> {
+        let end = offset + data.len();
+        self.grow_to(end, max, what)?;
+        let len = self.bytes.len();
+        if offset >= len {
+            self.bytes.resize(offset, 0);
+            self.bytes.extend_from_slice(data);
+        } else {
+            let overlap = (end.min(len)) - offset;
+            self.bytes[offset..offset + overlap].copy_from_slice(&data[..overlap]);
+            self.bytes.extend_from_slice(&data[overlap..]);
         }
         Ok(())
     }
@@ -279,6 +309,30 @@ mod tests {
         drop(c);
         drop(v);
         assert_eq!(b.used(), 0);
+    }
+
+    #[test]
+    fn writes_land_as_resize_and_copy_would_place_them() {
+        let b = Arc::new(Budget::new(1 << 20, std::time::Duration::from_millis(10)));
+        let mut v = Value::empty(&b);
+        let mut model: Vec<u8> = Vec::new();
+        for (offset, len, byte) in [
+            (0, 5, 1u8),
+            (5, 3, 2),
+            (2, 2, 3),
+            (12, 4, 4),
+            (10, 8, 5),
+            (20, 0, 6),
+        ] {
+            v.write(offset, &vec![byte; len], 1 << 20, &"t").unwrap();
+            let end = offset + len;
+            if end > model.len() {
+                model.resize(end, 0);
+            }
+            model[offset..end].fill(byte);
+            assert_eq!(&v[..], &model[..], "after writing {len} at {offset}");
+            assert!(b.used() as usize >= v.bytes.capacity());
+        }
     }
 
     #[test]

@@ -71,10 +71,7 @@ impl ChunkFs {
                 );
                 return Err(FsError::new(libc::EFBIG, "write: file too large").logged());
             }
-            if end > len {
-                new.value.resize(end as usize, max, &label)?;
-            }
-            new.value.write_at(offset as usize, data);
+            new.value.write(offset as usize, data, max, &label)?;
             new.changed();
             Ok(())
         })();
