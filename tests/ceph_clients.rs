@@ -272,7 +272,19 @@ fn rados_rm_under_an_open_reader_is_an_error() {
             "the read failed with {e}, not ESTALE or EIO"
         ),
     }
-    let e = fs::metadata(m.path("c301")).expect_err("c301 after rados rm");
+    // The reader's close returned, but the kernel sends its RELEASE on its own time (a cached
+    // reader has no FLUSH): until it arrives, the daemon answers a stat of the inode with the
+    // size its cached reader's pages have (the kernel keeps one size per inode). Then ENOENT.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let e = loop {
+        match fs::metadata(m.path("c301")) {
+            Err(e) => break e,
+            Ok(meta) if std::time::Instant::now() >= deadline => {
+                panic!("c301 2 s after rados rm and the reader's close: {meta:?}")
+            }
+            Ok(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+        }
+    };
     assert_eq!(errno(&e), libc::ENOENT, "stat of c301 after rados rm: {e}");
 }
 
