@@ -275,19 +275,17 @@ impl Config {
         // Ceph one (the request), LevelDB two (the batch, the memtable) and, for a value as big
         // as its write buffer, three (the memtable and the table block it is written out to,
         // grown to twice its size), the write buffer being freed once the batch holds it.
-        let (copies, held) = match self.backend {
+        let (copies, times, besides) = match self.backend {
             Backend::Leveldb if self.max_chunk_size >= self.write_buffer_size => {
-                (3, "three times (and snappy's buffer)")
+                (3, "three times", " (and snappy's buffer)")
             }
-            _ => (2, "twice"),
+            _ => (2, "twice", ""),
         };
         if self.memory_budget < self.max_chunk_size.saturating_mul(copies) {
             out.push(format!(
-                "memory_budget ({}) is less than {} max_chunk_size ({}): a value near the \
-                 maximum is held {held} while it is committed and may fail with ENOMEM",
-                self.memory_budget,
-                if copies == 3 { "three times" } else { "twice" },
-                self.max_chunk_size
+                "memory_budget ({}) is less than {times} max_chunk_size ({}): a value near the \
+                 maximum is held {times}{besides} while it is committed and may fail with ENOMEM",
+                self.memory_budget, self.max_chunk_size
             ));
         }
         out

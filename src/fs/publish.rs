@@ -43,7 +43,8 @@ impl ChunkFs {
         // (and before the namespace lock, so that a rename never waits behind the budget).
         // (A scratch file's value stays in the daemon: one copy, as its rename onto a chunk
         // name makes.)
-        let cost = if self.is_scratch(h.ino) {
+        let scratch = self.is_scratch(h.ino);
+        let cost = if scratch {
             len
         } else {
             self.store.write_cost(len, give_up)
@@ -57,7 +58,7 @@ impl ChunkFs {
         let mut taken = 0;
         let result = self.publish_reserved(h, hs, share, give_up, &mut taken);
         let held = cost + taken;
-        if result.is_ok() && !self.is_scratch(h.ino) && self.store.holds_after_write(len) {
+        if result.is_ok() && !scratch && self.store.holds_after_write(len) {
             self.write_outs.start(&self.store, &self.budget, held);
         } else {
             self.budget.release(held);

@@ -87,6 +87,21 @@ pub trait Hook: Send + Sync {
     fn list(&self, inner: &dyn Cloudstore, after: Option<&[u8]>) -> Result<ChunkList> {
         inner.list(after)
     }
+
+    /// What writing a value costs in memory ([`Cloudstore::write_cost`]), given the inner store.
+    fn write_cost(&self, inner: &dyn Cloudstore, len: u64, owned: bool) -> u64 {
+        inner.write_cost(len, owned)
+    }
+
+    /// Whether a commit leaves copies to write out ([`Cloudstore::holds_after_write`]).
+    fn holds_after_write(&self, inner: &dyn Cloudstore, len: u64) -> bool {
+        inner.holds_after_write(len)
+    }
+
+    /// The write-out ([`Cloudstore::write_out`]), given the inner store.
+    fn write_out(&self, inner: &dyn Cloudstore) {
+        inner.write_out()
+    }
 }
 
 /// Forwards every call to `inner`, through `hook`. Derefs to the hook, so the hook's
@@ -164,13 +179,13 @@ impl<H: Hook> Cloudstore for PassThrough<H> {
         self.forward(op, |s| s.set_chunk_owned(key, value))
     }
     fn write_cost(&self, len: u64, owned: bool) -> u64 {
-        self.inner.write_cost(len, owned)
+        self.hook.write_cost(&*self.inner, len, owned)
     }
     fn holds_after_write(&self, len: u64) -> bool {
-        self.inner.holds_after_write(len)
+        self.hook.holds_after_write(&*self.inner, len)
     }
     fn write_out(&self) {
-        self.inner.write_out()
+        self.hook.write_out(&*self.inner)
     }
     fn set_chunk_batch(&self, chunks: &mut [RawChunk]) -> Result<()> {
         let op = self.before(Call::SetBatch(chunks))?;

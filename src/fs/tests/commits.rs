@@ -62,10 +62,10 @@ fn commit_all_has_several_commits_in_flight() {
     }
 }
 
-/// A store that, like LevelDB with a value as big as its write buffer, holds copies of a value
-/// after its commit until `write_out`, which waits here until the test lets it go.
+/// Makes a store act like LevelDB with a value as big as its write buffer: it holds copies of a
+/// value after its commit until `write_out`, which waits here until the test lets it go.
+#[derive(Default)]
 struct HoldsAfterWrite {
-    inner: MemoryStore,
     gate: parking_lot::Mutex<bool>,
     opened: parking_lot::Condvar,
     writes_out: AtomicUsize,
@@ -78,47 +78,14 @@ impl HoldsAfterWrite {
     }
 }
 
-impl Cloudstore for HoldsAfterWrite {
-    fn backend(&self) -> &'static str {
-        "holds-after-write"
-    }
-    fn get_chunk(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
-        self.inner.get_chunk(key)
-    }
-    fn get_chunk_batch(&self, chunks: &mut [RawChunk]) -> StoreResult<()> {
-        self.inner.get_chunk_batch(chunks)
-    }
-    fn get_chunk_with_range(&self, key: &[u8], s: u64, e: u64) -> StoreResult<Option<Vec<u8>>> {
-        self.inner.get_chunk_with_range(key, s, e)
-    }
-    fn set_chunk(&self, key: &[u8], value: &[u8]) -> StoreResult<()> {
-        self.inner.set_chunk(key, value)
-    }
-    fn set_chunk_batch(&self, chunks: &mut [RawChunk]) -> StoreResult<()> {
-        self.inner.set_chunk_batch(chunks)
-    }
-    fn close(&self) -> StoreResult<()> {
-        self.inner.close()
-    }
-    fn stat(&self, key: &[u8]) -> StoreResult<Option<u64>> {
-        self.inner.stat(key)
-    }
-    fn delete(&self, key: &[u8]) -> StoreResult<bool> {
-        self.inner.delete(key)
-    }
-    fn list(&self, after: Option<&[u8]>) -> StoreResult<ChunkList> {
-        self.inner.list(after)
-    }
-    fn sync(&self) -> StoreResult<()> {
-        self.inner.sync()
-    }
-    fn write_cost(&self, len: u64, _owned: bool) -> u64 {
+impl Hook for HoldsAfterWrite {
+    fn write_cost(&self, _inner: &dyn Cloudstore, len: u64, _owned: bool) -> u64 {
         3 * len
     }
-    fn holds_after_write(&self, len: u64) -> bool {
+    fn holds_after_write(&self, _inner: &dyn Cloudstore, len: u64) -> bool {
         len >= 1000
     }
-    fn write_out(&self) {
+    fn write_out(&self, _inner: &dyn Cloudstore) {
         self.writes_out.fetch_add(1, Ordering::SeqCst);
         let mut open = self.gate.lock();
         while !*open {
@@ -132,12 +99,7 @@ impl Cloudstore for HoldsAfterWrite {
 /// for it; commits made meanwhile share the next write-out), and the unmount waits for it.
 #[test]
 fn a_write_out_holds_its_budget_until_done_and_the_unmount_waits_for_it() {
-    let store = Arc::new(HoldsAfterWrite {
-        inner: MemoryStore::new(MAX),
-        gate: Default::default(),
-        opened: Default::default(),
-        writes_out: AtomicUsize::new(0),
-    });
+    let store = Arc::new(PassThrough::wrap(mem(), HoldsAfterWrite::default()));
     let fs = Arc::new(fs_over(store.clone()));
     let (_, small) = fs.create(ROOT_INO, n("01"), CREATE, 0).unwrap();
     fs.write(small, 0, &[1; 999]).unwrap();

@@ -254,16 +254,11 @@ impl Db {
         self.get_with(self.read, key)
     }
 
-    /// The value of `key`, `None` when missing, leaving the block cache as it was: the block
-    /// read for it is freed once the value is copied out. For values (chunks) of several KiB
-    /// and more, one block each, caching the block would keep a second copy of what the kernel's
-    /// page cache holds anyway (the table file's pages), up to `cache_bytes` of RSS.
-    pub fn get_uncached(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        self.get_with(self.read_uncached, key)
-    }
-
-    /// As [`Db::get_uncached`], the value left in the buffer LevelDB's C API allocated for it
-    /// (no copy into a `Vec`).
+    /// The value of `key`, `None` when missing, in the buffer LevelDB's C API allocated for it
+    /// (no copy into a `Vec`), leaving the block cache as it was: the block read for it is
+    /// freed once the value is copied out. For values (chunks) of several KiB and more, one
+    /// block each, caching the block would keep a second copy of what the kernel's page cache
+    /// holds anyway (the table file's pages), up to `cache_bytes` of RSS.
     pub fn get_uncached_value(&self, key: &[u8]) -> Result<Option<Value>, Error> {
         self.get_value(self.read_uncached, key)
     }
@@ -357,7 +352,7 @@ impl Db {
     }
 
     /// The value of `key` as it was when `snapshot` was taken, `None` when it was missing
-    /// then; like [`Db::get_uncached`], the block cache is left as it was.
+    /// then; like [`Db::get_uncached_value`], the block cache is left as it was.
     pub fn get_at(&self, snapshot: &Snapshot, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
         assert!(ptr::eq(self, &*snapshot.db), "snapshot of another db");
         // SAFETY: read options made for this call, destroyed after it; the snapshot is live.

@@ -67,12 +67,7 @@ impl Dbs {
     }
 
     pub(super) fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.value_reads.fetch_add(1, Ordering::Relaxed);
-        // Uncached: the block cache would hold a copy of every value read (up to cache_size of
-        // RSS); the table's pages stay in the kernel's page cache instead (issue 14).
-        self.data
-            .get_uncached(key)
-            .map_err(|e| ldb_err("get", key, e))
+        Ok(self.read_value(key)?.map(|v| v.to_vec()))
     }
 }
 
@@ -87,7 +82,9 @@ pub(super) fn sync_dbs(d: &Dbs) -> Result<()> {
 }
 
 impl Dbs {
-    /// As [`Dbs::read`], the value left in LevelDB's own buffer.
+    /// As [`Dbs::read`], the value left in LevelDB's own buffer. Uncached: the block cache would
+    /// hold a copy of every value read (up to cache_size of RSS); the table's pages stay in the
+    /// kernel's page cache instead (issue 14).
     pub(super) fn read_value(&self, key: &[u8]) -> Result<Option<super::db::Value>> {
         self.value_reads.fetch_add(1, Ordering::Relaxed);
         self.data

@@ -274,7 +274,7 @@ impl Cloudstore for LevelDbStore {
     /// An owned value is freed once the batch holds it, so the caller's copy is one of these.
     fn write_cost(&self, len: u64, owned: bool) -> u64 {
         let caller = if owned { len } else { 0 };
-        let held = if len < self.write_buffer_size {
+        let held = if !self.holds_after_write(len) {
             2 * len
         } else if self.compression {
             3 * len + len / 6 + 32
